@@ -1,0 +1,18 @@
+# tcpstat: see README.md.
+GO ?= go
+
+.PHONY: build generate test bench lint
+build:
+	$(GO) build -o bin/tcpstat ./cmd/tcpstat
+
+# Regenerate the BPF objects with Debian's clang and libbpf-dev headers.
+generate:
+	$(GO) generate ./internal/tracer
+
+# Unit tests always; the privileged tests run when root (CI is root).
+test:
+	$(GO) test -count=1 ./...
+
+lint:
+	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+	$(GO) vet ./...
