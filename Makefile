@@ -1,7 +1,7 @@
 # tcpstat: see README.md.
 GO ?= go
 
-.PHONY: build generate test bench lint
+.PHONY: build generate test bench lint test-kernels
 build:
 	$(GO) build -o bin/tcpstat ./cmd/tcpstat
 
@@ -16,3 +16,10 @@ test:
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
 	$(GO) vet ./...
+
+# Run the tests (as root) in Debian kernels 5.10, 6.1, 6.12, newest stable
+# and newest rc under QEMU; see test/kernels. KERNELS_FLAGS picks kernels,
+# packages or tests, e.g. KERNELS_FLAGS='-kernels 5.10 -pkgs ./internal/tracer'.
+KERNELS_FLAGS ?=
+test-kernels:
+	$(GO) run ./test/kernels $(KERNELS_FLAGS)

@@ -2,10 +2,12 @@ module github.com/tcpstat/tcpstat
 
 go 1.26.8
 
-require github.com/urfave/cli/v2 v2.27.7
+require (
+	github.com/cilium/ebpf v0.20.0
+	github.com/urfave/cli/v2 v2.27.7
+)
 
 require (
-	github.com/cilium/ebpf v0.20.0 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// marker starts every line the guest's /init writes about its own
+// progress on the test port, so they are never confused with test output.
+const marker = "@@kernels "
+
+// testPackage is one Go package whose tests run in the guest.
+type testPackage struct {
+	ImportPath string
+	Dir        string // host source directory (testdata lives there)
+	Rel        string // directory relative to the module root: the path in the guest
+	Binary     string // static test binary on the host
+}
+
+// guestOptions say what the guest runs and how.
+type guestOptions struct {
+	Packages    []testPackage
+	Tcpstat     string // static tcpstat binary, "" when it cannot be built
+	Doctor      bool   // whether that binary has a doctor command
+	TestTimeout time.Duration
+	TestFlags   []string // extra -test.* flags for every binary
+}
+
+// listTestPackages returns the packages matching patterns that have test
+// files, with their directories, from the module root.
+func listTestPackages(ctx context.Context, root string, patterns []string) ([]testPackage, error) {
+	args := append([]string{"list", "-json=ImportPath,Dir,TestGoFiles,XTestGoFiles"}, patterns...)
+	out, err := runTool(ctx, root, "go", args...)
+	if err != nil {
+		return nil, fmt.Errorf("list packages: %w", err)
+	}
+	var pkgs []testPackage
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p struct {
+			ImportPath, Dir           string
+			TestGoFiles, XTestGoFiles []string
+		}
+		if err := dec.Decode(&p); err != nil {
+			return nil, fmt.Errorf("read go list output: %w", err)
+		}
+		if len(p.TestGoFiles)+len(p.XTestGoFiles) == 0 {
+			continue
+		}
+		rel, err := filepath.Rel(root, p.Dir)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			return nil, fmt.Errorf("package %s is outside the module at %s", p.ImportPath, root)
+		}
+		pkgs = append(pkgs, testPackage{ImportPath: p.ImportPath, Dir: p.Dir, Rel: filepath.ToSlash(rel)})
+	}
+	return pkgs, nil
+}
+
+// buildTestBinaries compiles static test binaries for pkgs into dir.
+func buildTestBinaries(ctx context.Context, root, dir string, pkgs []testPackage) error {
+	for i := range pkgs {
+		p := &pkgs[i]
+		p.Binary = filepath.Join(dir, fmt.Sprintf("%02d-%s.test", i, path.Base(p.ImportPath)))
+		if err := goBuild(ctx, root, "test", "-c", "-o", p.Binary, p.ImportPath); err != nil {
+			return fmt.Errorf("build tests of %s: %w", p.ImportPath, err)
+		}
+	}
+	return nil
+}
+
+// buildTcpstat compiles the static tcpstat binary and reports whether it
+// has a doctor command yet (the guest runs it when it does).
+func buildTcpstat(ctx context.Context, root, dst string) (doctor bool, err error) {
+	if err := goBuild(ctx, root, "build", "-o", dst, "./cmd/tcpstat"); err != nil {
+		return false, fmt.Errorf("build tcpstat: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, dst, "doctor", "--help").Run() == nil, nil
+}
+
+func goBuild(ctx context.Context, root string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return nil
+}
+
+// initScript is the guest's PID 1: it mounts what the tests need, brings
+// loopback up (it is down in a fresh VM and dials would hang), runs every
+// test binary from its package directory (testdata is relative to it),
+// then tcpstat doctor, and powers off.
+func initScript(o guestOptions) string {
+	var b strings.Builder
+	b.WriteString(`#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin HOME=/root TMPDIR=/tmp
+mkdir -p /proc /sys /dev /tmp /root /run
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+stty -F /dev/ttyS1 raw -echo
+exec 3>/dev/ttyS1
+say() { echo "` + marker + `$*" >&3; }
+need() { "$@" || say warn "failed: $*"; }
+need mount -t tracefs tracefs /sys/kernel/tracing
+need mount -t debugfs debugfs /sys/kernel/debug
+need mount -t bpf bpf /sys/fs/bpf
+need mount -t cgroup2 cgroup2 /sys/fs/cgroup
+need mount -t tmpfs tmpfs /tmp
+need ip link set lo up
+say uname "$(uname -r)"
+`)
+	flags := append([]string{"-test.v=test2json", "-test.timeout=" + o.TestTimeout.String()}, o.TestFlags...)
+	for _, p := range o.Packages {
+		fmt.Fprintf(&b, "say begin %s\n", p.ImportPath)
+		fmt.Fprintf(&b, "(cd /src/%s && exec ./%s %s) >&3 2>&3\n", p.Rel, filepath.Base(p.Binary), shellQuote(flags))
+		fmt.Fprintf(&b, "say end %s $?\n", p.ImportPath)
+	}
+	if o.Tcpstat != "" && o.Doctor {
+		b.WriteString("say doctor-begin\n/bin/tcpstat doctor >&3 2>&3\nsay doctor-end $?\n")
+	}
+	b.WriteString("say done\nsync\npoweroff -f\n")
+	return b.String()
+}
+
+func shellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
+
+// writeInitramfs packs busybox, /init, tcpstat and each package's test
+// binary with its testdata into an uncompressed cpio archive at dst.
+func writeInitramfs(dst, busybox string, o guestOptions) error {
+	f, err := os.Create(dst)
+	if err != nil {
+		return fmt.Errorf("create initramfs: %w", err)
+	}
+	c := newCPIOWriter(f)
+	err = func() error {
+		for _, d := range []string{"proc", "sys", "dev", "tmp", "root", "run"} {
+			if err := c.mkdirAll(d); err != nil {
+				return err
+			}
+		}
+		if err := c.copyFile("bin/busybox", busybox); err != nil {
+			return fmt.Errorf("add busybox: %w", err)
+		}
+		if err := c.symlink("bin/sh", "busybox"); err != nil {
+			return err
+		}
+		if err := c.file("init", 0o755, []byte(initScript(o))); err != nil {
+			return err
+		}
+		if o.Tcpstat != "" {
+			if err := c.copyFile("bin/tcpstat", o.Tcpstat); err != nil {
+				return fmt.Errorf("add tcpstat: %w", err)
+			}
+		}
+		for _, p := range o.Packages {
+			dir := path.Join("src", p.Rel)
+			if err := c.copyFile(path.Join(dir, filepath.Base(p.Binary)), p.Binary); err != nil {
+				return fmt.Errorf("add tests of %s: %w", p.ImportPath, err)
+			}
+			td := filepath.Join(p.Dir, "testdata")
+			if st, err := os.Stat(td); err == nil && st.IsDir() {
+				if err := c.copyTree(path.Join(dir, "testdata"), td); err != nil {
+					return fmt.Errorf("add testdata of %s: %w", p.ImportPath, err)
+				}
+			}
+		}
+		return c.close()
+	}()
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write initramfs: %w", err)
+	}
+	return nil
+}
+
+// bootResult is what one VM run left behind.
+type bootResult struct {
+	Duration time.Duration
+	TimedOut bool
+	ExitErr  error  // QEMU's own failure, if any
+	Console  string // path of the kernel console log
+	Output   string // path of the test port log
+}
+
+// boot runs vmlinux with the initramfs under QEMU TCG until the guest
+// powers off or timeout passes. The kernel console goes to the first
+// serial port, the tests' output to the second.
+func boot(ctx context.Context, vmlinux, initramfs, outDir string, timeout time.Duration) bootResult {
+	res := bootResult{
+		Console: filepath.Join(outDir, "console.log"),
+		Output:  filepath.Join(outDir, "tests.log"),
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
+		"-M", "pc", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "1024M",
+		"-nodefaults", "-display", "none", "-no-reboot",
+		"-kernel", vmlinux, "-initrd", initramfs,
+		"-append", "console=ttyS0 panic=-1 rdinit=/init",
+		"-serial", "file:"+res.Console,
+		"-serial", "file:"+res.Output,
+	)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	res.Duration = time.Since(start)
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		res.TimedOut = true
+	case err != nil:
+		res.ExitErr = fmt.Errorf("qemu: %w: %s", err, lastLines(stderr.String(), 5))
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		res.ExitErr = errors.New("interrupted")
+	}
+	return res
+}
