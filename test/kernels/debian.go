@@ -134,7 +134,7 @@ func (r *aptRepo) update(ctx context.Context) error {
 			r.err = fmt.Errorf("write apt sources for %s: %w", r.suite, err)
 			return
 		}
-		args := append(r.aptOptions(), "-q", "update")
+		args := append(r.aptOptions(), "-q", "--error-on=any", "update")
 		if _, err := runTool(ctx, "", "apt-get", args...); err != nil {
 			r.err = fmt.Errorf("apt-get update for %s: %w", r.suite, err)
 		}

@@ -267,7 +267,8 @@ func (r *kernelRun) status(name string) string {
 	return "—"
 }
 
-// counts are over top-level tests.
+// counts are over top-level tests; a test without a result counts as
+// failed here, and the kernel's result says why (INFRA).
 func (r *kernelRun) counts() (pass, fail, skip int) {
 	if r.Report == nil {
 		return
