@@ -128,9 +128,9 @@ say uname "$(uname -r)"
 `)
 	flags := append([]string{"-test.v=test2json", "-test.timeout=" + o.TestTimeout.String()}, o.TestFlags...)
 	for _, p := range o.Packages {
-		fmt.Fprintf(&b, "say begin %s\n", p.ImportPath)
+		fmt.Fprintf(&b, "say begin %s\n", p.Rel)
 		fmt.Fprintf(&b, "(cd /src/%s && exec ./%s %s) >&3 2>&3\n", p.Rel, filepath.Base(p.Binary), shellQuote(flags))
-		fmt.Fprintf(&b, "say end %s $?\n", p.ImportPath)
+		fmt.Fprintf(&b, "say end %s $?\n", p.Rel)
 	}
 	if o.Tcpstat != "" && o.Doctor {
 		b.WriteString("say doctor-begin\n/bin/tcpstat doctor >&3 2>&3\nsay doctor-end $?\n")

@@ -30,14 +30,14 @@ func classify(r *kernelRun, g guestOptions) {
 	for _, p := range rep.Packages {
 		for _, t := range p.Tests {
 			if t.Status == statusFail {
-				r.Failed = append(r.Failed, p.ImportPath+" "+t.Name)
+				r.Failed = append(r.Failed, p.Package+" "+t.Name)
 			}
 		}
 	}
 	var running string
 	for _, p := range rep.Packages {
 		if !p.Finished {
-			running = p.ImportPath
+			running = p.Package
 		}
 	}
 	during := ""
@@ -100,7 +100,7 @@ func writeKernelArtifacts(r *kernelRun) error {
 	for _, p := range r.Report.Packages {
 		for _, t := range p.Tests {
 			if t.Status == statusFail || t.Status == statusNoResult {
-				fmt.Fprintf(&b, "=== %s %s: %s\n%s\n\n", p.ImportPath, t.Name, t.Status, strings.Join(t.Output, "\n"))
+				fmt.Fprintf(&b, "=== %s %s: %s\n%s\n\n", p.Package, t.Name, t.Status, strings.Join(t.Output, "\n"))
 			}
 		}
 	}
@@ -185,9 +185,8 @@ func (m matrix) markdown() string {
 				rel = r.Kernel.Release
 			}
 		}
-		pass, fail, skip := r.counts()
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d passed, %d failed, %d skipped | %.1f s |\n",
-			r.Spec.Label, pkg, ver, rel, r.result(), pass, fail, skip, r.Boot.Duration.Seconds())
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.1f s |\n",
+			r.Spec.Label, pkg, ver, rel, r.result(), r.counts(), r.Boot.Duration.Seconds())
 	}
 	b.WriteString("\n## Tests\n\n| test |")
 	for _, r := range m.Runs {
@@ -239,7 +238,7 @@ func (m matrix) testNames() []string {
 		}
 		for _, p := range r.Report.Packages {
 			for _, t := range p.Tests {
-				n := p.ImportPath + " " + t.Name
+				n := p.Package + " " + t.Name
 				if !strings.Contains(t.Name, "/") && !seen[n] {
 					seen[n] = true
 					names = append(names, n)
@@ -255,7 +254,7 @@ func (r *kernelRun) status(name string) string {
 	if r.Report != nil {
 		for _, p := range r.Report.Packages {
 			for _, t := range p.Tests {
-				if p.ImportPath+" "+t.Name == name {
+				if p.Package+" "+t.Name == name {
 					if t.Status == statusFail {
 						return "**FAIL**"
 					}
@@ -267,11 +266,10 @@ func (r *kernelRun) status(name string) string {
 	return "—"
 }
 
-// counts are over top-level tests; a test without a result counts as
-// failed here, and the kernel's result says why (INFRA).
-func (r *kernelRun) counts() (pass, fail, skip int) {
+// counts are over top-level tests.
+func (r *kernelRun) counts() (c testCounts) {
 	if r.Report == nil {
-		return
+		return c
 	}
 	for _, p := range r.Report.Packages {
 		for _, t := range p.Tests {
@@ -280,24 +278,35 @@ func (r *kernelRun) counts() (pass, fail, skip int) {
 			}
 			switch t.Status {
 			case statusPass:
-				pass++
-			case statusFail, statusNoResult:
-				fail++
+				c.pass++
+			case statusFail:
+				c.fail++
 			case statusSkip:
-				skip++
+				c.skip++
+			case statusNoResult:
+				c.noResult++
 			}
 		}
 	}
-	return
+	return c
+}
+
+type testCounts struct{ pass, fail, skip, noResult int }
+
+func (c testCounts) String() string {
+	s := fmt.Sprintf("%d passed, %d failed, %d skipped", c.pass, c.fail, c.skip)
+	if c.noResult > 0 {
+		s += fmt.Sprintf(", %d without result", c.noResult)
+	}
+	return s
 }
 
 // summarize prints the verdict per kernel and returns the exit status.
 func (m matrix) summarize(w io.Writer) int {
 	failed, infra := false, false
 	for _, r := range m.Runs {
-		pass, fail, skip := r.counts()
-		fmt.Fprintf(w, "%-7s %-12s %-28s %6.1fs  %d passed, %d failed, %d skipped\n",
-			r.Spec.Label, r.result(), r.releaseOrPackage(), r.Boot.Duration.Seconds(), pass, fail, skip)
+		fmt.Fprintf(w, "%-7s %-12s %-28s %6.1fs  %s\n",
+			r.Spec.Label, r.result(), r.releaseOrPackage(), r.Boot.Duration.Seconds(), r.counts())
 		for _, f := range r.Failed {
 			fmt.Fprintf(w, "        FAIL %s on %s\n", f, r.Spec.Label)
 			failed = true

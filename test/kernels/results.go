@@ -28,7 +28,7 @@ type testResult struct {
 
 // packageResult is one test binary's run in one kernel.
 type packageResult struct {
-	ImportPath string        `json:"package"`
+	Package    string        `json:"package"` // directory in the module, as the guest names it
 	Finished   bool          `json:"finished"`
 	Exit       int           `json:"exit"`
 	Tests      []*testResult `json:"tests"`
@@ -79,11 +79,11 @@ func parseGuestOutput(data []byte) *guestReport {
 		case "warn":
 			rep.Warnings = append(rep.Warnings, arg)
 		case "begin":
-			cur = &packageResult{ImportPath: arg}
+			cur = &packageResult{Package: arg}
 			rep.Packages = append(rep.Packages, cur)
 		case "end":
 			pkg, rc, _ := strings.Cut(arg, " ")
-			if cur != nil && cur.ImportPath == pkg {
+			if cur != nil && cur.Package == pkg {
 				cur.Finished = true
 				cur.Exit, _ = strconv.Atoi(rc)
 			}
@@ -115,13 +115,13 @@ type test2jsonEvent struct {
 // per-test results with `go tool test2json`, which handles parallel and
 // nested tests exactly as `go test -json` would.
 func decodeTests(ctx context.Context, p *packageResult) error {
-	cmd := execGo(ctx, "tool", "test2json", "-p", p.ImportPath)
+	cmd := execGo(ctx, "tool", "test2json", "-p", p.Package)
 	cmd.Stdin = bytes.NewReader(p.raw)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return fmt.Errorf("decode test output of %s: %w: %s", p.ImportPath, err, stderr.String())
+		return fmt.Errorf("decode test output of %s: %w: %s", p.Package, err, stderr.String())
 	}
 	byName := map[string]*testResult{}
 	var pkgOutput []string
@@ -129,7 +129,7 @@ func decodeTests(ctx context.Context, p *packageResult) error {
 	for dec.More() {
 		var ev test2jsonEvent
 		if err := dec.Decode(&ev); err != nil {
-			return fmt.Errorf("decode test2json output of %s: %w", p.ImportPath, err)
+			return fmt.Errorf("decode test2json output of %s: %w", p.Package, err)
 		}
 		if ev.Test == "" {
 			if ev.Action == "output" {

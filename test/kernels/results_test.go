@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (refresh with -update): %v", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
+	}
+}
+
+// The logs under testdata/guest are what the guest's /init writes on the
+// test port: pass.log from a real 5.10 run, the others made to cover a
+// failing subtest, a skip, a panic, a TestMain failure, doctor output, a
+// VM that died mid-test and output glued to a marker.
+func TestReadGuestOutput(t *testing.T) {
+	logs, err := filepath.Glob("testdata/guest/*.log")
+	if err != nil || len(logs) == 0 {
+		t.Fatalf("no guest logs: %v", err)
+	}
+	for _, log := range logs {
+		name := strings.TrimSuffix(filepath.Base(log), ".log")
+		t.Run(name, func(t *testing.T) {
+			rep, err := readGuestOutput(context.Background(), log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := json.MarshalIndent(struct {
+				*guestReport
+				Doctor string `json:"doctor"`
+			}{rep, rep.Doctor}, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "guest/"+name+".golden", append(got, '\n'))
+		})
+	}
+}
+
+func TestReadGuestOutputMissingLog(t *testing.T) {
+	rep, err := readGuestOutput(context.Background(), filepath.Join(t.TempDir(), "tests.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&guestReport{}, rep, cmp.AllowUnexported(packageResult{})); diff != "" {
+		t.Errorf("report of a missing log (-want +got):\n%s", diff)
+	}
+}
+
+func FuzzParseGuestOutput(f *testing.F) {
+	for _, log := range []string{"pass", "fail", "died", "glued"} {
+		data, err := os.ReadFile(filepath.Join("testdata/guest", log+".log"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rep := parseGuestOutput(data)
+		for _, p := range rep.Packages {
+			if p.Exit != 0 && !p.Finished {
+				t.Errorf("package %q has exit status %d but never finished", p.Package, p.Exit)
+			}
+		}
+	})
+}
