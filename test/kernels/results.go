@@ -28,11 +28,11 @@ type testResult struct {
 
 // packageResult is one test binary's run in one kernel.
 type packageResult struct {
-	Package    string        `json:"package"` // directory in the module, as the guest names it
-	Finished   bool          `json:"finished"`
-	Exit       int           `json:"exit"`
-	Tests      []*testResult `json:"tests"`
-	raw        []byte
+	Package  string        `json:"package"` // directory in the module, as the guest names it
+	Finished bool          `json:"finished"`
+	Exit     int           `json:"exit"`
+	Tests    []*testResult `json:"tests"`
+	raw      []byte
 }
 
 // guestReport is everything the guest said on the test port.
