@@ -175,8 +175,8 @@ func (m matrix) markdown() string {
 	fmt.Fprintf(&b, "# Kernel test matrix\n\n")
 	fmt.Fprintf(&b, "`make test-kernels`, %s, %d test packages, %s in all. Each kernel is Debian's own build, booted under QEMU (TCG, 2 vCPUs, 1 GiB) with the static test binaries in an initramfs; the tests run as root.\n\n",
 		m.Start.UTC().Format("2006-01-02 15:04 MST"), len(m.Packages), m.Total.Round(time.Second))
-	b.WriteString("| kernel | Debian package | version | uname -r | result | tests | boot + tests |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
+	b.WriteString("| kernel | Debian package | version | uname -r | result | tests | boot + tests | tcpstat doctor |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, r := range m.Runs {
 		pkg, ver, rel := "—", "—", "—"
 		if r.Kernel != nil {
@@ -185,8 +185,12 @@ func (m matrix) markdown() string {
 				rel = r.Kernel.Release
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.1f s |\n",
-			r.Spec.Label, pkg, ver, rel, r.result(), r.counts(), r.Boot.Duration.Seconds())
+		doctor := "—"
+		if r.Report != nil && r.Report.HasDoc {
+			doctor = fmt.Sprintf("[exit %d](%s/doctor.txt)", r.Report.DoctorRC, r.Spec.Label)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.1f s | %s |\n",
+			r.Spec.Label, pkg, ver, rel, r.result(), r.counts(), r.Boot.Duration.Seconds(), doctor)
 	}
 	b.WriteString("\n## Tests\n\n| test |")
 	for _, r := range m.Runs {

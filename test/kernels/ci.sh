@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The kernel matrix for CI: .ci/run calls `bash test/kernels/ci.sh` (as root).
+# It installs the host tools the runner needs when they are missing, runs
+# `make test-kernels`, and prints the matrix and the output of every failed
+# test into the CI log. Kernels are cached under /var/tmp/tcpstat-kernels:
+# a fresh machine downloads about 300 MB from Debian's archive first.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# qemu-system-x86: the VMs; busybox-static: the guest's /init and tools;
+# xz-utils, zstd: Debian compresses its kernels with xz (5.10, 6.1) or zstd.
+missing=()
+for pkg in qemu-system-x86 busybox-static xz-utils zstd; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+	echo "kernels: installing ${missing[*]}"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+status=0
+make test-kernels KERNELS_FLAGS="${KERNELS_FLAGS:-}" || status=$?
+out=artifacts/kernels
+if [[ -f $out/matrix.md ]]; then
+	cat "$out/matrix.md"
+fi
+for f in "$out"/*/failures.txt; do
+	[[ -f $f ]] || continue
+	echo "::: $f"
+	cat "$f"
+done
+exit "$status"
