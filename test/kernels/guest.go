@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,6 +35,7 @@ type guestOptions struct {
 	Doctor      bool   // whether that binary has a doctor command
 	TestTimeout time.Duration
 	TestFlags   []string // extra -test.* flags for every binary
+	HostTools   []string // host programs (with their libraries) the tests may run
 }
 
 // listTestPackages returns the packages matching patterns that have test
@@ -109,7 +111,7 @@ func initScript(o guestOptions) string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin HOME=/root TMPDIR=/tmp
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
 mkdir -p /proc /sys /dev /tmp /root /run
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -170,6 +172,14 @@ func writeInitramfs(dst, busybox string, o guestOptions) error {
 		if err := c.file("init", 0o755, []byte(initScript(o))); err != nil {
 			return err
 		}
+		if err := addEtc(c); err != nil {
+			return err
+		}
+		for _, tool := range o.HostTools {
+			if err := addHostTool(c, tool); err != nil {
+				return err
+			}
+		}
 		if o.Tcpstat != "" {
 			if err := c.copyFile("bin/tcpstat", o.Tcpstat); err != nil {
 				return fmt.Errorf("add tcpstat: %w", err)
@@ -198,6 +208,57 @@ func writeInitramfs(dst, busybox string, o guestOptions) error {
 	return nil
 }
 
+// addEtc gives the guest the host's service and protocol names (listing
+// tests print them) and minimal users and hosts files.
+func addEtc(c *cpioWriter) error {
+	for _, name := range []string{"etc/services", "etc/protocols"} {
+		if _, err := os.Stat("/" + name); err != nil {
+			continue
+		}
+		if err := c.copyFile(name, "/"+name); err != nil {
+			return fmt.Errorf("add /%s: %w", name, err)
+		}
+	}
+	for name, data := range map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
+		"etc/hosts":  "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+	} {
+		if err := c.file(name, 0o644, []byte(data)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addHostTool copies the host program path and the shared libraries ldd
+// says it loads into the archive, at the same paths, so tests can run
+// the real iproute2 or net-tools in the guest (busybox's ip, for one, has
+// no netns).
+func addHostTool(c *cpioWriter, path string) error {
+	out, err := exec.Command("ldd", path).Output()
+	if err != nil {
+		// Not a dynamic executable: the program alone is enough.
+		out = nil
+	}
+	files := []string{path}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			files = append(files, f[2])
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			files = append(files, f[0]) // the dynamic loader
+		}
+	}
+	for _, f := range files {
+		if err := c.copyFile(strings.TrimPrefix(f, "/"), f); err != nil {
+			return fmt.Errorf("add host tool %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
 // bootResult is what one VM run left behind.
 type bootResult struct {
 	Duration time.Duration
@@ -207,18 +268,27 @@ type bootResult struct {
 	Output   string // path of the test port log
 }
 
+// vmConfig is the shape of every VM.
+type vmConfig struct {
+	Timeout time.Duration // boot, all tests and power-off
+	CPUs    int
+	// TCGThread is QEMU's "thread" TCG option: "single" runs all vCPUs
+	// in one host thread, "multi" gives each its own.
+	TCGThread string
+}
+
 // boot runs vmlinux with the initramfs under QEMU TCG until the guest
-// powers off or timeout passes. The kernel console goes to the first
+// powers off or the timeout passes. The kernel console goes to the first
 // serial port, the tests' output to the second.
-func boot(ctx context.Context, vmlinux, initramfs, outDir string, timeout time.Duration) bootResult {
+func boot(ctx context.Context, vmlinux, initramfs, outDir string, vm vmConfig) bootResult {
 	res := bootResult{
 		Console: filepath.Join(outDir, "console.log"),
 		Output:  filepath.Join(outDir, "tests.log"),
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, vm.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-M", "pc", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "1024M",
+		"-M", "pc", "-accel", "tcg,thread="+vm.TCGThread, "-cpu", "max", "-smp", strconv.Itoa(vm.CPUs), "-m", "1024M",
 		"-nodefaults", "-display", "none", "-no-reboot",
 		"-kernel", vmlinux, "-initrd", initramfs,
 		"-append", "console=ttyS0 panic=-1 rdinit=/init",

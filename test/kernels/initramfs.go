@@ -15,14 +15,15 @@ import (
 // initramfs. It is uncompressed on purpose: every Debian kernel can read
 // it, and decompressing under TCG would cost seconds per boot.
 type cpioWriter struct {
-	w    *bufio.Writer
-	ino  uint32
-	n    int64
-	dirs map[string]bool
+	w     *bufio.Writer
+	ino   uint32
+	n     int64
+	dirs  map[string]bool
+	files map[string]bool
 }
 
 func newCPIOWriter(w io.Writer) *cpioWriter {
-	return &cpioWriter{w: bufio.NewWriterSize(w, 1<<20), ino: 1, dirs: map[string]bool{}}
+	return &cpioWriter{w: bufio.NewWriterSize(w, 1<<20), ino: 1, dirs: map[string]bool{}, files: map[string]bool{}}
 }
 
 func (c *cpioWriter) header(name string, mode uint32, size int64) error {
@@ -64,8 +65,13 @@ func (c *cpioWriter) mkdirAll(name string) error {
 	return c.header(name, 0o040755, 0)
 }
 
-// file adds a regular file with the given permission bits.
+// file adds a regular file with the given permission bits; a second file
+// of the same name (a library two tools share) is left out.
 func (c *cpioWriter) file(name string, perm uint32, data []byte) error {
+	if c.files[name] {
+		return nil
+	}
+	c.files[name] = true
 	if err := c.mkdirAll(path.Dir(name)); err != nil {
 		return err
 	}

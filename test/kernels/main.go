@@ -42,11 +42,12 @@ type options struct {
 	patterns    []string
 	run         string
 	parallel    int
-	timeout     time.Duration
+	vm          vmConfig
 	testTimeout time.Duration
 	cacheDir    string
 	outDir      string
 	busybox     string
+	hostTools   []string
 	mirrors     mirrors
 }
 
@@ -63,10 +64,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	pkgs := fs.String("pkgs", "./...", "comma-separated package patterns whose tests run in each kernel")
 	fs.StringVar(&o.run, "run", "", "run only tests matching this regexp (-test.run)")
 	fs.IntVar(&o.parallel, "parallel", 2, "kernels booted at the same time (each VM uses 2 vCPUs)")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "per-kernel limit for boot, all tests and power-off")
+	fs.DurationVar(&o.vm.Timeout, "timeout", 10*time.Minute, "per-kernel limit for boot, all tests and power-off")
+	fs.IntVar(&o.vm.CPUs, "cpus", 2, "vCPUs per VM")
+	fs.StringVar(&o.vm.TCGThread, "tcg-thread", "multi", "QEMU TCG threading: multi (a host thread per vCPU) or single")
 	fs.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "per-package limit inside the guest (-test.timeout)")
 	fs.StringVar(&o.cacheDir, "cache", "/var/tmp/tcpstat-kernels", "where fetched kernels and apt state are kept")
 	fs.StringVar(&o.outDir, "out", "artifacts/kernels", "where logs, doctor output and the matrix are written")
+	tools := fs.String("guest-tools", "ip,ss,netstat", "comma-separated host programs copied into the guest with their libraries, when installed")
 	fs.StringVar(&o.busybox, "busybox", "/bin/busybox", "statically linked busybox for the guest (Debian busybox-static)")
 	fs.StringVar(&o.mirrors.Main, "mirror", sys.Main, "Debian archive URI (default: from the system's apt sources)")
 	fs.StringVar(&o.mirrors.Security, "security-mirror", sys.Security, "Debian security archive URI (default: from the system's apt sources)")
@@ -87,6 +91,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		if p = strings.TrimSpace(p); p != "" {
 			o.patterns = append(o.patterns, p)
 		}
+	}
+	for _, t := range strings.Split(*tools, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			o.hostTools = append(o.hostTools, t)
+		}
+	}
+	if o.vm.TCGThread != "single" && o.vm.TCGThread != "multi" {
+		return o, fmt.Errorf("-tcg-thread is single or multi, not %q", o.vm.TCGThread)
+	}
+	if o.vm.CPUs < 1 {
+		return o, errors.New("-cpus must be at least 1")
 	}
 	if o.parallel < 1 {
 		return o, errors.New("-parallel must be at least 1")
@@ -164,7 +179,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 			r.Fetch = time.Since(t)
 		}()
 	}
-	guest, initramfs, err := buildGuest(ctx, root, o)
+	guest, initramfs, err := buildGuest(ctx, root, o, stdout)
 	if err != nil {
 		fetched.Wait()
 		return 2, err
@@ -188,7 +203,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 				r.Infra = append(r.Infra, err.Error())
 				return
 			}
-			r.Boot = boot(ctx, r.Kernel.Vmlinux, initramfs, r.dir, o.timeout)
+			r.Boot = boot(ctx, r.Kernel.Vmlinux, initramfs, r.dir, o.vm)
 			var err error
 			r.Report, err = readGuestOutput(ctx, r.Boot.Output)
 			if err != nil {
@@ -215,8 +230,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 }
 
 // buildGuest builds the test binaries and tcpstat and packs the initramfs.
-func buildGuest(ctx context.Context, root string, o options) (guestOptions, string, error) {
+func buildGuest(ctx context.Context, root string, o options, stdout io.Writer) (guestOptions, string, error) {
 	g := guestOptions{TestTimeout: o.testTimeout}
+	for _, t := range o.hostTools {
+		p, err := exec.LookPath(t)
+		if err != nil {
+			fmt.Fprintf(stdout, "kernels: %s is not installed here; the guest will not have it\n", t)
+			continue
+		}
+		g.HostTools = append(g.HostTools, p)
+	}
 	if o.run != "" {
 		g.TestFlags = append(g.TestFlags, "-test.run="+o.run)
 	}

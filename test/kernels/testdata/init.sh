@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin HOME=/root TMPDIR=/tmp
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
 mkdir -p /proc /sys /dev /tmp /root /run
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
