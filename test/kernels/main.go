@@ -42,6 +42,7 @@ type options struct {
 	patterns    []string
 	run         string
 	parallel    int
+	bootRetries int
 	vm          vmConfig
 	testTimeout time.Duration
 	cacheDir    string
@@ -66,6 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.parallel, "parallel", 2, "kernels booted at the same time (each VM uses 2 vCPUs)")
 	fs.DurationVar(&o.vm.Timeout, "timeout", 10*time.Minute, "per-kernel limit for boot, all tests and power-off")
 	fs.IntVar(&o.vm.CPUs, "cpus", 2, "vCPUs per VM")
+	fs.IntVar(&o.bootRetries, "boot-retries", 1, "boots again a guest that died before /init started, this many times (reported)")
 	fs.StringVar(&o.vm.TCGThread, "tcg-thread", "multi", "QEMU TCG threading: multi (a host thread per vCPU) or single")
 	fs.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "per-package limit inside the guest (-test.timeout)")
 	fs.StringVar(&o.cacheDir, "cache", "/var/tmp/tcpstat-kernels", "where fetched kernels and apt state are kept")
@@ -136,6 +138,7 @@ type kernelRun struct {
 	Boot     bootResult
 	Report   *guestReport
 	Infra    []string // why the kernel could not be (fully) tested
+	Retries  []string // boots that died before /init and were retried
 	Failed   []string // "package Test" that failed
 	dir      string
 }
@@ -203,10 +206,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 				r.Infra = append(r.Infra, err.Error())
 				return
 			}
-			r.Boot = boot(ctx, r.Kernel.Vmlinux, initramfs, r.dir, o.vm)
-			var err error
-			r.Report, err = readGuestOutput(ctx, r.Boot.Output)
-			if err != nil {
+			if err := bootKernel(ctx, r, initramfs, o); err != nil {
 				r.Infra = append(r.Infra, err.Error())
 			}
 			fmt.Fprintf(stdout, "kernels: %s: %s in %.1fs\n", r.Spec.Label, r.Kernel.Package, r.Boot.Duration.Seconds())
@@ -227,6 +227,31 @@ func run(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 		return 2, err
 	}
 	return m.summarize(stdout), nil
+}
+
+// bootKernel boots r's kernel and reads what the guest reported. A guest
+// that dies before /init starts is booted again, up to o.bootRetries
+// times: QEMU 7.2's TCG (Debian 12) now and then crashes a kernel while it
+// patches its own code at boot (seen: "Oops: int3" in 1 of ~50 boots),
+// before any test ran. Each retry is reported; a guest that fails after
+// /init started is never retried.
+func bootKernel(ctx context.Context, r *kernelRun, initramfs string, o options) error {
+	for attempt := 0; ; attempt++ {
+		r.Boot = boot(ctx, r.Kernel.Vmlinux, initramfs, r.dir, o.vm)
+		rep, err := readGuestOutput(ctx, r.Boot.Output)
+		if err != nil {
+			return err
+		}
+		r.Report = rep
+		if rep.Release != "" || attempt == o.bootRetries || ctx.Err() != nil {
+			return nil
+		}
+		kept := filepath.Join(r.dir, fmt.Sprintf("console-boot%d.log", attempt+1))
+		if err := os.Rename(r.Boot.Console, kept); err != nil {
+			return fmt.Errorf("keep console log: %w", err)
+		}
+		r.Retries = append(r.Retries, fmt.Sprintf("boot %d died before /init reported%s; booted again", attempt+1, consoleHint(kept)))
+	}
 }
 
 // buildGuest builds the test binaries and tcpstat and packs the initramfs.

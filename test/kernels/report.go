@@ -50,7 +50,7 @@ func classify(r *kernelRun, g guestOptions) {
 	case r.Boot.TimedOut:
 		r.Infra = append(r.Infra, fmt.Sprintf("timed out after %s%s", r.Boot.Duration.Round(time.Second), during))
 	case rep.Release == "":
-		r.Infra = append(r.Infra, "no result: the guest never reached /init"+consoleHint(r.Boot.Console))
+		r.Infra = append(r.Infra, "no result: the guest died before /init reported"+consoleHint(r.Boot.Console))
 	case !rep.Done:
 		r.Infra = append(r.Infra, "no result: the guest stopped before the end"+during+consoleHint(r.Boot.Console))
 	}
@@ -122,6 +122,7 @@ type runSummary struct {
 	Result   string       `json:"result"`
 	Infra    []string     `json:"infrastructure_failures,omitempty"`
 	Failed   []string     `json:"failed_tests,omitempty"`
+	Retries  []string     `json:"boot_retries,omitempty"`
 	FetchSec float64      `json:"fetch_seconds"`
 	BootSec  float64      `json:"boot_and_tests_seconds"`
 	Guest    *guestReport `json:"guest,omitempty"`
@@ -129,7 +130,7 @@ type runSummary struct {
 
 func (r *kernelRun) summary() runSummary {
 	return runSummary{
-		Kernel: r.Spec.Label, Debian: r.Kernel, Result: r.result(), Infra: r.Infra, Failed: r.Failed,
+		Kernel: r.Spec.Label, Debian: r.Kernel, Result: r.result(), Infra: r.Infra, Failed: r.Failed, Retries: r.Retries,
 		FetchSec: r.Fetch.Seconds(), BootSec: r.Boot.Duration.Seconds(), Guest: r.Report,
 	}
 }
@@ -214,6 +215,9 @@ func (m matrix) markdown() string {
 			fmt.Fprintf(&problems, "- %s: test failed: %s\n", r.Spec.Label, f)
 		}
 		for _, i := range r.Infra {
+			fmt.Fprintf(&problems, "- %s: %s\n", r.Spec.Label, i)
+		}
+		for _, i := range r.Retries {
 			fmt.Fprintf(&problems, "- %s: %s\n", r.Spec.Label, i)
 		}
 		if r.Report != nil {
@@ -318,6 +322,9 @@ func (m matrix) summarize(w io.Writer) int {
 		for _, i := range r.Infra {
 			fmt.Fprintf(w, "        INFRA %s: %s\n", r.Spec.Label, i)
 			infra = true
+		}
+		for _, i := range r.Retries {
+			fmt.Fprintf(w, "        retried %s: %s\n", r.Spec.Label, i)
 		}
 	}
 	fmt.Fprintf(w, "kernels: %s in all; matrix and logs in the output directory\n", m.Total.Round(time.Second))
