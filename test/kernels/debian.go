@@ -73,6 +73,17 @@ type aptRepo struct {
 	err   error
 	suite string
 	uri   string
+	// mu serializes apt runs on this state: two kernels of one suite
+	// must not rebuild its package cache at the same time (apt's own
+	// locking is off, as it would also take the system's locks).
+	mu sync.Mutex
+}
+
+// apt runs an apt tool on r's private state, one at a time.
+func (r *aptRepo) apt(ctx context.Context, dir, tool string, args ...string) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return runTool(ctx, dir, tool, append(r.aptOptions(), args...)...)
 }
 
 // fetcher resolves and fetches kernels into a cache directory.
@@ -134,8 +145,7 @@ func (r *aptRepo) update(ctx context.Context) error {
 			r.err = fmt.Errorf("write apt sources for %s: %w", r.suite, err)
 			return
 		}
-		args := append(r.aptOptions(), "-q", "--error-on=any", "update")
-		if _, err := runTool(ctx, "", "apt-get", args...); err != nil {
+		if _, err := r.apt(ctx, "", "apt-get", "-q", "--error-on=any", "update"); err != nil {
 			r.err = fmt.Errorf("apt-get update for %s: %w", r.suite, err)
 		}
 	})
@@ -144,8 +154,7 @@ func (r *aptRepo) update(ctx context.Context) error {
 
 // show returns the fields of the candidate version of pkg.
 func (r *aptRepo) show(ctx context.Context, pkg string) (map[string]string, error) {
-	args := append(r.aptOptions(), "show", "--no-all-versions", pkg)
-	out, err := runTool(ctx, "", "apt-cache", args...)
+	out, err := r.apt(ctx, "", "apt-cache", "show", "--no-all-versions", pkg)
 	if err != nil {
 		return nil, fmt.Errorf("look up %s in %s: %w", pkg, r.suite, err)
 	}
@@ -283,8 +292,7 @@ func (f *fetcher) download(ctx context.Context, r *aptRepo, dir string, debs []s
 		return fmt.Errorf("create download directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	args := append(r.aptOptions(), "-q", "download")
-	if _, err := runTool(ctx, tmp, "apt-get", append(args, debs...)...); err != nil {
+	if _, err := r.apt(ctx, tmp, "apt-get", append([]string{"-q", "download"}, debs...)...); err != nil {
 		return fmt.Errorf("apt-get download: %w", err)
 	}
 	files, err := filepath.Glob(filepath.Join(tmp, "*.deb"))
