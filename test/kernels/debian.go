@@ -74,8 +74,8 @@ type aptRepo struct {
 	suite string
 	uri   string
 	// mu serializes apt runs on this state: two kernels of one suite
-	// must not rebuild its package cache at the same time (apt's own
-	// locking is off, as it would also take the system's locks).
+	// must not rebuild its package cache at the same time, and apt's own
+	// locking is off (it would fail rather than wait).
 	mu sync.Mutex
 }
 
