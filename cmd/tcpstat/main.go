@@ -38,7 +38,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:  "tcpstat",
 		Usage: "every TCP state transition on this host, live, and the connection table they make",
-		Commands: []*cli.Command{},
+		Commands: []*cli.Command{
+			watchCommand(),
+		},
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// Errors are printed once, by main; not as help text plus a stack.
