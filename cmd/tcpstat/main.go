@@ -40,6 +40,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Usage: "every TCP state transition on this host, live, and the connection table they make",
 		Commands: []*cli.Command{
 			watchCommand(),
+			doctorCommand(),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unknown command %q (see --help)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
 		},
 		Writer:    stdout,
 		ErrWriter: stderr,
