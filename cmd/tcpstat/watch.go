@@ -90,7 +90,7 @@ func watch(ctx context.Context, opts tracer.Options, asJSON bool, readyFile stri
 	stop := context.AfterFunc(ctx, func() { tr.Flush() })
 	defer stop()
 
-	if err := w.loop(ctx); err != nil {
+	if err := w.loop(func() bool { return ctx.Err() != nil }); err != nil {
 		return err
 	}
 	// Stop producing, then read everything still buffered.
@@ -100,7 +100,7 @@ func watch(ctx context.Context, opts tracer.Options, asJSON bool, readyFile stri
 	if err := tr.Flush(); err != nil {
 		return fmt.Errorf("flush ring buffer: %w", err)
 	}
-	if err := w.loop(nil); err != nil {
+	if err := w.loop(func() bool { return true }); err != nil {
 		return err
 	}
 	if err := w.reportLosses(); err != nil {
@@ -109,9 +109,9 @@ func watch(ctx context.Context, opts tracer.Options, asJSON bool, readyFile stri
 	return w.finish()
 }
 
-// loop prints events until the context ends (or, with a nil context, until
-// the ring buffer is drained), reporting losses once a second.
-func (w *watcher) loop(ctx context.Context) error {
+// loop prints events, reporting losses once a second, until the reader is
+// flushed and done says to stop.
+func (w *watcher) loop(done func() bool) error {
 	var ev tracer.Event
 	next := time.Now().Add(time.Second)
 	for {
@@ -133,7 +133,7 @@ func (w *watcher) loop(ctx context.Context) error {
 				return err
 			}
 		case errors.Is(err, tracer.ErrFlushed):
-			if ctx == nil || ctx.Err() != nil {
+			if done() {
 				return nil
 			}
 		case errors.Is(err, tracer.ErrClosed):
