@@ -185,7 +185,11 @@ static __always_inline __u64 synthetic_cookie(__u64 now)
 
 static __always_inline void set_owner(struct sock_state *st)
 {
-	st->owner_pid = bpf_get_current_pid_tgid() >> 32;
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+
+	if (st->owner_known && st->owner_pid == pid)
+		return; /* the usual case: nothing to read again */
+	st->owner_pid = pid;
 	st->owner_uid = (__u32)bpf_get_current_uid_gid();
 	st->owner_cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(&st->owner_comm, sizeof(st->owner_comm));
