@@ -148,6 +148,9 @@ const volatile __u16 filter_family = 0; /* AF_INET, AF_INET6 or 0 for both */
 const volatile __u16 filter_port = 0;	/* either end; 0 for any */
 /* bpf_get_socket_cookie() is callable from tracing programs since 5.12. */
 const volatile bool have_cookie_helper = true;
+/* Wake the consumer only once this much is waiting: it also polls, and a
+ * wakeup per event would cost more than the event. */
+const volatile __u64 wakeup_bytes = 1;
 
 static __always_inline void count(enum counter c)
 {
@@ -181,6 +184,15 @@ static __always_inline unsigned long sock_flags(struct sock *sk)
 static __always_inline __u64 synthetic_cookie(__u64 now)
 {
 	return (1ULL << 63) | ((now << 8) & ~(1ULL << 63)) | (bpf_get_smp_processor_id() & 0xff);
+}
+
+static __always_inline void submit(struct event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
 }
 
 static __always_inline void set_owner(struct sock_state *st)
@@ -364,7 +376,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 			fill_owner(e, st);
 			e->task_pid = bpf_get_current_pid_tgid() >> 32;
 			bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
-			bpf_ringbuf_submit(e, 0);
+			submit(e);
 		}
 	}
 	if (newstate == TCP_CLOSE)
@@ -517,7 +529,7 @@ static __always_inline int accepted(__s64 fd)
 	fill_owner(e, st);
 	e->task_pid = e->owner_pid;
 	__builtin_memcpy(e->task_comm, e->owner_comm, sizeof(e->task_comm));
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 

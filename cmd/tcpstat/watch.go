@@ -128,8 +128,12 @@ func (w *watcher) loop(done func() bool) error {
 	var ev tracer.Event
 	w.tick = time.Now().Add(time.Second)
 	next := w.tick
+	var set time.Time
 	for {
-		w.tr.SetDeadline(next)
+		if !next.Equal(set) {
+			w.tr.SetDeadline(next)
+			set = next
+		}
 		err := w.tr.Read(&ev)
 		switch {
 		case err == nil:
