@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -96,6 +97,9 @@ func New(opts Options) (_ *Tracer, err error) {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the BPF program: %+v", ve)
+		}
+		if errors.Is(err, btf.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %w; %s", ErrNoTracepoint, err, stillWorks)
 		}
 		return nil, fmt.Errorf("load BPF programs: %w", explainPermission(err))
 	}
