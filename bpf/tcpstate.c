@@ -214,8 +214,8 @@ static __always_inline void fill_addrs(struct event *e, struct sock *sk, __u16 f
 		__builtin_memcpy(e->saddr, &sk->__sk_common.skc_rcv_saddr, 4);
 		__builtin_memcpy(e->daddr, &sk->__sk_common.skc_daddr, 4);
 	} else {
-		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		__builtin_memcpy(e->saddr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(e->daddr, &sk->__sk_common.skc_v6_daddr, 16);
 	}
 }
 
@@ -273,15 +273,14 @@ static __always_inline __u8 close_reason(struct sock *sk, int oldstate, bool own
 	return REASON_ABORT;
 }
 
-/* The local port: skc_num is cleared when the socket leaves the bind table,
- * just before the CLOSE transition is reported; inet_sport is kept. */
-static __always_inline __u16 local_port(struct sock *sk)
+/* The local port, given skc_num. skc_num is cleared when the socket leaves
+ * the bind table, just before the CLOSE transition is reported; inet_sport
+ * is kept. */
+static __always_inline __u16 local_port(struct sock *sk, __u16 num)
 {
-	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
-
-	if (!port)
-		port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	return port;
+	if (num)
+		return num;
+	return bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 }
 
 static __always_inline void fill_counters(struct event *e, struct sock *sk)
@@ -336,7 +335,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 	if (owned)
 		set_owner(st);
 
-	__u16 sport = local_port(sk);
+	__u16 sport = local_port(sk, sk->__sk_common.skc_num);
 	__u16 dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	__u8 flags = 0, reason = REASON_NONE;
 	__u64 dwell = 0;
@@ -468,7 +467,7 @@ static __always_inline int accepted(__s64 fd)
 		return 0;
 
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__u16 sport = local_port(sk);
+	__u16 sport = local_port(sk, BPF_CORE_READ(sk, __sk_common.skc_num));
 	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	__u64 now = bpf_ktime_get_boot_ns();
 	__u64 key = (__u64)sk;
