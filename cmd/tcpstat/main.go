@@ -38,7 +38,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:  "tcpstat",
 		Usage: "every TCP state transition on this host, live, and the connection table they make",
-		Commands: []*cli.Command{},
+		Commands: []*cli.Command{
+			watchCommand(),
+			doctorCommand(),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unknown command %q (see --help)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// Errors are printed once, by main; not as help text plus a stack.

@@ -9,15 +9,7 @@ cd "$(dirname "$0")/../.."
 
 # qemu-system-x86: the VMs; busybox-static: the guest's /init and tools;
 # xz-utils, zstd: Debian compresses its kernels with xz (5.10, 6.1) or zstd.
-missing=()
-for pkg in qemu-system-x86 busybox-static xz-utils zstd; do
-	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-	echo "kernels: installing ${missing[*]}"
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+./scripts/deps.sh qemu-system-x86 busybox-static xz-utils zstd
 
 status=0
 make test-kernels KERNELS_FLAGS="${KERNELS_FLAGS:-}" || status=$?
