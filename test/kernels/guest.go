@@ -128,6 +128,10 @@ need mount -t tmpfs tmpfs /tmp
 need ip link set lo up
 say uname "$(uname -r)"
 `)
+	if o.Tcpstat != "" {
+		// No Go toolchain in the guest: tests that run the command use this.
+		b.WriteString("export TCPSTAT_BIN=/bin/tcpstat\n")
+	}
 	flags := append([]string{"-test.v=test2json", "-test.timeout=" + o.TestTimeout.String()}, o.TestFlags...)
 	for _, p := range o.Packages {
 		fmt.Fprintf(&b, "say begin %s\n", p.Rel)

@@ -16,6 +16,7 @@ need mount -t cgroup2 cgroup2 /sys/fs/cgroup
 need mount -t tmpfs tmpfs /tmp
 need ip link set lo up
 say uname "$(uname -r)"
+export TCPSTAT_BIN=/bin/tcpstat
 say begin internal/tcp
 (cd /src/internal/tcp && exec ./00-tcp.test '-test.v=test2json' '-test.timeout=5m0s' '-test.run=Test'\''Quoted') >&3 2>&3
 say end internal/tcp $?
