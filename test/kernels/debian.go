@@ -55,6 +55,8 @@ type kernel struct {
 	Config   string     `json:"-"`       // the kernel's .config, kept as evidence
 	Release  string     `json:"release"` // uname -r as seen in the guest, filled after boot
 	Cached   bool       `json:"cached"`
+	Modules  string     `json:"-"` // directory of the modules /init loads
+	Missing  []string   `json:"missing_modules,omitempty"`
 	Download string     `json:"download,omitempty"` // what was downloaded, when it was
 }
 
@@ -90,14 +92,15 @@ func (r *aptRepo) apt(ctx context.Context, dir, tool string, args ...string) ([]
 type fetcher struct {
 	cacheDir string
 	mirrors  mirrors
+	modules  []string // kernel modules the guest loads
 	log      io.Writer
 
 	mu    sync.Mutex
 	repos map[string]*aptRepo
 }
 
-func newFetcher(cacheDir string, m mirrors, log io.Writer) *fetcher {
-	return &fetcher{cacheDir: cacheDir, mirrors: m, log: log, repos: map[string]*aptRepo{}}
+func newFetcher(cacheDir string, m mirrors, modules []string, log io.Writer) *fetcher {
+	return &fetcher{cacheDir: cacheDir, mirrors: m, modules: modules, log: log, repos: map[string]*aptRepo{}}
 }
 
 func (f *fetcher) repo(spec kernelSpec) (*aptRepo, error) {
@@ -214,8 +217,9 @@ var imagePackage = regexp.MustCompile(`^linux-image-[0-9][^ ]*$`)
 
 // plan decides what to download for spec: the ABI image package the
 // metapackage depends on, then either its "-unsigned" twin (which holds
-// /boot/vmlinuz; 5.10 to 6.12) or the linux-binary-* (vmlinuz) and
-// linux-base-* (config) packages it depends on (newer packaging).
+// /boot/vmlinuz and the modules; 5.10 to 6.12) or the linux-binary-*
+// (vmlinuz), linux-base-* (config) and, when modules are wanted,
+// linux-modules-* packages it depends on (newer packaging).
 func (f *fetcher) plan(ctx context.Context, r *aptRepo, spec kernelSpec) (image, version string, debs []string, err error) {
 	meta, err := r.show(ctx, spec.Meta)
 	if err != nil {
@@ -236,7 +240,8 @@ func (f *fetcher) plan(ctx context.Context, r *aptRepo, spec kernelSpec) (image,
 	}
 	version = img["Version"]
 	for _, d := range dependsOn(img["Depends"]) {
-		if strings.HasPrefix(d, "linux-binary-") || strings.HasPrefix(d, "linux-base-") {
+		if strings.HasPrefix(d, "linux-binary-") || strings.HasPrefix(d, "linux-base-") ||
+			strings.HasPrefix(d, "linux-modules-") && len(f.modules) > 0 {
 			debs = append(debs, d)
 		}
 	}
@@ -268,133 +273,168 @@ func (f *fetcher) fetch(ctx context.Context, spec kernelSpec) (*kernel, error) {
 	dir := filepath.Join(f.cacheDir, "kernels", image+"_"+version)
 	k.Vmlinux = filepath.Join(dir, "vmlinux")
 	k.Config = filepath.Join(dir, "config")
-	if _, err := os.Stat(filepath.Join(dir, "kernel.json")); err == nil {
-		k.Cached = true
+	k.Modules = filepath.Join(dir, "modules")
+	if meta, err := readCacheMeta(dir); err == nil && hasModules(meta.Modules, f.modules) {
+		k.Cached, k.Missing = true, meta.Missing
 		return k, nil
 	}
 	fmt.Fprintf(f.log, "kernels: %s: fetching %s (%s)\n", spec.Label, strings.Join(debs, " "), version)
-	if err := f.download(ctx, r, dir, debs); err != nil {
+	if k.Missing, err = f.download(ctx, r, dir, debs); err != nil {
 		return nil, fmt.Errorf("fetch %s %s: %w", image, version, err)
 	}
 	k.Download = strings.Join(debs, " ")
 	return k, nil
 }
 
-// download fetches debs, takes vmlinuz and config out of them, unpacks the
-// ELF vmlinux and moves the result into dir in one rename, so a cache
-// entry is either complete or absent.
-func (f *fetcher) download(ctx context.Context, r *aptRepo, dir string, debs []string) error {
+// cacheMeta is kernel.json in a cache entry.
+type cacheMeta struct {
+	Packages []string `json:"packages"`
+	Modules  []string `json:"modules"` // asked for when the entry was made
+	Missing  []string `json:"missing_modules,omitempty"`
+}
+
+func readCacheMeta(dir string) (cacheMeta, error) {
+	var m cacheMeta
+	data, err := os.ReadFile(filepath.Join(dir, "kernel.json"))
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(data, &m)
+}
+
+// download fetches debs, takes vmlinuz, config and the wanted modules out
+// of them, unpacks the ELF vmlinux and moves the result into dir in one
+// rename, so a cache entry is either complete or absent.
+func (f *fetcher) download(ctx context.Context, r *aptRepo, dir string, debs []string) (missing []string, err error) {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("create kernel cache: %w", err)
+		return nil, fmt.Errorf("create kernel cache: %w", err)
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".fetch-")
 	if err != nil {
-		return fmt.Errorf("create download directory: %w", err)
+		return nil, fmt.Errorf("create download directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	if _, err := r.apt(ctx, tmp, "apt-get", append([]string{"-q", "download"}, debs...)...); err != nil {
-		return fmt.Errorf("apt-get download: %w", err)
+		return nil, fmt.Errorf("apt-get download: %w", err)
 	}
 	files, err := filepath.Glob(filepath.Join(tmp, "*.deb"))
 	if err != nil || len(files) != len(debs) {
-		return fmt.Errorf("apt-get download left %d .deb files for %d packages", len(files), len(debs))
+		return nil, fmt.Errorf("apt-get download left %d .deb files for %d packages", len(files), len(debs))
 	}
-	var vmlinuz, config string
+	got := bootFiles{modules: map[string]string{}}
+	if len(f.modules) > 0 {
+		got.moduleDir = filepath.Join(tmp, "packaged-modules")
+		if err := os.Mkdir(got.moduleDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create module directory: %w", err)
+		}
+	}
 	for _, deb := range files {
-		got, err := extractBootFiles(ctx, deb, tmp)
-		if err != nil {
-			return err
-		}
-		if got.vmlinuz != "" {
-			vmlinuz = got.vmlinuz
-		}
-		if got.config != "" {
-			config = got.config
+		if err := extractBootFiles(ctx, deb, tmp, &got); err != nil {
+			return nil, err
 		}
 	}
-	if vmlinuz == "" {
-		return errors.New("no vmlinuz in the downloaded packages")
+	if got.vmlinuz == "" {
+		return nil, errors.New("no vmlinuz in the downloaded packages")
 	}
 	out := filepath.Join(tmp, "kernel")
 	if err := os.Mkdir(out, 0o755); err != nil {
-		return fmt.Errorf("create kernel directory: %w", err)
+		return nil, fmt.Errorf("create kernel directory: %w", err)
 	}
-	if err := extractVmlinux(vmlinuz, filepath.Join(out, "vmlinux")); err != nil {
-		return err
+	if err := extractVmlinux(got.vmlinuz, filepath.Join(out, "vmlinux")); err != nil {
+		return nil, err
 	}
-	if config != "" {
-		if err := os.Rename(config, filepath.Join(out, "config")); err != nil {
-			return fmt.Errorf("keep kernel config: %w", err)
+	if got.config != "" {
+		if err := os.Rename(got.config, filepath.Join(out, "config")); err != nil {
+			return nil, fmt.Errorf("keep kernel config: %w", err)
 		}
 	}
-	meta, err := json.MarshalIndent(map[string]any{"packages": debs}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode kernel metadata: %w", err)
+	if missing, err = collectModules(got.modules, f.modules, filepath.Join(out, "modules")); err != nil {
+		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(out, "kernel.json"), meta, 0o644); err != nil {
-		return fmt.Errorf("write kernel metadata: %w", err)
+	meta := cacheMeta{Packages: debs, Missing: missing}
+	for _, m := range f.modules {
+		meta.Modules = append(meta.Modules, canonicalModule(m))
+	}
+	data, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode kernel metadata: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "kernel.json"), data, 0o644); err != nil {
+		return nil, fmt.Errorf("write kernel metadata: %w", err)
+	}
+	// An entry made for other modules is replaced.
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("replace cached kernel: %w", err)
 	}
 	if err := os.Rename(out, dir); err != nil {
-		return fmt.Errorf("move kernel into the cache: %w", err)
+		return nil, fmt.Errorf("move kernel into the cache: %w", err)
 	}
-	return nil
+	return missing, nil
 }
 
-type bootFiles struct{ vmlinuz, config string }
+// bootFiles are what is taken out of the packages.
+type bootFiles struct {
+	vmlinuz, config string
+	moduleDir       string            // where module files go; "" for none
+	modules         map[string]string // module name → file in moduleDir
+}
 
-// extractBootFiles copies the kernel image and config out of a .deb. Old
-// packages keep them in /boot (vmlinuz-<abi>, config-<abi>), newer ones in
-// /usr/lib/modules/<abi>/ (vmlinuz, config). Modules are not unpacked.
-func extractBootFiles(ctx context.Context, deb, dir string) (bootFiles, error) {
+// extractBootFiles copies the kernel image, its config and (when
+// got.moduleDir is set) every module file out of a .deb. Old packages
+// keep image and config in /boot (vmlinuz-<abi>, config-<abi>), newer ones
+// in /usr/lib/modules/<abi>/ (vmlinuz, config).
+func extractBootFiles(ctx context.Context, deb, dir string, got *bootFiles) error {
 	cmd := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", deb)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
-		return bootFiles{}, fmt.Errorf("unpack %s: %w", filepath.Base(deb), err)
+		return fmt.Errorf("unpack %s: %w", filepath.Base(deb), err)
 	}
 	if err := cmd.Start(); err != nil {
-		return bootFiles{}, fmt.Errorf("unpack %s: %w", filepath.Base(deb), err)
+		return fmt.Errorf("unpack %s: %w", filepath.Base(deb), err)
 	}
-	got, readErr := readBootFiles(pipe, dir, filepath.Base(deb))
+	readErr := readBootFiles(pipe, dir, filepath.Base(deb), got)
 	// Drain the rest so dpkg-deb does not die of a broken pipe.
 	io.Copy(io.Discard, pipe)
 	if err := cmd.Wait(); err != nil {
-		return bootFiles{}, fmt.Errorf("unpack %s: %w: %s", filepath.Base(deb), err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("unpack %s: %w: %s", filepath.Base(deb), err, strings.TrimSpace(stderr.String()))
 	}
-	return got, readErr
+	return readErr
 }
 
-func readBootFiles(r io.Reader, dir, name string) (bootFiles, error) {
-	var got bootFiles
+func readBootFiles(r io.Reader, dir, name string, got *bootFiles) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return got, nil
+			return nil
 		}
 		if err != nil {
-			return got, fmt.Errorf("read %s: %w", name, err)
+			return fmt.Errorf("read %s: %w", name, err)
 		}
 		if h.Typeflag != tar.TypeReg {
 			continue
 		}
 		p := strings.TrimPrefix(h.Name, "./")
 		base := filepath.Base(p)
-		var dst *string
+		var out string
 		switch {
 		case strings.HasPrefix(p, "boot/vmlinuz-"), strings.HasPrefix(p, "usr/lib/modules/") && base == "vmlinuz":
-			dst = &got.vmlinuz
+			out = filepath.Join(dir, name+".vmlinuz")
+			got.vmlinuz = out
 		case strings.HasPrefix(p, "boot/config-"), strings.HasPrefix(p, "usr/lib/modules/") && base == "config":
-			dst = &got.config
+			out = filepath.Join(dir, name+".config")
+			got.config = out
+		case got.moduleDir != "" && moduleName(p) != "":
+			out = filepath.Join(got.moduleDir, base)
+			got.modules[moduleName(p)] = out
 		default:
 			continue
 		}
-		out := filepath.Join(dir, name+"."+strings.SplitN(base, "-", 2)[0])
 		if err := writeFile(out, tr); err != nil {
-			return got, fmt.Errorf("extract %s from %s: %w", p, name, err)
+			return fmt.Errorf("extract %s from %s: %w", p, name, err)
 		}
-		*dst = out
 	}
 }
 

@@ -126,6 +126,9 @@ need mount -t bpf bpf /sys/fs/bpf
 need mount -t cgroup2 cgroup2 /sys/fs/cgroup
 need mount -t tmpfs tmpfs /tmp
 need ip link set lo up
+if [ -f /lib/modules/tcpstat/order ]; then
+	for m in $(cat /lib/modules/tcpstat/order); do need insmod /lib/modules/tcpstat/$m.ko; done
+fi
 say uname "$(uname -r)"
 `)
 	if o.Tcpstat != "" {

@@ -49,6 +49,7 @@ type options struct {
 	outDir      string
 	busybox     string
 	hostTools   []string
+	modules     []string
 	mirrors     mirrors
 }
 
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "per-package limit inside the guest (-test.timeout)")
 	fs.StringVar(&o.cacheDir, "cache", "/var/tmp/tcpstat-kernels", "where fetched kernels and apt state are kept")
 	fs.StringVar(&o.outDir, "out", "artifacts/kernels", "where logs, doctor output and the matrix are written")
+	modules := fs.String("modules", "veth", "comma-separated kernel modules the guest loads (with their dependencies) before the tests")
 	tools := fs.String("guest-tools", "ip,ss,netstat", "comma-separated host programs copied into the guest with their libraries, when installed")
 	fs.StringVar(&o.busybox, "busybox", "/bin/busybox", "statically linked busybox for the guest (Debian busybox-static)")
 	fs.StringVar(&o.mirrors.Main, "mirror", sys.Main, "Debian archive URI (default: from the system's apt sources)")
@@ -89,16 +91,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.kernels = append(o.kernels, spec)
 	}
-	for _, p := range strings.Split(*pkgs, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			o.patterns = append(o.patterns, p)
-		}
-	}
-	for _, t := range strings.Split(*tools, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			o.hostTools = append(o.hostTools, t)
-		}
-	}
+	o.patterns = splitList(*pkgs)
+	o.hostTools = splitList(*tools)
+	o.modules = splitList(*modules)
 	if o.vm.TCGThread != "single" && o.vm.TCGThread != "multi" {
 		return o, fmt.Errorf("-tcg-thread is single or multi, not %q", o.vm.TCGThread)
 	}
@@ -109,6 +104,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-parallel must be at least 1")
 	}
 	return o, nil
+}
+
+func splitList(s string) []string {
+	var items []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 func findKernel(label string) (kernelSpec, bool) {
@@ -171,7 +176,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 		runs[i] = &kernelRun{Spec: spec, dir: filepath.Join(o.outDir, spec.Label)}
 	}
 	// Fetching is network-bound: start it while the tests build.
-	f := newFetcher(o.cacheDir, o.mirrors, stdout)
+	f := newFetcher(o.cacheDir, o.mirrors, o.modules, stdout)
 	var fetched sync.WaitGroup
 	for _, r := range runs {
 		fetched.Add(1)
@@ -235,7 +240,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 // patches its own code at boot (seen: "Oops: int3" in 1 of ~50 boots),
 // before any test ran. Each retry is reported; a guest that fails after
 // /init started is never retried.
-func bootKernel(ctx context.Context, r *kernelRun, initramfs string, o options) error {
+func bootKernel(ctx context.Context, r *kernelRun, common string, o options) error {
+	initramfs := strings.TrimSuffix(common, ".cpio") + "-" + r.Spec.Label + ".cpio"
+	if err := writeKernelInitramfs(common, r.Kernel.Modules, initramfs); err != nil {
+		return err
+	}
+	defer os.Remove(initramfs)
 	for attempt := 0; ; attempt++ {
 		r.Boot = boot(ctx, r.Kernel.Vmlinux, initramfs, r.dir, o.vm)
 		rep, err := readGuestOutput(ctx, r.Boot.Output)

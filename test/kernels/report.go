@@ -220,6 +220,11 @@ func (m matrix) markdown() string {
 		for _, i := range r.Retries {
 			fmt.Fprintf(&problems, "- %s: %s\n", r.Spec.Label, i)
 		}
+		if r.Kernel != nil {
+			for _, m := range r.Kernel.Missing {
+				fmt.Fprintf(&problems, "- %s: module %s is not packaged (built in, or not in this kernel)\n", r.Spec.Label, m)
+			}
+		}
 		if r.Report != nil {
 			for _, w := range r.Report.Warnings {
 				fmt.Fprintf(&problems, "- %s: guest warning: %s\n", r.Spec.Label, w)
