@@ -280,9 +280,13 @@ type vmConfig struct {
 	Timeout time.Duration // boot, all tests and power-off
 	CPUs    int
 	// TCGThread is QEMU's "thread" TCG option: "single" runs all vCPUs
-	// in one host thread, "multi" gives each its own. Multi is the
-	// default: on a loaded 2-core host, single was 3 times slower and
-	// not steadier (seen: 1 failed boot in 16, against 1 in 50).
+	// in one host thread, "multi" gives each its own. Single is the
+	// default. With multi, QEMU 7.2 (Debian 12) lets a vCPU run stale
+	// translated code while the kernel patches its text on the other
+	// (static keys flip at boot and whenever a BPF program attaches):
+	// "Oops: int3" killed 1 boot in 50 and 1 kernel in 5 of a full
+	// matrix run. One thread takes code changes in before any vCPU runs
+	// again. Multi stays available for speed.
 	TCGThread string
 }
 

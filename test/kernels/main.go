@@ -69,7 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.vm.Timeout, "timeout", 10*time.Minute, "per-kernel limit for boot, all tests and power-off")
 	fs.IntVar(&o.vm.CPUs, "cpus", 2, "vCPUs per VM")
 	fs.IntVar(&o.bootRetries, "boot-retries", 1, "boots again a guest that died before /init started, this many times (reported)")
-	fs.StringVar(&o.vm.TCGThread, "tcg-thread", "multi", "QEMU TCG threading: multi (a host thread per vCPU) or single")
+	fs.StringVar(&o.vm.TCGThread, "tcg-thread", "single", "QEMU TCG threading: single (all vCPUs in one host thread) or multi (one each)")
 	fs.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "per-package limit inside the guest (-test.timeout)")
 	fs.StringVar(&o.cacheDir, "cache", "/var/tmp/tcpstat-kernels", "where fetched kernels and apt state are kept")
 	fs.StringVar(&o.outDir, "out", "artifacts/kernels", "where logs, doctor output and the matrix are written")
@@ -235,11 +235,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 }
 
 // bootKernel boots r's kernel and reads what the guest reported. A guest
-// that dies before /init starts is booted again, up to o.bootRetries
-// times: QEMU 7.2's TCG (Debian 12) now and then crashes a kernel while it
-// patches its own code at boot (seen: "Oops: int3" in 1 of ~50 boots),
-// before any test ran. Each retry is reported; a guest that fails after
-// /init started is never retried.
+// that dies before /init reports is booted again, up to o.bootRetries
+// times, before any test ran; each retry is reported, and a guest that
+// fails after /init reported is never retried.
 func bootKernel(ctx context.Context, r *kernelRun, common string, o options) error {
 	initramfs := strings.TrimSuffix(common, ".cpio") + "-" + r.Spec.Label + ".cpio"
 	if err := writeKernelInitramfs(common, r.Kernel.Modules, initramfs); err != nil {
