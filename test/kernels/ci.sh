@@ -3,7 +3,8 @@
 # It installs the host tools the runner needs when they are missing, runs
 # `make test-kernels`, and prints the matrix and the output of every failed
 # test into the CI log. Kernels are cached under /var/tmp/tcpstat-kernels:
-# a fresh machine downloads about 300 MB from Debian's archive first.
+# a fresh machine first downloads about 470 MB from Debian's archive
+# (kernel and module packages; measured 30-38 s with the five in parallel).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
