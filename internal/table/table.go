@@ -95,7 +95,7 @@ func rank(s tcp.State) int {
 	return 0
 }
 
-func handOff(e *tracer.Event) bool { return e.Inferred || e.New == tcp.TimeWait }
+func isHandOff(e *tracer.Event) bool { return e.Inferred || e.New == tcp.TimeWait }
 
 // Apply feeds one event, in the order the ring buffer gave it.
 func (t *Table) Apply(e *tracer.Event) {
@@ -189,10 +189,10 @@ func (t *Table) move(r *Row, e *tracer.Event) {
 	if e.OwnerKnown {
 		r.setOwner(e.Owner)
 	}
-	r.since = e.Time
-	r.set(flagSinceKnown, true)
 	switch {
-	case handOff(e):
+	case isHandOff(e):
+		r.since = e.Time
+		r.set(flagSinceKnown, true)
 		r.state = tcp.TimeWait
 		if e.TimeWaitFinWait2 {
 			r.state = tcp.FinWait2
@@ -202,11 +202,14 @@ func (t *Table) move(r *Row, e *tracer.Event) {
 		t.end(r, e)
 		r.clearOwner() // ss lists timewait sockets without users
 	case e.New == tcp.Close:
+		// The view gets the state it left and when it entered it.
 		t.end(r, e)
 		t.tombs[r.cookie] = e.Time
 		t.rows.remove(int(t.rows.index[r.cookie]))
 	default:
 		r.state = e.New
+		r.since = e.Time
+		r.set(flagSinceKnown, true)
 	}
 }
 
@@ -323,8 +326,8 @@ func (t *Table) addListed(s *snapshot.Socket, d *Dump) {
 	r.setAddrs(s.Local, s.Remote)
 	r.state = s.State
 	r.since, r.born = d.End, d.End
-	r.set(flagTimeWait, s.State == tcp.TimeWait)
-	if s.State == tcp.TimeWait {
+	r.set(flagTimeWait, miniSocket(s))
+	if miniSocket(s) {
 		r.ended = d.End
 	}
 	t.mergeOwner(r, s, d)
@@ -343,7 +346,7 @@ func (t *Table) mergeListed(r *Row, s *snapshot.Socket, d *Dump, st *ReconcileSt
 			r.since = d.End
 			r.set(flagSinceKnown, false)
 		}
-		if r.has(flagInferred) && s.State == tcp.TimeWait {
+		if r.has(flagInferred) && miniSocket(s) {
 			r.set(flagInferred, false)
 			st.Confirmed++
 		}
@@ -354,7 +357,7 @@ func (t *Table) mergeListed(r *Row, s *snapshot.Socket, d *Dump, st *ReconcileSt
 	}
 	// The dump is newer than anything else known about the row.
 	wasTimeWait := r.has(flagTimeWait)
-	timeWait := s.State == tcp.TimeWait || (wasTimeWait && s.State == tcp.FinWait2)
+	timeWait := miniSocket(s) || (wasTimeWait && s.State == tcp.FinWait2)
 	if r.has(flagInferred) && timeWait {
 		st.Confirmed++
 	} else if r.state != s.State && !(wasTimeWait && timeWait) {
@@ -373,6 +376,12 @@ func (t *Table) mergeListed(r *Row, s *snapshot.Socket, d *Dump, st *ReconcileSt
 	r.set(flagFromDump, true)
 	r.setAddrs(s.Local, s.Remote)
 	t.mergeOwner(r, s, d)
+}
+
+// miniSocket reports a timewait mini-socket: in TIME_WAIT, or FIN_WAIT2
+// before the peer's FIN, always with the timewait timer.
+func miniSocket(s *snapshot.Socket) bool {
+	return s.State == tcp.TimeWait || s.Timer == snapshot.TimerTimeWait
 }
 
 func (t *Table) mergeOwner(r *Row, s *snapshot.Socket, d *Dump) {
