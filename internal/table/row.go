@@ -13,13 +13,13 @@ import (
 // durations in compact units, flags in bits) because a busy host holds
 // hundreds of thousands of them; read it through its methods or Conn.
 type Row struct {
-	cookie uint64
-	cgroup uint64
-	comm   unique.Handle[string] // interned: thousands of rows share a few names
-	since  uint64                // CLOCK_BOOTTIME ns the row entered its state
-	seen   uint64                // time of the last event about the row, 0 if none
-	born   uint64                // when the socket started (or was first seen)
-	ended  uint64                // when the connection ended (timewait hand-off), 0 while open
+	cookie        uint64
+	cgroup        uint64
+	comm          unique.Handle[string] // interned: thousands of rows share a few names
+	since         uint64                // CLOCK_BOOTTIME ns the row entered its state
+	seen          uint64                // time of the last event about the row, 0 if none
+	born          uint64                // when the socket started (or was first seen)
+	ended         uint64                // when the connection ended (timewait hand-off), 0 while open
 	bytesReceived uint64
 	bytesAcked    uint64
 	local         [16]byte
