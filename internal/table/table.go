@@ -445,13 +445,3 @@ func (t *Table) sweep(d *Dump, st *ReconcileStats) {
 		t.rows.remove(i)
 	}
 }
-
-// Forget drops the tombstones of closes before the given time: no dump
-// still to be merged started before them.
-func (t *Table) Forget(before uint64) {
-	for cookie, closed := range t.tombs {
-		if closed < before {
-			delete(t.tombs, cookie)
-		}
-	}
-}

@@ -1,0 +1,288 @@
+// Package livetable keeps a connection table current: it follows the
+// start-up order of shared/DESIGN.md (attach, buffer events, dump with the
+// kernel clock read around it, merge, apply the buffer, go live), then
+// applies events as they come, reconciles against a fresh dump now and then
+// to confirm or expire timewait rows, and resyncs at once after lost events,
+// showing the table as stale until the resync is done.
+package livetable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// Events is a source of tracer events: the tracer itself, or a recording.
+type Events interface {
+	// Read blocks until the next event; it returns os.ErrDeadlineExceeded
+	// at the deadline and another error once reading is over.
+	Read(*tracer.Event) error
+	SetDeadline(time.Time)
+	// Lost counts events that will never be read, cumulatively.
+	Lost() (uint64, error)
+}
+
+// DumpFunc lists the TCP sockets of the current network namespace, with
+// owners and tcp_info.
+type DumpFunc func(context.Context) ([]snapshot.Socket, error)
+
+// DumpTCP is the DumpFunc of a real host: one sock_diag dump of every TCP
+// socket, IPv4 and IPv6, with tcp_info and owners.
+func DumpTCP(ctx context.Context) ([]snapshot.Socket, error) {
+	return snapshot.Dump(ctx, snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}, Info: true, Owners: true})
+}
+
+// Config says where the tracker reads from.
+type Config struct {
+	// Events is the tracer; nil keeps the table from dumps alone, each
+	// Every (polling: transitions between dumps are not seen).
+	Events Events
+	Dump   DumpFunc
+	// Every is the time between reconciles; the default is 2 s when
+	// tracing (timewait rows are confirmed that often), 1 s when polling.
+	Every time.Duration
+	// NetNS is the inode of the namespace Dump lists; 0 reads it from
+	// /proc/self/ns/net.
+	NetNS uint32
+	// OnEnd is called, with the table locked, for every connection that ends.
+	OnEnd func(*table.Row)
+}
+
+// Status is what the tracker knows about its own accuracy.
+type Status struct {
+	Tracing    bool   // events are applied; false when polling dumps
+	Now        uint64 // CLOCK_BOOTTIME ns when the status was taken
+	Events     uint64 // events read
+	Lost       uint64 // events the tracer lost
+	Stale      bool   // events were lost and the resync is not done yet
+	Resyncs    uint64 // resyncs after losses
+	Reconciles uint64 // dumps merged, the first included
+	Last       table.ReconcileStats
+	LastDump   time.Duration // how long the last dump and merge took
+	Startup    time.Duration // attach to live: the first dump, merge and buffered events
+	Err        error         // why the tracker stopped, if it did
+}
+
+// maxBuffered bounds the events held while the first dump runs; past it
+// they are dropped and counted as lost, which forces a resync.
+const maxBuffered = 1 << 20
+
+// Tracker owns a table and keeps it current.
+type Tracker struct {
+	cfg    Config
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	resync chan struct{}
+
+	mu        sync.Mutex
+	tb        *table.Table
+	buffering bool
+	buffer    []tracer.Event
+	dropped   uint64 // buffered events dropped past maxBuffered
+	st        Status
+}
+
+// Start builds the table and returns once it is live. Events must already
+// be attached: whatever happens from then on is either in the dump or in
+// the events.
+func Start(ctx context.Context, cfg Config) (*Tracker, error) {
+	if cfg.Dump == nil {
+		return nil, errors.New("start connection table: no dump function")
+	}
+	if cfg.Every <= 0 {
+		cfg.Every = time.Second
+		if cfg.Events != nil {
+			cfg.Every = 2 * time.Second
+		}
+	}
+	if cfg.NetNS == 0 {
+		ns, err := currentNetNS()
+		if err != nil {
+			return nil, err
+		}
+		cfg.NetNS = ns
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	t := &Tracker{cfg: cfg, cancel: cancel, resync: make(chan struct{}, 1), tb: table.New(table.Options{OnEnd: cfg.OnEnd})}
+	t.st.Tracing = cfg.Events != nil
+
+	began := time.Now()
+	lost := t.lost()
+	if cfg.Events != nil {
+		t.buffering = true
+		t.wg.Add(1)
+		go t.readLoop(ctx)
+	}
+	if err := t.reconcile(ctx, lost); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("start connection table: %w", err)
+	}
+	t.mu.Lock()
+	for i := range t.buffer {
+		t.tb.Apply(&t.buffer[i])
+	}
+	t.buffer, t.buffering = nil, false
+	t.st.Startup = time.Since(began)
+	t.mu.Unlock()
+
+	t.wg.Add(1)
+	go t.syncLoop(ctx)
+	return t, nil
+}
+
+// View calls fn with the table and the status, the table locked: fn must
+// not keep the table or its rows.
+func (t *Tracker) View(fn func(*table.Table, Status)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.st
+	st.Now = BootClock()
+	fn(t.tb, st)
+}
+
+// Close stops the tracker. It does not close Events.
+func (t *Tracker) Close() {
+	t.cancel()
+	t.wg.Wait()
+}
+
+func (t *Tracker) readLoop(ctx context.Context) {
+	defer t.wg.Done()
+	var (
+		ev       tracer.Event
+		deadline time.Time
+	)
+	for ctx.Err() == nil {
+		// Wake up now and then to see whether the tracker was closed.
+		if now := time.Now(); deadline.Sub(now) < 100*time.Millisecond {
+			deadline = now.Add(250 * time.Millisecond)
+			t.cfg.Events.SetDeadline(deadline)
+		}
+		err := t.cfg.Events.Read(&ev)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				t.fail(fmt.Errorf("read events: %w", err))
+			}
+			return
+		}
+		t.mu.Lock()
+		t.st.Events++
+		switch {
+		case !t.buffering:
+			t.tb.Apply(&ev)
+		case len(t.buffer) < maxBuffered:
+			t.buffer = append(t.buffer, ev)
+		default:
+			t.dropped++
+		}
+		t.mu.Unlock()
+	}
+}
+
+func (t *Tracker) fail(err error) {
+	t.mu.Lock()
+	if t.st.Err == nil {
+		t.st.Err = err
+	}
+	t.mu.Unlock()
+}
+
+// syncLoop reconciles every cfg.Every, and at once when events were lost.
+func (t *Tracker) syncLoop(ctx context.Context) {
+	defer t.wg.Done()
+	check := time.NewTicker(min(250*time.Millisecond, t.cfg.Every))
+	defer check.Stop()
+	next := time.Now().Add(t.cfg.Every)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+		}
+		lost := t.lost()
+		t.mu.Lock()
+		stale := lost > t.st.Lost
+		if stale {
+			t.st.Lost, t.st.Stale = lost, true
+		}
+		stale = t.st.Stale
+		t.mu.Unlock()
+		if !stale && time.Now().Before(next) {
+			continue
+		}
+		if err := t.reconcile(ctx, lost); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			t.fail(err) // a failed dump is retried at the next period
+		}
+		next = time.Now().Add(t.cfg.Every)
+	}
+}
+
+// lost is the events lost so far: the tracer's count and the buffer's.
+func (t *Tracker) lost() uint64 {
+	var n uint64
+	if t.cfg.Events != nil {
+		var err error
+		if n, err = t.cfg.Events.Lost(); err != nil {
+			t.fail(fmt.Errorf("read lost event count: %w", err))
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return n + t.dropped
+}
+
+// reconcile dumps and merges. lostBefore is the lost count read before
+// the dump began: if nothing was lost since, the table is no longer stale.
+func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64) error {
+	began := time.Now()
+	start := BootClock()
+	socks, err := t.cfg.Dump(ctx)
+	end := BootClock()
+	if err != nil {
+		return fmt.Errorf("dump sockets: %w", err)
+	}
+	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: true}
+	lost := t.lost()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rec := t.tb.Reconcile(d)
+	if t.st.Stale {
+		t.st.Resyncs++
+	}
+	t.st.Stale = lost > lostBefore
+	t.st.Lost = lost
+	t.st.Reconciles++
+	t.st.Last = rec
+	t.st.LastDump = time.Since(began)
+	return nil
+}
+
+// BootClock reads CLOCK_BOOTTIME, the clock of the tracer's events.
+func BootClock() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) // cannot fail for this clock id
+	return uint64(ts.Nano())
+}
+
+func currentNetNS() (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("read the network namespace: %w", err)
+	}
+	return uint32(st.Ino), nil
+}
