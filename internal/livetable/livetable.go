@@ -69,7 +69,8 @@ type Status struct {
 	Last       table.ReconcileStats
 	LastDump   time.Duration // how long the last dump and merge took
 	Startup    time.Duration // attach to live: the first dump, merge and buffered events
-	Err        error         // why the tracker stopped, if it did
+	DumpErr    error         // the last dump's error, until a dump succeeds
+	Err        error         // why events stopped being read, if they did
 }
 
 // maxBuffered bounds the events held while the first dump runs; past it
@@ -226,7 +227,9 @@ func (t *Tracker) syncLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			t.fail(err) // a failed dump is retried at the next period
+			t.mu.Lock()
+			t.st.DumpErr = err // retried at the next period
+			t.mu.Unlock()
 		}
 		next = time.Now().Add(t.cfg.Every)
 	}
@@ -269,6 +272,7 @@ func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64) error {
 	t.st.Reconciles++
 	t.st.Last = rec
 	t.st.LastDump = time.Since(began)
+	t.st.DumpErr = nil
 	return nil
 }
 
