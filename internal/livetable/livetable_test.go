@@ -166,7 +166,8 @@ func TestPolling(t *testing.T) {
 	tr.View(func(tb *table.Table, _ Status) {
 		for i := range tb.Len() {
 			r := tb.Row(i)
-			if r.Local().String() == c.LocalAddr().String() && r.State() != tcp.FinWait2 && r.State() != tcp.TimeWait {
+			mine := r.Local().String() == c.LocalAddr().String() && r.Remote().String() == ln.Addr().String()
+			if mine && r.State() != tcp.FinWait2 && r.State() != tcp.TimeWait {
 				t.Errorf("closed client %v is %v, want FIN_WAIT2 or TIME_WAIT", r.Local(), r.State())
 			}
 		}
