@@ -70,20 +70,21 @@ func parseLine(line string) (Socket, error) {
 	var s Socket
 	// users:(...) may hold spaces (a comm like "tmux: server"): cut it out
 	// before splitting the rest into fields.
-	if i := strings.Index(line, " users:(("); i >= 0 {
-		end := strings.Index(line[i:], ")) ")
-		if end < 0 {
-			if !strings.HasSuffix(line, "))") {
+	const usersOpen = " users:(("
+	if i := strings.Index(line, usersOpen); i >= 0 {
+		from := i + len(usersOpen)
+		inner, after, ok := strings.Cut(line[from:], ")) ")
+		if !ok {
+			if inner, ok = strings.CutSuffix(line[from:], "))"); !ok {
 				return s, fmt.Errorf("unterminated users field in %q", line)
 			}
-			end = len(line) - i - 2
 		}
-		users, err := parseUsers(line[i+len(" users:((") : i+end])
+		users, err := parseUsers(inner)
 		if err != nil {
 			return s, err
 		}
 		s.Users = users
-		line = line[:i] + line[i+end+2:]
+		line = line[:i] + " " + after
 	}
 	f := strings.Fields(line)
 	if len(f) < 5 {
@@ -141,8 +142,8 @@ func parseUsers(v string) ([]User, error) {
 		if !strings.HasPrefix(v, `"`) {
 			return nil, fmt.Errorf("users field: want a quoted command at %q", v)
 		}
-		end := strings.Index(v, `",pid=`)
-		if end < 0 {
+		end := strings.Index(v[1:], `",pid=`) + 1
+		if end == 0 {
 			return nil, fmt.Errorf("users field: no pid after %q", v)
 		}
 		u := User{Comm: v[1:end]}
