@@ -3,6 +3,7 @@ module github.com/tcpstat/tcpstat
 go 1.26.8
 
 require (
+	github.com/cilium/ebpf v0.20.0
 	github.com/gdamore/tcell/v2 v2.13.10
 	github.com/google/go-cmp v0.7.0
 	github.com/urfave/cli/v2 v2.27.7
@@ -11,7 +12,6 @@ require (
 )
 
 require (
-	github.com/cilium/ebpf v0.20.0 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/gdamore/encoding v1.0.1 // indirect
 	github.com/lucasb-eyer/go-colorful v1.3.0 // indirect

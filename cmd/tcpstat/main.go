@@ -36,9 +36,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:      "tcpstat",
-		Usage:     "every TCP state transition on this host, live, and the connection table they make",
-		Commands:  []*cli.Command{topCommand()},
+		Name:  "tcpstat",
+		Usage: "every TCP state transition on this host, live, and the connection table they make",
+		Commands: []*cli.Command{
+			watchCommand(),
+			doctorCommand(),
+			topCommand(),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unknown command %q (see --help)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// Errors are printed once, by main; not as help text plus a stack.

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"watch", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"watch", "-4", "-6"}, "-4 and -6 exclude each other"},
+		{[]string{"watch", "--port", "70000"}, "--port 70000"},
+		{[]string{"watch", "--port", "http"}, "invalid value"},
+		{[]string{"watch", "extra"}, "watch takes no arguments"},
+		{[]string{"watch", "--ring-size", "1000"}, "power of two"},
+		{[]string{"doctor", "extra"}, "doctor takes no arguments"},
+		{[]string{"frobnicate"}, "unknown command"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), append([]string{"tcpstat"}, tc.args...), &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q (stderr %q)", err, tc.want, stderr.String())
+			}
+		})
+	}
+}
+
+// TestWithoutPrivileges runs tcpstat as nobody: one readable message that
+// names the capabilities, exit status 1, no stack trace.
+func TestWithoutPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a process as another user")
+	}
+	bin := filepath.Join(t.TempDir(), "tcpstat")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for dir := filepath.Dir(bin); dir != os.TempDir(); dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil { // let nobody reach the binary
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(bin, "watch")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1; stderr:\n%s", err, stderr.String())
+	}
+	msg := stderr.String()
+	for _, want := range []string{"CAP_BPF", "CAP_PERFMON", "tcpstat list"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message does not mention %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "goroutine") || strings.Count(msg, "\n") != 1 {
+		t.Errorf("want one line, no stack trace:\n%s", msg)
+	}
+}
+
+func TestWatchJSON(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	const port = "29160"
+	ready := filepath.Join(t.TempDir(), "ready")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"tcpstat", "watch", "--json", "--port", port, "--ready-file", ready}, &stdout, &stderr)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ready file; stderr: %s", stderr.String())
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	a.Close()
+	ln.Close()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stdout.String(), `"old_state":"LISTEN","new_state":"CLOSE"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("listener's CLOSE never printed:\n%s", stdout.String())
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+
+	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
+	types := map[string]int{}
+	transitions := map[string]int{}
+	for _, line := range lines {
+		var obj struct {
+			Type     string `json:"type"`
+			Old      string `json:"old_state"`
+			New      string `json:"new_state"`
+			PID      *int   `json:"pid"`
+			Inferred bool   `json:"inferred"`
+		}
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, line)
+		}
+		types[obj.Type]++
+		if obj.Type == "transition" {
+			transitions[obj.Old+"→"+obj.New]++
+			if obj.PID != nil && *obj.PID != os.Getpid() {
+				t.Errorf("owner %d, want this process %d: %s", *obj.PID, os.Getpid(), line)
+			}
+		}
+	}
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"type":"summary"`) || !strings.Contains(last, `"lost":0`) {
+		t.Errorf("last line is not a summary without loss: %s", last)
+	}
+	want := map[string]int{
+		"CLOSE→LISTEN": 1, "LISTEN→CLOSE": 1, "CLOSE→SYN_SENT": 1, "SYN_SENT→ESTABLISHED": 1,
+		"LISTEN→SYN_RECV": 1, "SYN_RECV→ESTABLISHED": 1,
+	}
+	for tr, n := range want {
+		if transitions[tr] != n {
+			t.Errorf("%d × %s, want %d; all: %v", transitions[tr], tr, n, transitions)
+		}
+	}
+	if types["accept"] != 1 {
+		t.Errorf("%d accept objects, want 1", types["accept"])
+	}
+	if !strings.Contains(stderr.String(), "0 lost") {
+		t.Errorf("stderr has no loss report: %q", stderr.String())
+	}
+}

@@ -1,0 +1,199 @@
+// Package doctor finds out what the running kernel and this process offer
+// to tcpstat, and which features that enables.
+package doctor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// Check is one thing the kernel or process offers, or does not.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Feature is something tcpstat does, and whether it works here.
+type Feature struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // "available", "degraded" or "unavailable"
+	Detail string `json:"detail,omitempty"`
+}
+
+// Report is everything doctor found.
+type Report struct {
+	Kernel   string    `json:"kernel"`
+	Checks   []Check   `json:"checks"`
+	Features []Feature `json:"features"`
+}
+
+// Run examines the kernel. It loads and attaches the real tracer once, as
+// the final word on whether tracing works, and detaches it at once.
+func Run() Report {
+	var r Report
+	var uts unix.Utsname
+	if unix.Uname(&uts) == nil {
+		r.Kernel = unix.ByteSliceToString(uts.Release[:]) + " " + unix.ByteSliceToString(uts.Machine[:])
+	}
+	check := func(name string, err error, ok string) bool {
+		c := Check{Name: name, OK: err == nil, Detail: ok}
+		if err != nil {
+			c.Detail = err.Error()
+		}
+		r.Checks = append(r.Checks, c)
+		return c.OK
+	}
+
+	privileged := check("privileges (CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN)", boolErr(tracer.HaveTracingPrivileges(),
+		"missing: run as root or grant CAP_BPF and CAP_PERFMON"), "present")
+	haveBTF := check("kernel BTF (/sys/kernel/btf/vmlinux)", statErr("/sys/kernel/btf/vmlinux"), "present")
+	var kernelBTF *btf.Spec
+	if haveBTF {
+		var err error
+		kernelBTF, err = btf.LoadKernelSpec()
+		haveBTF = check("kernel BTF parses", err, "ok")
+	}
+	haveTP := haveBTF && check("tracepoint sock:inet_sock_set_state", typeErr(kernelBTF, "btf_trace_inet_sock_set_state"), "present")
+	check("tracepoint tcp:tcp_receive_reset", typeErr(kernelBTF, "btf_trace_tcp_receive_reset"), "present")
+	haveIter := check("BPF iterator over TCP sockets (iter/tcp)", funcErr(kernelBTF, "bpf_iter_tcp"), "present")
+	btf.FlushKernelSpec()
+
+	// No probe for the tracing program type itself: the library's probe
+	// loads an fentry program, which some kernels refuse while tp_btf
+	// works. Loading the tracer below is the real test.
+	var haveRing, haveCookie bool
+	if privileged {
+		haveRing = check("BPF ring buffer", features.HaveMapType(ebpf.RingBuf), "supported")
+		if haveTP {
+			ok, err := tracer.HaveSocketCookieHelper()
+			if err == nil && !ok {
+				err = errors.New("not callable from tracing programs (Linux < 5.12): synthetic cookies")
+			}
+			haveCookie = check("bpf_get_socket_cookie() in tracing programs", err, "callable")
+		}
+	}
+	tracefs := tracer.TracefsDir()
+	check("tracefs", boolErr(tracefs != "", "not mounted (tcpstat mounts it at /sys/kernel/tracing when it can)"), "mounted at "+tracefs)
+	haveAcceptTP := check("tracepoint syscalls:sys_exit_accept4",
+		boolErr(tracefs == "" || exists(tracefs+"/events/syscalls/sys_exit_accept4"), "missing (CONFIG_FTRACE_SYSCALLS)"),
+		"present")
+	stats, _ := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
+	check("BPF run-time statistics (kernel.bpf_stats_enabled)", boolErr(strings.TrimSpace(string(stats)) == "1",
+		"off: tcpstat's BPF time per event is not measured (sysctl kernel.bpf_stats_enabled=1)"), "on")
+	haveDiag := check("netlink sock_diag", sockDiagErr(), "available")
+
+	var tracerErr error
+	var warnings []string
+	if privileged && haveBTF && haveTP {
+		t, err := tracer.New(tracer.Options{})
+		if err == nil {
+			warnings = t.Warnings()
+			err = t.Close()
+		}
+		tracerErr = err
+		check("tracer loads and attaches", err, "yes")
+	}
+
+	tracing := privileged && haveBTF && haveTP && haveRing && tracerErr == nil
+	r.Features = append(r.Features, feature("watch: live TCP transitions", tracing, false, whyNot(privileged, haveBTF, haveTP, tracerErr)))
+	owners := strings.Join(warnings, "; ")
+	r.Features = append(r.Features, feature("owners of accepted connections", tracing, !haveAcceptTP || owners != "",
+		firstNonEmpty(owners, whyNot(privileged, haveBTF, haveTP, tracerErr))))
+	r.Features = append(r.Features, feature("socket cookies matching ss and sock_diag", tracing && haveCookie, tracing && !haveCookie,
+		"tracing programs cannot read cookies on this kernel: sockets get synthetic ids until listed"))
+	r.Features = append(r.Features, feature("list: netstat-style listings", true, !haveDiag,
+		"sock_diag unavailable: listings read /proc/net instead (no cookies, no tcp_info)"))
+	r.Features = append(r.Features, feature("top: live connection table", tracing && haveDiag, tracing && !haveDiag,
+		firstNonEmpty(whyNot(privileged, haveBTF, haveTP, tracerErr), "sock_diag unavailable")))
+	r.Features = append(r.Features, feature("BPF iterators", haveIter, false, "kernel has no iter/tcp (Linux < 5.9)"))
+	return r
+}
+
+func feature(name string, ok, degraded bool, why string) Feature {
+	switch {
+	case ok && !degraded:
+		return Feature{Name: name, Status: "available"}
+	case ok || degraded:
+		return Feature{Name: name, Status: "degraded", Detail: why}
+	}
+	return Feature{Name: name, Status: "unavailable", Detail: why}
+}
+
+func whyNot(privileged, haveBTF, haveTP bool, tracerErr error) string {
+	switch {
+	case !privileged:
+		return "needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
+	case !haveBTF:
+		return "needs kernel BTF (CONFIG_DEBUG_INFO_BTF=y)"
+	case !haveTP:
+		return "needs the sock:inet_sock_set_state tracepoint (Linux 4.16+)"
+	case tracerErr != nil:
+		return tracerErr.Error()
+	}
+	return ""
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func boolErr(ok bool, msg string) error {
+	if ok {
+		return nil
+	}
+	return errors.New(msg)
+}
+
+func exists(path string) bool { _, err := os.Stat(path); return err == nil }
+
+func statErr(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("missing (CONFIG_DEBUG_INFO_BTF): %w", err)
+	}
+	return nil
+}
+
+func typeErr(spec *btf.Spec, name string) error {
+	if spec == nil {
+		return errors.New("unknown: no kernel BTF")
+	}
+	if _, err := spec.AnyTypeByName(name); err != nil {
+		return errors.New("missing from kernel BTF")
+	}
+	return nil
+}
+
+func funcErr(spec *btf.Spec, name string) error {
+	if spec == nil {
+		return errors.New("unknown: no kernel BTF")
+	}
+	var fn *btf.Func
+	if err := spec.TypeByName(name, &fn); err != nil {
+		return errors.New("missing from kernel BTF")
+	}
+	return nil
+}
+
+func sockDiagErr() error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return fmt.Errorf("open netlink sock_diag: %w", err)
+	}
+	unix.Close(fd)
+	return nil
+}

@@ -1,0 +1,64 @@
+package format
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// Loss reasons, as JSON "reason" values of "lost" objects.
+const (
+	LostRingBufferFull = "ring_buffer_full"
+	LostRecursion      = "recursion"
+	LostCorrupt        = "corrupt"
+)
+
+// AppendLostJSON appends a "lost" object: count events lost for reason since
+// the last report, total since the start.
+func AppendLostJSON(b []byte, at time.Time, reason string, count, total uint64) []byte {
+	b = append(b, `{"type":"lost","time":"`...)
+	b = at.UTC().AppendFormat(b, JSONTime)
+	b = append(b, `","reason":"`...)
+	b = append(b, reason...)
+	b = append(b, `","count":`...)
+	b = strconv.AppendUint(b, count, 10)
+	b = append(b, `,"total":`...)
+	b = strconv.AppendUint(b, total, 10)
+	return append(b, "}\n"...)
+}
+
+// AppendLostLine is the human form of AppendLostJSON.
+func AppendLostLine(b []byte, at time.Time, reason string, count, total uint64) []byte {
+	b = at.AppendFormat(b, "15:04:05.000000")
+	return fmt.Appendf(b, " !! LOST %d events (%s; %d in all)\n", count, reason, total)
+}
+
+// Summary is what a run of watch read and lost.
+type Summary struct {
+	Events  uint64
+	Corrupt uint64
+	Stats   tracer.Stats
+}
+
+// AppendSummaryJSON appends the "summary" object written when watch ends.
+func AppendSummaryJSON(b []byte, at time.Time, s Summary) []byte {
+	b = append(b, `{"type":"summary","time":"`...)
+	b = at.UTC().AppendFormat(b, JSONTime)
+	return fmt.Appendf(b, `","events":%d,"lost":%d,"lost_ring_buffer_full":%d,"lost_recursion":%d,`+
+		`"lost_corrupt":%d,"recursion_misses":%d,"recursion_recovered":%d,"sockets_map_full":%d}`+"\n",
+		s.Events, s.Stats.Lost()+s.Corrupt, s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.Corrupt,
+		s.Stats.RecursionMisses, s.Stats.Recovered, s.Stats.SocketsFull)
+}
+
+// AppendSummaryLine is the human form of AppendSummaryJSON.
+func AppendSummaryLine(b []byte, s Summary) []byte {
+	b = fmt.Appendf(b, "%d events, %d lost (ring buffer full %d, recursion %d, corrupt %d); ",
+		s.Events, s.Stats.Lost()+s.Corrupt, s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.Corrupt)
+	b = fmt.Appendf(b, "%d nested transitions recovered by the second program", s.Stats.Recovered)
+	if s.Stats.SocketsFull > 0 {
+		b = fmt.Appendf(b, "; %d without owner: sockets map full", s.Stats.SocketsFull)
+	}
+	return append(b, '\n')
+}

@@ -1,0 +1,144 @@
+package tracer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
+)
+
+// Errors New returns when the kernel or the process lacks what tracing
+// needs; each is wrapped with what is missing and what still works.
+var (
+	ErrNoBTF        = errors.New("kernel has no BTF")
+	ErrNoPermission = errors.New("missing privileges")
+)
+
+const vmlinuxBTF = "/sys/kernel/btf/vmlinux"
+
+// stillWorks tells users what they keep when tracing is impossible.
+const stillWorks = "`tcpstat list` (netstat-style listings) still works"
+
+func checkKernel() error {
+	if _, err := os.Stat(vmlinuxBTF); err != nil {
+		return fmt.Errorf("%w: %s is missing (the kernel needs CONFIG_DEBUG_INFO_BTF=y; tracing needs it): %s",
+			ErrNoBTF, vmlinuxBTF, stillWorks)
+	}
+	return nil
+}
+
+// Capability numbers, include/uapi/linux/capability.h.
+const (
+	capSysAdmin = 21
+	capPerfmon  = 38
+	capBPF      = 39
+)
+
+// effectiveCaps reads the effective capability set of this process.
+func effectiveCaps() (uint64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff line in /proc/self/status")
+}
+
+// HaveTracingPrivileges reports whether this process may load and attach
+// the tracer: CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN.
+func HaveTracingPrivileges() bool {
+	caps, err := effectiveCaps()
+	if err != nil {
+		return os.Geteuid() == 0
+	}
+	has := func(c uint) bool { return caps&(1<<c) != 0 }
+	return has(capSysAdmin) || (has(capBPF) && has(capPerfmon))
+}
+
+const privilegeHint = "tracing needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run as root, " +
+	"or grant them (setcap cap_bpf,cap_perfmon+ep tcpstat; in Kubernetes, securityContext.capabilities.add)"
+
+func checkCapabilities() error {
+	if !HaveTracingPrivileges() {
+		return fmt.Errorf("%w: %s; %s", ErrNoPermission, privilegeHint, stillWorks)
+	}
+	return nil
+}
+
+// explainPermission adds what to do to a permission error from the kernel:
+// a process can hold the capabilities and still be refused (lockdown,
+// seccomp, unprivileged_bpf_disabled, a container's profile).
+func explainPermission(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w: %w: %s (the kernel refused: check lockdown, seccomp and the container's profile)",
+			ErrNoPermission, err, privilegeHint)
+	}
+	return err
+}
+
+// HaveSocketCookieHelper reports whether tracing programs may call
+// bpf_get_socket_cookie() (Linux 5.12 and later), by loading a program
+// that does.
+func HaveSocketCookieHelper() (bool, error) {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceRawTp,
+		AttachTo:   "inet_sock_set_state",
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord), // the struct sock argument
+			asm.FnGetSocketCookie.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+	if err == nil {
+		prog.Close()
+		return true, nil
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) || errors.Is(err, unix.EINVAL) {
+		return false, nil
+	}
+	return false, fmt.Errorf("probe for bpf_get_socket_cookie in tracing programs: %w", explainPermission(err))
+}
+
+var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
+
+// TracefsDir returns the mounted tracefs, or "" if none is.
+func TracefsDir() string {
+	for _, dir := range tracefsDirs {
+		if _, err := os.Stat(dir + "/events"); err == nil {
+			return dir
+		}
+	}
+	return ""
+}
+
+// ensureTracefs mounts tracefs where the kernel provides its mount point
+// and nothing is mounted yet; syscall tracepoints are attached through it.
+func ensureTracefs() error {
+	dir := TracefsDir()
+	if dir == "" {
+		if err := unix.Mount("nodev", tracefsDirs[0], "tracefs", 0, ""); err != nil {
+			return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %w", tracefsDirs[0], err)
+		}
+		dir = tracefsDirs[0]
+	}
+	if _, err := os.Stat(dir + "/events/syscalls/sys_exit_accept4"); err != nil {
+		return errors.New("this kernel has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS)")
+	}
+	return nil
+}

@@ -1,0 +1,237 @@
+// Package tracer loads the kernel program of bpf/tcpstate.c, attaches it to
+// the TCP state tracepoint and to accept(), and delivers its Events.
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// Errors Read returns when reading stops.
+var (
+	// ErrClosed: the Tracer was closed.
+	ErrClosed = errors.New("tracer closed")
+	// ErrFlushed: every event buffered at the time of Flush has been read.
+	ErrFlushed = errors.New("tracer flushed")
+)
+
+// Defaults for Options.
+const (
+	DefaultRingBufferSize = 8 << 20
+	DefaultMaxSockets     = 1 << 17
+)
+
+// Options configure a Tracer. The filters run in the kernel, so events they
+// reject cost no ring buffer space.
+type Options struct {
+	// Family is 4 or 6 to trace only IPv4 or IPv6 sockets; 0 traces both.
+	Family int
+	// Port keeps only sockets with this local or remote port; 0 keeps all.
+	Port uint16
+	// RingBufferSize in bytes: a power of two, at least the page size.
+	RingBufferSize int
+	// MaxSockets bounds the live sockets whose owner and state start time
+	// the kernel program keeps.
+	MaxSockets int
+}
+
+// Tracer owns the loaded programs, their attachments and the ring buffer.
+// Read is for one goroutine; Stats, Detach and Close are safe to call from
+// any goroutine.
+type Tracer struct {
+	objs     tcpstateObjects
+	mu       sync.Mutex // guards links
+	links    []link.Link
+	reader   *ringbuf.Reader
+	decoder  *Decoder
+	record   ringbuf.Record
+	closed   sync.Once
+	warnings []string
+	cookies  bool
+}
+
+// New loads and attaches the kernel program. It undoes everything it did
+// when any step fails.
+func New(opts Options) (_ *Tracer, err error) {
+	if err := checkKernel(); err != nil {
+		return nil, err
+	}
+	if err := checkCapabilities(); err != nil {
+		return nil, err
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones to
+	// the cgroup, where raising the limit may be refused and is not needed.
+	_ = rlimit.RemoveMemlock()
+
+	spec, err := loadTcpstate()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF object: %w", err)
+	}
+	t := &Tracer{decoder: NewDecoder()}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	if t.cookies, err = HaveSocketCookieHelper(); err != nil {
+		return nil, err
+	}
+	if err := configure(spec, opts, t.cookies); err != nil {
+		return nil, err
+	}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("the kernel's verifier rejected the BPF program: %+v", ve)
+		}
+		return nil, fmt.Errorf("load BPF programs: %w", explainPermission(err))
+	}
+	// The order matters: the first copy must run before the second for the
+	// same transition (probes run in the order they were attached).
+	for _, prog := range []*ebpf.Program{t.objs.SetStateFirst, t.objs.SetStateSecond} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			return nil, fmt.Errorf("attach to tracepoint sock:inet_sock_set_state: %w", explainPermission(err))
+		}
+		t.links = append(t.links, l)
+	}
+	t.attachAccept()
+	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	if !t.cookies {
+		t.warnings = append(t.warnings, "this kernel (before 5.12) does not give tracing programs socket cookies: "+
+			"sockets not yet listed by sock_diag get synthetic ids")
+	}
+	return t, nil
+}
+
+func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
+	var family uint16
+	switch opts.Family {
+	case 0:
+	case 4:
+		family = afInet
+	case 6:
+		family = afInet6
+	default:
+		return fmt.Errorf("address family %d: want 4, 6 or 0 for both", opts.Family)
+	}
+	size := opts.RingBufferSize
+	if size == 0 {
+		size = DefaultRingBufferSize
+	}
+	if size < os.Getpagesize() || size&(size-1) != 0 {
+		return fmt.Errorf("ring buffer size %d: want a power of two of at least %d bytes", size, os.Getpagesize())
+	}
+	maxSockets := opts.MaxSockets
+	if maxSockets == 0 {
+		maxSockets = DefaultMaxSockets
+	}
+	if maxSockets < 0 {
+		return fmt.Errorf("max sockets %d: want a positive number", maxSockets)
+	}
+	spec.Maps["events"].MaxEntries = uint32(size)
+	spec.Maps["sockets"].MaxEntries = uint32(maxSockets)
+	for name, value := range map[string]any{
+		"filter_family":      family,
+		"filter_port":        opts.Port,
+		"have_cookie_helper": cookies,
+	} {
+		v, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := v.Set(value); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// attachAccept attaches the accept() hooks. Without them tcpstat still works:
+// passive opens get an owner at their first system call instead.
+func (t *Tracer) attachAccept() {
+	if err := ensureTracefs(); err != nil {
+		t.warnings = append(t.warnings, "owners of accepted connections are unknown until they close: "+err.Error())
+		return
+	}
+	for name, prog := range map[string]*ebpf.Program{
+		"sys_exit_accept4": t.objs.Accept4Exit,
+		"sys_exit_accept":  t.objs.AcceptExit,
+	} {
+		l, err := link.Tracepoint("syscalls", name, prog, nil)
+		if err != nil {
+			t.warnings = append(t.warnings, fmt.Sprintf(
+				"owners of accepted connections may be unknown until they close: attach syscalls:%s: %v", name, err))
+			continue
+		}
+		t.links = append(t.links, l)
+	}
+}
+
+// Warnings lists what this kernel or environment could not give, and what
+// that costs.
+func (t *Tracer) Warnings() []string { return t.warnings }
+
+// Read blocks until the next event and decodes it into ev. It returns
+// ErrClosed after Close, ErrFlushed after Flush once every event buffered
+// at that time was read, and os.ErrDeadlineExceeded at the deadline.
+func (t *Tracer) Read(ev *Event) error {
+	if err := t.reader.ReadInto(&t.record); err != nil {
+		switch {
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+			return ErrClosed
+		case errors.Is(err, ringbuf.ErrFlushed):
+			return ErrFlushed
+		}
+		return err
+	}
+	return t.decoder.Decode(t.record.RawSample, ev)
+}
+
+// SetDeadline makes Read return os.ErrDeadlineExceeded at d once no event
+// is waiting; the zero time removes the deadline. Call it from the reading
+// goroutine.
+func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
+
+// Buffered is the number of bytes waiting in the ring buffer.
+func (t *Tracer) Buffered() int { return t.reader.AvailableBytes() }
+
+// Flush wakes Read: it returns what is buffered, then ErrFlushed.
+func (t *Tracer) Flush() error { return t.reader.Flush() }
+
+// Detach stops the kernel from producing events; those already buffered can
+// still be read. It is idempotent.
+func (t *Tracer) Detach() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	return errors.Join(errs...)
+}
+
+// Close detaches and frees everything. It is idempotent and interrupts Read.
+func (t *Tracer) Close() error {
+	var err error
+	t.closed.Do(func() {
+		errs := []error{t.Detach()}
+		if t.reader != nil {
+			errs = append(errs, t.reader.Close())
+		}
+		errs = append(errs, t.objs.Close())
+		err = errors.Join(errs...)
+	})
+	return err
+}
