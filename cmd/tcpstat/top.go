@@ -11,6 +11,7 @@ import (
 
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/topview"
+	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 func topCommand() *cli.Command {
@@ -30,6 +31,7 @@ func topCommand() *cli.Command {
 			&cli.StringFlag{Name: "sort", Value: "age", Usage: "sort by `KEY`: age, state, pid, comm, local, remote"},
 			&cli.BoolFlag{Name: "reverse", Usage: "reverse the sort"},
 			&cli.StringFlag{Name: "filter", Usage: "show only rows whose owner, addresses or state contain `TEXT`"},
+			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
 		},
 		Action: runTop,
 	}
@@ -56,7 +58,24 @@ func runTop(c *cli.Context) error {
 		return errors.New("top draws on a terminal and stdout is not one: use -b for batch output")
 	}
 
-	cfg := livetable.Config{Dump: livetable.DumpTCP, Every: delay}
+	cfg := livetable.Config{Dump: livetable.DumpTCP, PollReason: "--poll"}
+	if !c.Bool("poll") {
+		events, err := tracer.New(tracer.Options{})
+		if err != nil {
+			// Where tracing is impossible the table still works from dumps,
+			// and says so in its header.
+			cfg.PollReason = "no tracer: " + err.Error()
+			cfg.Every = delay
+		} else {
+			defer events.Close()
+			for _, w := range events.Warnings() {
+				fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
+			}
+			cfg.Events = events
+		}
+	} else {
+		cfg.Every = delay
+	}
 	tr, err := livetable.Start(c.Context, cfg)
 	if err != nil {
 		return err

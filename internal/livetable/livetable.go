@@ -21,14 +21,14 @@ import (
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
-// Events is a source of tracer events: the tracer itself, or a recording.
+// Events is a source of tracer events: a *tracer.Tracer, or a recording.
 type Events interface {
 	// Read blocks until the next event; it returns os.ErrDeadlineExceeded
-	// at the deadline and another error once reading is over.
+	// at the deadline, tracer.ErrClosed once closed.
 	Read(*tracer.Event) error
 	SetDeadline(time.Time)
-	// Lost counts events that will never be read, cumulatively.
-	Lost() (uint64, error)
+	// Stats are cumulative counts; Lost() is what the table cares about.
+	Stats() (tracer.Stats, error)
 }
 
 // DumpFunc lists the TCP sockets of the current network namespace, with
@@ -55,11 +55,14 @@ type Config struct {
 	NetNS uint32
 	// OnEnd is called, with the table locked, for every connection that ends.
 	OnEnd func(*table.Row)
+	// PollReason says why there is no tracer, for the views to show.
+	PollReason string
 }
 
 // Status is what the tracker knows about its own accuracy.
 type Status struct {
 	Tracing    bool   // events are applied; false when polling dumps
+	PollReason string // why not tracing
 	Now        uint64 // CLOCK_BOOTTIME ns when the status was taken
 	Events     uint64 // events read
 	Lost       uint64 // events the tracer lost
@@ -114,7 +117,7 @@ func Start(ctx context.Context, cfg Config) (*Tracker, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	t := &Tracker{cfg: cfg, cancel: cancel, resync: make(chan struct{}, 1), tb: table.New(table.Options{OnEnd: cfg.OnEnd})}
-	t.st.Tracing = cfg.Events != nil
+	t.st.Tracing, t.st.PollReason = cfg.Events != nil, cfg.PollReason
 
 	began := time.Now()
 	lost := t.lost()
@@ -173,7 +176,7 @@ func (t *Tracker) readLoop(ctx context.Context) {
 			continue
 		}
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !errors.Is(err, tracer.ErrClosed) {
 				t.fail(fmt.Errorf("read events: %w", err))
 			}
 			return
@@ -239,10 +242,11 @@ func (t *Tracker) syncLoop(ctx context.Context) {
 func (t *Tracker) lost() uint64 {
 	var n uint64
 	if t.cfg.Events != nil {
-		var err error
-		if n, err = t.cfg.Events.Lost(); err != nil {
+		st, err := t.cfg.Events.Stats()
+		if err != nil {
 			t.fail(fmt.Errorf("read lost event count: %w", err))
 		}
+		n = st.Lost()
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

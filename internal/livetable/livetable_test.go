@@ -37,7 +37,9 @@ func (q *queue) Read(ev *tracer.Event) error {
 }
 
 func (q *queue) SetDeadline(d time.Time) { q.deadline.Store(d.UnixNano()) }
-func (q *queue) Lost() (uint64, error)   { return q.lost.Load(), nil }
+func (q *queue) Stats() (tracer.Stats, error) {
+	return tracer.Stats{RingBufferFull: q.lost.Load()}, nil
+}
 
 var (
 	local  = netip.MustParseAddrPort("127.0.0.1:40000")

@@ -17,7 +17,10 @@ func (f *Frame) Header(wall time.Time, eventsPerSec float64, opts Options) []str
 	st := f.Status
 	mode := "tracing"
 	if !st.Tracing {
-		mode = "polling (no tracer: transitions between dumps are not seen)"
+		mode = "polling: transitions between dumps are not seen"
+		if st.PollReason != "" {
+			mode += " (" + st.PollReason + ")"
+		}
 	}
 	first := fmt.Sprintf("tcpstat top - %s  %s  connections %d", wall.Format("15:04:05"), mode, f.Total)
 	if f.Len() != f.Total {
