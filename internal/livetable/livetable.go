@@ -92,6 +92,7 @@ type Tracker struct {
 	buffering bool
 	buffer    []tracer.Event
 	dropped   uint64 // buffered events dropped past maxBuffered
+	settling  bool   // a resync left rows unlisted once: one more dump decides
 	st        Status
 }
 
@@ -268,10 +269,19 @@ func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	rec := t.tb.Reconcile(d)
-	if t.st.Stale {
-		t.st.Resyncs++
+	switch {
+	case lost > lostBefore:
+		t.st.Stale, t.settling = true, false
+	case t.st.Stale && rec.Unlisted > 0 && !t.settling:
+		// A row goes when two dumps miss it: dump once more right away
+		// before calling the table exact again.
+		t.settling = true
+	default:
+		if t.st.Stale {
+			t.st.Resyncs++
+		}
+		t.st.Stale, t.settling = false, false
 	}
-	t.st.Stale = lost > lostBefore
 	t.st.Lost = lost
 	t.st.Reconciles++
 	t.st.Last = rec

@@ -49,6 +49,7 @@ const (
 	flagHandshakeKnown         // dwell in SYN_SENT is a complete handshake
 	flagListed                 // scratch: listed by the dump being reconciled
 	flagCounters               // counters are set
+	flagUnlisted               // the last dump did not list it (one strike)
 )
 
 func (r *Row) has(f rowFlag) bool { return r.flags&f != 0 }

@@ -13,6 +13,7 @@
 package table
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/tcpstat/tcpstat/internal/snapshot"
@@ -35,7 +36,11 @@ type Options struct {
 type Table struct {
 	rows  rowStore
 	tombs map[uint64]uint64 // cookie → CLOCK_BOOTTIME ns of its close
-	onEnd func(*Row)
+	// halfClosed finds timewait sockets still in FIN_WAIT2 by 4-tuple, so
+	// the peer's close on this host can move them on (see peerClosed).
+	// Entries are checked on use and rebuilt at each reconcile.
+	halfClosed map[tuple]uint64
+	onEnd      func(*Row)
 
 	// The window of the last dump merged: rows whose state it set judge
 	// events by it.
@@ -51,11 +56,43 @@ type Stats struct {
 	Mismatched uint64 // transitions whose old state was not the row's state
 	Ended      uint64 // connections closed or handed to timewait
 	Reconciles uint64 // dumps merged
+	PeerClosed uint64 // timewait sockets moved to TIME_WAIT by their local peer's close
 }
 
 // New returns an empty table.
 func New(opts Options) *Table {
-	return &Table{rows: newRowStore(), tombs: make(map[uint64]uint64), onEnd: opts.OnEnd}
+	return &Table{rows: newRowStore(), tombs: make(map[uint64]uint64), halfClosed: make(map[tuple]uint64), onEnd: opts.OnEnd}
+}
+
+// tuple is a socket's namespace and 4-tuple.
+type tuple struct {
+	netns         uint32
+	local, remote netip.AddrPort
+}
+
+func (r *Row) tuple() tuple { return tuple{r.netns, r.Local(), r.Remote()} }
+
+// halfClosedTimeWait reports a timewait socket waiting for its peer's FIN.
+func (r *Row) halfClosedTimeWait() bool { return r.has(flagTimeWait) && r.state == tcp.FinWait2 }
+
+// peerClosed handles the end of a passive close (LAST_ACK → CLOSE) whose
+// peer is on this host: the ACK that ended it came from the peer's
+// timewait socket, which had the FIN and so is in TIME_WAIT now. No event
+// reports that move; without this it would wait for the next dump.
+func (t *Table) peerClosed(e *tracer.Event) {
+	k := tuple{e.NetNS, e.Remote, e.Local}
+	cookie, ok := t.halfClosed[k]
+	if !ok {
+		return
+	}
+	delete(t.halfClosed, k)
+	if r := t.rows.lookup(cookie); r != nil && r.halfClosedTimeWait() && r.tuple() == k {
+		r.state = tcp.TimeWait
+		r.since, r.seen = e.Time, e.Time
+		r.set(flagSinceKnown, true)
+		r.set(flagFromDump|flagUnlisted, false) // newer than any dump under way
+		t.stats.PeerClosed++
+	}
 }
 
 // Len is the number of rows.
@@ -100,6 +137,9 @@ func isHandOff(e *tracer.Event) bool { return e.Inferred || e.New == tcp.TimeWai
 // Apply feeds one event, in the order the ring buffer gave it.
 func (t *Table) Apply(e *tracer.Event) {
 	t.stats.Events++
+	if e.Kind == tracer.Transition && e.Old == tcp.LastAck && e.New == tcp.Close && len(t.halfClosed) > 0 {
+		t.peerClosed(e)
+	}
 	r := t.rows.lookup(e.Cookie)
 	if r == nil {
 		t.unseen(e)
@@ -157,6 +197,7 @@ func startsSocket(e *tracer.Event) bool {
 
 func (t *Table) accept(r *Row, e *tracer.Event) {
 	r.seen = max(r.seen, e.Time)
+	r.set(flagUnlisted, false)
 	r.netns = e.NetNS
 	if e.Local.IsValid() {
 		r.setAddrs(e.Local, e.Remote)
@@ -181,7 +222,7 @@ func (t *Table) move(r *Row, e *tracer.Event) {
 	}
 	r.seen = e.Time
 	r.netns = e.NetNS
-	r.set(flagFromDump, false)
+	r.set(flagFromDump|flagUnlisted, false)
 	// At CLOSE → SYN_SENT the local port is still 0; keep a port once known.
 	if e.Local.IsValid() && (e.Local.Port() != 0 || r.lport == 0) {
 		r.setAddrs(e.Local, e.Remote)
@@ -199,6 +240,9 @@ func (t *Table) move(r *Row, e *tracer.Event) {
 		}
 		r.set(flagInferred, e.Inferred)
 		r.set(flagTimeWait, true)
+		if r.state == tcp.FinWait2 {
+			t.halfClosed[r.tuple()] = r.cookie
+		}
 		t.end(r, e)
 		r.clearOwner() // ss lists timewait sockets without users
 	case e.New == tcp.Close:
@@ -281,6 +325,7 @@ type ReconcileStats struct {
 	Expired   int // timewait rows no longer listed
 	Vanished  int // other rows gone without an event saying so
 	Kept      int // unlisted rows kept because an event touched them during the dump
+	Unlisted  int // rows missing from this dump only, kept until the next one says the same
 	Closed    int // listed sockets skipped because they closed during the dump
 }
 
@@ -417,31 +462,51 @@ func (t *Table) mergeCounters(r *Row, s *snapshot.Socket) {
 	})
 }
 
-// sweep removes the rows the dump should have listed but did not.
+// sweep removes the rows the dump should have listed but did not, and
+// rebuilds the index of half-closed timewait rows from those that stay.
 func (t *Table) sweep(d *Dump, st *ReconcileStats) {
+	clear(t.halfClosed)
 	for i := t.rows.n - 1; i >= 0; i-- {
 		r := t.rows.at(i)
+		if t.gone(r, d, st) {
+			t.rows.remove(i)
+			continue
+		}
 		if r.has(flagListed) {
-			r.set(flagListed, false)
-			continue
+			r.set(flagListed|flagUnlisted, false)
 		}
-		if d.NetNS != 0 && r.netns != d.NetNS {
-			// No dump covers this namespace: only time ends its timewait rows.
-			if r.has(flagTimeWait) && d.End > r.ended && time.Duration(d.End-r.ended) > TimeWaitLen {
-				st.Expired++
-				t.rows.remove(i)
-			}
-			continue
+		if r.halfClosedTimeWait() {
+			t.halfClosed[r.tuple()] = r.cookie
 		}
-		if r.seen >= d.Start {
-			st.Kept++
-			continue
-		}
-		if r.has(flagTimeWait) {
-			st.Expired++
-		} else {
-			st.Vanished++
-		}
-		t.rows.remove(i)
 	}
+}
+
+// gone judges one row after a dump.
+func (t *Table) gone(r *Row, d *Dump, st *ReconcileStats) bool {
+	switch {
+	case r.has(flagListed):
+		return false
+	case d.NetNS != 0 && r.netns != d.NetNS:
+		// No dump covers this namespace: only time ends its timewait rows.
+		if r.has(flagTimeWait) && d.End > r.ended && time.Duration(d.End-r.ended) > TimeWaitLen {
+			st.Expired++
+			return true
+		}
+		return false
+	case r.seen >= d.Start:
+		st.Kept++
+		return false
+	case !r.has(flagUnlisted):
+		// A dump walks the hash tables in batches and skips sockets when
+		// others leave the bucket it resumes in (seen under churn): one
+		// absence is not enough.
+		r.set(flagUnlisted, true)
+		st.Unlisted++
+		return false
+	case r.has(flagTimeWait):
+		st.Expired++
+	default:
+		st.Vanished++
+	}
+	return true
 }

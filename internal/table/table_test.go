@@ -33,6 +33,13 @@ func move(at, cookie uint64, old, new tcp.State) *tracer.Event {
 	}
 }
 
+// serverMove is a transition of the server's end of the test connection.
+func serverMove(at, cookie uint64, old, new tcp.State) *tracer.Event {
+	e := move(at, cookie, old, new)
+	e.Local, e.Remote, e.Owner = server, client, nginx
+	return e
+}
+
 func handOff(at, cookie uint64, old tcp.State, finWait2 bool) *tracer.Event {
 	e := move(at, cookie, old, tcp.TimeWait)
 	e.Inferred, e.TimeWaitFinWait2, e.Reason = true, finWait2, tracer.ReasonTimeWait
@@ -221,14 +228,37 @@ func TestOrdering(t *testing.T) {
 			wantStats: Stats{Events: 3, Ended: 1},
 		},
 		{
-			name: "a row the dump does not list and no event touched is gone",
+			name: "a row two dumps do not list and no event touched is gone",
 			steps: []step{
 				ev(move(5*ms, 1, tcp.Close, tcp.SynSent)),
 				ev(move(6*ms, 1, tcp.SynSent, tcp.Established)),
 				dm(dump(10*ms, 20*ms)),
+				dm(dump(30*ms, 40*ms)),
 			},
 			wantRec:   ReconcileStats{Vanished: 1},
-			wantStats: Stats{Events: 2, Reconciles: 1},
+			wantStats: Stats{Events: 2, Reconciles: 2},
+		},
+		{
+			name: "a row one dump skipped stays",
+			steps: []step{
+				ev(move(6*ms, 1, tcp.SynSent, tcp.Established)),
+				dm(dump(10*ms, 20*ms)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.Established, PID: 100, Since: 6 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Unlisted: 1},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "a dump listing a skipped row again clears its strike",
+			steps: []step{
+				ev(move(6*ms, 1, tcp.SynSent, tcp.Established)),
+				dm(dump(10*ms, 20*ms)),
+				dm(dump(30*ms, 40*ms, sock(1, tcp.Established, curlOwner))),
+				dm(dump(50*ms, 60*ms)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.Established, PID: 100, Since: 6 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Unlisted: 1},
+			wantStats: Stats{Events: 1, Reconciles: 3},
 		},
 		{
 			name: "a row an event touched during the dump stays though unlisted",
@@ -308,23 +338,69 @@ func TestOrdering(t *testing.T) {
 			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 1},
 		},
 		{
+			name: "a local peer's close moves a half-closed timewait socket to TIME_WAIT",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
+				ev(serverMove(8*ms, 2, tcp.LastAck, tcp.Close)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, Inferred: true, TimeWait: true, Since: 8 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 2, Ended: 1, PeerClosed: 1},
+		},
+		{
+			name: "a half-closed timewait socket a dump listed still moves on at its peer's close",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
+				dm(dump(10*ms, 20*ms, func() snapshot.Socket {
+					s := sock(1, tcp.FinWait2)
+					s.Inode, s.Timer = 0, snapshot.TimerTimeWait
+					return s
+				}())),
+				ev(serverMove(30*ms, 2, tcp.LastAck, tcp.Close)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, TimeWait: true, Since: 30 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Confirmed: 1},
+			wantStats: Stats{Events: 2, Ended: 1, PeerClosed: 1, Reconciles: 1},
+		},
+		{
+			name: "a dump that read a half-closed timewait socket before its peer's close does not undo it",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
+				ev(serverMove(15*ms, 2, tcp.LastAck, tcp.Close)),
+				dm(dump(10*ms, 20*ms, func() snapshot.Socket { s := sock(1, tcp.FinWait2); s.Inode, s.Timer = 0, snapshot.TimerTimeWait; return s }())),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, TimeWait: true, Since: 15 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Confirmed: 1},
+			wantStats: Stats{Events: 2, Ended: 1, PeerClosed: 1, Reconciles: 1},
+		},
+		{
+			name: "a close elsewhere leaves a half-closed timewait socket alone",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
+				ev(move(8*ms, 2, tcp.LastAck, tcp.Close)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.FinWait2, Inferred: true, TimeWait: true, Since: 6 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 2, Ended: 1},
+		},
+		{
 			name: "a timewait socket no longer listed expires",
 			steps: []step{
 				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
 				dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait))),
 				dm(dump(60010*ms, 60020*ms)),
+				dm(dump(61010*ms, 61020*ms)),
 			},
 			wantRec:   ReconcileStats{Expired: 1},
-			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 2},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 3},
 		},
 		{
 			name: "an inferred hand-off never listed expires",
 			steps: []step{
 				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
 				dm(dump(10*ms, 20*ms)),
+				dm(dump(30*ms, 40*ms)),
 			},
 			wantRec:   ReconcileStats{Expired: 1},
-			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 2},
 		},
 		{
 			name: "a missed hand-off found by a dump makes a timewait row",
