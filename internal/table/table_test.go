@@ -366,7 +366,11 @@ func TestOrdering(t *testing.T) {
 			steps: []step{
 				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
 				ev(serverMove(15*ms, 2, tcp.LastAck, tcp.Close)),
-				dm(dump(10*ms, 20*ms, func() snapshot.Socket { s := sock(1, tcp.FinWait2); s.Inode, s.Timer = 0, snapshot.TimerTimeWait; return s }())),
+				dm(dump(10*ms, 20*ms, func() snapshot.Socket {
+					s := sock(1, tcp.FinWait2)
+					s.Inode, s.Timer = 0, snapshot.TimerTimeWait
+					return s
+				}())),
 			},
 			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, TimeWait: true, Since: 15 * ms, SinceKnown: true}},
 			wantRec:   ReconcileStats{Confirmed: 1},
