@@ -20,6 +20,7 @@ type Row struct {
 	seen          uint64                // time of the last event about the row, 0 if none
 	born          uint64                // when the socket started (or was first seen)
 	ended         uint64                // when the connection ended (timewait hand-off), 0 while open
+	expires       uint64                // when a timewait socket's timer runs out, 0 if not one
 	bytesReceived uint64
 	bytesAcked    uint64
 	local         [16]byte
@@ -126,6 +127,10 @@ func (r *Row) Born() (t uint64, known bool) { return r.born, r.has(flagBornKnown
 
 // Ended is when the connection ended (the timewait hand-off), 0 while open.
 func (r *Row) Ended() uint64 { return r.ended }
+
+// Expires is when a timewait socket's timer runs out (CLOCK_BOOTTIME ns):
+// the row leaves at the first dump after it. 0 for other rows.
+func (r *Row) Expires() uint64 { return r.expires }
 
 // Owner is the process holding the socket, when known. Timewait
 // mini-sockets and passive opens not yet accepted have none.

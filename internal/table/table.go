@@ -240,6 +240,7 @@ func (t *Table) move(r *Row, e *tracer.Event) {
 		}
 		r.set(flagInferred, e.Inferred)
 		r.set(flagTimeWait, true)
+		r.expires = e.Time + uint64(TimeWaitLen)
 		if r.state == tcp.FinWait2 {
 			t.halfClosed[r.tuple()] = r.cookie
 		}
@@ -374,6 +375,7 @@ func (t *Table) addListed(s *snapshot.Socket, d *Dump) {
 	r.set(flagTimeWait, miniSocket(s))
 	if miniSocket(s) {
 		r.ended = d.End
+		r.expires = d.Start + uint64(s.TimerLeft)
 	}
 	t.mergeOwner(r, s, d)
 	t.mergeCounters(r, s)
@@ -417,6 +419,9 @@ func (t *Table) mergeListed(r *Row, s *snapshot.Socket, d *Dump, st *ReconcileSt
 	r.set(flagTimeWait, timeWait)
 	if timeWait && !wasTimeWait {
 		r.ended = d.End
+	}
+	if timeWait && s.Timer == snapshot.TimerTimeWait {
+		r.expires = d.Start + uint64(s.TimerLeft)
 	}
 	r.set(flagFromDump, true)
 	r.setAddrs(s.Local, s.Remote)
@@ -496,6 +501,10 @@ func (t *Table) gone(r *Row, d *Dump, st *ReconcileStats) bool {
 	case r.seen >= d.Start:
 		st.Kept++
 		return false
+	case r.has(flagTimeWait) && r.expires != 0 && d.Start >= r.expires:
+		// Its timer has run out: the dump did not skip it.
+		st.Expired++
+		return true
 	case !r.has(flagUnlisted):
 		// A dump walks the hash tables in batches and skips sockets when
 		// others leave the bucket it resumes in (seen under churn): one

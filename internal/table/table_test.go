@@ -57,7 +57,7 @@ func accept(at, cookie uint64, state tcp.State, owner tracer.Process) *tracer.Ev
 func sock(cookie uint64, state tcp.State, owner ...snapshot.Owner) snapshot.Socket {
 	s := snapshot.Socket{Proto: snapshot.TCP, State: state, Local: client, Remote: server, Cookie: cookie, Inode: cookie + 1000, UID: 1000, Owners: owner}
 	if state == tcp.TimeWait {
-		s.Inode, s.Timer = 0, snapshot.TimerTimeWait
+		s.Inode, s.Timer, s.TimerLeft = 0, snapshot.TimerTimeWait, time.Minute
 	}
 	return s
 }
@@ -390,11 +390,30 @@ func TestOrdering(t *testing.T) {
 			steps: []step{
 				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
 				dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait))),
-				dm(dump(60010*ms, 60020*ms)),
-				dm(dump(61010*ms, 61020*ms)),
+				dm(dump(30*ms, 40*ms)),
+				dm(dump(50*ms, 60*ms)),
 			},
 			wantRec:   ReconcileStats{Expired: 1},
 			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 3},
+		},
+		{
+			name: "a timewait socket whose timer ran out goes at the first dump that misses it",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
+				dm(dump(10*ms, 20*ms, func() snapshot.Socket { s := sock(1, tcp.TimeWait); s.TimerLeft = 30 * time.Second; return s }())),
+				dm(dump(30010*ms, 30020*ms)),
+			},
+			wantRec:   ReconcileStats{Expired: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 2},
+		},
+		{
+			name: "an inferred timewait socket goes a minute after the hand-off at the first dump that misses it",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
+				dm(dump(60010*ms, 60020*ms)),
+			},
+			wantRec:   ReconcileStats{Expired: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 1},
 		},
 		{
 			name: "an inferred hand-off never listed expires",
