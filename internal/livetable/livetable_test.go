@@ -85,7 +85,7 @@ func waitFor(t *testing.T, tr *Tracker, cond func([]row, Status) bool) ([]row, S
 func TestStartOrder(t *testing.T) {
 	q := newQueue()
 	dumps := 0
-	dump := func(context.Context) ([]snapshot.Socket, error) {
+	dump := func(context.Context, bool) ([]snapshot.Socket, error) {
 		dumps++
 		if dumps == 1 {
 			q.events <- transition(1, tcp.Established, tcp.Close)

@@ -142,7 +142,7 @@ func TestParseKey(t *testing.T) {
 // TestInteractive drives the screen with keys on tcell's simulated
 // terminal: filter for sshd, then quit.
 func TestInteractive(t *testing.T) {
-	dump := func(context.Context) ([]snapshot.Socket, error) { return sockets(), nil }
+	dump := func(context.Context, bool) ([]snapshot.Socket, error) { return sockets(), nil }
 	tr, err := livetable.Start(context.Background(), livetable.Config{Dump: dump, NetNS: 1, Every: time.Hour})
 	if err != nil {
 		t.Fatal(err)
