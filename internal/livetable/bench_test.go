@@ -52,20 +52,26 @@ func benchSizes(b *testing.B, run func(b *testing.B)) {
 // host's other sockets count too.
 func BenchmarkStartup(b *testing.B) {
 	benchSizes(b, func(b *testing.B) {
-		var rows int
-		var perRow float64
+		var (
+			rows           int
+			perRow         float64
+			attach, ss, up time.Duration
+		)
 		for b.Loop() {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
+			began := time.Now()
 			events, err := tracer.New(tracer.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
+			attach += time.Since(began)
 			tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Every: time.Hour})
 			if err != nil {
 				b.Fatal(err)
 			}
+			up += time.Since(began)
 			b.StopTimer()
 			runtime.GC()
 			runtime.ReadMemStats(&after)
@@ -73,10 +79,19 @@ func BenchmarkStartup(b *testing.B) {
 			perRow = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(rows)
 			tr.Close()
 			events.Close()
+			// The yardstick, at the same moment: one ss -tan.
+			began = time.Now()
+			if err := exec.Command("ss", "-tan").Run(); err != nil {
+				b.Fatal(err)
+			}
+			ss += time.Since(began)
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(rows), "rows")
 		b.ReportMetric(perRow, "heap-bytes/row")
+		b.ReportMetric(float64(attach.Milliseconds())/float64(b.N), "attach-ms")
+		b.ReportMetric(float64(ss.Milliseconds())/float64(b.N), "ss-tan-ms")
+		b.ReportMetric(float64(up)/float64(ss), "startup/ss")
 	})
 }
 

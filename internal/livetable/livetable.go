@@ -41,7 +41,31 @@ type DumpFunc func(ctx context.Context, owners bool) ([]snapshot.Socket, error)
 // tcp_info is left out: it triples the dump and the counters views need
 // come with each connection's end.
 func DumpTCP(ctx context.Context, owners bool) ([]snapshot.Socket, error) {
-	return snapshot.Dump(ctx, snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}, Owners: owners})
+	opts := snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}}
+	if !owners {
+		return snapshot.Dump(ctx, opts)
+	}
+	// The scan and the dump are independent: run them side by side.
+	type scan struct {
+		owners map[uint64][]snapshot.Owner
+		err    error
+	}
+	scanned := make(chan scan, 1)
+	go func() {
+		o, err := snapshot.Owners(ctx)
+		scanned <- scan{o, err}
+	}()
+	socks, err := snapshot.Dump(ctx, opts)
+	sc := <-scanned
+	if err != nil {
+		return nil, err
+	}
+	var partial *snapshot.PartialError
+	if sc.err != nil && !errors.As(sc.err, &partial) {
+		return nil, fmt.Errorf("find socket owners: %w", sc.err)
+	}
+	snapshot.Attach(socks, sc.owners)
+	return socks, nil
 }
 
 // Config says where the tracker reads from.
