@@ -202,6 +202,23 @@ func compare(tr *Tracker, logf func(string, ...any)) (agreement, error) {
 	return a, nil
 }
 
+// startTracing loads the tracer and starts a table on it, reconciling
+// every period; both end with the test.
+func startTracing(t *testing.T, every time.Duration) *Tracker {
+	t.Helper()
+	events, err := tracer.New(tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Close() })
+	tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Every: every})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	return tr
+}
+
 // TestAccuracy runs a long mixed loopback workload in helper processes,
 // some of it started before the table, and compares the table with an
 // independent `ss -tanepi` by cookie while it runs and after it settles.
@@ -230,16 +247,7 @@ func TestAccuracy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	events, err := tracer.New(tracer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer events.Close()
-	tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Every: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startTracing(t, time.Second)
 
 	const run = 24 * time.Second
 	var mixes []*child
@@ -313,16 +321,7 @@ func TestPeerClose(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the tracer")
 	}
-	events, err := tracer.New(tracer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer events.Close()
-	tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Every: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startTracing(t, time.Hour)
 	ln, err := net.Listen("tcp", "127.77.200.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -3,10 +3,7 @@ package topview
 import (
 	"bytes"
 	"context"
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,14 +11,13 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcpstat/tcpstat/internal/golden"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 const sec = uint64(time.Second)
 
@@ -55,23 +51,6 @@ func testTable() (*table.Table, livetable.Status) {
 	return tb, livetable.Status{Tracing: true, Now: 130 * sec, Events: 3, Lost: 7, Stale: true, Resyncs: 1, Reconciles: 2}
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
-	}
-}
-
 func TestBatchOutput(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -97,7 +76,7 @@ func TestBatchOutput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name, b.Bytes())
+			golden.Check(t, tc.name, b.Bytes())
 		})
 	}
 }
