@@ -1,9 +1,14 @@
 # tcpstat: see README.md.
 GO ?= go
+export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: build generate test bench lint
+.PHONY: build watch generate test lint check-generated bench
 build:
 	$(GO) build -o bin/tcpstat ./cmd/tcpstat
+
+# Build and run the live transition view (needs root or CAP_BPF+CAP_PERFMON).
+watch: build
+	./bin/tcpstat watch
 
 # Regenerate the BPF objects with Debian's clang and libbpf-dev headers.
 generate:
@@ -11,8 +16,19 @@ generate:
 
 # Unit tests always; the privileged tests run when root (CI is root).
 test:
+	./scripts/deps.sh
 	$(GO) test -count=1 ./...
 
 lint:
-	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+	@test -z "$$(gofmt -l .)" || { echo "not gofmt-formatted:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# The committed BPF objects must be what the sources generate.
+check-generated: generate
+	@git diff --exit-code --stat -- internal/tracer || { echo "BPF objects are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- internal/tracer)" || { git status --porcelain -- internal/tracer; exit 1; }
+
+# Loopback churn with and without tracers, side by side (needs root).
+bench: build
+	$(GO) run ./cmd/tcpstat-bench -tcpstat ./bin/tcpstat

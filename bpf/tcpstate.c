@@ -148,6 +148,9 @@ const volatile __u16 filter_family = 0; /* AF_INET, AF_INET6 or 0 for both */
 const volatile __u16 filter_port = 0;	/* either end; 0 for any */
 /* bpf_get_socket_cookie() is callable from tracing programs since 5.12. */
 const volatile bool have_cookie_helper = true;
+/* Wake the consumer only once this much is waiting: it also polls, and a
+ * wakeup per event would cost more than the event. */
+const volatile __u64 wakeup_bytes = 1;
 
 static __always_inline void count(enum counter c)
 {
@@ -183,9 +186,22 @@ static __always_inline __u64 synthetic_cookie(__u64 now)
 	return (1ULL << 63) | ((now << 8) & ~(1ULL << 63)) | (bpf_get_smp_processor_id() & 0xff);
 }
 
+static __always_inline void submit(struct event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
 static __always_inline void set_owner(struct sock_state *st)
 {
-	st->owner_pid = bpf_get_current_pid_tgid() >> 32;
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+
+	if (st->owner_known && st->owner_pid == pid)
+		return; /* the usual case: nothing to read again */
+	st->owner_pid = pid;
 	st->owner_uid = (__u32)bpf_get_current_uid_gid();
 	st->owner_cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(&st->owner_comm, sizeof(st->owner_comm));
@@ -198,8 +214,8 @@ static __always_inline void fill_addrs(struct event *e, struct sock *sk, __u16 f
 		__builtin_memcpy(e->saddr, &sk->__sk_common.skc_rcv_saddr, 4);
 		__builtin_memcpy(e->daddr, &sk->__sk_common.skc_daddr, 4);
 	} else {
-		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		__builtin_memcpy(e->saddr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(e->daddr, &sk->__sk_common.skc_v6_daddr, 16);
 	}
 }
 
@@ -257,15 +273,14 @@ static __always_inline __u8 close_reason(struct sock *sk, int oldstate, bool own
 	return REASON_ABORT;
 }
 
-/* The local port: skc_num is cleared when the socket leaves the bind table,
- * just before the CLOSE transition is reported; inet_sport is kept. */
-static __always_inline __u16 local_port(struct sock *sk)
+/* The local port, given skc_num. skc_num is cleared when the socket leaves
+ * the bind table, just before the CLOSE transition is reported; inet_sport
+ * is kept. */
+static __always_inline __u16 local_port(struct sock *sk, __u16 num)
 {
-	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
-
-	if (!port)
-		port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	return port;
+	if (num)
+		return num;
+	return bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 }
 
 static __always_inline void fill_counters(struct event *e, struct sock *sk)
@@ -320,7 +335,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 	if (owned)
 		set_owner(st);
 
-	__u16 sport = local_port(sk);
+	__u16 sport = local_port(sk, sk->__sk_common.skc_num);
 	__u16 dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	__u8 flags = 0, reason = REASON_NONE;
 	__u64 dwell = 0;
@@ -360,7 +375,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 			fill_owner(e, st);
 			e->task_pid = bpf_get_current_pid_tgid() >> 32;
 			bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
-			bpf_ringbuf_submit(e, 0);
+			submit(e);
 		}
 	}
 	if (newstate == TCP_CLOSE)
@@ -452,7 +467,7 @@ static __always_inline int accepted(__s64 fd)
 		return 0;
 
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__u16 sport = local_port(sk);
+	__u16 sport = local_port(sk, BPF_CORE_READ(sk, __sk_common.skc_num));
 	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	__u64 now = bpf_ktime_get_boot_ns();
 	__u64 key = (__u64)sk;
@@ -513,7 +528,7 @@ static __always_inline int accepted(__s64 fd)
 	fill_owner(e, st);
 	e->task_pid = e->owner_pid;
 	__builtin_memcpy(e->task_comm, e->owner_comm, sizeof(e->task_comm));
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 

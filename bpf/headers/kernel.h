@@ -32,6 +32,13 @@ enum bpf_map_type {
 enum {
 	BPF_ANY = 0,
 };
+enum {
+	BPF_RB_NO_WAKEUP = 1 << 0,
+	BPF_RB_FORCE_WAKEUP = 1 << 1,
+};
+enum {
+	BPF_RB_AVAIL_DATA = 0,
+};
 
 /* include/linux/socket.h, include/uapi/linux/in.h */
 #define AF_INET 2

@@ -64,15 +64,7 @@ func TestWithoutPrivileges(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a process as another user")
 	}
-	bin := filepath.Join(t.TempDir(), "tcpstat")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	for dir := filepath.Dir(bin); dir != os.TempDir(); dir = filepath.Dir(dir) {
-		if err := os.Chmod(dir, 0o755); err != nil { // let nobody reach the binary
-			t.Fatal(err)
-		}
-	}
+	bin := buildTcpstat(t)
 	cmd := exec.Command(bin, "watch")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	var stderr bytes.Buffer
@@ -93,6 +85,72 @@ func TestWithoutPrivileges(t *testing.T) {
 	}
 }
 
+// waitReady waits for watch's ready file: the programs are attached.
+func waitReady(t *testing.T, path string, stderr *syncBuffer) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ready file after 10 s; stderr: %s", stderr.String())
+		}
+	}
+}
+
+// buildTcpstat builds the command into a directory every user can reach.
+func buildTcpstat(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tcpstat")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for dir := filepath.Dir(bin); dir != os.TempDir(); dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin
+}
+
+// TestWatchEndsOnSIGTERM: a signal ends watch cleanly: what was read is
+// printed, the summary follows, the exit status is 0.
+func TestWatchEndsOnSIGTERM(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	const port = "29161"
+	bin := buildTcpstat(t)
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(bin, "watch", "--json", "--port", port, "--ready-file", ready)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitReady(t, ready, &stderr)
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	// No waiting for the output: events read before the signal must be
+	// printed before the process exits.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v; stderr: %s", err, stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{`"old_state":"CLOSE","new_state":"LISTEN"`, `"old_state":"LISTEN","new_state":"CLOSE"`, `"type":"summary"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+}
+
 func TestWatchJSON(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
@@ -106,14 +164,7 @@ func TestWatchJSON(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"tcpstat", "watch", "--json", "--port", port, "--ready-file", ready}, &stdout, &stderr)
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ready file; stderr: %s", stderr.String())
-		}
-	}
+	waitReady(t, ready, &stderr)
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		t.Fatal(err)

@@ -65,6 +65,19 @@ type watcher struct {
 	sum     format.Summary
 	lastRB  uint64
 	lastRec uint64
+	flushed time.Time // last flush of out
+	tick    time.Time // next loss report
+}
+
+// flushEvery bounds how long a printed event may wait in the output buffer.
+const flushEvery = 50 * time.Millisecond
+
+func (w *watcher) flush(now time.Time) error {
+	w.flushed = now
+	if err := w.out.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
 }
 
 func watch(ctx context.Context, opts tracer.Options, asJSON bool, readyFile string, stdout, stderr io.Writer) error {
@@ -90,7 +103,7 @@ func watch(ctx context.Context, opts tracer.Options, asJSON bool, readyFile stri
 	stop := context.AfterFunc(ctx, func() { tr.Flush() })
 	defer stop()
 
-	if err := w.loop(ctx); err != nil {
+	if err := w.loop(func() bool { return ctx.Err() != nil }); err != nil {
 		return err
 	}
 	// Stop producing, then read everything still buffered.
@@ -100,7 +113,7 @@ func watch(ctx context.Context, opts tracer.Options, asJSON bool, readyFile stri
 	if err := tr.Flush(); err != nil {
 		return fmt.Errorf("flush ring buffer: %w", err)
 	}
-	if err := w.loop(nil); err != nil {
+	if err := w.loop(func() bool { return true }); err != nil {
 		return err
 	}
 	if err := w.reportLosses(); err != nil {
@@ -109,31 +122,52 @@ func watch(ctx context.Context, opts tracer.Options, asJSON bool, readyFile stri
 	return w.finish()
 }
 
-// loop prints events until the context ends (or, with a nil context, until
-// the ring buffer is drained), reporting losses once a second.
-func (w *watcher) loop(ctx context.Context) error {
+// loop prints events, reporting losses once a second, until the reader is
+// flushed and done says to stop.
+func (w *watcher) loop(done func() bool) error {
 	var ev tracer.Event
-	next := time.Now().Add(time.Second)
+	w.tick = time.Now().Add(time.Second)
+	next := w.tick
+	var set time.Time
 	for {
-		w.tr.SetDeadline(next)
+		if !next.Equal(set) {
+			w.tr.SetDeadline(next)
+			set = next
+		}
 		err := w.tr.Read(&ev)
 		switch {
 		case err == nil:
 			w.sum.Events++
 			w.print(&ev)
+			// Output is flushed when the ring buffer is drained, at most
+			// every flushEvery: under load, a write per few events would
+			// cost more than the events.
 			if w.tr.Buffered() == 0 {
-				if err := w.out.Flush(); err != nil {
-					return fmt.Errorf("write output: %w", err)
+				if now := time.Now(); now.Sub(w.flushed) >= flushEvery {
+					if err := w.flush(now); err != nil {
+						return err
+					}
+				} else if due := w.flushed.Add(flushEvery); due.Before(next) {
+					next = due
 				}
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			next = time.Now().Add(time.Second)
+			now := time.Now()
+			if err := w.flush(now); err != nil {
+				return err
+			}
+			if now.Before(w.tick) {
+				next = w.tick
+				continue
+			}
+			w.tick = now.Add(time.Second)
+			next = w.tick
 			w.clock.Sync()
 			if err := w.reportLosses(); err != nil {
 				return err
 			}
 		case errors.Is(err, tracer.ErrFlushed):
-			if ctx == nil || ctx.Err() != nil {
+			if done() {
 				return nil
 			}
 		case errors.Is(err, tracer.ErrClosed):

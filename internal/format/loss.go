@@ -47,9 +47,10 @@ func AppendSummaryJSON(b []byte, at time.Time, s Summary) []byte {
 	b = append(b, `{"type":"summary","time":"`...)
 	b = at.UTC().AppendFormat(b, JSONTime)
 	return fmt.Appendf(b, `","events":%d,"lost":%d,"lost_ring_buffer_full":%d,"lost_recursion":%d,`+
-		`"lost_corrupt":%d,"recursion_misses":%d,"recursion_recovered":%d,"sockets_map_full":%d}`+"\n",
+		`"lost_corrupt":%d,"recursion_misses":%d,"recursion_recovered":%d,"sockets_map_full":%d,`+
+		`"bpf_run_ns":%d,"bpf_runs":%d}`+"\n",
 		s.Events, s.Stats.Lost()+s.Corrupt, s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.Corrupt,
-		s.Stats.RecursionMisses, s.Stats.Recovered, s.Stats.SocketsFull)
+		s.Stats.RecursionMisses, s.Stats.Recovered, s.Stats.SocketsFull, s.Stats.RunTime.Nanoseconds(), s.Stats.RunCount)
 }
 
 // AppendSummaryLine is the human form of AppendSummaryJSON.

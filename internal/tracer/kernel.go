@@ -18,6 +18,7 @@ import (
 var (
 	ErrNoBTF        = errors.New("kernel has no BTF")
 	ErrNoPermission = errors.New("missing privileges")
+	ErrNoTracepoint = errors.New("this kernel lacks the tracepoint sock:inet_sock_set_state (Linux 4.16+) or a kernel type tcpstat reads")
 )
 
 const vmlinuxBTF = "/sys/kernel/btf/vmlinux"

@@ -20,8 +20,8 @@ type Stats struct {
 	// SocketsFull counts transitions whose socket did not fit the sockets
 	// map: they were reported without owner and dwell.
 	SocketsFull uint64
-	// RunTime and RunCount add up the transition programs' runs; they are
-	// zero unless kernel.bpf_stats_enabled is set.
+	// RunTime and RunCount add up the runs of every attached program; they
+	// are zero unless kernel.bpf_stats_enabled is set.
 	RunTime  time.Duration
 	RunCount uint64
 }
@@ -54,7 +54,7 @@ func (t *Tracer) Stats() (Stats, error) {
 	if s.SocketsFull, err = t.counter(counterStateFull); err != nil {
 		return s, err
 	}
-	for i, prog := range []*ebpf.Program{t.objs.SetStateFirst, t.objs.SetStateSecond} {
+	for i, prog := range []*ebpf.Program{t.objs.SetStateFirst, t.objs.SetStateSecond, t.objs.Accept4Exit, t.objs.AcceptExit} {
 		ps, err := prog.Stats()
 		if err != nil {
 			return s, fmt.Errorf("read program statistics: %w", err)

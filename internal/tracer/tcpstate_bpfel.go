@@ -135,6 +135,7 @@ type tcpstateVariableSpecs struct {
 	FilterPort       *ebpf.VariableSpec `ebpf:"filter_port"`
 	HaveCookieHelper *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
 	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcpstateObjects contains all objects after they have been loaded into the kernel.
@@ -180,6 +181,7 @@ type tcpstateVariables struct {
 	FilterPort       *ebpf.Variable `ebpf:"filter_port"`
 	HaveCookieHelper *ebpf.Variable `ebpf:"have_cookie_helper"`
 	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcpstatePrograms contains all programs after they have been loaded into the kernel.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -56,7 +57,12 @@ type Tracer struct {
 	closed   sync.Once
 	warnings []string
 	cookies  bool
+	deadline time.Time // the caller's, for Read
 }
+
+// pollEvery bounds how long an event waits in the ring buffer: the kernel
+// program wakes the reader only once the ring buffer fills up.
+const pollEvery = 20 * time.Millisecond
 
 // New loads and attaches the kernel program. It undoes everything it did
 // when any step fails.
@@ -92,6 +98,9 @@ func New(opts Options) (_ *Tracer, err error) {
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the BPF program: %+v", ve)
 		}
+		if errors.Is(err, btf.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %w; %s", ErrNoTracepoint, err, stillWorks)
+		}
 		return nil, fmt.Errorf("load BPF programs: %w", explainPermission(err))
 	}
 	// The order matters: the first copy must run before the second for the
@@ -107,6 +116,7 @@ func New(opts Options) (_ *Tracer, err error) {
 	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
+	t.rearm(time.Now())
 	if !t.cookies {
 		t.warnings = append(t.warnings, "this kernel (before 5.12) does not give tracing programs socket cookies: "+
 			"sockets not yet listed by sock_diag get synthetic ids")
@@ -140,11 +150,13 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
 		return fmt.Errorf("max sockets %d: want a positive number", maxSockets)
 	}
 	spec.Maps["events"].MaxEntries = uint32(size)
+	wakeup := uint64(size / 16)
 	spec.Maps["sockets"].MaxEntries = uint32(maxSockets)
 	for name, value := range map[string]any{
 		"filter_family":      family,
 		"filter_port":        opts.Port,
 		"have_cookie_helper": cookies,
+		"wakeup_bytes":       wakeup,
 	} {
 		v, ok := spec.Variables[name]
 		if !ok {
@@ -186,24 +198,49 @@ func (t *Tracer) Warnings() []string { return t.warnings }
 // ErrClosed after Close, ErrFlushed after Flush once every event buffered
 // at that time was read, and os.ErrDeadlineExceeded at the deadline.
 func (t *Tracer) Read(ev *Event) error {
-	if err := t.reader.ReadInto(&t.record); err != nil {
+	for {
+		err := t.reader.ReadInto(&t.record)
 		switch {
+		case err == nil:
+			return t.decoder.Decode(t.record.RawSample, ev)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The reader returns what is buffered, then this: either a
+			// poll (events may have come without a wakeup) or the end.
+			now := time.Now()
+			if !t.deadline.IsZero() && !now.Before(t.deadline) {
+				return err
+			}
+			t.rearm(now)
 		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
 			return ErrClosed
 		case errors.Is(err, ringbuf.ErrFlushed):
 			return ErrFlushed
+		default:
+			return err
 		}
-		return err
 	}
-	return t.decoder.Decode(t.record.RawSample, ev)
+}
+
+// rearm sets the reader's deadline to the next poll or the caller's
+// deadline, whichever comes first.
+func (t *Tracer) rearm(now time.Time) {
+	until := now.Add(pollEvery)
+	if !t.deadline.IsZero() && t.deadline.Before(until) {
+		until = t.deadline
+	}
+	t.reader.SetDeadline(until)
 }
 
 // SetDeadline makes Read return os.ErrDeadlineExceeded at d once no event
 // is waiting; the zero time removes the deadline. Call it from the reading
 // goroutine.
-func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
+func (t *Tracer) SetDeadline(d time.Time) {
+	t.deadline = d
+	t.rearm(time.Now())
+}
 
-// Buffered is the number of bytes waiting in the ring buffer.
+// Buffered is the number of bytes waiting in the ring buffer. Call it from
+// the reading goroutine, before Close.
 func (t *Tracer) Buffered() int { return t.reader.AvailableBytes() }
 
 // Flush wakes Read: it returns what is buffered, then ErrFlushed.

@@ -255,9 +255,14 @@ func TestClosePaths(t *testing.T) {
 			if diff := cmp.Diff(tc.want(server.pid, client.pid), sockets(t, s.events)); diff != "" {
 				t.Errorf("transitions (-want +got):\n%s\nevents:\n%s", diff, dump(s.events))
 			}
+			want := netip.MustParseAddr(tc.addr)
 			for _, ev := range s.events {
-				if ev.Local.Addr().Is6() != strings.Contains(tc.addr, ":") {
-					t.Errorf("event %s→%s has local address %s, want family of %s", ev.Old, ev.New, ev.Local, tc.addr)
+				for _, got := range []netip.Addr{ev.Local.Addr(), ev.Remote.Addr()} {
+					// Unspecified: a listener's remote end, a connect()'s
+					// source before it is chosen.
+					if got != want && !(got.IsUnspecified() && got.Is6() == want.Is6()) {
+						t.Errorf("%s → %s: address %s, want %s", ev.Old, ev.New, got, want)
+					}
 				}
 			}
 		})

@@ -1,0 +1,108 @@
+// Command tcpstat-bench churns loopback connections as fast as the machine
+// allows, with no tracer, with `tcpstat watch --json` writing to a file and
+// with bpftrace printing the same tracepoint, side by side in one run, and
+// reports what each costs and what each captured.
+//
+// Every phase is bounded in time and in connections and stops by itself.
+// It needs root (both tracers do) and only touches loopback.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type config struct {
+	tcpstat  string
+	duration time.Duration
+	maxConns int
+	workers  int
+	dir      string
+	keep     bool
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.tcpstat, "tcpstat", "bin/tcpstat", "tcpstat binary to measure")
+	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each churn phase")
+	flag.IntVar(&cfg.maxConns, "max-conns", 2_000_000, "connections per phase at most")
+	flag.IntVar(&cfg.workers, "workers", 2*runtime.NumCPU(), "churning goroutines, one listener each")
+	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
+	flag.Parse()
+	if err := run(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tcpstat-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root: both tracers load BPF programs")
+	}
+	if _, err := os.Stat(cfg.tcpstat); err != nil {
+		return fmt.Errorf("tcpstat binary: %w (run make build)", err)
+	}
+	if cfg.dir == "" {
+		dir, err := os.MkdirTemp("", "tcpstat-bench-")
+		if err != nil {
+			return err
+		}
+		cfg.dir = dir
+		if !cfg.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	restore, err := enableBPFStats()
+	if err != nil {
+		return err
+	}
+	defer restore()
+
+	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}}
+	if _, err := exec.LookPath("bpftrace"); err == nil {
+		tracers = append(tracers, bpftraceTracer{})
+	} else {
+		fmt.Fprintln(os.Stderr, "tcpstat-bench: bpftrace not installed: skipping it (apt-get install bpftrace)")
+	}
+	tracers = append(tracers, noTracer{}) // again, to see drift
+
+	fmt.Printf("churn: %d workers × loopback connect/accept/close, %s per phase, %d cores, kernel %s\n\n",
+		cfg.workers, cfg.duration, runtime.NumCPU(), kernelRelease())
+	var results []result
+	for i, tr := range tracers {
+		out := filepath.Join(cfg.dir, fmt.Sprintf("%d-%s.out", i, tr.name()))
+		r, err := measure(cfg, tr, out)
+		if err != nil {
+			return fmt.Errorf("%s: %w", tr.name(), err)
+		}
+		results = append(results, r)
+	}
+	report(os.Stdout, results)
+	return nil
+}
+
+func kernelRelease() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
+
+// enableBPFStats turns on the kernel's BPF run-time accounting for the run
+// and returns how to put the old setting back.
+func enableBPFStats() (func(), error) {
+	const path = "/proc/sys/kernel/bpf_stats_enabled"
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		return nil, fmt.Errorf("enable BPF statistics: %w", err)
+	}
+	return func() { os.WriteFile(path, old, 0o644) }, nil
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"encoding/json"
+)
+
+type result struct {
+	tracer          string
+	conns           int
+	listeners       int
+	elapsed         time.Duration
+	captured        uint64
+	hasSummary      bool
+	lostReported    uint64
+	recursionMisses uint64
+	recovered       uint64
+	cpu             time.Duration
+	bpfRunNs        uint64
+	startup         time.Duration
+	maxRSSKiB       int64
+	traced          bool
+}
+
+func (r result) rate() float64 { return float64(r.conns) / r.elapsed.Seconds() }
+
+// expected transitions: ten per connection, two per listener.
+func (r result) expected() uint64 { return uint64(10*r.conns + 2*r.listeners) }
+
+func measure(cfg config, tr tracer, out string) (result, error) {
+	r := result{tracer: tr.name()}
+	cmd, startup, err := tr.start(out)
+	if err != nil {
+		return r, err
+	}
+	r.startup, r.traced = startup, cmd != nil
+	conns, listeners, elapsed, churnErr := churn(cfg)
+	r.conns, r.listeners, r.elapsed = conns, listeners, elapsed
+	time.Sleep(time.Second) // the last FINs and ACKs
+	var bpfFromTool uint64
+	if cmd != nil {
+		if tr.name() == "bpftrace printf" {
+			bpfFromTool = bpfRunNsOf(cmd.Process.Pid)
+		}
+		ru, err := stop(cmd)
+		if err != nil {
+			return r, err
+		}
+		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		r.maxRSSKiB = ru.Maxrss
+	}
+	if churnErr != nil {
+		return r, fmt.Errorf("churn: %w", churnErr)
+	}
+	if err := tr.count(out, portRange{basePort, basePort + cfg.workers}, &r); err != nil {
+		return r, fmt.Errorf("read %s: %w", filepath.Base(out), err)
+	}
+	if bpfFromTool > 0 {
+		r.bpfRunNs = bpfFromTool
+	}
+	fmt.Fprintf(os.Stderr, "%-22s %8.0f conn/s  captured %d of %d\n", r.tracer, r.rate(), r.captured, r.expected())
+	return r, nil
+}
+
+// bpfRunNsOf sums the run time of the BPF programs a process holds, as
+// bpftool reports it (kernel.bpf_stats_enabled is on during the run).
+func bpfRunNsOf(pid int) uint64 {
+	out, err := exec.Command("bpftool", "prog", "show", "--json").Output()
+	if err != nil {
+		return 0
+	}
+	var progs []struct {
+		RunTimeNs uint64 `json:"run_time_ns"`
+		Pids      []struct {
+			Pid int `json:"pid"`
+		} `json:"pids"`
+	}
+	if json.Unmarshal(out, &progs) != nil {
+		return 0
+	}
+	var sum uint64
+	for _, p := range progs {
+		for _, holder := range p.Pids {
+			if holder.Pid == pid {
+				sum += p.RunTimeNs
+			}
+		}
+	}
+	return sum
+}
+
+func report(w io.Writer, results []result) {
+	var base float64
+	var n int
+	for _, r := range results {
+		if !r.traced {
+			base += r.rate()
+			n++
+		}
+	}
+	base /= float64(n)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "tracer\tconn/s\tvs none\tcaptured\tof expected\tcaptured %\treported lost\trecursion misses (recovered)\tconsumer CPU/event\tBPF/event\tstart-up\tmax RSS\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%.0f\t%+.1f%%\t", r.tracer, r.rate(), 100*(r.rate()/base-1))
+		if !r.traced {
+			fmt.Fprintf(tw, "-\t%d\t-\t-\t-\t-\t-\t-\t-\t\n", r.expected())
+			continue
+		}
+		pct := 100 * float64(r.captured) / float64(r.expected())
+		events := max(r.captured, 1)
+		misses := "-"
+		if strings.HasPrefix(r.tracer, "tcpstat") {
+			misses = fmt.Sprintf("%d (%d)", r.recursionMisses, r.recovered)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.3f%%\t%d\t%s\t%.2fµs\t%dns\t%.3fs\t%.1fMB\t\n",
+			r.captured, r.expected(), pct, r.lostReported, misses,
+			float64(r.cpu.Nanoseconds())/float64(events)/1000, r.bpfRunNs/events,
+			r.startup.Seconds(), float64(r.maxRSSKiB)/1024)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestJSONInt(t *testing.T) {
+	line := []byte(`{"type":"transition","sport":28101,"daddr":"127.0.0.1","dport":0}`)
+	for key, want := range map[string]int{`"sport":`: 28101, `"dport":`: 0, `"nope":`: -1} {
+		if got := jsonInt(line, key); got != want {
+			t.Errorf("jsonInt(%s) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+func TestCounts(t *testing.T) {
+	dir := t.TempDir()
+	ports := portRange{28100, 28102}
+
+	tcpstatOut := filepath.Join(dir, "tcpstat.out")
+	os.WriteFile(tcpstatOut, []byte(`{"type":"transition","sport":0,"dport":28100}
+{"type":"transition","sport":28101,"dport":40000}
+{"type":"transition","sport":28102,"dport":40000}
+{"type":"accept","sport":28100,"dport":40000}
+{"type":"summary","lost":3,"recursion_misses":5,"recursion_recovered":5,"bpf_run_ns":900}
+`), 0o644)
+	var r result
+	if err := (tcpstatTracer{}).count(tcpstatOut, ports, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.captured != 2 || r.lostReported != 3 || r.recursionMisses != 5 || r.recovered != 5 || r.bpfRunNs != 900 || !r.hasSummary {
+		t.Errorf("tcpstat counts: %+v", r)
+	}
+
+	bpftraceOut := filepath.Join(dir, "bpftrace.out")
+	os.WriteFile(bpftraceOut, []byte("Attaching 1 probe...\n12 curl 0 28100 7 2\n13 my comm 28101 5000 1 4\n14 x 1 2 1 4\nLost 17 events\n"), 0o644)
+	r = result{}
+	if err := (bpftraceTracer{}).count(bpftraceOut, ports, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.captured != 2 || r.lostReported != 17 {
+		t.Errorf("bpftrace counts: %+v", r)
+	}
+}
+
+func TestExpected(t *testing.T) {
+	if got := (result{conns: 1000, listeners: 4}).expected(); got != 10008 {
+		t.Errorf("expected() = %d, want 10008", got)
+	}
+}

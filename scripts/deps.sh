@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tcpstat's build and tests use, when missing:
+# clang/llvm/libbpf-dev regenerate the BPF objects; iproute2 (ip, ss),
+# net-tools (netstat) and bpftrace are the references the tests and
+# benchmarks compare against. Idempotent; needs root to install.
+set -euo pipefail
+
+packages=(clang llvm libbpf-dev bpftool bpftrace iproute2 net-tools make)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
