@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
@@ -54,7 +55,7 @@ func runTop(c *cli.Context) error {
 	if c.Bool("json") && !c.Bool("batch") {
 		return errors.New("--json needs -b (batch mode)")
 	}
-	if !c.Bool("batch") && !term.IsTerminal(1) {
+	if out, ok := c.App.Writer.(*os.File); !c.Bool("batch") && (!ok || !term.IsTerminal(int(out.Fd()))) {
 		return errors.New("top draws on a terminal and stdout is not one: use -b for batch output")
 	}
 
