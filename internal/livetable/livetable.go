@@ -97,6 +97,7 @@ type Status struct {
 	Resyncs    uint64 // resyncs after losses
 	Reconciles uint64 // dumps merged, the first included
 	Last       table.ReconcileStats
+	Total      table.ReconcileStats // every reconcile after the first
 	LastDump   time.Duration // how long the last dump and merge took
 	Startup    time.Duration // attach to live: the first dump, merge and buffered events
 	DumpErr    error         // the last dump's error, until a dump succeeds
@@ -313,6 +314,9 @@ func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64, owners bool)
 		t.st.Stale, t.settling = false, false
 	}
 	t.st.Lost = lost
+	if t.st.Reconciles > 0 {
+		t.st.Total = t.st.Total.Add(rec)
+	}
 	t.st.Reconciles++
 	t.st.Last = rec
 	t.st.LastDump = time.Since(began)

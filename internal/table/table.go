@@ -330,6 +330,15 @@ type ReconcileStats struct {
 	Closed    int // listed sockets skipped because they closed during the dump
 }
 
+// Add sums two ReconcileStats.
+func (s ReconcileStats) Add(o ReconcileStats) ReconcileStats {
+	return ReconcileStats{
+		Added: s.Added + o.Added, Corrected: s.Corrected + o.Corrected, Confirmed: s.Confirmed + o.Confirmed,
+		Expired: s.Expired + o.Expired, Vanished: s.Vanished + o.Vanished, Kept: s.Kept + o.Kept,
+		Unlisted: s.Unlisted + o.Unlisted, Closed: s.Closed + o.Closed,
+	}
+}
+
 // Reconcile merges a dump: at start-up it fills the table, later it
 // confirms inferred timewait rows, expires those gone, and after lost
 // events brings the table back to what the kernel holds.
