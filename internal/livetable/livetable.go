@@ -98,10 +98,10 @@ type Status struct {
 	Reconciles uint64 // dumps merged, the first included
 	Last       table.ReconcileStats
 	Total      table.ReconcileStats // every reconcile after the first
-	LastDump   time.Duration // how long the last dump and merge took
-	Startup    time.Duration // attach to live: the first dump, merge and buffered events
-	DumpErr    error         // the last dump's error, until a dump succeeds
-	Err        error         // why events stopped being read, if they did
+	LastDump   time.Duration        // how long the last dump and merge took
+	Startup    time.Duration        // attach to live: the first dump, merge and buffered events
+	DumpErr    error                // the last dump's error, until a dump succeeds
+	Err        error                // why events stopped being read, if they did
 }
 
 // maxBuffered bounds the events held while the first dump runs; past it
