@@ -36,9 +36,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:  "tcpstat",
-		Usage: "every TCP state transition on this host, live, and the connection table they make",
-		Commands: []*cli.Command{},
+		Name:      "tcpstat",
+		Usage:     "every TCP state transition on this host, live, and the connection table they make",
+		Commands:  []*cli.Command{listCommand()},
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// Errors are printed once, by main; not as help text plus a stack.
