@@ -1,7 +1,7 @@
 # tcpstat: see README.md.
 GO ?= go
 
-.PHONY: build generate test bench lint
+.PHONY: build generate test bench lint bench-list
 build:
 	$(GO) build -o bin/tcpstat ./cmd/tcpstat
 
@@ -16,3 +16,8 @@ test:
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
 	$(GO) vet ./...
+
+# Times tcpstat list against ss and netstat while holding many loopback
+# sockets (needs net-tools and iproute2; heavy: run it on an idle machine).
+bench-list: build
+	$(GO) run ./cmd/listbench -sizes 10000,50000,100000

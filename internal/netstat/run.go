@@ -107,6 +107,9 @@ func Run(ctx context.Context, c Config, w, warn io.Writer) error {
 }
 
 func runSockets(ctx context.Context, c *Config, out *bufio.Writer, warn io.Writer, nm *names, doc *jsonDoc) error {
+	if !c.Summary && !c.JSON {
+		return streamSocketsText(ctx, c, out, warn, nm)
+	}
 	inet, unixs, partial, err := dumpSockets(ctx, c)
 	if err != nil {
 		return err
@@ -127,7 +130,7 @@ func runSockets(ctx context.Context, c *Config, out *bufio.Writer, warn io.Write
 		}
 	case c.Summary:
 		writeSummaryText(out, inet, unixs)
-	case c.JSON:
+	default:
 		doc.Sockets = make([]jsonSocket, 0, len(inet)+len(unixs))
 		for i := range inet {
 			doc.Sockets = append(doc.Sockets, toJSON(&inet[i], c))
@@ -135,8 +138,6 @@ func runSockets(ctx context.Context, c *Config, out *bufio.Writer, warn io.Write
 		for i := range unixs {
 			doc.Sockets = append(doc.Sockets, toJSON(&unixs[i], c))
 		}
-	default:
-		writeSocketsText(ctx, out, c, nm, inet, unixs)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -427,22 +428,52 @@ func (t *textWriter) unixRow(s *snapshot.Socket) {
 	t.line = b
 }
 
-// writeSocketsText writes netstat's socket tables.
-func writeSocketsText(ctx context.Context, w *bufio.Writer, c *Config, nm *names, inet, unixs []snapshot.Socket) {
+// streamSocketsText writes netstat's socket tables as the kernel hands
+// the sockets over, without collecting them first.
+func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.Writer, nm *names) error {
 	t := &textWriter{w: w, c: c, names: nm, ctx: ctx, line: make([]byte, 0, 256), addr: make([]byte, 0, 64)}
+	var owners map[uint64][]snapshot.Owner
+	if c.Programs {
+		var err error
+		owners, err = snapshot.Owners(ctx)
+		var partial *snapshot.PartialError
+		if errors.As(err, &partial) {
+			fmt.Fprintf(warn, "(%v)\n", partial)
+		} else if err != nil {
+			return err
+		}
+	}
 	sel := c.selection()
 	if len(sel.inet) > 0 {
 		t.header(true, sel)
-		for i := range inet {
-			t.inetRow(&inet[i])
+		err := snapshot.Walk(ctx, snapshot.Options{Protos: sel.inet, Families: sel.fams, States: c.tcpStates(), Info: c.Timers},
+			func(s *snapshot.Socket) error {
+				if c.wanted(s) {
+					if owners != nil && s.Inode != 0 {
+						s.Owners = owners[s.Inode]
+					}
+					t.inetRow(s)
+				}
+				return nil
+			})
+		if err != nil {
+			return err
 		}
 	}
 	if sel.unix {
+		unixs, err := snapshot.Dump(ctx, snapshot.Options{Protos: []snapshot.Proto{snapshot.UNIX}, Source: snapshot.Procfs})
+		if err != nil {
+			return err
+		}
+		snapshot.Attach(unixs, owners)
 		t.header(false, sel)
 		for i := range unixs {
-			t.unixRow(&unixs[i])
+			if c.wanted(&unixs[i]) {
+				t.unixRow(&unixs[i])
+			}
 		}
 	}
+	return nil
 }
 
 // summaryKey is one line of --summary.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -67,19 +68,7 @@ type Options struct {
 // Dump lists the sockets selected by opts, grouped by protocol then family
 // in the order opts gives them. Interrupted netlink dumps are retried.
 func Dump(ctx context.Context, opts Options) ([]Socket, error) {
-	protos := opts.Protos
-	if len(protos) == 0 {
-		protos = []Proto{TCP, UDP, RAW, UNIX}
-	}
-	families := opts.Families
-	if len(families) == 0 {
-		families = []Family{IPv4, IPv6}
-	}
-	states := opts.States
-	if states == 0 {
-		states = AllStates
-	}
-
+	protos, families, states := opts.defaults()
 	var conn *diagConn
 	if opts.Source != Procfs {
 		c, err := openDiag()
@@ -126,6 +115,67 @@ func Dump(ctx context.Context, opts Options) ([]Socket, error) {
 	return out, nil
 }
 
+// Walk calls fn for every socket Dump would return, in the same order,
+// without building a slice: the path for listings of 100 000 sockets. The
+// *Socket passed to fn is reused; copy it to keep it. Owners and Info are
+// not filled (use Owners and Attach-style lookups by Inode).
+func Walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
+	protos, families, states := opts.defaults()
+	var conn *diagConn
+	if opts.Source != Procfs {
+		c, err := openDiag()
+		if err != nil && opts.Source == Netlink {
+			return err
+		}
+		if err == nil {
+			conn = c
+			defer conn.Close()
+		}
+	}
+	for _, p := range protos {
+		for _, fam := range familiesFor(p, families) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if conn != nil {
+				err := walkNetlink(conn, p, fam, states, opts.Info, fn)
+				if err == nil {
+					continue
+				}
+				if opts.Source == Netlink || !diagUnsupported(err) {
+					return fmt.Errorf("dump %s sockets: %w", familyName(p, fam), err)
+				}
+			}
+			socks, err := dumpProcfs(nil, p, fam, states)
+			if err != nil {
+				return fmt.Errorf("read %s sockets: %w", familyName(p, fam), err)
+			}
+			for i := range socks {
+				if err := fn(&socks[i]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (opts *Options) defaults() ([]Proto, []Family, StateSet) {
+	protos := opts.Protos
+	if len(protos) == 0 {
+		protos = []Proto{TCP, UDP, RAW, UNIX}
+	}
+	families := opts.Families
+	if len(families) == 0 {
+		families = []Family{IPv4, IPv6}
+	}
+	states := opts.States
+	if states == 0 {
+		states = AllStates
+	}
+	return protos, families, states
+}
+
 // Attach sets each socket's Owners from an inode → owners map.
 func Attach(socks []Socket, owners map[uint64][]Owner) {
 	for i := range socks {
@@ -160,46 +210,84 @@ func diagUnsupported(err error) bool {
 }
 
 // dumpNetlink appends one protocol and family's sockets to out, restarting
-// when the kernel flags the dump as interrupted.
+// when the kernel flags the dump as interrupted. out grows once, to the
+// exact count, before anything is parsed.
 func dumpNetlink(c *diagConn, out []Socket, p Proto, fam Family, states StateSet, info bool, infos *infoSlab) ([]Socket, error) {
-	var req []byte
+	req, err := diagRequest(p, fam, states, info)
+	if err != nil {
+		return out, err
+	}
+	for attempt := 1; ; attempt++ {
+		count, interrupted, err := c.dump(req)
+		if err != nil {
+			return out, err
+		}
+		if interrupted {
+			if attempt == maxDumpAttempts {
+				return out, fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
+			}
+			continue
+		}
+		out = slices.Grow(out, count)
+		err = c.each(func(msg []byte) error {
+			out = append(out, Socket{})
+			return parseMsg(msg, p, &out[len(out)-1], info, infos)
+		})
+		return out, err
+	}
+}
+
+// walkNetlink is dumpNetlink for Walk: one reused Socket, no slice.
+func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, fn func(*Socket) error) error {
+	req, err := diagRequest(p, fam, states, info)
+	if err != nil {
+		return err
+	}
+	var infos infoSlab
+	var s Socket
+	for attempt := 1; ; attempt++ {
+		_, interrupted, err := c.dump(req)
+		if err != nil {
+			return err
+		}
+		if interrupted {
+			if attempt == maxDumpAttempts {
+				return fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
+			}
+			continue
+		}
+		return c.each(func(msg []byte) error {
+			if err := parseMsg(msg, p, &s, info, &infos); err != nil {
+				return err
+			}
+			return fn(&s)
+		})
+	}
+}
+
+func diagRequest(p Proto, fam Family, states StateSet, info bool) ([]byte, error) {
 	switch p {
 	case TCP:
-		req = inetRequest(afOf(fam), unix.IPPROTO_TCP, uint32(states), info)
+		return inetRequest(afOf(fam), unix.IPPROTO_TCP, uint32(states), info), nil
 	case UDP:
-		req = inetRequest(afOf(fam), unix.IPPROTO_UDP, 0xffffffff, false)
+		return inetRequest(afOf(fam), unix.IPPROTO_UDP, 0xffffffff, false), nil
 	case RAW:
-		req = inetRequest(afOf(fam), unix.IPPROTO_RAW, 0xffffffff, false)
+		return inetRequest(afOf(fam), unix.IPPROTO_RAW, 0xffffffff, false), nil
 	case UNIX:
-		req = unixRequest()
-	default:
-		return out, fmt.Errorf("unknown protocol %d", p)
+		return unixRequest(), nil
 	}
-	start := len(out)
-	for attempt := 1; ; attempt++ {
-		out = out[:start]
-		interrupted, err := c.dump(req, func(msg []byte) error {
-			out = append(out, Socket{})
-			s := &out[len(out)-1]
-			if p == UNIX {
-				return parseUnixMsg(msg, s)
-			}
-			var ti *TCPInfo
-			if info && p == TCP {
-				ti = infos.next()
-			}
-			return parseInetMsg(msg, p, s, ti)
-		})
-		if err != nil {
-			return out[:start], err
-		}
-		if !interrupted {
-			return out, nil
-		}
-		if attempt == maxDumpAttempts {
-			return out[:start], fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
-		}
+	return nil, fmt.Errorf("unknown protocol %d", p)
+}
+
+func parseMsg(msg []byte, p Proto, s *Socket, info bool, infos *infoSlab) error {
+	if p == UNIX {
+		return parseUnixMsg(msg, s)
 	}
+	var ti *TCPInfo
+	if info && p == TCP {
+		ti = infos.next()
+	}
+	return parseInetMsg(msg, p, s, ti)
 }
 
 func afOf(f Family) uint8 {
