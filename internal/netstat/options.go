@@ -166,7 +166,7 @@ func Parse(args []string) (Config, error) {
 			default:
 				return c, usagef("unknown flag --%s", name)
 			}
-		case len(a) > 1 && a[0] == '-' && !isNumber(a[1:]):
+		case len(a) > 1 && a[0] == '-':
 			for j := 1; j < len(a); j++ {
 				ch := a[j]
 				k := strings.IndexByte(shortFlags, ch)
