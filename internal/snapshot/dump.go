@@ -68,41 +68,13 @@ type Options struct {
 // Dump lists the sockets selected by opts, grouped by protocol then family
 // in the order opts gives them. Interrupted netlink dumps are retried.
 func Dump(ctx context.Context, opts Options) ([]Socket, error) {
-	protos, families, states := opts.defaults()
-	var conn *diagConn
-	if opts.Source != Procfs {
-		c, err := openDiag()
-		if err != nil && opts.Source == Netlink {
-			return nil, err
-		}
-		if err == nil {
-			conn = c
-			defer conn.Close()
-		}
-	}
-
 	var out []Socket
-	var infos infoSlab
-	for _, p := range protos {
-		for _, fam := range familiesFor(p, families) {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			var err error
-			if conn != nil {
-				out, err = dumpNetlink(conn, out, p, fam, states, opts.Info, &infos)
-				if err == nil {
-					continue
-				}
-				if opts.Source == Netlink || !diagUnsupported(err) {
-					return nil, fmt.Errorf("dump %s sockets: %w", familyName(p, fam), err)
-				}
-			}
-			out, err = dumpProcfs(out, p, fam, states)
-			if err != nil {
-				return nil, fmt.Errorf("read %s sockets: %w", familyName(p, fam), err)
-			}
-		}
+	err := walk(ctx, opts, func(n int) { out = slices.Grow(out, n) }, func(s *Socket) error {
+		out = append(out, *s)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if opts.Owners {
 		owners, err := Owners(ctx)
@@ -120,6 +92,12 @@ func Dump(ctx context.Context, opts Options) ([]Socket, error) {
 // *Socket passed to fn is reused; copy it to keep it. Owners and Info are
 // not filled (use Owners and Attach-style lookups by Inode).
 func Walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
+	return walk(ctx, opts, nil, fn)
+}
+
+// walk is Walk with a hint: grow, when set, learns how many sockets a
+// netlink dump holds before they are handed out.
+func walk(ctx context.Context, opts Options, grow func(n int), fn func(*Socket) error) error {
 	protos, families, states := opts.defaults()
 	var conn *diagConn
 	if opts.Source != Procfs {
@@ -138,7 +116,7 @@ func Walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
 				return err
 			}
 			if conn != nil {
-				err := walkNetlink(conn, p, fam, states, opts.Info, fn)
+				err := walkNetlink(conn, p, fam, states, opts.Info, grow, fn)
 				if err == nil {
 					continue
 				}
@@ -209,36 +187,10 @@ func diagUnsupported(err error) bool {
 		errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
 }
 
-// dumpNetlink appends one protocol and family's sockets to out, restarting
-// when the kernel flags the dump as interrupted. out grows once, to the
-// exact count, before anything is parsed.
-func dumpNetlink(c *diagConn, out []Socket, p Proto, fam Family, states StateSet, info bool, infos *infoSlab) ([]Socket, error) {
-	req, err := diagRequest(p, fam, states, info)
-	if err != nil {
-		return out, err
-	}
-	for attempt := 1; ; attempt++ {
-		count, interrupted, err := c.dump(req)
-		if err != nil {
-			return out, err
-		}
-		if interrupted {
-			if attempt == maxDumpAttempts {
-				return out, fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
-			}
-			continue
-		}
-		out = slices.Grow(out, count)
-		err = c.each(func(msg []byte) error {
-			out = append(out, Socket{})
-			return parseMsg(msg, p, &out[len(out)-1], info, infos)
-		})
-		return out, err
-	}
-}
-
-// walkNetlink is dumpNetlink for Walk: one reused Socket, no slice.
-func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, fn func(*Socket) error) error {
+// walkNetlink hands one protocol and family's sockets to fn in one reused
+// Socket, restarting when the kernel flags the dump as interrupted: the
+// whole answer is received before the first socket is handed out.
+func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, grow func(int), fn func(*Socket) error) error {
 	req, err := diagRequest(p, fam, states, info)
 	if err != nil {
 		return err
@@ -246,7 +198,7 @@ func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, f
 	var infos infoSlab
 	var s Socket
 	for attempt := 1; ; attempt++ {
-		_, interrupted, err := c.dump(req)
+		count, interrupted, err := c.dump(req)
 		if err != nil {
 			return err
 		}
@@ -255,6 +207,9 @@ func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, f
 				return fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
 			}
 			continue
+		}
+		if grow != nil {
+			grow(count)
 		}
 		return c.each(func(msg []byte) error {
 			if err := parseMsg(msg, p, &s, info, &infos); err != nil {
