@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -68,8 +67,8 @@ type Options struct {
 // Dump lists the sockets selected by opts, grouped by protocol then family
 // in the order opts gives them. Interrupted netlink dumps are retried.
 func Dump(ctx context.Context, opts Options) ([]Socket, error) {
-	var out []Socket
-	err := walk(ctx, opts, func(n int) { out = slices.Grow(out, n) }, func(s *Socket) error {
+	out := make([]Socket, 0, estimateSockets(opts.Protos))
+	err := walk(ctx, opts, func(s *Socket) error {
 		out = append(out, *s)
 		return nil
 	})
@@ -92,12 +91,10 @@ func Dump(ctx context.Context, opts Options) ([]Socket, error) {
 // *Socket passed to fn is reused; copy it to keep it. Owners and Info are
 // not filled (use Owners and Attach-style lookups by Inode).
 func Walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
-	return walk(ctx, opts, nil, fn)
+	return walk(ctx, opts, fn)
 }
 
-// walk is Walk with a hint: grow, when set, learns how many sockets a
-// netlink dump holds before they are handed out.
-func walk(ctx context.Context, opts Options, grow func(n int), fn func(*Socket) error) error {
+func walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
 	protos, families, states := opts.defaults()
 	var conn *diagConn
 	if opts.Source != Procfs {
@@ -116,11 +113,13 @@ func walk(ctx context.Context, opts Options, grow func(n int), fn func(*Socket) 
 				return err
 			}
 			if conn != nil {
-				err := walkNetlink(conn, p, fam, states, opts.Info, grow, fn)
+				n, err := walkNetlink(conn, p, fam, states, opts.Info, fn)
 				if err == nil {
 					continue
 				}
-				if opts.Source == Netlink || !diagUnsupported(err) {
+				// Fall back only when the kernel refused the request
+				// outright; after sockets were handed out it is an error.
+				if opts.Source == Netlink || n > 0 || !diagUnsupported(err) {
 					return fmt.Errorf("dump %s sockets: %w", familyName(p, fam), err)
 				}
 			}
@@ -188,35 +187,42 @@ func diagUnsupported(err error) bool {
 }
 
 // walkNetlink hands one protocol and family's sockets to fn in one reused
-// Socket, restarting when the kernel flags the dump as interrupted: the
-// whole answer is received before the first socket is handed out.
-func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, grow func(int), fn func(*Socket) error) error {
+// Socket as they arrive. When the kernel flags the dump as interrupted
+// (its tables changed under the walk), the dump is run again and only the
+// sockets the interrupted attempt did not hand out, by cookie, are handed
+// out, so fn never sees a socket twice. It returns how many it handed out.
+func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, fn func(*Socket) error) (int, error) {
 	req, err := diagRequest(p, fam, states, info)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var infos infoSlab
 	var s Socket
+	var handed []uint64 // cookies handed out, for a retry to skip
+	var skip map[uint64]struct{}
 	for attempt := 1; ; attempt++ {
-		count, interrupted, err := c.dump(req)
-		if err != nil {
-			return err
-		}
-		if interrupted {
-			if attempt == maxDumpAttempts {
-				return fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
-			}
-			continue
-		}
-		if grow != nil {
-			grow(count)
-		}
-		return c.each(func(msg []byte) error {
+		interrupted, err := c.dump(req, func(msg []byte) error {
 			if err := parseMsg(msg, p, &s, info, &infos); err != nil {
 				return err
 			}
+			if skip != nil {
+				if _, dup := skip[s.Cookie]; dup {
+					return nil
+				}
+			}
+			handed = append(handed, s.Cookie)
 			return fn(&s)
 		})
+		if err != nil || !interrupted {
+			return len(handed), err
+		}
+		if attempt == maxDumpAttempts {
+			return len(handed), fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
+		}
+		skip = make(map[uint64]struct{}, len(handed))
+		for _, k := range handed {
+			skip[k] = struct{}{}
+		}
 	}
 }
 
