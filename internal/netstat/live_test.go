@@ -139,7 +139,7 @@ func TestListMatchesNetstat(t *testing.T) {
 	ports := liveSockets(t)
 	var needles []string
 	for _, p := range ports {
-		needles = append(needles, ":"+p+" ")
+		needles = append(needles, "127.0.0.1:"+p+" ", "::1:"+p+" ")
 	}
 	needles = append(needles, "live.sock")
 	pid := strconv.Itoa(os.Getpid())
