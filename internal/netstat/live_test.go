@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -118,6 +119,14 @@ func theirs(t *testing.T, tool string, args ...string) string {
 	return string(out)
 }
 
+// timerless blanks the seconds of netstat -o timers, which tick between
+// the two reads; the timer kind and counters stay.
+func timerless(text string) string {
+	return timerSeconds.ReplaceAllString(text, "(s/")
+}
+
+var timerSeconds = regexp.MustCompile(`\(\d+\.\d\d/`)
+
 // rowsWith keeps the lines that mention one of the ports (or the test's
 // UNIX socket), sorted.
 func rowsWith(text string, needles []string) []string {
@@ -139,16 +148,17 @@ func TestListMatchesNetstat(t *testing.T) {
 	ports := liveSockets(t)
 	var needles []string
 	for _, p := range ports {
-		needles = append(needles, "127.0.0.1:"+p+" ", "::1:"+p+" ")
+		needles = append(needles, "127.0.0.1:"+p+" ", "::1:"+p+" ", "localhost:"+p+" ")
 	}
 	needles = append(needles, "live.sock")
 	pid := strconv.Itoa(os.Getpid())
-	for _, flags := range []string{"-tan", "-tanp", "-tlnp", "-tn", "-uanp", "-tanpe", "-46tan", "-xap", "-an"} {
+	// -tl and -ta resolve names: loopback is "localhost" in /etc/hosts.
+	for _, flags := range []string{"-tan", "-tanp", "-tlnp", "-tn", "-uanp", "-tanpe", "-46tan", "-xap", "-an", "-tlW", "-taW", "-tanpeo", "-uano"} {
 		t.Run(flags, func(t *testing.T) {
 			// Both read the kernel within milliseconds of each other;
 			// the test's sockets are idle, so their rows cannot differ.
-			want := rowsWith(theirs(t, "netstat", flags), needles)
-			got := rowsWith(ours(t, flags), needles)
+			want := rowsWith(timerless(theirs(t, "netstat", flags)), needles)
+			got := rowsWith(timerless(ours(t, flags)), needles)
 			if len(want) == 0 {
 				t.Fatalf("netstat %s shows none of the test's sockets", flags)
 			}

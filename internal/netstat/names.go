@@ -49,6 +49,9 @@ func newNames() *names {
 // in time.
 func (n *names) host(ctx context.Context, a netip.Addr) string {
 	if a.IsUnspecified() {
+		if a.Is6() {
+			return "[::]" // as net-tools' INET6_rresolve names it
+		}
 		return a.String()
 	}
 	n.mu.Lock()

@@ -214,6 +214,9 @@ func parseTCPInfo(v []byte, s *Socket, info *TCPInfo) bool {
 	if len(v) < 104 {
 		return false
 	}
+	// idiag_retrans is the probe count under keepalive and zero-window
+	// timers; tcp_info has both counters as /proc/net/tcp shows them.
+	s.Retrans = v[2]
 	s.Probes = v[3]
 	*info = TCPInfo{
 		RTT:         time.Duration(binary.NativeEndian.Uint32(v[68:72])) * time.Microsecond,

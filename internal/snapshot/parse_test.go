@@ -160,7 +160,7 @@ func TestParseInetMsg(t *testing.T) {
 	}
 	want := Socket{Proto: TCP, State: tcp.Established, Local: src, Remote: dst, Cookie: 0x1122334455667788,
 		Inode: 31337, UID: 1000, RecvQ: 7, SendQ: 9, Timer: TimerRetrans, TimerLeft: 1500 * time.Millisecond,
-		Retrans: 2, Probes: 3,
+		Retrans: 1, Probes: 3, // from tcp_info, not idiag_retrans
 		Info: &TCPInfo{RTT: 250 * time.Microsecond, Retransmits: 4, BytesAcked: 1000, BytesReceived: 2000}}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
