@@ -70,7 +70,7 @@ func TestStatisticsMatchNetstat(t *testing.T) {
 			}
 			var ours bytes.Buffer
 			writeStatsText(&ours, secs, nil)
-			if diff := cmp.Diff(string(out), ours.String()); diff != "" {
+			if diff := cmp.Diff(strings.Split(string(out), "\n"), strings.Split(ours.String(), "\n")); diff != "" {
 				t.Errorf("netstat -s vs tcpstat list -s (-netstat +tcpstat):\n%s", diff)
 			}
 		})
