@@ -109,10 +109,10 @@ func writeJSON(w io.Writer, doc *jsonDoc) error {
 	return enc.Encode(doc)
 }
 
-func statsJSON(secs []Section, only map[string]bool) map[string]map[string]int64 {
+func statsJSON(secs []Section, only func(string) bool) map[string]map[string]int64 {
 	m := make(map[string]map[string]int64)
 	for _, s := range secs {
-		if only != nil && !only[s.Name] {
+		if only != nil && !only(s.Name) {
 			continue
 		}
 		kv := make(map[string]int64, len(s.Keys))

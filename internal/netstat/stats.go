@@ -242,63 +242,77 @@ var phrases = map[string]map[string]phrase{
 	"MPTcpExt": {},
 }
 
-// sectionsFor is which sections -s shows for the protocols asked for.
-func sectionsFor(c *Config) map[string]bool {
+// filtered are the sections netstat -s leaves out unless their protocol
+// is asked for (-t, -u, -w); every other section (IcmpMsg, UdpLite, IpExt,
+// MPTcpExt, …) it always prints, and so do we.
+var filtered = map[string]func(c *Config) bool{
+	"Ip":     func(c *Config) bool { return c.RAW || c.IP },
+	"Icmp":   func(c *Config) bool { return c.RAW || c.ICMP },
+	"Tcp":    func(c *Config) bool { return c.TCP },
+	"TcpExt": func(c *Config) bool { return c.TCP },
+	"Udp":    func(c *Config) bool { return c.UDP },
+}
+
+// sectionsFor says which sections -s shows: nil means all.
+func sectionsFor(c *Config) func(name string) bool {
 	if !(c.TCP || c.UDP || c.RAW || c.IP || c.ICMP) {
-		return nil // all
+		return nil
 	}
-	m := make(map[string]bool)
-	if c.TCP {
-		m["Tcp"], m["TcpExt"] = true, true
+	return func(name string) bool {
+		f, ok := filtered[name]
+		return !ok || f(c)
 	}
-	if c.UDP {
-		m["Udp"], m["UdpLite"] = true, true
-	}
-	if c.RAW || c.IP {
-		m["Ip"], m["IpExt"] = true, true
-	}
-	if c.RAW || c.ICMP {
-		m["Icmp"], m["IcmpMsg"] = true, true
-	}
-	return m
 }
 
 // writeStatsText prints counters as netstat -s does.
-func writeStatsText(w io.Writer, secs []Section, only map[string]bool) {
+func writeStatsText(w io.Writer, secs []Section, only func(string) bool) {
+	// state is netstat's indentation state: it follows the last counter
+	// it handled, across the sections it shows, so IcmpMsg's counters
+	// print indented like the ICMP histogram before them.
+	state := always
 	for _, s := range secs {
-		if only != nil && !only[s.Name] {
+		if only != nil && !only(s.Name) {
 			continue
 		}
 		fmt.Fprintf(w, "%s:\n", s.Name)
 		table := phrases[s.Name]
-		hist := always
 		for i, k := range s.Keys {
 			v := s.Values[i]
 			p, known := table[k]
 			switch {
-			case !known:
+			case !known && s.Name == "IcmpMsg":
+				// netstat has no table for IcmpMsg: its counters print
+				// at whatever indentation the ICMP histograms left.
 				if v != 0 {
 					indent := "    "
-					if s.Name == "IcmpMsg" {
+					if state == icmpIn || state == icmpOut {
 						indent = "        "
 					}
 					fmt.Fprintf(w, "%s%s: %d\n", indent, k, v)
 				}
+			case !known:
+				if v != 0 {
+					fmt.Fprintf(w, "    %s: %d\n", k, v)
+				}
+				state = always
 			case p.kind == hidden:
 			case p.kind == icmpIn || p.kind == icmpOut:
-				if hist != p.kind {
+				if state != p.kind {
 					if p.kind == icmpIn {
 						fmt.Fprintf(w, "    ICMP input histogram:\n")
 					} else {
 						fmt.Fprintf(w, "    ICMP output histogram:\n")
 					}
-					hist = p.kind
+					state = p.kind
 				}
 				if v != 0 {
 					fmt.Fprintf(w, "        "+p.text+"\n", v)
 				}
-			case p.kind == always || v != 0:
-				fmt.Fprintf(w, "    "+p.text+"\n", v)
+			default:
+				if p.kind == always || v != 0 {
+					fmt.Fprintf(w, "    "+p.text+"\n", v)
+				}
+				state = always
 			}
 		}
 	}

@@ -56,10 +56,6 @@ func TestStatisticsMatchNetstat(t *testing.T) {
 			}
 			os.WriteFile(filepath.Join(dir, "net", "snmp"), snmp.Bytes(), 0o644)
 			os.WriteFile(filepath.Join(dir, "net", "netstat"), netstat.Bytes(), 0o644)
-			out, err := exec.Command("unshare", "-m", "sh", "-c", "mount --bind \"$0\" /proc && netstat -s", dir).CombinedOutput()
-			if err != nil {
-				t.Skipf("cannot run netstat on a private /proc: %v: %s", err, out)
-			}
 			var secs []Section
 			for _, b := range [][]byte{snmp.Bytes(), netstat.Bytes()} {
 				s, err := ParseCounters(bytes.NewReader(b))
@@ -68,10 +64,20 @@ func TestStatisticsMatchNetstat(t *testing.T) {
 				}
 				secs = append(secs, s...)
 			}
-			var ours bytes.Buffer
-			writeStatsText(&ours, secs, nil)
-			if diff := cmp.Diff(strings.Split(string(out), "\n"), strings.Split(ours.String(), "\n")); diff != "" {
-				t.Errorf("netstat -s vs tcpstat list -s (-netstat +tcpstat):\n%s", diff)
+			for _, flags := range []string{"-s", "-st", "-su", "-sw", "-stu"} {
+				out, err := exec.Command("unshare", "-m", "sh", "-c", "mount --bind \"$0\" /proc && netstat "+flags, dir).CombinedOutput()
+				if err != nil {
+					t.Skipf("cannot run netstat on a private /proc: %v: %s", err, out)
+				}
+				c, err := Parse([]string{flags})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ours bytes.Buffer
+				writeStatsText(&ours, secs, sectionsFor(&c))
+				if diff := cmp.Diff(strings.Split(string(out), "\n"), strings.Split(ours.String(), "\n")); diff != "" {
+					t.Errorf("netstat %s vs tcpstat list %s (-netstat +tcpstat):\n%s", flags, flags, diff)
+				}
 			}
 		})
 	}
