@@ -63,200 +63,179 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-// shortFlags lists the single-letter flags; ':' after a letter means it
-// takes an argument, '?' that it takes an optional numeric one.
-const shortFlags = "ac?eghilnoprstuwxW46P:f:A:"
+// shortNames maps netstat's single-letter flags to their long names.
+var shortNames = map[byte]string{
+	'a': "all", 'c': "continuous", 'e': "extend", 'g': "groups", 'h': "help", 'i': "interfaces",
+	'l': "listening", 'n': "numeric", 'o': "timers", 'p': "programs", 'r': "route", 's': "statistics",
+	't': "tcp", 'u': "udp", 'w': "raw", 'x': "unix", 'W': "wide", '4': "inet", '6': "inet6",
+	'P': "protocol", 'f': "family", 'A': "family",
+}
+
+// parser holds the state of one Parse.
+type parser struct {
+	c     Config
+	forms []string
+}
+
+// flag applies one switch by its long name.
+func (p *parser) flag(name string) error {
+	c := &p.c
+	switch name {
+	case "tcp":
+		c.TCP = true
+	case "udp":
+		c.UDP = true
+	case "raw":
+		c.RAW = true
+	case "unix":
+		c.UNIX = true
+	case "inet":
+		c.IPv4 = true
+	case "inet6":
+		c.IPv6 = true
+	case "all":
+		c.All = true
+	case "listening":
+		c.Listening = true
+	case "numeric":
+		c.NumericHosts, c.NumericPorts, c.NumericUsers = true, true, true
+	case "numeric-hosts":
+		c.NumericHosts = true
+	case "numeric-ports":
+		c.NumericPorts = true
+	case "numeric-users":
+		c.NumericUsers = true
+	case "extend":
+		c.Extend++
+	case "programs":
+		c.Programs = true
+	case "timers":
+		c.Timers = true
+	case "wide":
+		c.Wide = true
+	case "statistics":
+		p.form(Statistics, "-s")
+	case "interfaces":
+		p.form(Interfaces, "-i")
+	case "route":
+		p.form(Routes, "-r")
+	case "groups":
+		p.form(Groups, "-g")
+	case "summary":
+		c.Summary = true
+	case "json":
+		c.JSON = true
+	case "help":
+		c.Help = true
+	default:
+		return usagef("unknown flag --%s", name)
+	}
+	return nil
+}
+
+func (p *parser) form(f Form, name string) {
+	p.c.Form = f
+	p.forms = append(p.forms, name)
+}
 
 // Parse reads the arguments after `list`. Short flags combine ("-tanp"),
 // -c takes an optional number of seconds ("-c", "-c2", "-c 2"), and
 // positional numbers are Solaris' "interval [count]".
 func Parse(args []string) (Config, error) {
-	var c Config
-	var forms []string
+	var p parser
+	c := &p.c
 	var positional []string
-	setForm := func(f Form, name string) {
-		c.Form = f
-		forms = append(forms, name)
-	}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		// next returns the following argument as a flag's value.
+		next := func(flag string) (string, error) {
+			if i+1 >= len(args) {
+				return "", usagef("flag %s needs a value", flag)
+			}
+			i++
+			return args[i], nil
+		}
 		switch {
 		case a == "--":
 			positional = append(positional, args[i+1:]...)
 			i = len(args)
 		case strings.HasPrefix(a, "--"):
 			name, val, hasVal := strings.Cut(a[2:], "=")
-			needVal := func() (string, error) {
-				if hasVal {
-					return val, nil
+			switch {
+			case takesValue(name):
+				if !hasVal {
+					v, err := next("--" + name)
+					if err != nil {
+						return *c, err
+					}
+					val = v
 				}
-				if i+1 >= len(args) {
-					return "", usagef("flag --%s needs a value", name)
+				if err := c.setValue(name, val); err != nil {
+					return *c, err
 				}
-				i++
-				return args[i], nil
-			}
-			if !hasVal || name == "continuous" || takesValue(name) {
-				// fall through to the switch
-			} else {
-				return c, usagef("flag --%s takes no value", name)
-			}
-			switch name {
-			case "tcp":
-				c.TCP = true
-			case "udp":
-				c.UDP = true
-			case "raw":
-				c.RAW = true
-			case "unix":
-				c.UNIX = true
-			case "inet":
-				c.IPv4 = true
-			case "inet6":
-				c.IPv6 = true
-			case "all":
-				c.All = true
-			case "listening":
-				c.Listening = true
-			case "numeric":
-				c.NumericHosts, c.NumericPorts, c.NumericUsers = true, true, true
-			case "numeric-hosts":
-				c.NumericHosts = true
-			case "numeric-ports":
-				c.NumericPorts = true
-			case "numeric-users":
-				c.NumericUsers = true
-			case "extend":
-				c.Extend++
-			case "programs":
-				c.Programs = true
-			case "timers":
-				c.Timers = true
-			case "wide":
-				c.Wide = true
-			case "statistics":
-				setForm(Statistics, "-s")
-			case "interfaces":
-				setForm(Interfaces, "-i")
-			case "route":
-				setForm(Routes, "-r")
-			case "groups":
-				setForm(Groups, "-g")
-			case "continuous":
+			case name == "continuous":
 				c.Interval = time.Second
 				if hasVal {
 					if err := c.setSeconds(val); err != nil {
-						return c, err
+						return *c, err
 					}
 				}
-			case "protocol", "family", "state":
-				v, err := needVal()
-				if err != nil {
-					return c, err
-				}
-				if err := c.setValue(name, v); err != nil {
-					return c, err
-				}
-			case "summary":
-				c.Summary = true
-			case "json":
-				c.JSON = true
-			case "help":
-				c.Help = true
+			case hasVal:
+				return *c, usagef("flag --%s takes no value", name)
 			default:
-				return c, usagef("unknown flag --%s", name)
+				if err := p.flag(name); err != nil {
+					return *c, err
+				}
 			}
 		case len(a) > 1 && a[0] == '-':
 			for j := 1; j < len(a); j++ {
-				ch := a[j]
-				k := strings.IndexByte(shortFlags, ch)
-				if k < 0 || ch == ':' || ch == '?' {
-					return c, usagef("unknown flag -%c in %q", ch, a)
+				name, ok := shortNames[a[j]]
+				if !ok {
+					return *c, usagef("unknown flag -%c in %q", a[j], a)
 				}
-				kind := byte(0)
-				if k+1 < len(shortFlags) {
-					kind = shortFlags[k+1]
-				}
-				switch kind {
-				case ':':
-					v := a[j+1:]
-					if v == "" {
-						if i+1 >= len(args) {
-							return c, usagef("flag -%c needs a value", ch)
+				rest := a[j+1:]
+				switch {
+				case takesValue(name): // -Ptcp, -P tcp
+					if rest == "" {
+						v, err := next("-" + string(a[j]))
+						if err != nil {
+							return *c, err
 						}
-						i++
-						v = args[i]
+						rest = v
 					}
-					if err := c.setValue(string(ch), v); err != nil {
-						return c, err
+					if err := c.setValue(string(a[j]), rest); err != nil {
+						return *c, err
 					}
 					j = len(a)
-					continue
-				case '?': // -c [SECONDS]
+				case name == "continuous": // -c, -c2, -c 2
 					c.Interval = time.Second
-					if v := a[j+1:]; v != "" {
-						if err := c.setSeconds(v); err != nil {
-							return c, err
-						}
-					} else if i+1 < len(args) && isNumber(args[i+1]) {
+					if rest == "" && i+1 < len(args) && isNumber(args[i+1]) {
 						i++
-						if err := c.setSeconds(args[i]); err != nil {
-							return c, err
+						rest = args[i]
+					}
+					if rest != "" {
+						if err := c.setSeconds(rest); err != nil {
+							return *c, err
 						}
 					}
 					j = len(a)
-					continue
-				}
-				switch ch {
-				case 'a':
-					c.All = true
-				case 'e':
-					c.Extend++
-				case 'g':
-					setForm(Groups, "-g")
-				case 'h':
-					c.Help = true
-				case 'i':
-					setForm(Interfaces, "-i")
-				case 'l':
-					c.Listening = true
-				case 'n':
-					c.NumericHosts, c.NumericPorts, c.NumericUsers = true, true, true
-				case 'o':
-					c.Timers = true
-				case 'p':
-					c.Programs = true
-				case 'r':
-					setForm(Routes, "-r")
-				case 's':
-					setForm(Statistics, "-s")
-				case 't':
-					c.TCP = true
-				case 'u':
-					c.UDP = true
-				case 'w':
-					c.RAW = true
-				case 'x':
-					c.UNIX = true
-				case 'W':
-					c.Wide = true
-				case '4':
-					c.IPv4 = true
-				case '6':
-					c.IPv6 = true
+				default:
+					if err := p.flag(name); err != nil {
+						return *c, err
+					}
 				}
 			}
 		default:
 			positional = append(positional, a)
 		}
 	}
-	if len(forms) > 1 {
-		return c, usagef("%s and %s are different forms; give one of -s, -i, -r, -g", forms[0], forms[1])
+	if len(p.forms) > 1 {
+		return *c, usagef("%s and %s are different forms; give one of -s, -i, -r, -g", p.forms[0], p.forms[1])
 	}
 	if err := c.setPositional(positional); err != nil {
-		return c, err
+		return *c, err
 	}
-	return c, c.check()
+	return *c, c.check()
 }
 
 func takesValue(name string) bool {
@@ -314,6 +293,10 @@ func (c *Config) setPositional(pos []string) error {
 // setValue handles the flags that take a value: -P/--protocol,
 // -f/-A/--family, --state.
 func (c *Config) setValue(name, v string) error {
+	flag := "--" + name
+	if len(name) == 1 {
+		flag = "-" + name
+	}
 	switch name {
 	case "P", "protocol":
 		for _, p := range strings.Split(strings.ToLower(v), ",") {
@@ -331,7 +314,7 @@ func (c *Config) setValue(name, v string) error {
 			case "icmp":
 				c.ICMP = true
 			default:
-				return usagef("unknown protocol %q for -P (want tcp, udp, raw, unix, ip or icmp)", p)
+				return usagef("unknown protocol %q for %s (want tcp, udp, raw, unix, ip or icmp)", p, flag)
 			}
 		}
 	case "f", "A", "family":
@@ -344,7 +327,7 @@ func (c *Config) setValue(name, v string) error {
 			case "unix", "local":
 				c.UNIX = true
 			default:
-				return usagef("unknown address family %q for -%s (want inet, inet6 or unix)", f, name)
+				return usagef("unknown address family %q for %s (want inet, inet6 or unix)", f, flag)
 			}
 		}
 	case "state":
