@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"net/netip"
 	"os"
@@ -171,4 +172,36 @@ func FuzzParseCounters(f *testing.F) {
 		ParseIGMP(bytes.NewReader(b))
 		ParseIGMP6(bytes.NewReader(b))
 	})
+}
+
+// TestGoldenJSON pins the documented JSON field names (docs/list.md).
+func TestGoldenJSON(t *testing.T) {
+	c, err := Parse([]string{"-tuwxo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := jsonDoc{Time: "2026-01-02T03:04:05Z"}
+	for i := range fixedSockets {
+		doc.Sockets = append(doc.Sockets, toJSON(&fixedSockets[i], &c))
+	}
+	for i := range fixedUnix {
+		doc.Sockets = append(doc.Sockets, toJSON(&fixedUnix[i], &c))
+	}
+	keys, counts := summarize(fixedSockets, fixedUnix)
+	for _, k := range keys {
+		doc.Summary = append(doc.Summary, jsonCount{k.Proto, k.State, counts[k]})
+	}
+	doc.Interfaces = []Interface{{Name: "lo", MTU: 65536, RXOK: 1, TXOK: 1, Flags: "LRU"}}
+	doc.Routes = []Route{{Destination: netip.MustParseAddr("0.0.0.0"), Gateway: netip.MustParseAddr("192.0.2.1"),
+		Genmask: netip.MustParseAddr("0.0.0.0"), Flags: "UG", Iface: "eth0"}}
+	doc.Groups = []Group{{Interface: "lo", RefCnt: 1, Group: netip.MustParseAddr("224.0.0.1")}}
+	var buf bytes.Buffer
+	if err := writeJSON(&buf, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, buf.Bytes(), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	compareGolden(t, filepath.Join("testdata", "list.json.golden"), pretty.String())
 }
