@@ -58,7 +58,7 @@ func render(t *testing.T, args []string) string {
 	tw := &textWriter{w: w, c: &c, names: newNames(), ctx: context.Background()}
 	sel := c.selection()
 	if len(sel.inet) > 0 {
-		tw.header(true, sel)
+		tw.header(true)
 		for i := range fixedSockets {
 			if c.wanted(&fixedSockets[i]) {
 				tw.inetRow(&fixedSockets[i])
@@ -66,7 +66,7 @@ func render(t *testing.T, args []string) string {
 		}
 	}
 	if sel.unix {
-		tw.header(false, sel)
+		tw.header(false)
 		for i := range fixedUnix {
 			if c.wanted(&fixedUnix[i]) {
 				tw.unixRow(&fixedUnix[i])

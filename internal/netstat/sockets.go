@@ -131,7 +131,7 @@ type textWriter struct {
 	addr  []byte
 }
 
-func (t *textWriter) header(inet bool, sel selection) {
+func (t *textWriter) header(inet bool) {
 	which := "(w/o servers)"
 	switch {
 	case t.c.All || (t.c.States != 0 && t.c.States.Has(tcp.Listen) && t.c.States != snapshot.States(tcp.Listen)):
@@ -445,7 +445,7 @@ func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.
 	}
 	sel := c.selection()
 	if len(sel.inet) > 0 {
-		t.header(true, sel)
+		t.header(true)
 		err := snapshot.Walk(ctx, snapshot.Options{Protos: sel.inet, Families: sel.fams, States: c.tcpStates(), Info: c.Timers},
 			func(s *snapshot.Socket) error {
 				if c.wanted(s) {
@@ -466,7 +466,7 @@ func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.
 			return err
 		}
 		snapshot.Attach(unixs, owners)
-		t.header(false, sel)
+		t.header(false)
 		for i := range unixs {
 			if c.wanted(&unixs[i]) {
 				t.unixRow(&unixs[i])
