@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -151,9 +150,6 @@ type fdScanner struct {
 	link    [64]byte
 	pathBuf []byte
 }
-
-// errGone marks a process that exited mid-scan: not an error.
-var errGone = errors.New("process exited")
 
 // scan appends pid's sockets to refs. It returns no error for a vanished
 // process, and one only when the descriptors could not be read.
