@@ -101,7 +101,7 @@ func measure(n, runs int, tcpstat string, holdMax time.Duration) error {
 		}
 	}
 	fmt.Printf("\n== %d loopback TCP sockets held by %d processes ==\n", n, len(holders))
-	fmt.Printf("%-22s %12s %8s\n", "command", "median", "rows")
+	fmt.Printf("%-22s %12s %12s %8s\n", "command", "median", "fastest", "rows")
 	for _, flags := range []string{"-tan", "-tanp"} {
 		cmds := [][]string{
 			{tcpstat, "list", flags},
@@ -110,12 +110,12 @@ func measure(n, runs int, tcpstat string, holdMax time.Duration) error {
 		}
 		var med [3]time.Duration
 		for i, c := range cmds {
-			d, rows, err := timeCommand(c, runs)
+			d, fastest, rows, err := timeCommand(c, runs)
 			if err != nil {
 				return err
 			}
 			med[i] = d
-			fmt.Printf("%-22s %12s %8d\n", shortName(c), d.Round(100*time.Microsecond), rows)
+			fmt.Printf("%-22s %12s %12s %8d\n", shortName(c), d.Round(100*time.Microsecond), fastest.Round(100*time.Microsecond), rows)
 		}
 		fmt.Printf("ratios %s: ss/tcpstat %.2fx, netstat/tcpstat %.1fx\n",
 			flags, float64(med[1])/float64(med[0]), float64(med[2])/float64(med[0]))
@@ -131,11 +131,11 @@ func shortName(c []string) string {
 	return strings.Join(append([]string{name}, c[1:]...), " ")
 }
 
-// timeCommand runs c runs times, output drained through a pipe, and returns
-// the median wall time and the line count of the last run.
-func timeCommand(c []string, runs int) (time.Duration, int, error) {
+// timeCommand runs c runs times, its output collected, and returns the
+// median and fastest wall time and the line count of the last run (rows
+// that differ between the tools mean other processes changed sockets).
+func timeCommand(c []string, runs int) (median, fastest time.Duration, rows int, err error) {
 	var times []time.Duration
-	rows := 0
 	for range runs {
 		cmd := exec.Command(c[0], c[1:]...)
 		var buf bytes.Buffer
@@ -143,13 +143,13 @@ func timeCommand(c []string, runs int) (time.Duration, int, error) {
 		cmd.Stderr = io.Discard
 		start := time.Now()
 		if err := cmd.Run(); err != nil {
-			return 0, 0, fmt.Errorf("run %s: %w", strings.Join(c, " "), err)
+			return 0, 0, 0, fmt.Errorf("run %s: %w", strings.Join(c, " "), err)
 		}
 		times = append(times, time.Since(start))
 		rows = bytes.Count(buf.Bytes(), []byte("\n"))
 	}
 	slices.Sort(times)
-	return times[len(times)/2], rows, nil
+	return times[len(times)/2], times[0], rows, nil
 }
 
 // holdSockets opens n/2 loopback connections (both ends held here), says
