@@ -2,8 +2,12 @@
 GO ?= go
 
 .PHONY: build generate test bench lint bench-list
+# urfave_cli_no_docs drops cli's man/markdown generator (blackfriday), whose
+# init alone costs a few ms of every start: listings must start fast.
+TAGS ?= urfave_cli_no_docs
+
 build:
-	$(GO) build -o bin/tcpstat ./cmd/tcpstat
+	$(GO) build -tags '$(TAGS)' -o bin/tcpstat ./cmd/tcpstat
 
 # Regenerate the BPF objects with Debian's clang and libbpf-dev headers.
 generate:
