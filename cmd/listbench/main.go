@@ -101,24 +101,26 @@ func measure(n, runs int, tcpstat string, holdMax time.Duration) error {
 		}
 	}
 	fmt.Printf("\n== %d loopback TCP sockets held by %d processes ==\n", n, len(holders))
-	fmt.Printf("%-22s %12s %12s %8s\n", "command", "median", "fastest", "rows")
+	fmt.Printf("%-22s %12s %12s %12s %8s\n", "command", "median", "fastest", "median cpu", "rows")
 	for _, flags := range []string{"-tan", "-tanp"} {
 		cmds := [][]string{
 			{tcpstat, "list", flags},
 			{"ss", flags},
 			{"netstat", flags},
 		}
-		var med [3]time.Duration
+		var med, cpu [3]time.Duration
 		for i, c := range cmds {
-			d, fastest, rows, err := timeCommand(c, runs)
+			r, err := timeCommand(c, runs)
 			if err != nil {
 				return err
 			}
-			med[i] = d
-			fmt.Printf("%-22s %12s %12s %8d\n", shortName(c), d.Round(100*time.Microsecond), fastest.Round(100*time.Microsecond), rows)
+			med[i], cpu[i] = r.median, r.cpu
+			fmt.Printf("%-22s %12s %12s %12s %8d\n", shortName(c), r.median.Round(100*time.Microsecond),
+				r.fastest.Round(100*time.Microsecond), r.cpu.Round(100*time.Microsecond), r.rows)
 		}
-		fmt.Printf("ratios %s: ss/tcpstat %.2fx, netstat/tcpstat %.1fx\n",
-			flags, float64(med[1])/float64(med[0]), float64(med[2])/float64(med[0]))
+		fmt.Printf("ratios %s: wall ss/tcpstat %.2fx, netstat/tcpstat %.1fx; cpu ss/tcpstat %.2fx, netstat/tcpstat %.1fx\n",
+			flags, float64(med[1])/float64(med[0]), float64(med[2])/float64(med[0]),
+			float64(cpu[1])/float64(cpu[0]), float64(cpu[2])/float64(cpu[0]))
 	}
 	return nil
 }
@@ -131,11 +133,18 @@ func shortName(c []string) string {
 	return strings.Join(append([]string{name}, c[1:]...), " ")
 }
 
-// timeCommand runs c runs times, its output collected, and returns the
-// median and fastest wall time and the line count of the last run (rows
-// that differ between the tools mean other processes changed sockets).
-func timeCommand(c []string, runs int) (median, fastest time.Duration, rows int, err error) {
-	var times []time.Duration
+// timing is what timeCommand measured.
+type timing struct {
+	median, fastest time.Duration // wall time
+	cpu             time.Duration // median user+system time: steadier on a shared machine
+	rows            int           // lines of the last run's output
+}
+
+// timeCommand runs c runs times with its output collected. Row counts that
+// differ between the tools mean other processes changed sockets meanwhile.
+func timeCommand(c []string, runs int) (timing, error) {
+	var walls, cpus []time.Duration
+	var t timing
 	for range runs {
 		cmd := exec.Command(c[0], c[1:]...)
 		var buf bytes.Buffer
@@ -143,13 +152,16 @@ func timeCommand(c []string, runs int) (median, fastest time.Duration, rows int,
 		cmd.Stderr = io.Discard
 		start := time.Now()
 		if err := cmd.Run(); err != nil {
-			return 0, 0, 0, fmt.Errorf("run %s: %w", strings.Join(c, " "), err)
+			return t, fmt.Errorf("run %s: %w", strings.Join(c, " "), err)
 		}
-		times = append(times, time.Since(start))
-		rows = bytes.Count(buf.Bytes(), []byte("\n"))
+		walls = append(walls, time.Since(start))
+		cpus = append(cpus, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
+		t.rows = bytes.Count(buf.Bytes(), []byte("\n"))
 	}
-	slices.Sort(times)
-	return times[len(times)/2], times[0], rows, nil
+	slices.Sort(walls)
+	slices.Sort(cpus)
+	t.median, t.fastest, t.cpu = walls[len(walls)/2], walls[0], cpus[len(cpus)/2]
+	return t, nil
 }
 
 // holdSockets opens n/2 loopback connections (both ends held here), says
