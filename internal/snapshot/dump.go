@@ -67,6 +67,77 @@ type Options struct {
 // Dump lists the sockets selected by opts, grouped by protocol then family
 // in the order opts gives them. Interrupted netlink dumps are retried.
 func Dump(ctx context.Context, opts Options) ([]Socket, error) {
+	out := make([]Socket, 0, estimateSockets(opts.Protos))
+	err := walk(ctx, opts, func(s *Socket) error {
+		out = append(out, *s)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Owners {
+		owners, err := Owners(ctx)
+		var partial *PartialError
+		if err != nil && !errors.As(err, &partial) {
+			return nil, err
+		}
+		Attach(out, owners)
+	}
+	return out, nil
+}
+
+// Walk calls fn for every socket Dump would return, in the same order,
+// without building a slice: the path for listings of 100 000 sockets. The
+// *Socket passed to fn is reused; copy it to keep it. Owners and Info are
+// not filled (use Owners and Attach-style lookups by Inode).
+func Walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
+	return walk(ctx, opts, fn)
+}
+
+func walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
+	protos, families, states := opts.defaults()
+	var conn *diagConn
+	if opts.Source != Procfs {
+		c, err := openDiag()
+		if err != nil && opts.Source == Netlink {
+			return err
+		}
+		if err == nil {
+			conn = c
+			defer conn.Close()
+		}
+	}
+	for _, p := range protos {
+		for _, fam := range familiesFor(p, families) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if conn != nil {
+				n, err := walkNetlink(conn, p, fam, states, opts.Info, fn)
+				if err == nil {
+					continue
+				}
+				// Fall back only when the kernel refused the request
+				// outright; after sockets were handed out it is an error.
+				if opts.Source == Netlink || n > 0 || !diagUnsupported(err) {
+					return fmt.Errorf("dump %s sockets: %w", familyName(p, fam), err)
+				}
+			}
+			socks, err := dumpProcfs(nil, p, fam, states)
+			if err != nil {
+				return fmt.Errorf("read %s sockets: %w", familyName(p, fam), err)
+			}
+			for i := range socks {
+				if err := fn(&socks[i]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (opts *Options) defaults() ([]Proto, []Family, StateSet) {
 	protos := opts.Protos
 	if len(protos) == 0 {
 		protos = []Proto{TCP, UDP, RAW, UNIX}
@@ -79,51 +150,7 @@ func Dump(ctx context.Context, opts Options) ([]Socket, error) {
 	if states == 0 {
 		states = AllStates
 	}
-
-	var conn *diagConn
-	if opts.Source != Procfs {
-		c, err := openDiag()
-		if err != nil && opts.Source == Netlink {
-			return nil, err
-		}
-		if err == nil {
-			conn = c
-			defer conn.Close()
-		}
-	}
-
-	var out []Socket
-	var infos infoSlab
-	for _, p := range protos {
-		for _, fam := range familiesFor(p, families) {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			var err error
-			if conn != nil {
-				out, err = dumpNetlink(conn, out, p, fam, states, opts.Info, &infos)
-				if err == nil {
-					continue
-				}
-				if opts.Source == Netlink || !diagUnsupported(err) {
-					return nil, fmt.Errorf("dump %s sockets: %w", familyName(p, fam), err)
-				}
-			}
-			out, err = dumpProcfs(out, p, fam, states)
-			if err != nil {
-				return nil, fmt.Errorf("read %s sockets: %w", familyName(p, fam), err)
-			}
-		}
-	}
-	if opts.Owners {
-		owners, err := Owners(ctx)
-		var partial *PartialError
-		if err != nil && !errors.As(err, &partial) {
-			return nil, err
-		}
-		Attach(out, owners)
-	}
-	return out, nil
+	return protos, families, states
 }
 
 // Attach sets each socket's Owners from an inode → owners map.
@@ -159,47 +186,69 @@ func diagUnsupported(err error) bool {
 		errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
 }
 
-// dumpNetlink appends one protocol and family's sockets to out, restarting
-// when the kernel flags the dump as interrupted.
-func dumpNetlink(c *diagConn, out []Socket, p Proto, fam Family, states StateSet, info bool, infos *infoSlab) ([]Socket, error) {
-	var req []byte
-	switch p {
-	case TCP:
-		req = inetRequest(afOf(fam), unix.IPPROTO_TCP, uint32(states), info)
-	case UDP:
-		req = inetRequest(afOf(fam), unix.IPPROTO_UDP, 0xffffffff, false)
-	case RAW:
-		req = inetRequest(afOf(fam), unix.IPPROTO_RAW, 0xffffffff, false)
-	case UNIX:
-		req = unixRequest()
-	default:
-		return out, fmt.Errorf("unknown protocol %d", p)
+// walkNetlink hands one protocol and family's sockets to fn in one reused
+// Socket as they arrive. When the kernel flags the dump as interrupted
+// (its tables changed under the walk), the dump is run again and only the
+// sockets the interrupted attempt did not hand out, by cookie, are handed
+// out, so fn never sees a socket twice. It returns how many it handed out.
+func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, fn func(*Socket) error) (int, error) {
+	req, err := diagRequest(p, fam, states, info)
+	if err != nil {
+		return 0, err
 	}
-	start := len(out)
+	var infos infoSlab
+	var s Socket
+	var handed []uint64 // cookies handed out, for a retry to skip
+	var skip map[uint64]struct{}
 	for attempt := 1; ; attempt++ {
-		out = out[:start]
 		interrupted, err := c.dump(req, func(msg []byte) error {
-			out = append(out, Socket{})
-			s := &out[len(out)-1]
-			if p == UNIX {
-				return parseUnixMsg(msg, s)
+			if err := parseMsg(msg, p, &s, info, &infos); err != nil {
+				return err
 			}
-			var ti *TCPInfo
-			if info && p == TCP {
-				ti = infos.next()
+			if skip != nil {
+				if _, dup := skip[s.Cookie]; dup {
+					return nil
+				}
 			}
-			return parseInetMsg(msg, p, s, ti)
+			handed = append(handed, s.Cookie)
+			return fn(&s)
 		})
-		if err != nil {
-			return out[:start], err
-		}
-		if !interrupted {
-			return out, nil
+		if err != nil || !interrupted {
+			return len(handed), err
 		}
 		if attempt == maxDumpAttempts {
-			return out[:start], fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
+			return len(handed), fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
+		}
+		skip = make(map[uint64]struct{}, len(handed))
+		for _, k := range handed {
+			skip[k] = struct{}{}
 		}
 	}
+}
+
+func diagRequest(p Proto, fam Family, states StateSet, info bool) ([]byte, error) {
+	switch p {
+	case TCP:
+		return inetRequest(afOf(fam), unix.IPPROTO_TCP, uint32(states), info), nil
+	case UDP:
+		return inetRequest(afOf(fam), unix.IPPROTO_UDP, 0xffffffff, false), nil
+	case RAW:
+		return inetRequest(afOf(fam), unix.IPPROTO_RAW, 0xffffffff, false), nil
+	case UNIX:
+		return unixRequest(), nil
+	}
+	return nil, fmt.Errorf("unknown protocol %d", p)
+}
+
+func parseMsg(msg []byte, p Proto, s *Socket, info bool, infos *infoSlab) error {
+	if p == UNIX {
+		return parseUnixMsg(msg, s)
+	}
+	var ti *TCPInfo
+	if info && p == TCP {
+		ti = infos.next()
+	}
+	return parseInetMsg(msg, p, s, ti)
 }
 
 func afOf(f Family) uint8 {

@@ -36,7 +36,7 @@ const (
 	udiagShowUID   = 0x40
 
 	// Netlink dump skbs are at most 32 KiB (netlink_recvmsg caps
-	// max_recvmsg_len); a larger buffer only wastes memory.
+	// max_recvmsg_len); twice that leaves room for any kernel.
 	recvBufSize = 64 << 10
 
 	// A dump is restarted this many times when the kernel marks it
@@ -79,7 +79,9 @@ func (c *diagConn) Close() error {
 
 // dump sends one SOCK_DIAG_BY_FAMILY dump request (payload is the
 // inet_diag_req_v2 or unix_diag_req) and hands every answer's payload to
-// each. It reports whether the kernel flagged the dump as interrupted.
+// each as it arrives, from one reused buffer: a dump of 100 000 sockets
+// touches 64 KiB of memory, not megabytes. It reports whether the kernel
+// flagged the dump as interrupted.
 func (c *diagConn) dump(payload []byte, each func(msg []byte) error) (interrupted bool, err error) {
 	c.seq++
 	req := make([]byte, sizeofNlMsghdr+len(payload))
@@ -212,6 +214,9 @@ func parseTCPInfo(v []byte, s *Socket, info *TCPInfo) bool {
 	if len(v) < 104 {
 		return false
 	}
+	// idiag_retrans is the probe count under keepalive and zero-window
+	// timers; tcp_info has both counters as /proc/net/tcp shows them.
+	s.Retrans = v[2]
 	s.Probes = v[3]
 	*info = TCPInfo{
 		RTT:         time.Duration(binary.NativeEndian.Uint32(v[68:72])) * time.Microsecond,

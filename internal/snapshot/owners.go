@@ -2,12 +2,13 @@ package snapshot
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -22,7 +23,7 @@ type PartialError struct {
 }
 
 func (e *PartialError) Error() string {
-	return fmt.Sprintf("could not read the descriptors of %d processes (not all owners are known; run as root to see them all)", e.Unreadable)
+	return fmt.Sprintf("could not read the descriptors of %d processes; their sockets show no owner (run as root to see them all)", e.Unreadable)
 }
 
 // Owners maps socket inodes to the processes holding them, from one scan
@@ -38,13 +39,10 @@ func scanOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error
 	if err != nil {
 		return nil, err
 	}
-	workers := min(max(runtime.GOMAXPROCS(0), 2), 8, len(pids))
-	if workers == 0 {
-		return map[uint64][]Owner{}, nil
-	}
+	workers := min(max(runtime.GOMAXPROCS(0), 2), 8)
 	jobs := make(chan uint32, workers)
 	type result struct {
-		owners     map[uint64][]Owner
+		refs       []ownerRef
 		unreadable int
 	}
 	results := make([]result, workers)
@@ -53,14 +51,14 @@ func scanOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := result{owners: make(map[uint64][]Owner)}
+			r := &results[w]
 			sc := fdScanner{root: procRoot}
 			for pid := range jobs {
-				if err := sc.scan(pid, r.owners); err != nil {
+				var err error
+				if r.refs, err = sc.scan(pid, r.refs); err != nil {
 					r.unreadable++
 				}
 			}
-			results[w] = r
 		}()
 	}
 	for _, pid := range pids {
@@ -74,18 +72,53 @@ func scanOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	all := results[0].owners
-	unreadable := results[0].unreadable
-	for _, r := range results[1:] {
+	var refs []ownerRef
+	unreadable := 0
+	for _, r := range results {
+		refs = append(refs, r.refs...)
 		unreadable += r.unreadable
-		for ino, o := range r.owners {
-			all[ino] = append(all[ino], o...)
+	}
+	owners := indexOwners(refs)
+	if unreadable > 0 {
+		return owners, &PartialError{Unreadable: unreadable}
+	}
+	return owners, nil
+}
+
+// ownerRef is one descriptor of a socket, as the scan finds it.
+type ownerRef struct {
+	inode uint64
+	owner Owner
+}
+
+// indexOwners builds the inode → owners map with every owners slice cut
+// from one backing array, sorted by PID: one allocation for 100 000
+// sockets instead of one each.
+func indexOwners(refs []ownerRef) map[uint64][]Owner {
+	slices.SortFunc(refs, func(a, b ownerRef) int {
+		if a.inode != b.inode {
+			return cmp.Compare(a.inode, b.inode)
+		}
+		return cmp.Compare(a.owner.PID, b.owner.PID)
+	})
+	backing := make([]Owner, len(refs))
+	unique := 0
+	for i := range refs {
+		backing[i] = refs[i].owner
+		if i == 0 || refs[i].inode != refs[i-1].inode {
+			unique++
 		}
 	}
-	if unreadable > 0 {
-		return all, &PartialError{Unreadable: unreadable}
+	m := make(map[uint64][]Owner, unique)
+	for i := 0; i < len(refs); {
+		j := i + 1
+		for j < len(refs) && refs[j].inode == refs[i].inode {
+			j++
+		}
+		m[refs[i].inode] = backing[i:j:j]
+		i = j
 	}
-	return all, nil
+	return m
 }
 
 // listPIDs returns the numeric entries of /proc.
@@ -118,12 +151,9 @@ type fdScanner struct {
 	pathBuf []byte
 }
 
-// errGone marks a process that exited mid-scan: not an error.
-var errGone = errors.New("process exited")
-
-// scan adds pid's sockets to owners. It returns nil for a vanished
-// process and an error only when the descriptors could not be read.
-func (s *fdScanner) scan(pid uint32, owners map[uint64][]Owner) error {
+// scan appends pid's sockets to refs. It returns no error for a vanished
+// process, and one only when the descriptors could not be read.
+func (s *fdScanner) scan(pid uint32, refs []ownerRef) ([]ownerRef, error) {
 	s.pathBuf = append(s.pathBuf[:0], s.root...)
 	s.pathBuf = append(s.pathBuf, '/')
 	s.pathBuf = strconv.AppendUint(s.pathBuf, uint64(pid), 10)
@@ -132,9 +162,9 @@ func (s *fdScanner) scan(pid uint32, owners map[uint64][]Owner) error {
 	dfd, err := unix.Open(string(s.pathBuf), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if err == unix.ENOENT || err == unix.ESRCH {
-			return nil
+			return refs, nil
 		}
-		return err
+		return refs, err
 	}
 	defer unix.Close(dfd)
 
@@ -143,12 +173,12 @@ func (s *fdScanner) scan(pid uint32, owners map[uint64][]Owner) error {
 		n, err := unix.Getdents(dfd, s.dirent[:])
 		if err != nil {
 			if err == unix.ENOENT || err == unix.ESRCH {
-				return nil
+				return refs, nil
 			}
-			return err
+			return refs, err
 		}
 		if n <= 0 {
-			return nil
+			return refs, nil
 		}
 		for b := s.dirent[:n]; len(b) >= 19; {
 			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
@@ -172,7 +202,7 @@ func (s *fdScanner) scan(pid uint32, owners map[uint64][]Owner) error {
 				o := s.describe(pid, base)
 				owner = &o
 			}
-			owners[ino] = append(owners[ino], *owner)
+			refs = append(refs, ownerRef{ino, *owner})
 		}
 	}
 }

@@ -1,5 +1,14 @@
 // Package snapshot lists the sockets the kernel holds right now: netlink
 // sock_diag first, /proc/net as fallback, owners from /proc/*/fd.
+//
+//	socks, err := snapshot.Dump(ctx, snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}})
+//
+// Dump returns a slice (TCP rows carry their socket cookie, the identity
+// the tracer's events use); Walk hands the same sockets to a callback
+// without collecting them, for listings of 100 000 sockets; Owners scans
+// /proc/*/fd once into an inode → processes map that Attach applies.
+// Interrupted netlink dumps (NLM_F_DUMP_INTR) are retried without handing
+// out a socket twice.
 package snapshot
 
 import (
