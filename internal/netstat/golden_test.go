@@ -5,21 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcpstat/tcpstat/internal/golden"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // fixedSockets covers every column and cutting rule of the text layout.
 var fixedSockets = []snapshot.Socket{
@@ -82,7 +78,7 @@ func TestGoldenLayouts(t *testing.T) {
 		name := strings.TrimLeft(strings.Join(args, "_"), "-")
 		t.Run(name, func(t *testing.T) {
 			got := render(t, args)
-			compareGolden(t, filepath.Join("testdata", "list_"+name+".golden"), got)
+			golden.Check(t, "list_"+name+".golden", []byte(got))
 		})
 	}
 	t.Run("statistics", func(t *testing.T) {
@@ -92,7 +88,7 @@ func TestGoldenLayouts(t *testing.T) {
 		}
 		var buf bytes.Buffer
 		writeStatsText(&buf, secs, nil)
-		compareGolden(t, filepath.Join("testdata", "statistics.golden"), buf.String())
+		golden.Check(t, "statistics.golden", buf.Bytes())
 	})
 }
 
@@ -107,26 +103,6 @@ Tcp: 1 200 120000 -1 37 2 0 0 0 9116 4959 0 0 2 0
 TcpExt: SyncookiesSent TW DelayedACKLost TCPTimeouts
 TcpExt: 0 35 2 2
 `
-
-func compareGolden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
-	}
-}
 
 func TestDelta(t *testing.T) {
 	prev := []Section{{Name: "Tcp", Keys: []string{"ActiveOpens", "CurrEstab"}, Values: []int64{10, 5}}}
@@ -203,5 +179,5 @@ func TestGoldenJSON(t *testing.T) {
 	if err := json.Indent(&pretty, buf.Bytes(), "", "  "); err != nil {
 		t.Fatal(err)
 	}
-	compareGolden(t, filepath.Join("testdata", "list.json.golden"), pretty.String())
+	golden.Check(t, "list.json.golden", pretty.Bytes())
 }
