@@ -27,6 +27,8 @@ type Events interface {
 	// at the deadline, tracer.ErrClosed once closed.
 	Read(*tracer.Event) error
 	SetDeadline(time.Time)
+	// Flush makes Read return what is buffered, then tracer.ErrFlushed.
+	Flush() error
 	// Stats are cumulative counts; Lost() is what the table cares about.
 	Stats() (tracer.Stats, error)
 }
@@ -122,6 +124,33 @@ type Tracker struct {
 	dropped   uint64 // buffered events dropped past maxBuffered
 	settling  bool   // a resync left rows unlisted once: one more dump decides
 	st        Status
+
+	syncMu  sync.Mutex    // one Sync at a time: each waits for its own flush
+	flushed chan struct{} // closed by the reader at the flush Sync asked for
+}
+
+// Sync returns once every event the kernel produced before the call has
+// been applied to the table: a barrier for comparing the table with a dump
+// taken just before.
+func (t *Tracker) Sync(ctx context.Context) error {
+	if t.cfg.Events == nil {
+		return nil
+	}
+	t.syncMu.Lock()
+	defer t.syncMu.Unlock()
+	done := make(chan struct{})
+	t.mu.Lock()
+	t.flushed = done
+	t.mu.Unlock()
+	if err := t.cfg.Events.Flush(); err != nil {
+		return fmt.Errorf("flush events: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Start builds the table and returns once it is live. Events must already
@@ -202,6 +231,15 @@ func (t *Tracker) readLoop(ctx context.Context) {
 		}
 		err := t.cfg.Events.Read(&ev)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if errors.Is(err, tracer.ErrFlushed) {
+			t.mu.Lock()
+			if t.flushed != nil {
+				close(t.flushed)
+				t.flushed = nil
+			}
+			t.mu.Unlock()
 			continue
 		}
 		if err != nil {

@@ -22,18 +22,43 @@ type queue struct {
 	events   chan tracer.Event
 	lost     atomic.Uint64
 	deadline atomic.Int64
+	flush    chan struct{}
 }
 
-func newQueue() *queue { return &queue{events: make(chan tracer.Event, 100)} }
+func newQueue() *queue {
+	return &queue{events: make(chan tracer.Event, 100), flush: make(chan struct{}, 1)}
+}
 
+// Read behaves as the tracer's: after Flush, what is queued, then ErrFlushed.
 func (q *queue) Read(ev *tracer.Event) error {
+	select {
+	case *ev = <-q.events:
+		return nil
+	default:
+	}
 	wait := time.Until(time.Unix(0, q.deadline.Load()))
 	select {
 	case *ev = <-q.events:
 		return nil
+	case <-q.flush:
+		select {
+		case *ev = <-q.events:
+			q.flush <- struct{}{} // still owed once the queue is empty
+			return nil
+		default:
+			return tracer.ErrFlushed
+		}
 	case <-time.After(wait):
 		return os.ErrDeadlineExceeded
 	}
+}
+
+func (q *queue) Flush() error {
+	select {
+	case q.flush <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 func (q *queue) SetDeadline(d time.Time) { q.deadline.Store(d.UnixNano()) }
@@ -174,4 +199,25 @@ func TestPolling(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSync: once Sync returns, every event queued before it is in the table,
+// without waiting for anything else.
+func TestSync(t *testing.T) {
+	q := newQueue()
+	dump := func(context.Context, bool) ([]snapshot.Socket, error) { return nil, nil }
+	tr, err := Start(context.Background(), Config{Events: q, Dump: dump, NetNS: 1, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for cookie := uint64(1); cookie <= 50; cookie++ {
+		q.events <- transition(cookie, tcp.Close, tcp.SynSent)
+	}
+	if err := tr.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r, st := rows(tr); len(r) != 50 || st.Events != 50 {
+		t.Errorf("after Sync: %d rows, %d events; want 50 and 50", len(r), st.Events)
+	}
 }
