@@ -84,6 +84,11 @@ func runTop(c *cli.Context) error {
 	defer tr.Close()
 
 	if c.Bool("batch") {
+		// A printed table must be whole: wait for the owners of older
+		// sockets, which the screen fills in as they come.
+		if err := tr.WaitOwners(c.Context); err != nil {
+			return nil
+		}
 		return topBatch(c, tr, opts, delay, count)
 	}
 	screen, err := tcell.NewScreen()

@@ -102,6 +102,11 @@ type Status struct {
 	Total      table.ReconcileStats // every reconcile after the first
 	LastDump   time.Duration        // how long the last dump and merge took
 	Startup    time.Duration        // attach to live: the first dump, merge and buffered events
+	// OwnersPending: the table is live, but the first scan of /proc for the
+	// owners of sockets older than tcpstat has not finished (when tracing,
+	// it runs right after start-up; events name the owners of newer ones).
+	OwnersPending bool
+	OwnersAfter   time.Duration // attach to owners known, when tracing
 	DumpErr    error                // the last dump's error, until a dump succeeds
 	Err        error                // why events stopped being read, if they did
 }
@@ -153,6 +158,24 @@ func (t *Tracker) Sync(ctx context.Context) error {
 	}
 }
 
+// WaitOwners returns once the owners of sockets older than tcpstat are
+// known (at once when polling, where start-up finds them).
+func (t *Tracker) WaitOwners(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		pending, err := t.st.OwnersPending, t.st.Err
+		t.mu.Unlock()
+		if !pending || err != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // Start builds the table and returns once it is live. Events must already
 // be attached: whatever happens from then on is either in the dump or in
 // the events.
@@ -184,7 +207,12 @@ func Start(ctx context.Context, cfg Config) (*Tracker, error) {
 		t.wg.Add(1)
 		go t.readLoop(ctx)
 	}
-	if err := t.reconcile(ctx, lost, true); err != nil {
+	// When tracing, go live first and find older sockets' owners just
+	// after: the scan of every process's descriptors costs as much as the
+	// dump, and owners are not needed to place events.
+	owners := cfg.Events == nil
+	t.st.OwnersPending = !owners
+	if err := t.reconcile(ctx, lost, owners); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("start connection table: %w", err)
 	}
@@ -197,7 +225,7 @@ func Start(ctx context.Context, cfg Config) (*Tracker, error) {
 	t.mu.Unlock()
 
 	t.wg.Add(1)
-	go t.syncLoop(ctx)
+	go t.syncLoop(ctx, began)
 	return t, nil
 }
 
@@ -270,17 +298,20 @@ func (t *Tracker) fail(err error) {
 	t.mu.Unlock()
 }
 
-// syncLoop reconciles every cfg.Every, and at once when events were lost.
-func (t *Tracker) syncLoop(ctx context.Context) {
+// syncLoop reconciles every cfg.Every, and at once when events were lost
+// or older sockets' owners are still to be found.
+func (t *Tracker) syncLoop(ctx context.Context, began time.Time) {
 	defer t.wg.Done()
 	check := time.NewTicker(min(250*time.Millisecond, t.cfg.Every))
 	defer check.Stop()
 	next := time.Now().Add(t.cfg.Every)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-check.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-check.C:
+			}
 		}
 		lost := t.lost()
 		t.mu.Lock()
@@ -289,14 +320,21 @@ func (t *Tracker) syncLoop(ctx context.Context) {
 			t.st.Lost, t.st.Stale = lost, true
 		}
 		stale = t.st.Stale
+		pending := t.st.OwnersPending
 		t.mu.Unlock()
-		if !stale && time.Now().Before(next) {
+		if !stale && !pending && time.Now().Before(next) {
 			continue
 		}
 		// Events name the owners of every socket opened since the start;
 		// a periodic reconcile need not scan /proc again, a resync must.
-		owners := t.cfg.Events == nil || stale
-		if err := t.reconcile(ctx, lost, owners); err != nil {
+		owners := t.cfg.Events == nil || stale || pending
+		err := t.reconcile(ctx, lost, owners)
+		if err == nil && pending {
+			t.mu.Lock()
+			t.st.OwnersPending, t.st.OwnersAfter = false, time.Since(began)
+			t.mu.Unlock()
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -327,6 +365,16 @@ func (t *Tracker) lost() uint64 {
 // the dump began: if nothing was lost since, the table is no longer stale.
 func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64, owners bool) error {
 	began := time.Now()
+	// The dump supersedes every event older than its start: apply those
+	// still in the ring buffer first, or a close would be taken for stale.
+	t.mu.Lock()
+	live := !t.buffering
+	t.mu.Unlock()
+	if live {
+		if err := t.Sync(ctx); err != nil {
+			return err
+		}
+	}
 	start := BootClock()
 	socks, err := t.cfg.Dump(ctx, owners)
 	end := BootClock()

@@ -124,12 +124,13 @@ func TestStartOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	got, st := waitFor(t, tr, func(_ []row, st Status) bool { return st.Events == 2 })
+	got, st := waitFor(t, tr, func(_ []row, st Status) bool { return st.Events == 2 && !st.OwnersPending })
 	if diff := cmp.Diff([]row{{2, tcp.SynSent}}, got); diff != "" {
 		t.Errorf("rows (-want +got):\n%s", diff)
 	}
-	if st.Stale || st.Reconciles != 1 || !st.Tracing {
-		t.Errorf("status %+v: want tracing, not stale, one reconcile", st)
+	// Two reconciles: start-up's, and the owner scan right after it.
+	if st.Stale || st.Reconciles != 2 || !st.Tracing {
+		t.Errorf("status %+v: want tracing, not stale, two reconciles", st)
 	}
 
 	// A loss makes the table stale until a dump begun after it is merged.
