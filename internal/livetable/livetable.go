@@ -107,8 +107,8 @@ type Status struct {
 	// it runs right after start-up; events name the owners of newer ones).
 	OwnersPending bool
 	OwnersAfter   time.Duration // attach to owners known, when tracing
-	DumpErr    error                // the last dump's error, until a dump succeeds
-	Err        error                // why events stopped being read, if they did
+	DumpErr       error         // the last dump's error, until a dump succeeds
+	Err           error         // why events stopped being read, if they did
 }
 
 // maxBuffered bounds the events held while the first dump runs; past it
