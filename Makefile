@@ -2,9 +2,13 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: build watch generate test lint check-generated bench test-kernels
+.PHONY: build watch generate test lint check-generated bench bench-list test-kernels
+# urfave_cli_no_docs drops cli's man/markdown generator (blackfriday), whose
+# init alone costs a few ms of every start: listings must start fast.
+TAGS ?= urfave_cli_no_docs
+
 build:
-	$(GO) build -o bin/tcpstat ./cmd/tcpstat
+	$(GO) build -tags '$(TAGS)' -o bin/tcpstat ./cmd/tcpstat
 
 # Build and run the live transition view (needs root or CAP_BPF+CAP_PERFMON).
 watch: build
@@ -32,6 +36,11 @@ check-generated: generate
 # Loopback churn with and without tracers, side by side (needs root).
 bench: build
 	$(GO) run ./cmd/tcpstat-bench -tcpstat ./bin/tcpstat
+
+# Times tcpstat list against ss and netstat while holding many loopback
+# sockets (needs net-tools and iproute2; heavy: run it on an idle machine).
+bench-list: build
+	$(GO) run ./cmd/listbench -sizes 10000,50000,100000
 
 # Run the tests (as root) in Debian kernels 5.10, 6.1, 6.12, newest stable
 # and newest rc under QEMU; see test/kernels. KERNELS_FLAGS picks kernels,

@@ -7,7 +7,7 @@
 # root to install.
 set -euo pipefail
 
-packages=(clang llvm libbpf-dev bpftool bpftrace iproute2 net-tools make "$@")
+packages=(clang llvm libbpf-dev bpftool bpftrace iproute2 net-tools util-linux make "$@")
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

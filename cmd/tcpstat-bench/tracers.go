@@ -52,16 +52,23 @@ func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, 0, err
 	}
-	for deadline := begin.Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			return cmd, time.Since(begin), nil
-		}
+	return waitStarted(cmd, begin, 30*time.Second, func() bool {
+		_, err := os.Stat(ready)
+		return err == nil
+	})
+}
+
+// waitStarted waits until started says the tracer is attached, and returns
+// the time since begin; it kills the tracer if that takes over limit.
+func waitStarted(cmd *exec.Cmd, begin time.Time, limit time.Duration, started func() bool) (*exec.Cmd, time.Duration, error) {
+	for deadline := begin.Add(limit); !started(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			cmd.Wait()
-			return nil, 0, errors.New("not ready after 30 s")
+			return nil, 0, fmt.Errorf("not attached after %s", limit)
 		}
 	}
+	return cmd, time.Since(begin), nil
 }
 
 func (tcpstatTracer) count(out string, ports portRange, r *result) error {
@@ -122,17 +129,10 @@ func (bpftraceTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, 0, err
 	}
-	for deadline := begin.Add(60 * time.Second); ; time.Sleep(time.Millisecond) {
-		if b, err := os.ReadFile(out); err == nil && bytes.Contains(b, []byte("Attaching")) {
-			time.Sleep(100 * time.Millisecond) // the line comes just before the attach
-			return cmd, time.Since(begin), nil
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			return nil, 0, errors.New("not attached after 60 s")
-		}
-	}
+	return waitStarted(cmd, begin, 60*time.Second, func() bool {
+		b, err := os.ReadFile(out)
+		return err == nil && bytes.Contains(b, []byte("Attaching"))
+	})
 }
 
 func (bpftraceTracer) count(out string, ports portRange, r *result) error {

@@ -40,7 +40,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Usage: "every TCP state transition on this host, live, and the connection table they make",
 		Commands: []*cli.Command{
 			watchCommand(),
+			listCommand(),
 			doctorCommand(),
+			topCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

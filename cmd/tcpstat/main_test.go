@@ -85,6 +85,19 @@ func TestWithoutPrivileges(t *testing.T) {
 	}
 }
 
+// waitReady waits for watch's ready file: the programs are attached.
+func waitReady(t *testing.T, path string, stderr *syncBuffer) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ready file after 10 s; stderr: %s", stderr.String())
+		}
+	}
+}
+
 // buildTcpstat builds the command into a directory every user can reach.
 func buildTcpstat(t *testing.T) string {
 	t.Helper()
@@ -116,14 +129,7 @@ func TestWatchEndsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ready file; stderr: %s", stderr.String())
-		}
-	}
+	waitReady(t, ready, &stderr)
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		t.Fatal(err)
@@ -158,14 +164,7 @@ func TestWatchJSON(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"tcpstat", "watch", "--json", "--port", port, "--ready-file", ready}, &stdout, &stderr)
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ready file; stderr: %s", stderr.String())
-		}
-	}
+	waitReady(t, ready, &stderr)
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		t.Fatal(err)

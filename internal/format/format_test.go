@@ -2,22 +2,16 @@ package format
 
 import (
 	"encoding/json"
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/go-cmp/cmp"
-
+	"github.com/tcpstat/tcpstat/internal/golden"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var at = time.Date(2026, 11, 22, 10, 15, 3, 123456789, time.UTC)
 
@@ -57,23 +51,6 @@ var events = []tracer.Event{{
 	DwellKnown: true, Dwell: 3*time.Hour + 25*time.Minute, Task: tracer.Process{Comm: "\xff\x01bad"},
 }}
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", name, diff)
-	}
-}
-
 func TestLinesGolden(t *testing.T) {
 	b := []byte(Header)
 	for i := range events {
@@ -81,7 +58,7 @@ func TestLinesGolden(t *testing.T) {
 	}
 	b = AppendLostLine(b, at, LostRingBufferFull, 12, 30)
 	b = AppendSummaryLine(b, Summary{Events: 6, Stats: tracer.Stats{RingBufferFull: 30, RecursionMisses: 5, Recovered: 5}})
-	golden(t, "events.txt", b)
+	golden.Check(t, "events.txt", b)
 }
 
 func TestJSONGolden(t *testing.T) {
@@ -91,7 +68,7 @@ func TestJSONGolden(t *testing.T) {
 	}
 	b = AppendLostJSON(b, at, LostRecursion, 1, 2)
 	b = AppendSummaryJSON(b, at, Summary{Events: 6, Corrupt: 1, Stats: tracer.Stats{RingBufferFull: 3, RecursionMisses: 9, Recovered: 7}})
-	golden(t, "events.jsonl", b)
+	golden.Check(t, "events.jsonl", b)
 
 	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
 		var obj map[string]any

@@ -48,7 +48,7 @@ func classify(r *kernelRun, g guestOptions) {
 	case r.Boot.ExitErr != nil:
 		r.Infra = append(r.Infra, r.Boot.ExitErr.Error())
 	case r.Boot.TimedOut:
-		r.Infra = append(r.Infra, fmt.Sprintf("timed out after %s%s", r.Boot.Duration.Round(time.Second), during))
+		r.Infra = append(r.Infra, fmt.Sprintf("timed out after %s%s%s", r.Boot.Duration.Round(time.Second), during, kernelTrouble(r.Boot.Console)))
 	case rep.Release == "":
 		r.Infra = append(r.Infra, "no result: the guest died before /init reported"+consoleHint(r.Boot.Console))
 	case !rep.Done:
@@ -59,19 +59,35 @@ func classify(r *kernelRun, g guestOptions) {
 	}
 }
 
-// consoleHint quotes the kernel's last words when the guest died.
+// consoleHint quotes the kernel's first complaint, or its last words,
+// when the guest died.
 func consoleHint(path string) string {
+	if hint := kernelTrouble(path); hint != "" {
+		return hint
+	}
 	data, err := os.ReadFile(path)
 	if err != nil || len(data) == 0 {
 		return " (no kernel console output)"
 	}
 	lines := strings.Split(strings.TrimRight(strings.ReplaceAll(string(data), "\r", ""), "\n"), "\n")
-	for _, l := range lines {
-		if strings.Contains(l, "Kernel panic") || strings.Contains(l, "BUG:") || strings.Contains(l, "Oops") {
-			return " (console: " + strings.TrimSpace(l) + ")"
+	return " (console ends: " + strings.TrimSpace(lines[len(lines)-1]) + ")"
+}
+
+// kernelTrouble quotes the first panic, Oops, BUG (soft lockups among
+// them) or RCU stall on the kernel console, or returns "".
+func kernelTrouble(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(strings.ReplaceAll(string(data), "\r", ""), "\n") {
+		for _, sign := range []string{"Kernel panic", "BUG:", "Oops", "detected stalls"} {
+			if strings.Contains(l, sign) {
+				return " (console: " + strings.TrimSpace(l) + ")"
+			}
 		}
 	}
-	return " (console ends: " + strings.TrimSpace(lines[len(lines)-1]) + ")"
+	return ""
 }
 
 // writeKernelArtifacts keeps the doctor output and the failing tests'

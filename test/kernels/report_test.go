@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tcpstat/tcpstat/internal/golden"
 )
 
 // testRuns is one kernel of each kind of outcome, from the guest logs
@@ -78,13 +79,13 @@ func TestMatrix(t *testing.T) {
 	runs, g := testRuns(t)
 	m := matrix{Runs: runs, Packages: g.Packages, Total: 41 * time.Second,
 		Start: time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)}
-	golden(t, "matrix.md", []byte(m.markdown()))
+	golden.Check(t, "matrix.md", []byte(m.markdown()))
 
 	var out bytes.Buffer
 	if code := m.summarize(&out); code != 1 {
 		t.Errorf("exit status with a failed test = %d, want 1", code)
 	}
-	golden(t, "summary.txt", out.Bytes())
+	golden.Check(t, "summary.txt", out.Bytes())
 
 	// Without the failing kernel only infrastructure failures are left.
 	m.Runs = runs[:4]
@@ -108,5 +109,5 @@ func TestInitScript(t *testing.T) {
 		TestTimeout: 5 * time.Minute,
 		TestFlags:   []string{"-test.run=Test'Quoted"},
 	}
-	golden(t, "init.sh", []byte(initScript(g)))
+	golden.Check(t, "init.sh", []byte(initScript(g)))
 }

@@ -3,35 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tcpstat/tcpstat/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (refresh with -update): %v", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
-}
 
 // The logs under testdata/guest are what the guest's /init writes on the
 // test port: pass.log from a real 5.10 run, the others made to cover a
@@ -56,7 +35,7 @@ func TestReadGuestOutput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "guest/"+name+".golden", append(got, '\n'))
+			golden.Check(t, "guest/"+name+".golden", append(got, '\n'))
 		})
 	}
 }

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/gdamore/tcell/v2"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/topview"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+func topCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "top",
+		Usage: "the live connection table, refreshed like top",
+		Description: "Shows every TCP socket with its owner, addresses, state and time in state, kept\n" +
+			"exact by the tracer and confirmed by periodic sock_diag dumps. Keys: q quit, / filter,\n" +
+			"t s p c l r sort by age, state, pid, comm, local, remote; R reverses. A '*' after a\n" +
+			"state marks an inferred timewait hand-off; a '>' before a time, a state entered before\n" +
+			"tcpstat saw the socket.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "batch", Aliases: []string{"b"}, Usage: "print the table to stdout instead of drawing a screen"},
+			&cli.IntFlag{Name: "iterations", Aliases: []string{"n"}, Usage: "stop after `COUNT` refreshes (0: until interrupted)"},
+			&cli.Float64Flag{Name: "delay", Aliases: []string{"d"}, Value: 2, Usage: "`SECONDS` between refreshes"},
+			&cli.BoolFlag{Name: "json", Usage: "with -b, one JSON object per refresh"},
+			&cli.StringFlag{Name: "sort", Value: "age", Usage: "sort by `KEY`: age, state, pid, comm, local, remote"},
+			&cli.BoolFlag{Name: "reverse", Usage: "reverse the sort"},
+			&cli.StringFlag{Name: "filter", Usage: "show only rows whose owner, addresses or state contain `TEXT`"},
+			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
+		},
+		Action: runTop,
+	}
+}
+
+func runTop(c *cli.Context) error {
+	key, err := topview.ParseKey(c.String("sort"))
+	if err != nil {
+		return err
+	}
+	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: c.String("filter")}
+	delay := time.Duration(c.Float64("delay") * float64(time.Second))
+	if delay <= 0 {
+		return fmt.Errorf("delay %v: want a positive number of seconds", c.Float64("delay"))
+	}
+	count := c.Int("iterations")
+	if count < 0 {
+		return fmt.Errorf("iterations %d: want 0 or more", count)
+	}
+	if c.Bool("json") && !c.Bool("batch") {
+		return errors.New("--json needs -b (batch mode)")
+	}
+	if out, ok := c.App.Writer.(*os.File); !c.Bool("batch") && (!ok || !term.IsTerminal(int(out.Fd()))) {
+		return errors.New("top draws on a terminal and stdout is not one: use -b for batch output")
+	}
+
+	cfg := livetable.Config{Dump: livetable.DumpTCP, PollReason: "--poll"}
+	if !c.Bool("poll") {
+		events, err := tracer.New(tracer.Options{})
+		if err != nil {
+			// Where tracing is impossible the table still works from dumps,
+			// and says so in its header.
+			cfg.PollReason = "no tracer: " + err.Error()
+			cfg.Every = delay
+		} else {
+			defer events.Close()
+			for _, w := range events.Warnings() {
+				fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
+			}
+			cfg.Events = events
+		}
+	} else {
+		cfg.Every = delay
+	}
+	tr, err := livetable.Start(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+
+	if c.Bool("batch") {
+		// A printed table must be whole: wait for the owners of older
+		// sockets, which the screen fills in as they come.
+		if err := tr.WaitOwners(c.Context); err != nil {
+			return nil
+		}
+		return topBatch(c, tr, opts, delay, count)
+	}
+	screen, err := tcell.NewScreen()
+	if err != nil {
+		return fmt.Errorf("open the terminal: %w", err)
+	}
+	if err := screen.Init(); err != nil {
+		return fmt.Errorf("open the terminal: %w", err)
+	}
+	defer screen.Fini()
+	return topview.Interactive(c.Context, screen, tr, opts, delay)
+}
+
+// topBatch prints count refreshes (0: until interrupted), delay apart.
+func topBatch(c *cli.Context, tr *livetable.Tracker, opts topview.Options, delay time.Duration, count int) error {
+	var (
+		frame topview.Frame
+		rate  topview.Rate
+	)
+	w := c.App.Writer
+	for i := 0; count == 0 || i < count; i++ {
+		if i > 0 {
+			select {
+			case <-c.Context.Done():
+				return nil
+			case <-time.After(delay):
+			}
+		}
+		tr.View(frame.Capture)
+		if frame.Status.Err != nil {
+			return frame.Status.Err
+		}
+		frame.Arrange(opts)
+		wall := time.Now()
+		perSec := rate.Update(wall, frame.Status.Events)
+		var err error
+		if c.Bool("json") {
+			err = frame.WriteJSON(w, wall)
+		} else {
+			err = frame.WriteText(w, wall, perSec, opts)
+		}
+		if err != nil {
+			return fmt.Errorf("write the table: %w", err)
+		}
+	}
+	return nil
+}

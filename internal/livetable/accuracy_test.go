@@ -1,0 +1,378 @@
+package livetable
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcpstat/tcpstat/internal/loadgen"
+	"github.com/tcpstat/tcpstat/internal/ssdump"
+	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// The workload's sockets all have an end in 127.77.0.0/16, which nothing
+// else on the host uses: the comparison looks at those only.
+var workload = netip.MustParsePrefix("127.77.0.0/16")
+
+func ours(local, remote netip.AddrPort) bool {
+	return workload.Contains(local.Addr()) || workload.Contains(remote.Addr())
+}
+
+// seen is one socket as the table showed it.
+type seen struct {
+	state         tcp.State
+	local, remote netip.AddrPort
+	pid           uint32
+	owned         bool
+	timeWait      bool // a timewait mini-socket
+	inferred      bool
+	expired       bool // a timewait socket past its timer, until the next dump says it is gone
+}
+
+// tableView is the workload's rows of the table, in the namespace ss
+// lists (the tracer sees every namespace; other tests on this host may
+// use the same addresses in namespaces of their own).
+func tableView(tr *Tracker) map[uint64]seen {
+	out := map[uint64]seen{}
+	tr.View(func(tb *table.Table, st Status) {
+		for i := range tb.Len() {
+			r := tb.Row(i)
+			if !ours(r.Local(), r.Remote()) || r.NetNS() != tr.cfg.NetNS {
+				continue
+			}
+			o, known := r.Owner()
+			expired := r.TimeWait() && r.Expires() != 0 && r.Expires() <= st.Now
+			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, r.TimeWait(), r.Inferred(), expired}
+		}
+	})
+	return out
+}
+
+func ssView() ([]ssdump.Socket, error) {
+	cmd := exec.Command("ss", "-tanepi", "( src 127.77.0.0/16 or dst 127.77.0.0/16 )")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("ss: %w: %s", err, stderr.String())
+	}
+	socks, err := ssdump.Parse(bytes.NewReader(out))
+	return slices.DeleteFunc(socks, func(s ssdump.Socket) bool { return !ours(s.Local, s.Remote) }), err
+}
+
+// agreement counts how the table and ss compare at one point.
+type agreement struct {
+	Sockets      int // sockets ss listed
+	Agree        int // present with the right state, addresses and owner
+	Missing      int // ss listed it, the table did not have it
+	Late         int // of those, rows the table had a second later (events still on their way)
+	Between      int // ss listed it; it opened and closed between the two views, and the table saw it end
+	WrongState   int
+	WrongAddress int
+	WrongOwner   int // ss names users and the table another (or none)
+	FormerOwner  int // ss names no user; the table still names the last one
+	Extra        int // the table had it before and after ss ran; ss did not list it
+	Expired      int // of those, timewait rows past their timer, left for the next dump to remove
+}
+
+func (a agreement) String() string {
+	return fmt.Sprintf("%d sockets: %d agree (%.2f%%), %d opened and closed between the table's views, %d missing (%d there a second later), %d wrong state, %d wrong address, %d wrong owner, %d former owner shown, %d extra (%d timewait past its timer)",
+		a.Sockets, a.Agree, 100*float64(a.Agree)/float64(max(1, a.Sockets-a.Between)), a.Between, a.Missing, a.Late, a.WrongState, a.WrongAddress, a.WrongOwner, a.FormerOwner, a.Extra, a.Expired)
+}
+
+func (a *agreement) add(b agreement) {
+	a.Sockets += b.Sockets
+	a.Agree += b.Agree
+	a.Missing += b.Missing
+	a.Late += b.Late
+	a.Between += b.Between
+	a.WrongState += b.WrongState
+	a.WrongAddress += b.WrongAddress
+	a.WrongOwner += b.WrongOwner
+	a.FormerOwner += b.FormerOwner
+	a.Extra += b.Extra
+	a.Expired += b.Expired
+}
+
+// lifeRank orders states along a connection's life, to accept a state ss
+// saw between two views of the table.
+func lifeRank(s tcp.State) int {
+	return slices.Index([]tcp.State{tcp.SynSent, tcp.SynRecv, tcp.Established, tcp.FinWait1, tcp.CloseWait,
+		tcp.FinWait2, tcp.Closing, tcp.LastAck, tcp.TimeWait}, s)
+}
+
+// compare brackets one ss run between two views of the table: a socket
+// agrees if ss saw it as the table did before or after (or, while it
+// moved, in a state between), and is extra only if the table had it
+// throughout and ss did not list it.
+func compare(tr *Tracker, logf func(string, ...any)) (agreement, error) {
+	shown := 0
+	details := func(f string, a ...any) {
+		if shown++; shown <= 20 {
+			logf(f, a...)
+		}
+	}
+	before := tableView(tr)
+	socks, err := ssView()
+	if err != nil {
+		return agreement{}, err
+	}
+	// A dump walks the hash tables in batches and can skip sockets while
+	// others come and go (ss's as much as ours): a row is extra only if a
+	// second ss run does not list it either.
+	again, err := ssView()
+	if err != nil {
+		return agreement{}, err
+	}
+	// Every event from before the dumps is in the table after this.
+	if err := tr.Sync(context.Background()); err != nil {
+		return agreement{}, err
+	}
+	after := tableView(tr)
+	var a agreement
+	var missing []uint64
+	listed := map[uint64]bool{}
+	for _, s := range again {
+		listed[s.Cookie] = true
+	}
+	for _, s := range socks {
+		a.Sockets++
+		listed[s.Cookie] = true
+		b, inBefore := before[s.Cookie]
+		f, inAfter := after[s.Cookie]
+		if _, ok := ended.Load(s.Cookie); ok && !inBefore && !inAfter {
+			a.Between++
+			continue
+		}
+		if !inBefore && !inAfter {
+			a.Missing++
+			missing = append(missing, s.Cookie)
+			details("missing: %+v", s)
+			continue
+		}
+		st := s.State
+		if st == tcp.NewSynRecv {
+			st = tcp.SynRecv
+		}
+		view := f
+		if !inAfter || (inBefore && b.state == st) {
+			view = b
+		}
+		// While it moved, ss may have seen a state between the two views
+		// (or before the first view of a new socket, after the last of one
+		// that closed).
+		between := (!inBefore || lifeRank(b.state) <= lifeRank(st)) && (!inAfter || lifeRank(st) <= lifeRank(f.state))
+		switch {
+		case view.state != st && !between:
+			a.WrongState++
+			details("state: ss %v, table %+v then %+v: %+v", st, b, f, s)
+		case view.local != s.Local || view.remote != s.Remote:
+			a.WrongAddress++
+			details("address: ss %v %v, table %v %v", s.Local, s.Remote, view.local, view.remote)
+		case view.state != st:
+			a.Agree++ // seen between two views: its owner then is not known
+		case len(s.Users) > 0 && !(view.owned && slices.ContainsFunc(s.Users, func(u ssdump.User) bool { return u.PID == view.pid })):
+			a.WrongOwner++
+			details("owner: ss %+v, table pid %d (known %v) %v", s.Users, view.pid, view.owned, view.state)
+		case len(s.Users) == 0 && view.owned:
+			a.FormerOwner++
+			a.Agree++
+		default:
+			a.Agree++
+		}
+	}
+	for c, b := range before {
+		if _, ok := after[c]; ok && !listed[c] {
+			a.Extra++
+			if b.expired {
+				a.Expired++
+				continue
+			}
+			details("extra: cookie %d %+v", c, b)
+		}
+	}
+	// Late rows are there once the events in flight are applied; a
+	// socket closed meanwhile has a tombstone.
+	for wait := 0; wait < 3 && a.Late < len(missing); wait++ {
+		time.Sleep(time.Second)
+		later := tableView(tr)
+		a.Late = 0
+		for _, c := range missing {
+			if _, ok := later[c]; ok {
+				a.Late++
+			}
+		}
+		logf("missing rows there %ds later: %d of %d", wait+1, a.Late, len(missing))
+	}
+	return a, nil
+}
+
+// ended holds the cookies of the connections the table saw end.
+var ended sync.Map
+
+// startTracing loads the tracer and starts a table on it, reconciling
+// every period; both end with the test.
+func startTracing(t *testing.T, every time.Duration) *Tracker {
+	t.Helper()
+	events, err := tracer.New(tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Close() })
+	tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Every: every,
+		OnEnd: func(r *table.Row) { ended.Store(r.Cookie(), true) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	return tr
+}
+
+// TestAccuracy runs a long mixed loopback workload in helper processes,
+// some of it started before the table, and compares the table with an
+// independent `ss -tanepi` by cookie while it runs and after it settles.
+func TestAccuracy(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the tracer")
+	}
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("needs ss (iproute2) as the independent witness")
+	}
+	addr := func(a, b byte) netip.Addr { return netip.AddrFrom4([4]byte{127, 77, a, b}) }
+	mix := func(n byte, seed uint64, d time.Duration, conns int) childSpec {
+		return childSpec{Mode: "mix", Mix: loadgen.Mix{
+			Server: addr(n, 1), Client: addr(n, 2), Seed: seed, Duration: d,
+			Connections: conns, InFlight: 150, Listeners: 3, MaxIdle: 3 * time.Second,
+		}}
+	}
+
+	// Before the table: idle connections held still, and a short burst
+	// that leaves TIME_WAIT sockets behind.
+	held := startChild(t, childSpec{Mode: "hold", Server: addr(0, 1), Client: addr(0, 2), N: 300})
+	if err := held.ready(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := startChild(t, mix(9, 99, 2*time.Second, 300)).result(); err != nil {
+		t.Fatal(err)
+	}
+
+	tr := startTracing(t, time.Second)
+
+	const run = 24 * time.Second
+	var mixes []*child
+	for i := range 3 {
+		mixes = append(mixes, startChild(t, mix(byte(i+1), uint64(i), run, 2500)))
+	}
+	quiet := func(f string, a ...any) {
+		if os.Getenv("TCPSTAT_DETAILS") != "" {
+			t.Logf(f, a...)
+		}
+	}
+	var during agreement
+	deadline := time.Now().Add(run)
+	for i := 0; time.Now().Before(deadline.Add(-3 * time.Second)); i++ {
+		time.Sleep(3 * time.Second)
+		if i == 3 {
+			// The connections held from before the table close now.
+			if err := held.stop(); err != nil {
+				t.Fatalf("stop the holding child: %v", err)
+			}
+		}
+		a, err := compare(tr, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st Status
+		tr.View(func(_ *table.Table, s Status) { st = s })
+		t.Logf("while running, point %d: %v (last reconcile %+v)", i+1, a, st.Last)
+		during.add(a)
+	}
+	var made loadgen.Stats
+	for _, c := range mixes {
+		st, err := c.result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		made.Connections += st.Connections
+		made.Refused += st.Refused
+		made.Listeners += st.Listeners
+	}
+	// Settled: every timewait row confirmed by a reconcile or not.
+	time.Sleep(2500 * time.Millisecond)
+	settled, err := compare(tr, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	tr.View(func(_ *table.Table, s Status) { st = s })
+	t.Logf("workload: %d connections, %d refused connects, %d listeners; %d events, %d lost, %d resyncs, %d reconciles: %+v",
+		made.Connections, made.Refused, made.Listeners, st.Events, st.Lost, st.Resyncs, st.Reconciles, st.Total)
+	t.Logf("while running, all points: %v", during)
+	t.Logf("settled: %v", settled)
+	if settled.Sockets == 0 {
+		t.Fatal("ss listed none of the workload's sockets after it settled (its TIME_WAIT sockets should be there)")
+	}
+	if settled.Agree != settled.Sockets || settled.Extra != settled.Expired || settled.FormerOwner != 0 {
+		t.Errorf("settled table disagrees with ss: %v", settled)
+	}
+	// While it runs, ss and the table are not read at one instant, and the
+	// host's load delays events: disagreements are expected, a few (one run
+	// on a host loaded by other benchmarks saw 93.7%; most see over 99.4%).
+	if during.Agree < during.Sockets*90/100 {
+		t.Errorf("while running, under 90%% agreement: %v", during)
+	}
+}
+
+// TestPeerClose follows a server-first close on loopback: the server's
+// timewait socket is in FIN_WAIT2 until the client closes, and the table
+// must show it in TIME_WAIT as soon as the client's close is seen, with no
+// dump in between.
+func TestPeerClose(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the tracer")
+	}
+	tr := startTracing(t, time.Hour)
+	ln, err := net.Listen("tcp", "127.77.200.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverEnd := netip.MustParseAddrPort(server.LocalAddr().String())
+	clientEnd := netip.MustParseAddrPort(client.LocalAddr().String())
+	state := func() (tcp.State, bool) {
+		for _, s := range tableView(tr) {
+			if s.local == serverEnd && s.remote == clientEnd {
+				return s.state, true
+			}
+		}
+		return 0, false
+	}
+	server.Close()
+	if _, err := client.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read after the server's close returned data")
+	}
+	waitFor(t, tr, func([]row, Status) bool { s, _ := state(); return s == tcp.FinWait2 })
+	client.Close()
+	waitFor(t, tr, func([]row, Status) bool { s, _ := state(); return s != tcp.FinWait2 })
+	if s, ok := state(); s != tcp.TimeWait {
+		t.Errorf("server end after the client's close: %v (present %v), want TIME_WAIT", s, ok)
+	}
+}

@@ -1,0 +1,426 @@
+// Package livetable keeps a connection table current: it follows the
+// start-up order of shared/DESIGN.md (attach, buffer events, dump with the
+// kernel clock read around it, merge, apply the buffer, go live), then
+// applies events as they come, reconciles against a fresh dump now and then
+// to confirm or expire timewait rows, and resyncs at once after lost events,
+// showing the table as stale until the resync is done.
+package livetable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// Events is a source of tracer events: a *tracer.Tracer, or a recording.
+type Events interface {
+	// Read blocks until the next event; it returns os.ErrDeadlineExceeded
+	// at the deadline, tracer.ErrClosed once closed.
+	Read(*tracer.Event) error
+	SetDeadline(time.Time)
+	// Flush makes Read return what is buffered, then tracer.ErrFlushed.
+	Flush() error
+	// Stats are cumulative counts; Lost() is what the table cares about.
+	Stats() (tracer.Stats, error)
+}
+
+// DumpFunc lists the TCP sockets of the current network namespace, with
+// their owners when asked.
+type DumpFunc func(ctx context.Context, owners bool) ([]snapshot.Socket, error)
+
+// DumpTCP is the DumpFunc of a real host: one sock_diag dump of every TCP
+// socket, IPv4 and IPv6. The owner scan reads every process's descriptors
+// and costs as much as the dump itself (measured at 100 000 sockets);
+// tcp_info is left out: it triples the dump and the counters views need
+// come with each connection's end.
+func DumpTCP(ctx context.Context, owners bool) ([]snapshot.Socket, error) {
+	opts := snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}}
+	if !owners {
+		return snapshot.Dump(ctx, opts)
+	}
+	// The scan and the dump are independent: run them side by side.
+	type scan struct {
+		owners map[uint64][]snapshot.Owner
+		err    error
+	}
+	scanned := make(chan scan, 1)
+	go func() {
+		o, err := snapshot.Owners(ctx)
+		scanned <- scan{o, err}
+	}()
+	socks, err := snapshot.Dump(ctx, opts)
+	sc := <-scanned
+	if err != nil {
+		return nil, err
+	}
+	var partial *snapshot.PartialError
+	if sc.err != nil && !errors.As(sc.err, &partial) {
+		return nil, fmt.Errorf("find socket owners: %w", sc.err)
+	}
+	snapshot.Attach(socks, sc.owners)
+	return socks, nil
+}
+
+// Config says where the tracker reads from.
+type Config struct {
+	// Events is the tracer; nil keeps the table from dumps alone, each
+	// Every (polling: transitions between dumps are not seen).
+	Events Events
+	Dump   DumpFunc
+	// Every is the time between reconciles; the default is 2 s when
+	// tracing (timewait rows are confirmed that often), 1 s when polling.
+	Every time.Duration
+	// NetNS is the inode of the namespace Dump lists; 0 reads it from
+	// /proc/self/ns/net.
+	NetNS uint32
+	// OnEnd is called, with the table locked, for every connection that ends.
+	OnEnd func(*table.Row)
+	// PollReason says why there is no tracer, for the views to show.
+	PollReason string
+}
+
+// Status is what the tracker knows about its own accuracy.
+type Status struct {
+	Tracing    bool   // events are applied; false when polling dumps
+	PollReason string // why not tracing
+	Now        uint64 // CLOCK_BOOTTIME ns when the status was taken
+	Events     uint64 // events read
+	Lost       uint64 // events the tracer lost
+	Stale      bool   // events were lost and the resync is not done yet
+	Resyncs    uint64 // resyncs after losses
+	Reconciles uint64 // dumps merged, the first included
+	Last       table.ReconcileStats
+	Total      table.ReconcileStats // every reconcile after the first
+	LastDump   time.Duration        // how long the last dump and merge took
+	Startup    time.Duration        // attach to live: the first dump, merge and buffered events
+	// OwnersPending: the table is live, but the first scan of /proc for the
+	// owners of sockets older than tcpstat has not finished (when tracing,
+	// it runs right after start-up; events name the owners of newer ones).
+	OwnersPending bool
+	OwnersAfter   time.Duration // attach to owners known, when tracing
+	DumpErr       error         // the last dump's error, until a dump succeeds
+	Err           error         // why events stopped being read, if they did
+}
+
+// maxBuffered bounds the events held while the first dump runs; past it
+// they are dropped and counted as lost, which forces a resync.
+const maxBuffered = 1 << 20
+
+// Tracker owns a table and keeps it current.
+type Tracker struct {
+	cfg    Config
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	resync chan struct{}
+
+	mu        sync.Mutex
+	tb        *table.Table
+	buffering bool
+	buffer    []tracer.Event
+	dropped   uint64 // buffered events dropped past maxBuffered
+	settling  bool   // a resync left rows unlisted once: one more dump decides
+	st        Status
+
+	syncMu  sync.Mutex    // one Sync at a time: each waits for its own flush
+	flushed chan struct{} // closed by the reader at the flush Sync asked for
+}
+
+// Sync returns once every event the kernel produced before the call has
+// been applied to the table: a barrier for comparing the table with a dump
+// taken just before.
+func (t *Tracker) Sync(ctx context.Context) error {
+	if t.cfg.Events == nil {
+		return nil
+	}
+	t.syncMu.Lock()
+	defer t.syncMu.Unlock()
+	done := make(chan struct{})
+	t.mu.Lock()
+	t.flushed = done
+	t.mu.Unlock()
+	if err := t.cfg.Events.Flush(); err != nil {
+		return fmt.Errorf("flush events: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WaitOwners returns once the owners of sockets older than tcpstat are
+// known (at once when polling, where start-up finds them).
+func (t *Tracker) WaitOwners(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		pending, err := t.st.OwnersPending, t.st.Err
+		t.mu.Unlock()
+		if !pending || err != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Start builds the table and returns once it is live. Events must already
+// be attached: whatever happens from then on is either in the dump or in
+// the events.
+func Start(ctx context.Context, cfg Config) (*Tracker, error) {
+	if cfg.Dump == nil {
+		return nil, errors.New("start connection table: no dump function")
+	}
+	if cfg.Every <= 0 {
+		cfg.Every = time.Second
+		if cfg.Events != nil {
+			cfg.Every = 2 * time.Second
+		}
+	}
+	if cfg.NetNS == 0 {
+		ns, err := currentNetNS()
+		if err != nil {
+			return nil, err
+		}
+		cfg.NetNS = ns
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	t := &Tracker{cfg: cfg, cancel: cancel, resync: make(chan struct{}, 1), tb: table.New(table.Options{OnEnd: cfg.OnEnd})}
+	t.st.Tracing, t.st.PollReason = cfg.Events != nil, cfg.PollReason
+
+	began := time.Now()
+	lost := t.lost()
+	if cfg.Events != nil {
+		t.buffering = true
+		t.wg.Add(1)
+		go t.readLoop(ctx)
+	}
+	// When tracing, go live first and find older sockets' owners just
+	// after: the scan of every process's descriptors costs as much as the
+	// dump, and owners are not needed to place events.
+	owners := cfg.Events == nil
+	t.st.OwnersPending = !owners
+	if err := t.reconcile(ctx, lost, owners); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("start connection table: %w", err)
+	}
+	t.mu.Lock()
+	for i := range t.buffer {
+		t.tb.Apply(&t.buffer[i])
+	}
+	t.buffer, t.buffering = nil, false
+	t.st.Startup = time.Since(began)
+	t.mu.Unlock()
+
+	t.wg.Add(1)
+	go t.syncLoop(ctx, began)
+	return t, nil
+}
+
+// View calls fn with the table and the status, the table locked: fn must
+// not keep the table or its rows.
+func (t *Tracker) View(fn func(*table.Table, Status)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.st
+	st.Now = BootClock()
+	fn(t.tb, st)
+}
+
+// Close stops the tracker. It does not close Events.
+func (t *Tracker) Close() {
+	t.cancel()
+	t.wg.Wait()
+}
+
+func (t *Tracker) readLoop(ctx context.Context) {
+	defer t.wg.Done()
+	var (
+		ev       tracer.Event
+		deadline time.Time
+	)
+	for ctx.Err() == nil {
+		// Wake up now and then to see whether the tracker was closed.
+		if now := time.Now(); deadline.Sub(now) < 100*time.Millisecond {
+			deadline = now.Add(250 * time.Millisecond)
+			t.cfg.Events.SetDeadline(deadline)
+		}
+		err := t.cfg.Events.Read(&ev)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if errors.Is(err, tracer.ErrFlushed) {
+			t.mu.Lock()
+			if t.flushed != nil {
+				close(t.flushed)
+				t.flushed = nil
+			}
+			t.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, tracer.ErrClosed) {
+				t.fail(fmt.Errorf("read events: %w", err))
+			}
+			return
+		}
+		t.mu.Lock()
+		t.st.Events++
+		switch {
+		case !t.buffering:
+			t.tb.Apply(&ev)
+		case len(t.buffer) < maxBuffered:
+			t.buffer = append(t.buffer, ev)
+		default:
+			t.dropped++
+		}
+		t.mu.Unlock()
+	}
+}
+
+func (t *Tracker) fail(err error) {
+	t.mu.Lock()
+	if t.st.Err == nil {
+		t.st.Err = err
+	}
+	t.mu.Unlock()
+}
+
+// syncLoop reconciles every cfg.Every, and at once when events were lost
+// or older sockets' owners are still to be found.
+func (t *Tracker) syncLoop(ctx context.Context, began time.Time) {
+	defer t.wg.Done()
+	check := time.NewTicker(min(250*time.Millisecond, t.cfg.Every))
+	defer check.Stop()
+	next := time.Now().Add(t.cfg.Every)
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-check.C:
+			}
+		}
+		lost := t.lost()
+		t.mu.Lock()
+		stale := lost > t.st.Lost
+		if stale {
+			t.st.Lost, t.st.Stale = lost, true
+		}
+		stale = t.st.Stale
+		pending := t.st.OwnersPending
+		t.mu.Unlock()
+		if !stale && !pending && time.Now().Before(next) {
+			continue
+		}
+		// Events name the owners of every socket opened since the start;
+		// a periodic reconcile need not scan /proc again, a resync must.
+		owners := t.cfg.Events == nil || stale || pending
+		err := t.reconcile(ctx, lost, owners)
+		if err == nil && pending {
+			t.mu.Lock()
+			t.st.OwnersPending, t.st.OwnersAfter = false, time.Since(began)
+			t.mu.Unlock()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			t.mu.Lock()
+			t.st.DumpErr = err // retried at the next period
+			t.mu.Unlock()
+		}
+		next = time.Now().Add(t.cfg.Every)
+	}
+}
+
+// lost is the events lost so far: the tracer's count and the buffer's.
+func (t *Tracker) lost() uint64 {
+	var n uint64
+	if t.cfg.Events != nil {
+		st, err := t.cfg.Events.Stats()
+		if err != nil {
+			t.fail(fmt.Errorf("read lost event count: %w", err))
+		}
+		n = st.Lost()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return n + t.dropped
+}
+
+// reconcile dumps and merges. lostBefore is the lost count read before
+// the dump began: if nothing was lost since, the table is no longer stale.
+func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64, owners bool) error {
+	began := time.Now()
+	// The dump supersedes every event older than its start: apply those
+	// still in the ring buffer first, or a close would be taken for stale.
+	t.mu.Lock()
+	live := !t.buffering
+	t.mu.Unlock()
+	if live {
+		if err := t.Sync(ctx); err != nil {
+			return err
+		}
+	}
+	start := BootClock()
+	socks, err := t.cfg.Dump(ctx, owners)
+	end := BootClock()
+	if err != nil {
+		return fmt.Errorf("dump sockets: %w", err)
+	}
+	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: owners}
+	lost := t.lost()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rec := t.tb.Reconcile(d)
+	switch {
+	case lost > lostBefore:
+		t.st.Stale, t.settling = true, false
+	case t.st.Stale && rec.Unlisted > 0 && !t.settling:
+		// A row goes when two dumps miss it: dump once more right away
+		// before calling the table exact again.
+		t.settling = true
+	default:
+		if t.st.Stale {
+			t.st.Resyncs++
+		}
+		t.st.Stale, t.settling = false, false
+	}
+	t.st.Lost = lost
+	if t.st.Reconciles > 0 {
+		t.st.Total = t.st.Total.Add(rec)
+	}
+	t.st.Reconciles++
+	t.st.Last = rec
+	t.st.LastDump = time.Since(began)
+	t.st.DumpErr = nil
+	return nil
+}
+
+// BootClock reads CLOCK_BOOTTIME, the clock of the tracer's events.
+func BootClock() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) // cannot fail for this clock id
+	return uint64(ts.Nano())
+}
+
+func currentNetNS() (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("read the network namespace: %w", err)
+	}
+	return uint32(st.Ino), nil
+}

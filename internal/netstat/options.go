@@ -1,0 +1,411 @@
+// Package netstat implements `tcpstat list`: net-tools netstat's forms and
+// flags (sockets, -s, -i, -r, -g), Solaris' interval/count, -P and -f,
+// state filters, a per-state summary and JSON for every form.
+package netstat
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/tcp"
+)
+
+// Form is what a listing shows.
+type Form uint8
+
+const (
+	Sockets    Form = iota
+	Statistics      // -s
+	Interfaces      // -i
+	Routes          // -r
+	Groups          // -g
+)
+
+// Config is a parsed `tcpstat list` command line.
+type Config struct {
+	Form Form
+
+	TCP, UDP, RAW, UNIX bool // protocols asked for; none means all
+	IPv4, IPv6          bool // families asked for; none means both
+	IP, ICMP            bool // -P ip / -P icmp (statistics only)
+
+	All, Listening bool
+	NumericHosts   bool
+	NumericPorts   bool
+	NumericUsers   bool
+	Extend         int // -e count: 1 adds User and Inode
+	Programs       bool
+	Timers         bool
+	Wide           bool
+
+	// States, when not zero, selects sockets in these states (--state);
+	// it replaces the -a/-l selection.
+	States snapshot.StateSet
+
+	Summary bool
+	JSON    bool
+	Help    bool
+
+	// Interval, when not zero, repeats the form; Count limits the
+	// repetitions (0: until interrupted). For -s and -i the repeats show
+	// deltas.
+	Interval time.Duration
+	Count    int
+}
+
+// usageError is a command-line mistake; the caller adds a pointer to --help.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// shortNames maps netstat's single-letter flags to their long names.
+var shortNames = map[byte]string{
+	'a': "all", 'c': "continuous", 'e': "extend", 'g': "groups", 'h': "help", 'i': "interfaces",
+	'l': "listening", 'n': "numeric", 'o': "timers", 'p': "programs", 'r': "route", 's': "statistics",
+	't': "tcp", 'u': "udp", 'w': "raw", 'x': "unix", 'W': "wide", '4': "inet", '6': "inet6",
+	'P': "protocol", 'f': "family", 'A': "family",
+}
+
+// parser holds the state of one Parse.
+type parser struct {
+	c     Config
+	forms []string
+}
+
+// flag applies one switch by its long name.
+func (p *parser) flag(name string) error {
+	c := &p.c
+	switch name {
+	case "tcp":
+		c.TCP = true
+	case "udp":
+		c.UDP = true
+	case "raw":
+		c.RAW = true
+	case "unix":
+		c.UNIX = true
+	case "inet":
+		c.IPv4 = true
+	case "inet6":
+		c.IPv6 = true
+	case "all":
+		c.All = true
+	case "listening":
+		c.Listening = true
+	case "numeric":
+		c.NumericHosts, c.NumericPorts, c.NumericUsers = true, true, true
+	case "numeric-hosts":
+		c.NumericHosts = true
+	case "numeric-ports":
+		c.NumericPorts = true
+	case "numeric-users":
+		c.NumericUsers = true
+	case "extend":
+		c.Extend++
+	case "programs":
+		c.Programs = true
+	case "timers":
+		c.Timers = true
+	case "wide":
+		c.Wide = true
+	case "statistics":
+		p.form(Statistics, "-s")
+	case "interfaces":
+		p.form(Interfaces, "-i")
+	case "route":
+		p.form(Routes, "-r")
+	case "groups":
+		p.form(Groups, "-g")
+	case "summary":
+		c.Summary = true
+	case "json":
+		c.JSON = true
+	case "help":
+		c.Help = true
+	default:
+		return usagef("unknown flag --%s", name)
+	}
+	return nil
+}
+
+func (p *parser) form(f Form, name string) {
+	p.c.Form = f
+	p.forms = append(p.forms, name)
+}
+
+// Parse reads the arguments after `list`. Short flags combine ("-tanp"),
+// -c takes an optional number of seconds ("-c", "-c2", "-c 2"), and
+// positional numbers are Solaris' "interval [count]".
+func Parse(args []string) (Config, error) {
+	var p parser
+	c := &p.c
+	var positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		// next returns the following argument as a flag's value.
+		next := func(flag string) (string, error) {
+			if i+1 >= len(args) {
+				return "", usagef("flag %s needs a value", flag)
+			}
+			i++
+			return args[i], nil
+		}
+		switch {
+		case a == "--":
+			positional = append(positional, args[i+1:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "--"):
+			name, val, hasVal := strings.Cut(a[2:], "=")
+			switch {
+			case takesValue(name):
+				if !hasVal {
+					v, err := next("--" + name)
+					if err != nil {
+						return *c, err
+					}
+					val = v
+				}
+				if err := c.setValue(name, val); err != nil {
+					return *c, err
+				}
+			case name == "continuous":
+				c.Interval = time.Second
+				if hasVal {
+					if err := c.setSeconds(val); err != nil {
+						return *c, err
+					}
+				}
+			case hasVal:
+				return *c, usagef("flag --%s takes no value", name)
+			default:
+				if err := p.flag(name); err != nil {
+					return *c, err
+				}
+			}
+		case len(a) > 1 && a[0] == '-':
+			for j := 1; j < len(a); j++ {
+				name, ok := shortNames[a[j]]
+				if !ok {
+					return *c, usagef("unknown flag -%c in %q", a[j], a)
+				}
+				rest := a[j+1:]
+				switch {
+				case takesValue(name): // -Ptcp, -P tcp
+					if rest == "" {
+						v, err := next("-" + string(a[j]))
+						if err != nil {
+							return *c, err
+						}
+						rest = v
+					}
+					if err := c.setValue(string(a[j]), rest); err != nil {
+						return *c, err
+					}
+					j = len(a)
+				case name == "continuous": // -c, -c2, -c 2
+					c.Interval = time.Second
+					if rest == "" && i+1 < len(args) && isNumber(args[i+1]) {
+						i++
+						rest = args[i]
+					}
+					if rest != "" {
+						if err := c.setSeconds(rest); err != nil {
+							return *c, err
+						}
+					}
+					j = len(a)
+				default:
+					if err := p.flag(name); err != nil {
+						return *c, err
+					}
+				}
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+	if len(p.forms) > 1 {
+		return *c, usagef("%s and %s are different forms; give one of -s, -i, -r, -g", p.forms[0], p.forms[1])
+	}
+	if err := c.setPositional(positional); err != nil {
+		return *c, err
+	}
+	return *c, c.check()
+}
+
+func takesValue(name string) bool {
+	return name == "protocol" || name == "family" || name == "state"
+}
+
+func isNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
+}
+
+func (c *Config) setSeconds(v string) error {
+	d, err := parseSeconds(v)
+	if err != nil {
+		return usagef("-c: %v", err)
+	}
+	c.Interval = d
+	return nil
+}
+
+func parseSeconds(v string) (time.Duration, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || f > 86400 {
+		return 0, fmt.Errorf("interval %q is not a number of seconds between 0 and 86400", v)
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
+
+// setPositional reads Solaris' "interval [count]".
+func (c *Config) setPositional(pos []string) error {
+	if len(pos) == 0 {
+		return nil
+	}
+	if len(pos) > 2 {
+		return usagef("unexpected argument %q (positional arguments are: interval [count])", pos[2])
+	}
+	d, err := parseSeconds(pos[0])
+	if err != nil {
+		return usagef("unexpected argument %q (positional arguments are: interval [count])", pos[0])
+	}
+	c.Interval = d
+	if len(pos) == 2 {
+		n, err := strconv.Atoi(pos[1])
+		if err != nil || n < 1 {
+			return usagef("count %q is not a positive whole number", pos[1])
+		}
+		c.Count = n
+	}
+	return nil
+}
+
+// setValue handles the flags that take a value: -P/--protocol,
+// -f/-A/--family, --state.
+func (c *Config) setValue(name, v string) error {
+	flag := "--" + name
+	if len(name) == 1 {
+		flag = "-" + name
+	}
+	switch name {
+	case "P", "protocol":
+		for _, p := range strings.Split(strings.ToLower(v), ",") {
+			switch p {
+			case "tcp":
+				c.TCP = true
+			case "udp":
+				c.UDP = true
+			case "raw", "rawip":
+				c.RAW = true
+			case "unix":
+				c.UNIX = true
+			case "ip":
+				c.IP = true
+			case "icmp":
+				c.ICMP = true
+			default:
+				return usagef("unknown protocol %q for %s (want tcp, udp, raw, unix, ip or icmp)", p, flag)
+			}
+		}
+	case "f", "A", "family":
+		for _, f := range strings.Split(strings.ToLower(v), ",") {
+			switch f {
+			case "inet", "ipv4", "4":
+				c.IPv4 = true
+			case "inet6", "ipv6", "6":
+				c.IPv6 = true
+			case "unix", "local":
+				c.UNIX = true
+			default:
+				return usagef("unknown address family %q for %s (want inet, inet6 or unix)", f, flag)
+			}
+		}
+	case "state":
+		set, err := ParseStates(v)
+		if err != nil {
+			return usagef("--state: %v", err)
+		}
+		c.States |= set
+	}
+	return nil
+}
+
+// check rejects combinations that contradict each other.
+func (c *Config) check() error {
+	if c.Help {
+		return nil
+	}
+	inet := c.TCP || c.UDP || c.RAW
+	switch {
+	case c.UNIX && (c.IPv4 || c.IPv6) && !inet:
+		return usagef("-x (unix) and -4/-6 (inet) contradict each other")
+	case c.Form != Sockets && c.Summary:
+		return usagef("--summary counts sockets; it does not combine with -s, -i, -r or -g")
+	case c.Form != Sockets && c.States != 0:
+		return usagef("--state selects sockets; it does not combine with -s, -i, -r or -g")
+	case c.States != 0 && c.Listening && !c.States.Has(tcp.Listen):
+		return usagef("-l (listening) and --state without listening contradict each other")
+	case (c.IP || c.ICMP) && c.Form != Statistics:
+		return usagef("-P ip and -P icmp select statistics; add -s")
+	case c.Form == Interfaces && c.Extend > 0:
+		return usagef("-i -e (the ifconfig-style table) is not supported; use ip -s link")
+	case c.Form == Routes && c.IPv6 && !c.IPv4:
+		return usagef("-r -6 (IPv6 routing table) is not supported; use ip -6 route")
+	case c.Form == Statistics && c.UNIX:
+		return usagef("-s has no UNIX statistics")
+	}
+	return nil
+}
+
+// stateGroups are ss's state groups (ss(8) STATE-FILTER).
+var stateGroups = map[string]snapshot.StateSet{
+	"all":          snapshot.AllStates,
+	"connected":    snapshot.AllStates &^ snapshot.States(tcp.Listen, tcp.Close, tcp.TimeWait, tcp.SynRecv, tcp.NewSynRecv),
+	"synchronized": snapshot.AllStates &^ snapshot.States(tcp.Listen, tcp.Close, tcp.TimeWait, tcp.SynRecv, tcp.NewSynRecv, tcp.SynSent),
+	"bucket":       snapshot.States(tcp.SynRecv, tcp.NewSynRecv, tcp.TimeWait),
+	"big":          snapshot.AllStates &^ snapshot.States(tcp.SynRecv, tcp.NewSynRecv, tcp.TimeWait),
+}
+
+// ParseStates reads a comma-separated list of states ("established",
+// "time-wait", "TIME_WAIT", "listening", "closed") and ss's groups
+// (all, connected, synchronized, bucket, big).
+func ParseStates(v string) (snapshot.StateSet, error) {
+	var set snapshot.StateSet
+	for _, name := range strings.Split(v, ",") {
+		name = strings.TrimSpace(strings.ToLower(name))
+		if g, ok := stateGroups[name]; ok {
+			set |= g
+			continue
+		}
+		switch name {
+		case "listening":
+			name = "listen"
+		case "closed", "unconn", "unconnected":
+			name = "close"
+		case "estab":
+			name = "established"
+		}
+		st, err := tcp.ParseState(name)
+		if err != nil {
+			return 0, fmt.Errorf("unknown state or group %q (groups: all, connected, synchronized, bucket, big)", name)
+		}
+		set |= snapshot.States(st)
+		if st == tcp.SynRecv || st == tcp.NewSynRecv {
+			set |= snapshot.States(tcp.SynRecv, tcp.NewSynRecv) // shown alike
+		}
+	}
+	if set == 0 {
+		return 0, fmt.Errorf("no state given")
+	}
+	return set, nil
+}

@@ -1,0 +1,98 @@
+package netstat
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/tcp"
+)
+
+func TestParse(t *testing.T) {
+	num := func(c Config) Config { c.NumericHosts, c.NumericPorts, c.NumericUsers = true, true, true; return c }
+	tests := []struct {
+		args []string
+		want Config
+	}{
+		{[]string{"-tanp"}, num(Config{TCP: true, All: true, Programs: true})},
+		{[]string{"-t", "-a", "-n", "-p"}, num(Config{TCP: true, All: true, Programs: true})},
+		{[]string{"-tlnpe"}, num(Config{TCP: true, Listening: true, Programs: true, Extend: 1})},
+		{[]string{"-c"}, Config{Interval: time.Second}},
+		{[]string{"-tc2"}, Config{TCP: true, Interval: 2 * time.Second}},
+		{[]string{"-c", "3", "-t"}, Config{TCP: true, Interval: 3 * time.Second}},
+		{[]string{"--continuous=0.5"}, Config{Interval: 500 * time.Millisecond}},
+		{[]string{"-s", "5", "3"}, Config{Form: Statistics, Interval: 5 * time.Second, Count: 3}},
+		{[]string{"-i", "2"}, Config{Form: Interfaces, Interval: 2 * time.Second}},
+		{[]string{"-P", "tcp", "-f", "inet6"}, Config{TCP: true, IPv6: true}},
+		{[]string{"-Pudp", "-finet"}, Config{UDP: true, IPv4: true}},
+		{[]string{"--protocol=raw", "--family", "unix"}, Config{RAW: true, UNIX: true}},
+		{[]string{"-s", "-P", "icmp"}, Config{Form: Statistics, ICMP: true}},
+		{[]string{"--state", "established,time-wait"}, Config{States: snapshot.States(tcp.Established, tcp.TimeWait)}},
+		{[]string{"--state=bucket", "--summary"}, Config{States: snapshot.States(tcp.SynRecv, tcp.NewSynRecv, tcp.TimeWait), Summary: true}},
+		{[]string{"-r", "-n", "--json"}, num(Config{Form: Routes, JSON: true})},
+		{[]string{"-46g"}, Config{Form: Groups, IPv4: true, IPv6: true}},
+		{[]string{"--help"}, Config{Help: true}},
+	}
+	for _, tt := range tests {
+		got, err := Parse(tt.args)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tt.args, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("Parse(%q) (-want +got)\n%s", tt.args, diff)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-tanz"}, `unknown flag -z in "-tanz"`},
+		{[]string{"--bogus"}, "unknown flag --bogus"},
+		{[]string{"-s", "-i"}, "-s and -i are different forms; give one of -s, -i, -r, -g"},
+		{[]string{"-P"}, "flag -P needs a value"},
+		{[]string{"-P", "sctp"}, `unknown protocol "sctp" for -P (want tcp, udp, raw, unix, ip or icmp)`},
+		{[]string{"-f", "ipx"}, `unknown address family "ipx" for -f (want inet, inet6 or unix)`},
+		{[]string{"--state", "nope"}, `--state: unknown state or group "nope" (groups: all, connected, synchronized, bucket, big)`},
+		{[]string{"-x", "-4"}, "-x (unix) and -4/-6 (inet) contradict each other"},
+		{[]string{"-s", "--summary"}, "--summary counts sockets; it does not combine with -s, -i, -r or -g"},
+		{[]string{"-l", "--state", "established"}, "-l (listening) and --state without listening contradict each other"},
+		{[]string{"-c", "-t", "x"}, `unexpected argument "x" (positional arguments are: interval [count])`},
+		{[]string{"-s", "1", "0"}, `count "0" is not a positive whole number`},
+		{[]string{"-c0"}, `-c: interval "0" is not a number of seconds between 0 and 86400`},
+		{[]string{"-P", "ip"}, "-P ip and -P icmp select statistics; add -s"},
+		{[]string{"--json=yes"}, "flag --json takes no value"},
+	}
+	for _, tt := range tests {
+		_, err := Parse(tt.args)
+		if err == nil {
+			t.Errorf("Parse(%q) = nil error, want %q", tt.args, tt.want)
+			continue
+		}
+		if !IsUsage(err) || err.Error() != tt.want {
+			t.Errorf("Parse(%q) = %q (usage=%v), want %q", tt.args, err, IsUsage(err), tt.want)
+		}
+	}
+}
+
+func TestParseStatesGroups(t *testing.T) {
+	set, err := ParseStates("connected")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for st, want := range map[tcp.State]bool{tcp.Established: true, tcp.SynSent: true, tcp.FinWait1: true, tcp.CloseWait: true,
+		tcp.Listen: false, tcp.TimeWait: false, tcp.SynRecv: false, tcp.NewSynRecv: false, tcp.Close: false} {
+		if set.Has(st) != want {
+			t.Errorf("connected has %v = %v, want %v", st, set.Has(st), want)
+		}
+	}
+	set, _ = ParseStates("synchronized")
+	if set.Has(tcp.SynSent) || !set.Has(tcp.Established) {
+		t.Errorf("synchronized = %b", set)
+	}
+}

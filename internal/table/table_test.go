@@ -1,0 +1,518 @@
+package table
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+const ms = uint64(time.Millisecond)
+
+const testNS = 4026531840
+
+var (
+	client = netip.MustParseAddrPort("127.0.0.1:40000")
+	server = netip.MustParseAddrPort("127.0.0.1:8080")
+	curl   = tracer.Process{PID: 100, Comm: "curl", UID: 1000}
+	nginx  = tracer.Process{PID: 200, Comm: "nginx", UID: 33}
+)
+
+// move is a transition event of the test connection's socket.
+func move(at, cookie uint64, old, new tcp.State) *tracer.Event {
+	return &tracer.Event{
+		Kind: tracer.Transition, Time: at, Cookie: cookie, NetNS: testNS,
+		Local: client, Remote: server, Old: old, New: new,
+		Owner: curl, OwnerKnown: true,
+	}
+}
+
+// serverMove is a transition of the server's end of the test connection.
+func serverMove(at, cookie uint64, old, new tcp.State) *tracer.Event {
+	e := move(at, cookie, old, new)
+	e.Local, e.Remote, e.Owner = server, client, nginx
+	return e
+}
+
+func handOff(at, cookie uint64, old tcp.State, finWait2 bool) *tracer.Event {
+	e := move(at, cookie, old, tcp.TimeWait)
+	e.Inferred, e.TimeWaitFinWait2, e.Reason = true, finWait2, tracer.ReasonTimeWait
+	e.Counters = tracer.Counters{BytesReceived: 10, BytesAcked: 20, Retransmits: 1, SRTT: 50 * time.Microsecond}
+	return e
+}
+
+func accept(at, cookie uint64, state tcp.State, owner tracer.Process) *tracer.Event {
+	return &tracer.Event{
+		Kind: tracer.Accept, Time: at, Cookie: cookie, NetNS: testNS,
+		Local: server, Remote: client, Old: state, New: state, Owner: owner, OwnerKnown: true,
+	}
+}
+
+func sock(cookie uint64, state tcp.State, owner ...snapshot.Owner) snapshot.Socket {
+	s := snapshot.Socket{Proto: snapshot.TCP, State: state, Local: client, Remote: server, Cookie: cookie, Inode: cookie + 1000, UID: 1000, Owners: owner}
+	if state == tcp.TimeWait {
+		s.Inode, s.Timer, s.TimerLeft = 0, snapshot.TimerTimeWait, time.Minute
+	}
+	return s
+}
+
+func dump(start, end uint64, socks ...snapshot.Socket) *Dump {
+	return &Dump{Sockets: socks, Start: start, End: end, NetNS: testNS, Owners: true}
+}
+
+var curlOwner = snapshot.Owner{PID: 100, Comm: "curl"}
+
+// step is one input: an event or a dump.
+type step struct {
+	ev   *tracer.Event
+	dump *Dump
+}
+
+func ev(e *tracer.Event) step { return step{ev: e} }
+func dm(d *Dump) step         { return step{dump: d} }
+
+// rowView is the part of a row the ordering tests look at.
+type rowView struct {
+	Cookie     uint64
+	State      tcp.State
+	Inferred   bool
+	TimeWait   bool
+	PID        uint32
+	Since      uint64
+	SinceKnown bool
+}
+
+func views(t *Table) []rowView {
+	var out []rowView
+	for i := range t.Len() {
+		r := t.Row(i)
+		o, _ := r.Owner()
+		since, known := r.Since()
+		out = append(out, rowView{r.Cookie(), r.State(), r.Inferred(), r.TimeWait(), o.PID, since, known})
+	}
+	slices.SortFunc(out, func(a, b rowView) int { return int(a.Cookie) - int(b.Cookie) })
+	return out
+}
+
+func run(tb *Table, steps []step) ReconcileStats {
+	var last ReconcileStats
+	for _, s := range steps {
+		if s.ev != nil {
+			tb.Apply(s.ev)
+		} else {
+			last = tb.Reconcile(s.dump)
+		}
+	}
+	return last
+}
+
+func TestOrdering(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		steps     []step
+		want      []rowView
+		wantRec   ReconcileStats
+		wantStats Stats
+	}{
+		{
+			name: "events older than the dump are superseded",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.FinWait1, curlOwner))),
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.FinWait1, PID: 100, Since: 20 * ms}},
+			wantRec:   ReconcileStats{Added: 1},
+			wantStats: Stats{Events: 1, Superseded: 1, Reconciles: 1},
+		},
+		{
+			name: "a superseded event still tells when the state began",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established, curlOwner))),
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.Established, PID: 100, Since: 5 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Added: 1},
+			wantStats: Stats{Events: 1, Superseded: 1, Reconciles: 1},
+		},
+		{
+			name: "an event during the dump moves a row forward",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established, curlOwner))),
+				ev(move(15*ms, 1, tcp.Established, tcp.FinWait1)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.FinWait1, PID: 100, Since: 15 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Added: 1},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "an event during the dump never moves a row back",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.FinWait2, curlOwner))),
+				ev(move(12*ms, 1, tcp.Established, tcp.FinWait1)),
+				ev(move(14*ms, 1, tcp.FinWait1, tcp.FinWait2)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.FinWait2, PID: 100, Since: 20 * ms}},
+			wantRec:   ReconcileStats{Added: 1},
+			wantStats: Stats{Events: 2, Backwards: 2, Reconciles: 1},
+		},
+		{
+			name: "events after the dump apply in ring order",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established, curlOwner))),
+				ev(move(25*ms, 1, tcp.Established, tcp.CloseWait)),
+				ev(move(26*ms, 1, tcp.CloseWait, tcp.LastAck)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.LastAck, PID: 100, Since: 26 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Added: 1},
+			wantStats: Stats{Events: 2, Reconciles: 1},
+		},
+		{
+			name: "a socket opened during the dump and missed by it gets a row",
+			steps: []step{
+				dm(dump(10*ms, 20*ms)),
+				ev(move(12*ms, 2, tcp.Close, tcp.SynSent)),
+				ev(move(13*ms, 2, tcp.SynSent, tcp.Established)),
+			},
+			want:      []rowView{{Cookie: 2, State: tcp.Established, PID: 100, Since: 13 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 2, Reconciles: 1},
+		},
+		{
+			name: "a close of an unseen cookie leaves a tombstone, not a row",
+			steps: []step{
+				dm(dump(10*ms, 20*ms)),
+				ev(move(30*ms, 3, tcp.LastAck, tcp.Close)),
+			},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "a close removes the row",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.LastAck, curlOwner))),
+				ev(move(30*ms, 1, tcp.LastAck, tcp.Close)),
+			},
+			wantRec:   ReconcileStats{Added: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 1},
+		},
+		{
+			name: "a dump that read a socket before it closed does not bring it back",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established, curlOwner))),
+				ev(move(105*ms, 1, tcp.Established, tcp.Close)),
+				dm(dump(100*ms, 110*ms, sock(1, tcp.Established, curlOwner))),
+			},
+			wantRec:   ReconcileStats{Closed: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 2},
+		},
+		{
+			name: "an event older than a close is ignored",
+			steps: []step{
+				ev(move(30*ms, 3, tcp.Established, tcp.Close)),
+				ev(move(29*ms, 3, tcp.SynSent, tcp.Established)),
+			},
+			wantStats: Stats{Events: 2, Superseded: 1},
+		},
+		{
+			name: "a socket connecting again after a failed connect lives again",
+			steps: []step{
+				ev(move(30*ms, 3, tcp.Close, tcp.SynSent)),
+				ev(move(31*ms, 3, tcp.SynSent, tcp.Close)),
+				ev(move(40*ms, 3, tcp.Close, tcp.SynSent)),
+			},
+			want:      []rowView{{Cookie: 3, State: tcp.SynSent, PID: 100, Since: 40 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 3, Ended: 1},
+		},
+		{
+			name: "a row two dumps do not list and no event touched is gone",
+			steps: []step{
+				ev(move(5*ms, 1, tcp.Close, tcp.SynSent)),
+				ev(move(6*ms, 1, tcp.SynSent, tcp.Established)),
+				dm(dump(10*ms, 20*ms)),
+				dm(dump(30*ms, 40*ms)),
+			},
+			wantRec:   ReconcileStats{Vanished: 1},
+			wantStats: Stats{Events: 2, Reconciles: 2},
+		},
+		{
+			name: "a row one dump skipped stays",
+			steps: []step{
+				ev(move(6*ms, 1, tcp.SynSent, tcp.Established)),
+				dm(dump(10*ms, 20*ms)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.Established, PID: 100, Since: 6 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Unlisted: 1},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "a dump listing a skipped row again clears its strike",
+			steps: []step{
+				ev(move(6*ms, 1, tcp.SynSent, tcp.Established)),
+				dm(dump(10*ms, 20*ms)),
+				dm(dump(30*ms, 40*ms, sock(1, tcp.Established, curlOwner))),
+				dm(dump(50*ms, 60*ms)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.Established, PID: 100, Since: 6 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Unlisted: 1},
+			wantStats: Stats{Events: 1, Reconciles: 3},
+		},
+		{
+			name: "a row an event touched during the dump stays though unlisted",
+			steps: []step{
+				ev(move(12*ms, 1, tcp.Close, tcp.SynSent)),
+				dm(dump(10*ms, 20*ms)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.SynSent, PID: 100, Since: 12 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Kept: 1},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "after lost events a dump corrects the state",
+			steps: []step{
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.CloseWait, curlOwner))),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.CloseWait, PID: 100, Since: 20 * ms}},
+			wantRec:   ReconcileStats{Corrected: 1},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "a dump newer than the row's events keeps the row's state when they agree",
+			steps: []step{
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established, curlOwner))),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.Established, PID: 100, Since: 5 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "the timewait hand-off is inferred, without an owner",
+			steps: []step{
+				ev(move(5*ms, 1, tcp.FinWait1, tcp.FinWait2)),
+				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, Inferred: true, TimeWait: true, Since: 6 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 2, Ended: 1},
+		},
+		{
+			name: "a dump listing the timewait socket confirms it",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait))),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, TimeWait: true, Since: 6 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Confirmed: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 1},
+		},
+		{
+			name: "a hand-off during the dump is confirmed by a timewait listing",
+			steps: []step{
+				ev(handOff(15*ms, 1, tcp.FinWait2, false)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait))),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, TimeWait: true, Since: 15 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Confirmed: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 1},
+		},
+		{
+			name: "a hand-off during the dump stays inferred when the dump read the full socket",
+			steps: []step{
+				ev(handOff(15*ms, 1, tcp.FinWait2, false)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.FinWait2, curlOwner))),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, Inferred: true, TimeWait: true, Since: 15 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 1},
+		},
+		{
+			name: "a timewait socket in FIN_WAIT2 moves to TIME_WAIT when a dump says so",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait))),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, TimeWait: true, Since: 20 * ms}},
+			wantRec:   ReconcileStats{Confirmed: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 1},
+		},
+		{
+			name: "a local peer's close moves a half-closed timewait socket to TIME_WAIT",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
+				ev(serverMove(8*ms, 2, tcp.LastAck, tcp.Close)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, Inferred: true, TimeWait: true, Since: 8 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 2, Ended: 1, PeerClosed: 1},
+		},
+		{
+			name: "a half-closed timewait socket a dump listed still moves on at its peer's close",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
+				dm(dump(10*ms, 20*ms, func() snapshot.Socket {
+					s := sock(1, tcp.FinWait2)
+					s.Inode, s.Timer = 0, snapshot.TimerTimeWait
+					return s
+				}())),
+				ev(serverMove(30*ms, 2, tcp.LastAck, tcp.Close)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, TimeWait: true, Since: 30 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Confirmed: 1},
+			wantStats: Stats{Events: 2, Ended: 1, PeerClosed: 1, Reconciles: 1},
+		},
+		{
+			name: "a dump that read a half-closed timewait socket before its peer's close does not undo it",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
+				ev(serverMove(15*ms, 2, tcp.LastAck, tcp.Close)),
+				dm(dump(10*ms, 20*ms, func() snapshot.Socket {
+					s := sock(1, tcp.FinWait2)
+					s.Inode, s.Timer = 0, snapshot.TimerTimeWait
+					return s
+				}())),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, TimeWait: true, Since: 15 * ms, SinceKnown: true}},
+			wantRec:   ReconcileStats{Confirmed: 1},
+			wantStats: Stats{Events: 2, Ended: 1, PeerClosed: 1, Reconciles: 1},
+		},
+		{
+			name: "a close elsewhere leaves a half-closed timewait socket alone",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, true)),
+				ev(move(8*ms, 2, tcp.LastAck, tcp.Close)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.FinWait2, Inferred: true, TimeWait: true, Since: 6 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 2, Ended: 1},
+		},
+		{
+			name: "a timewait socket no longer listed expires",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait))),
+				dm(dump(30*ms, 40*ms)),
+				dm(dump(50*ms, 60*ms)),
+			},
+			wantRec:   ReconcileStats{Expired: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 3},
+		},
+		{
+			name: "a timewait socket whose timer ran out goes at the first dump that misses it",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
+				dm(dump(10*ms, 20*ms, func() snapshot.Socket { s := sock(1, tcp.TimeWait); s.TimerLeft = 30 * time.Second; return s }())),
+				dm(dump(30010*ms, 30020*ms)),
+			},
+			wantRec:   ReconcileStats{Expired: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 2},
+		},
+		{
+			name: "an inferred timewait socket goes a minute after the hand-off at the first dump that misses it",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
+				dm(dump(60010*ms, 60020*ms)),
+			},
+			wantRec:   ReconcileStats{Expired: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 1},
+		},
+		{
+			name: "an inferred hand-off never listed expires",
+			steps: []step{
+				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
+				dm(dump(10*ms, 20*ms)),
+				dm(dump(30*ms, 40*ms)),
+			},
+			wantRec:   ReconcileStats{Expired: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 2},
+		},
+		{
+			name: "a missed hand-off found by a dump makes a timewait row",
+			steps: []step{
+				ev(move(5*ms, 1, tcp.FinWait1, tcp.FinWait2)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait))),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.TimeWait, TimeWait: true, Since: 20 * ms}},
+			wantRec:   ReconcileStats{Corrected: 1},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "a passive open gets its owner at accept",
+			steps: []step{
+				ev(&tracer.Event{Kind: tracer.Transition, Time: 5 * ms, Cookie: 4, NetNS: testNS, Local: server, Remote: client, Old: tcp.Listen, New: tcp.SynRecv}),
+				ev(&tracer.Event{Kind: tracer.Transition, Time: 6 * ms, Cookie: 4, NetNS: testNS, Local: server, Remote: client, Old: tcp.SynRecv, New: tcp.Established}),
+				ev(accept(7*ms, 4, tcp.Established, nginx)),
+			},
+			want:      []rowView{{Cookie: 4, State: tcp.Established, PID: 200, Since: 6 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 3},
+		},
+		{
+			name: "transitions that skip the row's state are counted",
+			steps: []step{
+				ev(move(5*ms, 1, tcp.Close, tcp.SynSent)),
+				ev(move(7*ms, 1, tcp.FinWait1, tcp.FinWait2)),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.FinWait2, PID: 100, Since: 7 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 2, Mismatched: 1},
+		},
+		{
+			name: "rows of a namespace the dump does not cover are not judged by it",
+			steps: []step{
+				ev(&tracer.Event{Kind: tracer.Transition, Time: 5 * ms, Cookie: 5, NetNS: 77, Local: client, Remote: server, Old: tcp.Close, New: tcp.Listen}),
+				dm(dump(10*ms, 20*ms)),
+			},
+			want:      []rowView{{Cookie: 5, State: tcp.Listen, Since: 5 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "timewait rows of an uncovered namespace expire with time",
+			steps: []step{
+				ev(func() *tracer.Event { e := handOff(5*ms, 5, tcp.FinWait2, false); e.NetNS = 77; return e }()),
+				dm(dump(10*ms, 20*ms)),
+				dm(dump(61000*ms, 61010*ms)),
+			},
+			wantRec:   ReconcileStats{Expired: 1},
+			wantStats: Stats{Events: 1, Ended: 1, Reconciles: 2},
+		},
+		{
+			name: "the dump's owner replaces an owner the events no longer vouch for",
+			steps: []step{
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established, snapshot.Owner{PID: 300, Comm: "sshd"}))),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.Established, PID: 300, Since: 5 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "the events' owner is kept when the dump lists it among several",
+			steps: []step{
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established, snapshot.Owner{PID: 99, Comm: "bash"}, curlOwner))),
+			},
+			want:      []rowView{{Cookie: 1, State: tcp.Established, PID: 100, Since: 5 * ms, SinceKnown: true}},
+			wantStats: Stats{Events: 1, Reconciles: 1},
+		},
+		{
+			name: "other protocols and sockets without a cookie are ignored",
+			steps: []step{
+				dm(dump(10*ms, 20*ms,
+					snapshot.Socket{Proto: snapshot.UDP, Cookie: 9, Local: client},
+					snapshot.Socket{Proto: snapshot.TCP, State: tcp.Listen, Local: server})),
+			},
+			wantStats: Stats{Reconciles: 1},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := New(Options{})
+			rec := run(tb, tc.steps)
+			if diff := cmp.Diff(tc.want, views(tb)); diff != "" {
+				t.Errorf("rows (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantRec, rec); diff != "" {
+				t.Errorf("last reconcile (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantStats, tb.Stats()); diff != "" {
+				t.Errorf("stats (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

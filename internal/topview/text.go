@@ -1,0 +1,183 @@
+package topview
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tcpstat/tcpstat/internal/table"
+)
+
+// Header is the summary above the rows: mode, counts, event rate, losses,
+// the stale marker, then the count of each state present.
+func (f *Frame) Header(wall time.Time, eventsPerSec float64, opts Options) []string {
+	st := f.Status
+	mode := "tracing"
+	if !st.Tracing {
+		mode = "polling: transitions between dumps are not seen"
+		if st.PollReason != "" {
+			mode += " (" + st.PollReason + ")"
+		}
+	}
+	first := fmt.Sprintf("tcpstat top - %s  %s  connections %d", wall.Format("15:04:05"), mode, f.Total)
+	if f.Len() != f.Total {
+		first += fmt.Sprintf(" (%d shown)", f.Len())
+	}
+	if st.Tracing {
+		first += fmt.Sprintf("  events/s %.0f  lost %d  resyncs %d", eventsPerSec, st.Lost, st.Resyncs)
+	}
+	if st.Stale {
+		first += "  STALE: events lost, resyncing"
+	}
+	if st.Err != nil {
+		first += "  stopped: " + st.Err.Error()
+	}
+	if st.DumpErr != nil {
+		first += "  last dump failed: " + st.DumpErr.Error()
+	}
+	var counts []string
+	for _, s := range headerStates {
+		if n := f.Counts[s]; n > 0 {
+			counts = append(counts, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	third := "sort " + opts.Sort.String()
+	if opts.Reverse {
+		third += " (reversed)"
+	}
+	if opts.Filter != "" {
+		third += "  filter " + strconv.Quote(opts.Filter)
+	}
+	return []string{first, strings.Join(counts, "  "), third}
+}
+
+var columns = [...]string{"PID", "COMM", "LOCAL", "REMOTE", "STATE", "TIME", "COOKIE"}
+
+// Lines formats rows [from, from+n) of the frame (fewer at its end) under
+// a column header, each column as wide as its widest cell shown.
+func (f *Frame) Lines(from, n int) (head string, lines []string) {
+	from = max(0, min(from, f.Len()))
+	to := min(f.Len(), from+max(n, 0))
+	cells := make([][len(columns)]string, 0, to-from)
+	var width [len(columns)]int
+	for i, c := range columns {
+		width[i] = len(c)
+	}
+	for i := from; i < to; i++ {
+		r := f.Row(i)
+		var row [len(columns)]string
+		if o, known := r.Owner(); known {
+			row[0], row[1] = strconv.FormatUint(uint64(o.PID), 10), o.Comm
+		} else {
+			row[0], row[1] = "-", "-"
+		}
+		row[2], row[3] = addrText(r.Local()), addrText(r.Remote())
+		row[4], row[5] = stateText(r), ageText(r, f.Status.Now)
+		row[6] = strconv.FormatUint(r.Cookie(), 10)
+		for j, c := range row {
+			width[j] = max(width[j], len(c))
+		}
+		cells = append(cells, row)
+	}
+	format := func(row [len(columns)]string) string {
+		var b strings.Builder
+		for j, c := range row {
+			if j > 0 {
+				b.WriteByte(' ')
+			}
+			if j == 0 || j == 5 {
+				b.WriteString(strings.Repeat(" ", width[j]-len(c))) // numbers right-aligned
+				b.WriteString(c)
+			} else if j < len(row)-1 {
+				b.WriteString(c + strings.Repeat(" ", width[j]-len(c)))
+			} else {
+				b.WriteString(c)
+			}
+		}
+		return b.String()
+	}
+	for _, row := range cells {
+		lines = append(lines, format(row))
+	}
+	return format(columns), lines
+}
+
+// WriteText writes the whole frame as top -b does: header, a blank line,
+// the column header and every row.
+func (f *Frame) WriteText(w io.Writer, wall time.Time, eventsPerSec float64, opts Options) error {
+	var b strings.Builder
+	for _, l := range f.Header(wall, eventsPerSec, opts) {
+		b.WriteString(l + "\n")
+	}
+	head, lines := f.Lines(0, f.Len())
+	b.WriteString("\n" + head + "\n")
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
+	b.WriteString("\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// jsonFrame is one refresh in --json output.
+type jsonFrame struct {
+	Time        time.Time  `json:"time"`
+	Tracing     bool       `json:"tracing"`
+	Events      uint64     `json:"events"`
+	Lost        uint64     `json:"lost"`
+	Stale       bool       `json:"stale"`
+	Resyncs     uint64     `json:"resyncs"`
+	Total       int        `json:"total"`
+	Connections []jsonConn `json:"connections"`
+}
+
+type jsonConn struct {
+	Cookie     uint64    `json:"cookie"`
+	State      string    `json:"state"`
+	Inferred   bool      `json:"inferred"`
+	TimeWait   bool      `json:"timewait"`
+	Saddr      string    `json:"saddr"`
+	Sport      uint16    `json:"sport"`
+	Daddr      string    `json:"daddr"`
+	Dport      uint16    `json:"dport"`
+	PID        *uint32   `json:"pid"`  // null when the owner is unknown
+	Comm       *string   `json:"comm"` // null when the owner is unknown
+	Since      time.Time `json:"since"`
+	SinceKnown bool      `json:"since_known"` // false: the state began at or before since
+}
+
+// WriteJSON writes the frame as one JSON object on one line. wall is the
+// wall-clock time of Status.Now, to convert the kernel's boot-time stamps.
+func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
+	out := jsonFrame{
+		Time: wall, Tracing: f.Status.Tracing, Events: f.Status.Events, Lost: f.Status.Lost,
+		Stale: f.Status.Stale, Resyncs: f.Status.Resyncs, Total: f.Total,
+		Connections: make([]jsonConn, 0, f.Len()),
+	}
+	for i := range f.Len() {
+		out.Connections = append(out.Connections, jsonRow(f.Row(i), f.Status.Now, wall))
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("encode frame: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+func jsonRow(r *table.Row, now uint64, wall time.Time) jsonConn {
+	_, known := r.Since()
+	c := jsonConn{
+		Cookie: r.Cookie(), State: displayState(r.State()).String(), Inferred: r.Inferred(), TimeWait: r.TimeWait(),
+		Saddr: r.Local().Addr().String(), Sport: r.Local().Port(),
+		Daddr: r.Remote().Addr().String(), Dport: r.Remote().Port(),
+		Since: wall.Add(-time.Duration(age(r, now))).UTC(), SinceKnown: known,
+	}
+	if o, ok := r.Owner(); ok {
+		c.PID, c.Comm = &o.PID, &o.Comm
+	}
+	return c
+}

@@ -1,0 +1,167 @@
+package topview
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdamore/tcell/v2"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpstat/tcpstat/internal/golden"
+	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+const sec = uint64(time.Second)
+
+var wall = time.Date(2026, 11, 22, 4, 30, 0, 0, time.UTC)
+
+func sockets() []snapshot.Socket {
+	ap := netip.MustParseAddrPort
+	nginx := []snapshot.Owner{{PID: 200, Comm: "nginx"}}
+	return []snapshot.Socket{
+		{Proto: snapshot.TCP, State: tcp.Listen, Local: ap("0.0.0.0:8080"), Remote: ap("0.0.0.0:0"), Cookie: 10, Inode: 1, Owners: nginx},
+		{Proto: snapshot.TCP, State: tcp.Established, Local: ap("127.0.0.1:8080"), Remote: ap("127.0.0.1:40001"), Cookie: 11, Inode: 2, Owners: nginx},
+		{Proto: snapshot.TCP, State: tcp.TimeWait, Local: ap("127.0.0.1:40002"), Remote: ap("127.0.0.1:8080"), Cookie: 12, Timer: snapshot.TimerTimeWait},
+		{Proto: snapshot.TCP, State: tcp.Established, Local: ap("[::1]:22"), Remote: ap("[::1]:50000"), Cookie: 13, Inode: 3, Owners: []snapshot.Owner{{PID: 50, Comm: "sshd"}}},
+		{Proto: snapshot.TCP, State: tcp.NewSynRecv, Local: ap("127.0.0.1:8080"), Remote: ap("127.0.0.1:40003"), Cookie: 14},
+	}
+}
+
+// testTable is a table after a dump at 100 s and a few events, viewed at
+// 130 s of boot time.
+func testTable() (*table.Table, livetable.Status) {
+	tb := table.New(table.Options{})
+	tb.Reconcile(&table.Dump{Sockets: sockets(), Start: 100 * sec, End: 100 * sec, Owners: true})
+	curl := tracer.Process{PID: 300, Comm: "curl", UID: 1000}
+	for _, e := range []tracer.Event{
+		{Kind: tracer.Transition, Time: 120 * sec, Cookie: 20, Local: netip.MustParseAddrPort("127.0.0.1:0"), Remote: netip.MustParseAddrPort("127.0.0.1:8080"), Old: tcp.Close, New: tcp.SynSent, Owner: curl, OwnerKnown: true},
+		{Kind: tracer.Transition, Time: 120*sec + 2000, Cookie: 20, Local: netip.MustParseAddrPort("127.0.0.1:40004"), Remote: netip.MustParseAddrPort("127.0.0.1:8080"), Old: tcp.SynSent, New: tcp.Established, Owner: curl, OwnerKnown: true},
+		{Kind: tracer.Transition, Time: 129 * sec, Cookie: 21, Local: netip.MustParseAddrPort("127.0.0.1:40005"), Remote: netip.MustParseAddrPort("127.0.0.1:8080"), Old: tcp.FinWait2, New: tcp.TimeWait, Inferred: true, Owner: curl, OwnerKnown: true},
+	} {
+		tb.Apply(&e)
+	}
+	return tb, livetable.Status{Tracing: true, Now: 130 * sec, Events: 3, Lost: 7, Stale: true, Resyncs: 1, Reconciles: 2}
+}
+
+func TestBatchOutput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+		json bool
+	}{
+		{"top.txt", Options{}, false},
+		{"top-state.txt", Options{Sort: ByState}, false},
+		{"top-filter.txt", Options{Filter: "NGINX"}, false},
+		{"top.json", Options{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var f Frame
+			f.Capture(testTable())
+			f.Arrange(tc.opts)
+			var b bytes.Buffer
+			var err error
+			if tc.json {
+				err = f.WriteJSON(&b, wall)
+			} else {
+				err = f.WriteText(&b, wall, 1234, tc.opts)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden.Check(t, tc.name, b.Bytes())
+		})
+	}
+}
+
+func TestSort(t *testing.T) {
+	for _, tc := range []struct {
+		opts Options
+		want []uint64
+	}{
+		{Options{Sort: ByAge}, []uint64{21, 20, 10, 11, 12, 13, 14}},
+		{Options{Sort: ByAge, Reverse: true}, []uint64{14, 13, 12, 11, 10, 20, 21}},
+		{Options{Sort: ByState}, []uint64{10, 14, 20, 11, 13, 21, 12}},
+		{Options{Sort: ByPID}, []uint64{21, 12, 14, 13, 10, 11, 20}},
+		{Options{Sort: ByComm}, []uint64{21, 12, 14, 20, 10, 11, 13}},
+		{Options{Sort: ByLocal}, []uint64{10, 11, 14, 12, 20, 21, 13}},
+		{Options{Sort: ByRemote, Filter: "8080"}, []uint64{10, 21, 20, 12, 11, 14}},
+	} {
+		var f Frame
+		f.Capture(testTable())
+		f.Arrange(tc.opts)
+		var got []uint64
+		for i := range f.Len() {
+			got = append(got, f.Row(i).Cookie())
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%+v: cookies (-want +got):\n%s", tc.opts, diff)
+		}
+	}
+}
+
+func TestParseKey(t *testing.T) {
+	for _, k := range []Key{ByAge, ByState, ByPID, ByComm, ByLocal, ByRemote} {
+		if got, err := ParseKey(k.String()); err != nil || got != k {
+			t.Errorf("ParseKey(%q) = %v, %v", k, got, err)
+		}
+	}
+	if _, err := ParseKey("cpu"); err == nil {
+		t.Error("ParseKey(cpu) succeeded")
+	}
+}
+
+// TestInteractive drives the screen with keys on tcell's simulated
+// terminal: filter for sshd, then quit.
+func TestInteractive(t *testing.T) {
+	dump := func(context.Context, bool) ([]snapshot.Socket, error) { return sockets(), nil }
+	tr, err := livetable.Start(context.Background(), livetable.Config{Dump: dump, NetNS: 1, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	screen := tcell.NewSimulationScreen("UTF-8")
+	if err := screen.Init(); err != nil {
+		t.Fatal(err)
+	}
+	defer screen.Fini()
+	screen.SetSize(150, 12)
+	done := make(chan error)
+	go func() { done <- Interactive(context.Background(), screen, tr, Options{}, time.Hour) }()
+	for _, r := range "s/sshd" {
+		screen.InjectKey(tcell.KeyRune, r, tcell.ModNone)
+	}
+	screen.InjectKey(tcell.KeyEnter, 0, tcell.ModNone)
+	screen.InjectKey(tcell.KeyRune, 'q', tcell.ModNone)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	cells, width, height := screen.GetContents()
+	var lines []string
+	for y := range height {
+		var b strings.Builder
+		for x := range width {
+			c := cells[y*width+x]
+			if len(c.Runes) > 0 {
+				b.WriteRune(c.Runes[0])
+			}
+		}
+		lines = append(lines, strings.TrimRight(b.String(), " "))
+	}
+	text := strings.Join(lines, "\n")
+	for _, want := range []string{"(1 shown)", `filter "sshd"`, "sort state", "sshd", "[::1]:22"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("screen lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "nginx") {
+		t.Errorf("filtered screen shows nginx:\n%s", text)
+	}
+}
