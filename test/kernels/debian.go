@@ -321,7 +321,7 @@ func (f *fetcher) download(ctx context.Context, r *aptRepo, dir string, debs []s
 	if err != nil || len(files) != len(debs) {
 		return nil, fmt.Errorf("apt-get download left %d .deb files for %d packages", len(files), len(debs))
 	}
-	got := bootFiles{modules: map[string]string{}}
+	got := bootFiles{modules: map[string]string{}, builtin: map[string]bool{}}
 	if len(f.modules) > 0 {
 		got.moduleDir = filepath.Join(tmp, "packaged-modules")
 		if err := os.Mkdir(got.moduleDir, 0o755); err != nil {
@@ -348,7 +348,7 @@ func (f *fetcher) download(ctx context.Context, r *aptRepo, dir string, debs []s
 			return nil, fmt.Errorf("keep kernel config: %w", err)
 		}
 	}
-	if missing, err = collectModules(got.modules, f.modules, filepath.Join(out, "modules")); err != nil {
+	if missing, err = collectModules(got.modules, got.builtin, f.modules, filepath.Join(out, "modules")); err != nil {
 		return nil, err
 	}
 	meta := cacheMeta{Packages: debs, Missing: missing}
@@ -377,6 +377,7 @@ type bootFiles struct {
 	vmlinuz, config string
 	moduleDir       string            // where module files go; "" for none
 	modules         map[string]string // module name → file in moduleDir
+	builtin         map[string]bool   // modules built into the kernel
 }
 
 // extractBootFiles copies the kernel image, its config and (when
@@ -426,6 +427,15 @@ func readBootFiles(r io.Reader, dir, name string, got *bootFiles) error {
 		case strings.HasPrefix(p, "boot/config-"), strings.HasPrefix(p, "usr/lib/modules/") && base == "config":
 			out = filepath.Join(dir, name+".config")
 			got.config = out
+		case got.moduleDir != "" && base == "modules.builtin":
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				return fmt.Errorf("read %s from %s: %w", p, name, err)
+			}
+			for _, line := range strings.Fields(string(data)) {
+				got.builtin[moduleName("lib/modules/"+line)] = true
+			}
+			continue
 		case got.moduleDir != "" && moduleName(p) != "":
 			out = filepath.Join(got.moduleDir, base)
 			got.modules[moduleName(p)] = out

@@ -73,7 +73,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "per-package limit inside the guest (-test.timeout)")
 	fs.StringVar(&o.cacheDir, "cache", "/var/tmp/tcpstat-kernels", "where fetched kernels and apt state are kept")
 	fs.StringVar(&o.outDir, "out", "artifacts/kernels", "where logs, doctor output and the matrix are written")
-	modules := fs.String("modules", "veth", "comma-separated kernel modules the guest loads (with their dependencies) before the tests")
+	modules := fs.String("modules", "veth,inet_diag,tcp_diag,udp_diag,raw_diag,unix_diag",
+		"comma-separated kernel modules the guest loads (with their dependencies) before the tests")
 	tools := fs.String("guest-tools", "ip,ss,netstat,unshare", "comma-separated host programs copied into the guest with their libraries, when installed")
 	fs.StringVar(&o.busybox, "busybox", "/bin/busybox", "statically linked busybox for the guest (Debian busybox-static)")
 	fs.StringVar(&o.mirrors.Main, "mirror", sys.Main, "Debian archive URI (default: from the system's apt sources)")

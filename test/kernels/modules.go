@@ -95,10 +95,10 @@ func moduleDepends(ko []byte) ([]string, error) {
 
 // collectModules copies the wanted modules and everything they depend on
 // from the packaged files (module name → file) into dir, uncompressed,
-// and writes dir/order: one name per line, dependencies first. Wanted
-// modules that are not packaged are returned: they are built in, or the
-// kernel lacks them, and tests will say which.
-func collectModules(files map[string]string, want []string, dir string) (missing []string, err error) {
+// and writes dir/order: one name per line, dependencies first. Modules
+// built into the kernel need nothing; wanted modules neither packaged nor
+// built in are returned.
+func collectModules(files map[string]string, builtin map[string]bool, want []string, dir string) (missing []string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create module directory: %w", err)
 	}
@@ -106,7 +106,7 @@ func collectModules(files map[string]string, want []string, dir string) (missing
 	seen := map[string]bool{}
 	var visit func(name string, wanted bool) error
 	visit = func(name string, wanted bool) error {
-		if seen[name] {
+		if seen[name] || builtin[name] {
 			return nil
 		}
 		seen[name] = true

@@ -65,7 +65,7 @@ func TestCollectModules(t *testing.T) {
 		"sch_netem": "license=GPL\x00depends=\x00name=sch_netem\x00",
 		"veth":      "depends=lib_a,lib-b\x00name=veth\x00",
 		"lib_a":     "depends=lib_b\x00",
-		"lib_b":     "name=lib_b\x00",
+		"lib_b":     "depends=inet_diag\x00name=lib_b\x00",
 	} {
 		p := filepath.Join(src, name+".ko")
 		if err := os.WriteFile(p, fakeModule(info), 0o644); err != nil {
@@ -73,7 +73,8 @@ func TestCollectModules(t *testing.T) {
 		}
 		files[name] = p
 	}
-	missing, err := collectModules(files, []string{"veth", "sch-netem", "not_packaged"}, dst)
+	builtin := map[string]bool{"inet_diag": true}
+	missing, err := collectModules(files, builtin, []string{"veth", "sch-netem", "inet_diag", "not_packaged"}, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +128,7 @@ func TestCollectModulesMissingDependency(t *testing.T) {
 	if err := os.WriteFile(src, fakeModule("depends=gone\x00"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := collectModules(map[string]string{"veth": src}, []string{"veth"}, t.TempDir())
+	_, err := collectModules(map[string]string{"veth": src}, nil, []string{"veth"}, t.TempDir())
 	if want := "module dependency gone is not packaged"; err == nil || err.Error() != want {
 		t.Fatalf("collectModules() error = %v, want %q", err, want)
 	}
