@@ -320,7 +320,13 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		}
 	}
 	if (!st->cookie) {
-		if (have_cookie_helper) {
+		if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV && sk->__sk_common.skc_cookie.counter) {
+			/* A new child cannot have been given a cookie yet: this is
+			 * its listener's, copied by sk_clone_lock() on some kernels
+			 * (seen on 6.1 and 6.12). It would name the listener. */
+			st->cookie = synthetic_cookie(now);
+			st->synthetic = 1;
+		} else if (have_cookie_helper) {
 			st->cookie = bpf_get_socket_cookie(sk);
 		} else {
 			st->cookie = sk->__sk_common.skc_cookie.counter;
