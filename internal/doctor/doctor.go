@@ -114,11 +114,12 @@ func Run() Report {
 	owners := strings.Join(warnings, "; ")
 	r.Features = append(r.Features, feature("owners of accepted connections", tracing, !haveAcceptTP || owners != "",
 		firstNonEmpty(owners, whyNot(privileged, haveBTF, haveTP, tracerErr))))
-	r.Features = append(r.Features, feature("socket cookies matching ss and sock_diag", tracing && haveCookie && ownCookies,
-		tracing && !(haveCookie && ownCookies), firstNonEmpty(map[bool]string{
-			false: "tracing programs cannot read cookies on this kernel: sockets get synthetic ids until listed",
-			true:  "accepted sockets start with their listener's cookie on this kernel: tcpstat gives them synthetic ids",
-		}[haveCookie])))
+	why := "tracing programs cannot read cookies on this kernel: sockets get synthetic ids until listed"
+	if haveCookie {
+		why = "accepted sockets start with their listener's cookie on this kernel: tcpstat gives them synthetic ids"
+	}
+	real := haveCookie && ownCookies
+	r.Features = append(r.Features, feature("socket cookies matching ss and sock_diag", tracing && real, tracing && !real, why))
 	r.Features = append(r.Features, feature("list: netstat-style listings", true, !haveDiag,
 		"sock_diag unavailable: listings read /proc/net instead (no cookies, no tcp_info)"))
 	r.Features = append(r.Features, feature("top: live connection table", tracing && haveDiag, tracing && !haveDiag,
