@@ -114,6 +114,7 @@ enum counter {
 	COUNTER_RINGBUF_FULL = 0, /* events lost: ring buffer reservation failed */
 	COUNTER_RECOVERED,	  /* transitions the first copy missed, taken by the second */
 	COUNTER_STATE_FULL,	  /* sockets map full: owner and dwell unknown */
+	COUNTER_SYNTHETIC,	  /* not a count: the sequence of synthetic cookies */
 	COUNTER_MAX,
 };
 
@@ -148,6 +149,9 @@ const volatile __u16 filter_family = 0; /* AF_INET, AF_INET6 or 0 for both */
 const volatile __u16 filter_port = 0;	/* either end; 0 for any */
 /* bpf_get_socket_cookie() is callable from tracing programs since 5.12. */
 const volatile bool have_cookie_helper = true;
+/* Accepted sockets start with their listener's cookie (user space asks the
+ * kernel with one loopback connection before loading). */
+const volatile bool clone_copies_cookie = false;
 /* Wake the consumer only once this much is waiting: it also polls, and a
  * wakeup per event would cost more than the event. */
 const volatile __u64 wakeup_bytes = 1;
@@ -179,11 +183,18 @@ static __always_inline unsigned long sock_flags(struct sock *sk)
 	return BPF_CORE_READ(sk, __sk_common.skc_flags);
 }
 
-/* A cookie for kernels that do not give tracing programs the real one. It
- * sets the top bit, which real cookies (a counter from 1) never reach. */
-static __always_inline __u64 synthetic_cookie(__u64 now)
+/* An id for a socket whose real cookie tracing programs cannot get. It
+ * sets the top bit, which real cookies (a counter from 1) never reach, then
+ * the CPU and a per-CPU sequence: unique while tcpstat runs. */
+static __always_inline __u64 synthetic_cookie(void)
 {
-	return (1ULL << 63) | ((now << 8) & ~(1ULL << 63)) | (bpf_get_smp_processor_id() & 0xff);
+	__u32 key = COUNTER_SYNTHETIC;
+	__u64 *seq = bpf_map_lookup_elem(&counters, &key);
+	__u64 n = 0;
+
+	if (seq)
+		n = ++*seq;
+	return (1ULL << 63) | ((__u64)(bpf_get_smp_processor_id() & 0x7fff) << 48) | (n & ((1ULL << 48) - 1));
 }
 
 static __always_inline void submit(struct event *e)
@@ -320,12 +331,19 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		}
 	}
 	if (!st->cookie) {
-		if (have_cookie_helper) {
+		if (clone_copies_cookie && oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV &&
+		    sk->__sk_common.skc_cookie.counter) {
+			/* This kernel's sk_clone_lock() copied the listener's
+			 * cookie into its new child (seen on 6.1 and 6.12): it
+			 * would name the listener. */
+			st->cookie = synthetic_cookie();
+			st->synthetic = 1;
+		} else if (have_cookie_helper) {
 			st->cookie = bpf_get_socket_cookie(sk);
 		} else {
 			st->cookie = sk->__sk_common.skc_cookie.counter;
 			if (!st->cookie) {
-				st->cookie = synthetic_cookie(now);
+				st->cookie = synthetic_cookie();
 				st->synthetic = 1;
 			}
 		}
@@ -488,7 +506,7 @@ static __always_inline int accepted(__s64 fd)
 	if (!st->cookie) {
 		st->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 		if (!st->cookie && !have_cookie_helper) {
-			st->cookie = synthetic_cookie(now);
+			st->cookie = synthetic_cookie();
 			st->synthetic = 1;
 		}
 	}

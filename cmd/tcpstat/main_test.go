@@ -64,8 +64,7 @@ func TestWithoutPrivileges(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a process as another user")
 	}
-	bin := buildTcpstat(t)
-	cmd := exec.Command(bin, "watch")
+	cmd := tcpstatCommand(t, "watch")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -98,19 +97,39 @@ func waitReady(t *testing.T, path string, stderr *syncBuffer) {
 	}
 }
 
-// buildTcpstat builds the command into a directory every user can reach.
-func buildTcpstat(t *testing.T) string {
+// runAsTcpstat makes this test binary act as tcpstat: tests run it in a
+// child process (in test VMs there is no Go toolchain to build one).
+const runAsTcpstat = "TCPSTAT_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runAsTcpstat) == "1" {
+		os.Args = append([]string{"tcpstat"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// tcpstatCommand is a tcpstat process: this test binary, copied where every
+// user can run it.
+func tcpstatCommand(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(t.TempDir(), "tcpstat")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	for dir := filepath.Dir(bin); dir != os.TempDir(); dir = filepath.Dir(dir) {
 		if err := os.Chmod(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return bin
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), runAsTcpstat+"=1")
+	return cmd
 }
 
 // TestWatchEndsOnSIGTERM: a signal ends watch cleanly: what was read is
@@ -120,9 +139,8 @@ func TestWatchEndsOnSIGTERM(t *testing.T) {
 		t.Skip("needs root: loads the BPF program")
 	}
 	const port = "29161"
-	bin := buildTcpstat(t)
 	ready := filepath.Join(t.TempDir(), "ready")
-	cmd := exec.Command(bin, "watch", "--json", "--port", port, "--ready-file", ready)
+	cmd := tcpstatCommand(t, "watch", "--json", "--port", port, "--ready-file", ready)
 	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

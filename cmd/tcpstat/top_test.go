@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -104,8 +103,7 @@ func TestTopWithoutPrivileges(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a process as another user")
 	}
-	bin := buildTcpstat(t)
-	cmd := exec.Command(bin, "top", "-b", "-n", "1")
+	cmd := tcpstatCommand(t, "top", "-b", "-n", "1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -131,11 +131,12 @@ type tcpstateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
-	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterPort       *ebpf.VariableSpec `ebpf:"filter_port"`
-	HaveCookieHelper *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
-	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	CloneCopiesCookie *ebpf.VariableSpec `ebpf:"clone_copies_cookie"`
+	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterPort        *ebpf.VariableSpec `ebpf:"filter_port"`
+	HaveCookieHelper  *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcpstateObjects contains all objects after they have been loaded into the kernel.
@@ -177,11 +178,12 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
-	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`
-	FilterPort       *ebpf.Variable `ebpf:"filter_port"`
-	HaveCookieHelper *ebpf.Variable `ebpf:"have_cookie_helper"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
-	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
+	CloneCopiesCookie *ebpf.Variable `ebpf:"clone_copies_cookie"`
+	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`
+	FilterPort        *ebpf.Variable `ebpf:"filter_port"`
+	HaveCookieHelper  *ebpf.Variable `ebpf:"have_cookie_helper"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcpstatePrograms contains all programs after they have been loaded into the kernel.

@@ -42,6 +42,10 @@ type Options struct {
 	// MaxSockets bounds the live sockets whose owner and state start time
 	// the kernel program keeps.
 	MaxSockets int
+
+	// syntheticCookies makes the kernel program behave as on kernels
+	// before 5.12, for tests.
+	syntheticCookies bool
 }
 
 // Tracer owns the loaded programs, their attachments and the ring buffer.
@@ -90,7 +94,16 @@ func New(opts Options) (_ *Tracer, err error) {
 	if t.cookies, err = HaveSocketCookieHelper(); err != nil {
 		return nil, err
 	}
-	if err := configure(spec, opts, t.cookies); err != nil {
+	t.cookies = t.cookies && !opts.syntheticCookies
+	inherits, err := CloneCopiesCookie()
+	if err != nil {
+		t.warnings = append(t.warnings, "could not tell whether accepted sockets inherit their listener's cookie: "+err.Error())
+	}
+	if inherits {
+		t.warnings = append(t.warnings, "this kernel gives accepted sockets their listener's cookie: "+
+			"tcpstat gives them synthetic ids (ss shows the listener's cookie for them)")
+	}
+	if err := configure(spec, opts, t.cookies, inherits); err != nil {
 		return nil, err
 	}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
@@ -124,7 +137,7 @@ func New(opts Options) (_ *Tracer, err error) {
 	return t, nil
 }
 
-func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
+func configure(spec *ebpf.CollectionSpec, opts Options, cookies, inherits bool) error {
 	var family uint16
 	switch opts.Family {
 	case 0:
@@ -153,10 +166,11 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
 	wakeup := uint64(size / 16)
 	spec.Maps["sockets"].MaxEntries = uint32(maxSockets)
 	for name, value := range map[string]any{
-		"filter_family":      family,
-		"filter_port":        opts.Port,
-		"have_cookie_helper": cookies,
-		"wakeup_bytes":       wakeup,
+		"filter_family":       family,
+		"filter_port":         opts.Port,
+		"have_cookie_helper":  cookies,
+		"wakeup_bytes":        wakeup,
+		"clone_copies_cookie": inherits,
 	} {
 		v, ok := spec.Variables[name]
 		if !ok {

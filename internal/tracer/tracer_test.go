@@ -511,6 +511,28 @@ func TestStalledConsumerCountsDrops(t *testing.T) {
 	}
 }
 
+// TestWithoutCookieHelper runs a connection as on kernels whose tracing
+// programs cannot call bpf_get_socket_cookie(): the program reads the
+// kernel's cookie where one was given, else makes a synthetic id. Every
+// socket keeps one id of its own across its transitions and its accept.
+func TestWithoutCookieHelper(t *testing.T) {
+	requireRoot(t)
+	const port = 29154
+	tracer := newTracer(t, Options{Port: port, syntheticCookies: true})
+	s := &stream{t: t, tr: tracer}
+	server, client := startPeer(t), startPeer(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	clientClosesFirst(s, server, client, addr, strconv.Itoa(port))
+	if diff := cmp.Diff(clientClosesFirstWant(server.pid, client.pid), sockets(t, s.events)); diff != "" {
+		t.Errorf("transitions (-want +got):\n%s", diff)
+	}
+	for _, ev := range s.events {
+		if ev.Cookie == 0 || ev.Synthetic != (ev.Cookie>>63 == 1) {
+			t.Errorf("%s → %s: cookie %#x, synthetic %v", ev.Old, ev.New, ev.Cookie, ev.Synthetic)
+		}
+	}
+}
+
 func TestCloseIsIdempotentAndLeaksNothing(t *testing.T) {
 	requireRoot(t)
 	fds, goroutines := openFDs(t), runtime.NumGoroutine()
