@@ -127,6 +127,11 @@ func CloneCopiesCookie() (bool, error) {
 		return false, fmt.Errorf("listen on loopback: %w", err)
 	}
 	defer ln.Close()
+	// The listener's cookie must exist before the child is cloned.
+	listener, err := socketCookie(ln.(*net.TCPListener))
+	if err != nil {
+		return false, err
+	}
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		return false, fmt.Errorf("connect on loopback: %w", err)
@@ -137,10 +142,6 @@ func CloneCopiesCookie() (bool, error) {
 		return false, fmt.Errorf("accept on loopback: %w", err)
 	}
 	defer a.Close()
-	listener, err := socketCookie(ln.(*net.TCPListener))
-	if err != nil {
-		return false, err
-	}
 	child, err := socketCookie(a.(*net.TCPConn))
 	if err != nil {
 		return false, err
