@@ -328,7 +328,7 @@ func TestAccuracy(t *testing.T) {
 	// While it runs, ss and the table are not read at one instant, and the
 	// host's load delays events: disagreements are expected, a few (one run
 	// on a host loaded by other benchmarks saw 93.7%; most see over 99.4%).
-	if during.Agree < during.Sockets*90/100 {
+	if during.Agree < (during.Sockets-during.Between)*90/100 {
 		t.Errorf("while running, under 90%% agreement: %v", during)
 	}
 }
@@ -371,8 +371,13 @@ func TestPeerClose(t *testing.T) {
 	}
 	waitFor(t, tr, func([]row, Status) bool { s, _ := state(); return s == tcp.FinWait2 })
 	client.Close()
-	waitFor(t, tr, func([]row, Status) bool { s, _ := state(); return s != tcp.FinWait2 })
-	if s, ok := state(); s != tcp.TimeWait {
-		t.Errorf("server end after the client's close: %v (present %v), want TIME_WAIT", s, ok)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s, ok := state()
+		if s == tcp.TimeWait {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server end 10 s after the client's close: %v (present %v), want TIME_WAIT", s, ok)
+		}
 	}
 }
