@@ -91,7 +91,11 @@ struct sock_state {
 	char owner_comm[TASK_COMM_LEN];
 	__u8 owner_known;
 	__u8 synthetic;
-	__u8 pad[6];
+	__u8 birth_pending; /* a passive open's LISTEN → SYN_RECV, not yet reported */
+	__u8 pad[1];
+	__u32 birth_task_pid; /* who was running at that birth */
+	__u64 birth_ns;
+	char birth_task_comm[TASK_COMM_LEN];
 };
 
 /* Transitions already handled at one nesting level of this CPU. */
@@ -149,9 +153,6 @@ const volatile __u16 filter_family = 0; /* AF_INET, AF_INET6 or 0 for both */
 const volatile __u16 filter_port = 0;	/* either end; 0 for any */
 /* bpf_get_socket_cookie() is callable from tracing programs since 5.12. */
 const volatile bool have_cookie_helper = true;
-/* Accepted sockets start with their listener's cookie (user space asks the
- * kernel with one loopback connection before loading). */
-const volatile bool clone_copies_cookie = false;
 /* Wake the consumer only once this much is waiting: it also polls, and a
  * wakeup per event would cost more than the event. */
 const volatile __u64 wakeup_bytes = 1;
@@ -306,6 +307,46 @@ static __always_inline void fill_counters(struct event *e, struct sock *sk)
 	e->srtt_us = tp->srtt_us >> 3;
 }
 
+/* Reports one transition. A deferred birth carries the task that was
+ * running when it happened, kept in st; others the current task. */
+static __always_inline void emit(struct sock *sk, struct sock_state *st, __u16 family, __u16 sport, __u16 dport,
+				 __u64 ts, int oldstate, int newstate, __u64 dwell, __u8 flags, __u8 reason, bool birth)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = KIND_TRANSITION;
+	e->ts_ns = ts;
+	e->cookie = st->cookie;
+	e->dwell_ns = dwell;
+	e->netns = sk->__sk_common.skc_net.net->ns.inum;
+	e->family = family;
+	e->sport = sport;
+	e->dport = dport;
+	e->oldstate = oldstate;
+	e->newstate = (flags & FLAG_INFERRED) ? TCP_TIME_WAIT : newstate;
+	e->reason = reason;
+	e->flags = flags | (st->synthetic ? FLAG_SYNTHETIC_COOKIE : 0);
+	if (newstate == TCP_CLOSE) {
+		e->err = sk->sk_err;
+		fill_counters(e, sk);
+	}
+	fill_addrs(e, sk, family);
+	if (birth) {
+		e->task_pid = st->birth_task_pid;
+		__builtin_memcpy(e->task_comm, st->birth_task_comm, sizeof(e->task_comm));
+	} else {
+		fill_owner(e, st);
+		e->task_pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
+	}
+	submit(e);
+}
+
 static __always_inline void transition(struct sock *sk, int oldstate, int newstate)
 {
 	__u16 family = sk->__sk_common.skc_family;
@@ -330,15 +371,20 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 			st = &zero;
 		}
 	}
+	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV && st != &zero) {
+		/* The new child still holds its listener's copy here: its own
+		 * cookie and its peer's address are set after this tracepoint
+		 * (inet_csk_clone_lock; 6.1 and 6.12 show the listener's cookie,
+		 * 5.10 to 6.12 no peer). Its next transition follows in the same
+		 * softirq and reports this one too. */
+		st->birth_pending = 1;
+		st->birth_ns = st->entered_ns = now;
+		st->birth_task_pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
+		return;
+	}
 	if (!st->cookie) {
-		if (clone_copies_cookie && oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV &&
-		    sk->__sk_common.skc_cookie.counter) {
-			/* This kernel's sk_clone_lock() copied the listener's
-			 * cookie into its new child (seen on 6.1 and 6.12): it
-			 * would name the listener. */
-			st->cookie = synthetic_cookie();
-			st->synthetic = 1;
-		} else if (have_cookie_helper) {
+		if (have_cookie_helper) {
 			st->cookie = bpf_get_socket_cookie(sk);
 		} else {
 			st->cookie = sk->__sk_common.skc_cookie.counter;
@@ -367,35 +413,11 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		reason = close_reason(sk, oldstate, owned, &flags);
 
 	if (wanted(family, sport, dport)) {
-		struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-		if (!e) {
-			count(COUNTER_RINGBUF_FULL);
-		} else {
-			__builtin_memset(e, 0, sizeof(*e));
-			e->kind = KIND_TRANSITION;
-			e->ts_ns = now;
-			e->cookie = st->cookie;
-			e->dwell_ns = dwell;
-			e->netns = sk->__sk_common.skc_net.net->ns.inum;
-			e->family = family;
-			e->sport = sport;
-			e->dport = dport;
-			e->oldstate = oldstate;
-			e->newstate = (flags & FLAG_INFERRED) ? TCP_TIME_WAIT : newstate;
-			e->reason = reason;
-			e->flags = flags | (st->synthetic ? FLAG_SYNTHETIC_COOKIE : 0);
-			if (newstate == TCP_CLOSE) {
-				e->err = sk->sk_err;
-				fill_counters(e, sk);
-			}
-			fill_addrs(e, sk, family);
-			fill_owner(e, st);
-			e->task_pid = bpf_get_current_pid_tgid() >> 32;
-			bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
-			submit(e);
-		}
+		if (st->birth_pending)
+			emit(sk, st, family, sport, dport, st->birth_ns, TCP_LISTEN, TCP_SYN_RECV, 0, 0, REASON_NONE, true);
+		emit(sk, st, family, sport, dport, now, oldstate, newstate, dwell, flags, reason, false);
 	}
+	st->birth_pending = 0;
 	if (newstate == TCP_CLOSE)
 		bpf_map_delete_elem(&sockets, &key);
 }

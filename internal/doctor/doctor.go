@@ -82,11 +82,6 @@ func Run() Report {
 			haveCookie = check("bpf_get_socket_cookie() in tracing programs", err, "callable")
 		}
 	}
-	inherits, err := tracer.CloneCopiesCookie()
-	if err == nil && inherits {
-		err = errors.New("no: they start with their listener's (tcpstat gives them synthetic ids)")
-	}
-	ownCookies := check("accepted sockets get cookies of their own", err, "yes")
 	tracefs := tracer.TracefsDir()
 	check("tracefs", boolErr(tracefs != "", "not mounted (tcpstat mounts it at /sys/kernel/tracing when it can)"), "mounted at "+tracefs)
 	haveAcceptTP := check("tracepoint syscalls:sys_exit_accept4",
@@ -114,12 +109,8 @@ func Run() Report {
 	owners := strings.Join(warnings, "; ")
 	r.Features = append(r.Features, feature("owners of accepted connections", tracing, !haveAcceptTP || owners != "",
 		firstNonEmpty(owners, whyNot(privileged, haveBTF, haveTP, tracerErr))))
-	why := "tracing programs cannot read cookies on this kernel: sockets get synthetic ids until listed"
-	if haveCookie {
-		why = "accepted sockets start with their listener's cookie on this kernel: tcpstat gives them synthetic ids"
-	}
-	real := haveCookie && ownCookies
-	r.Features = append(r.Features, feature("socket cookies matching ss and sock_diag", tracing && real, tracing && !real, why))
+	r.Features = append(r.Features, feature("socket cookies matching ss and sock_diag", tracing && haveCookie, tracing && !haveCookie,
+		"tracing programs cannot read cookies on this kernel: sockets get synthetic ids until listed"))
 	r.Features = append(r.Features, feature("list: netstat-style listings", true, !haveDiag,
 		"sock_diag unavailable: listings read /proc/net instead (no cookies, no tcp_info)"))
 	r.Features = append(r.Features, feature("top: live connection table", tracing && haveDiag, tracing && !haveDiag,

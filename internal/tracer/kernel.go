@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -116,55 +114,6 @@ func HaveSocketCookieHelper() (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("probe for bpf_get_socket_cookie in tracing programs: %w", explainPermission(err))
-}
-
-// CloneCopiesCookie reports whether this kernel gives an accepted socket
-// its listener's cookie, by accepting one loopback connection and asking
-// both sockets (SO_COOKIE).
-func CloneCopiesCookie() (bool, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return false, fmt.Errorf("listen on loopback: %w", err)
-	}
-	defer ln.Close()
-	// The listener's cookie must exist before the child is cloned.
-	listener, err := socketCookie(ln.(*net.TCPListener))
-	if err != nil {
-		return false, err
-	}
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		return false, fmt.Errorf("connect on loopback: %w", err)
-	}
-	defer c.Close()
-	a, err := ln.Accept()
-	if err != nil {
-		return false, fmt.Errorf("accept on loopback: %w", err)
-	}
-	defer a.Close()
-	child, err := socketCookie(a.(*net.TCPConn))
-	if err != nil {
-		return false, err
-	}
-	return listener == child, nil
-}
-
-func socketCookie(s syscall.Conn) (uint64, error) {
-	raw, err := s.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cookie uint64
-	var sockErr error
-	if err := raw.Control(func(fd uintptr) {
-		cookie, sockErr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE)
-	}); err != nil {
-		return 0, err
-	}
-	if sockErr != nil {
-		return 0, fmt.Errorf("read SO_COOKIE: %w", sockErr)
-	}
-	return cookie, nil
 }
 
 var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}

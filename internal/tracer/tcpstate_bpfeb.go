@@ -57,16 +57,20 @@ type tcpstateNesting struct {
 }
 
 type tcpstateSockState struct {
-	_           structs.HostLayout
-	Cookie      uint64
-	EnteredNs   uint64
-	OwnerCgroup uint64
-	OwnerPid    uint32
-	OwnerUid    uint32
-	OwnerComm   [16]int8
-	OwnerKnown  uint8
-	Synthetic   uint8
-	Pad         [6]uint8
+	_             structs.HostLayout
+	Cookie        uint64
+	EnteredNs     uint64
+	OwnerCgroup   uint64
+	OwnerPid      uint32
+	OwnerUid      uint32
+	OwnerComm     [16]int8
+	OwnerKnown    uint8
+	Synthetic     uint8
+	BirthPending  uint8
+	Pad           [1]uint8
+	BirthTaskPid  uint32
+	BirthNs       uint64
+	BirthTaskComm [16]int8
 }
 
 // loadTcpstate returns the embedded CollectionSpec for tcpstate.
@@ -131,12 +135,11 @@ type tcpstateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
-	CloneCopiesCookie *ebpf.VariableSpec `ebpf:"clone_copies_cookie"`
-	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterPort        *ebpf.VariableSpec `ebpf:"filter_port"`
-	HaveCookieHelper  *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
-	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
-	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterPort       *ebpf.VariableSpec `ebpf:"filter_port"`
+	HaveCookieHelper *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcpstateObjects contains all objects after they have been loaded into the kernel.
@@ -178,12 +181,11 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
-	CloneCopiesCookie *ebpf.Variable `ebpf:"clone_copies_cookie"`
-	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`
-	FilterPort        *ebpf.Variable `ebpf:"filter_port"`
-	HaveCookieHelper  *ebpf.Variable `ebpf:"have_cookie_helper"`
-	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
-	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
+	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`
+	FilterPort       *ebpf.Variable `ebpf:"filter_port"`
+	HaveCookieHelper *ebpf.Variable `ebpf:"have_cookie_helper"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcpstatePrograms contains all programs after they have been loaded into the kernel.

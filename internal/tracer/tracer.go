@@ -95,15 +95,7 @@ func New(opts Options) (_ *Tracer, err error) {
 		return nil, err
 	}
 	t.cookies = t.cookies && !opts.syntheticCookies
-	inherits, err := CloneCopiesCookie()
-	if err != nil {
-		t.warnings = append(t.warnings, "could not tell whether accepted sockets inherit their listener's cookie: "+err.Error())
-	}
-	if inherits {
-		t.warnings = append(t.warnings, "this kernel gives accepted sockets their listener's cookie: "+
-			"tcpstat gives them synthetic ids (ss shows the listener's cookie for them)")
-	}
-	if err := configure(spec, opts, t.cookies, inherits); err != nil {
+	if err := configure(spec, opts, t.cookies); err != nil {
 		return nil, err
 	}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
@@ -137,7 +129,7 @@ func New(opts Options) (_ *Tracer, err error) {
 	return t, nil
 }
 
-func configure(spec *ebpf.CollectionSpec, opts Options, cookies, inherits bool) error {
+func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
 	var family uint16
 	switch opts.Family {
 	case 0:
@@ -166,11 +158,10 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, inherits bool) 
 	wakeup := uint64(size / 16)
 	spec.Maps["sockets"].MaxEntries = uint32(maxSockets)
 	for name, value := range map[string]any{
-		"filter_family":       family,
-		"filter_port":         opts.Port,
-		"have_cookie_helper":  cookies,
-		"wakeup_bytes":        wakeup,
-		"clone_copies_cookie": inherits,
+		"filter_family":      family,
+		"filter_port":        opts.Port,
+		"have_cookie_helper": cookies,
+		"wakeup_bytes":       wakeup,
 	} {
 		v, ok := spec.Variables[name]
 		if !ok {

@@ -573,6 +573,7 @@ func TestWithoutCookieHelper(t *testing.T) {
 	clientClosesFirst(s, server, client, addr, strconv.Itoa(port))
 	got, want := sockets(t, s.events), clientClosesFirstWant(server.pid, client.pid)
 	finWait2ByOrder(s.events, want, got)
+	lastAckReset(t, want, got)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("transitions (-want +got):\n%s", diff)
 	}
