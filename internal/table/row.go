@@ -51,6 +51,7 @@ const (
 	flagListed                 // scratch: listed by the dump being reconciled
 	flagCounters               // counters are set
 	flagUnlisted               // the last dump did not list it (one strike)
+	flagSynthetic              // keyed by a synthetic id: the kernel gave events no cookie
 )
 
 func (r *Row) has(f rowFlag) bool { return r.flags&f != 0 }

@@ -40,6 +40,19 @@ func (s *rowStore) add(cookie uint64) *Row {
 	return r
 }
 
+// rekey gives the row of cookie old the cookie new, which must not be present.
+func (s *rowStore) rekey(old, new uint64) *Row {
+	i, ok := s.index[old]
+	if !ok {
+		return nil
+	}
+	delete(s.index, old)
+	s.index[new] = i
+	r := s.at(int(i))
+	r.cookie = new
+	return r
+}
+
 // remove deletes the row at position i; the row that was last takes its place.
 func (s *rowStore) remove(i int) {
 	r := s.at(i)

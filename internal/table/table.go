@@ -40,7 +40,10 @@ type Table struct {
 	// the peer's close on this host can move them on (see peerClosed).
 	// Entries are checked on use and rebuilt at each reconcile.
 	halfClosed map[tuple]uint64
-	onEnd      func(*Row)
+	// aliases maps the synthetic ids of events (kernels before 5.12 give
+	// tracing programs no cookies) to the real cookies dumps found for them.
+	aliases map[uint64]uint64
+	onEnd   func(*Row)
 
 	// The window of the last dump merged: rows whose state it set judge
 	// events by it.
@@ -61,7 +64,8 @@ type Stats struct {
 
 // New returns an empty table.
 func New(opts Options) *Table {
-	return &Table{rows: newRowStore(), tombs: make(map[uint64]uint64), halfClosed: make(map[tuple]uint64), onEnd: opts.OnEnd}
+	return &Table{rows: newRowStore(), tombs: make(map[uint64]uint64), halfClosed: make(map[tuple]uint64),
+		aliases: make(map[uint64]uint64), onEnd: opts.OnEnd}
 }
 
 // tuple is a socket's namespace and 4-tuple.
@@ -137,6 +141,11 @@ func isHandOff(e *tracer.Event) bool { return e.Inferred || e.New == tcp.TimeWai
 // Apply feeds one event, in the order the ring buffer gave it.
 func (t *Table) Apply(e *tracer.Event) {
 	t.stats.Events++
+	if real, ok := t.aliases[e.Cookie]; ok && e.Synthetic {
+		ev := *e
+		ev.Cookie = real
+		e = &ev
+	}
 	if e.Kind == tracer.Transition && e.Old == tcp.LastAck && e.New == tcp.Close && len(t.halfClosed) > 0 {
 		t.peerClosed(e)
 	}
@@ -177,6 +186,7 @@ func (t *Table) unseen(e *tracer.Event) {
 		return
 	}
 	r := t.rows.add(e.Cookie)
+	r.set(flagSynthetic, e.Synthetic)
 	r.state = e.Old
 	r.born = e.Time
 	r.set(flagBornKnown, e.Kind == tracer.Transition && startsSocket(e))
@@ -344,12 +354,19 @@ func (s ReconcileStats) Add(o ReconcileStats) ReconcileStats {
 // events brings the table back to what the kernel holds.
 func (t *Table) Reconcile(d *Dump) ReconcileStats {
 	var st ReconcileStats
+	var synthetic map[tuple]uint64 // built on first need
 	for i := range d.Sockets {
 		s := &d.Sockets[i]
 		if (s.Proto != snapshot.TCP && s.Proto != 0) || s.Cookie == 0 {
 			continue
 		}
 		r := t.rows.lookup(s.Cookie)
+		if r == nil {
+			if synthetic == nil {
+				synthetic = t.syntheticRows()
+			}
+			r = t.adopt(synthetic, tuple{d.NetNS, s.Local, s.Remote}, s.Cookie)
+		}
 		if r == nil {
 			if closed, ok := t.tombs[s.Cookie]; ok && closed >= d.Start {
 				st.Closed++
@@ -368,9 +385,40 @@ func (t *Table) Reconcile(d *Dump) ReconcileStats {
 			delete(t.tombs, cookie)
 		}
 	}
+	for id, real := range t.aliases {
+		if _, closing := t.tombs[real]; !closing && t.rows.lookup(real) == nil {
+			delete(t.aliases, id)
+		}
+	}
 	t.dumpStart, t.dumpEnd = d.Start, d.End
 	t.stats.Reconciles++
 	return st
+}
+
+// syntheticRows finds the rows keyed by synthetic ids, by namespace and
+// 4-tuple.
+func (t *Table) syntheticRows() map[tuple]uint64 {
+	m := map[tuple]uint64{}
+	for i := range t.rows.n {
+		if r := t.rows.at(i); r.has(flagSynthetic) {
+			m[r.tuple()] = r.cookie
+		}
+	}
+	return m
+}
+
+// adopt gives the synthetic-id row with tuple tu the real cookie a dump
+// lists it under; later events under the synthetic id go to it.
+func (t *Table) adopt(synthetic map[tuple]uint64, tu tuple, cookie uint64) *Row {
+	id, ok := synthetic[tu]
+	if !ok {
+		return nil
+	}
+	delete(synthetic, tu)
+	r := t.rows.rekey(id, cookie)
+	r.set(flagSynthetic, false)
+	t.aliases[id] = cookie
+	return r
 }
 
 func (t *Table) addListed(s *snapshot.Socket, d *Dump) {

@@ -516,3 +516,35 @@ func TestOrdering(t *testing.T) {
 		})
 	}
 }
+
+// TestSyntheticIDsAdoptCookies: on kernels whose tracing programs get no
+// cookies, events carry synthetic ids; the first dump that lists the socket
+// gives its row the real cookie, and later events still reach it.
+func TestSyntheticIDsAdoptCookies(t *testing.T) {
+	const id, cookie = 1<<63 | 5, 777
+	local, remote := netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("127.0.0.1:80")
+	ev := func(at uint64, old, new tcp.State) *tracer.Event {
+		return &tracer.Event{Kind: tracer.Transition, Time: at, Cookie: id, Synthetic: true, NetNS: 1,
+			Local: local, Remote: remote, Old: old, New: new, OwnerKnown: true, Owner: tracer.Process{PID: 42, Comm: "curl"}}
+	}
+	tb := New(Options{})
+	tb.Apply(ev(10, tcp.Close, tcp.SynSent))
+	tb.Apply(ev(20, tcp.SynSent, tcp.Established))
+	st := tb.Reconcile(&Dump{Start: 30, End: 40, NetNS: 1, Sockets: []snapshot.Socket{{
+		Proto: snapshot.TCP, State: tcp.Established, Cookie: cookie, Local: local, Remote: remote,
+	}}})
+	if tb.Len() != 1 || st.Added != 0 {
+		t.Fatalf("%d rows, %d added by the dump: want the one row, adopted", tb.Len(), st.Added)
+	}
+	r := tb.Lookup(cookie)
+	if r == nil {
+		t.Fatal("no row under the dump's cookie")
+	}
+	if o, known := r.Owner(); !known || o.PID != 42 {
+		t.Errorf("owner %+v (known %v), want the event's pid 42", o, known)
+	}
+	tb.Apply(ev(50, tcp.Established, tcp.FinWait1))
+	if r := tb.Lookup(cookie); r == nil || r.State() != tcp.FinWait1 || tb.Len() != 1 {
+		t.Errorf("after an event under the synthetic id: %d rows, row %v", tb.Len(), r)
+	}
+}
