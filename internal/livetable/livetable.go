@@ -235,7 +235,7 @@ func (t *Tracker) View(fn func(*table.Table, Status)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.st
-	st.Now = BootClock()
+	st.Now = tracer.Now()
 	fn(t.tb, st)
 }
 
@@ -375,9 +375,9 @@ func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64, owners bool)
 			return err
 		}
 	}
-	start := BootClock()
+	start := tracer.Now()
 	socks, err := t.cfg.Dump(ctx, owners)
-	end := BootClock()
+	end := tracer.Now()
 	if err != nil {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
@@ -408,13 +408,6 @@ func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64, owners bool)
 	t.st.LastDump = time.Since(began)
 	t.st.DumpErr = nil
 	return nil
-}
-
-// BootClock reads CLOCK_BOOTTIME, the clock of the tracer's events.
-func BootClock() uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) // cannot fail for this clock id
-	return uint64(ts.Nano())
 }
 
 func currentNetNS() (uint32, error) {

@@ -72,7 +72,7 @@ var (
 )
 
 func transition(cookie uint64, old, new tcp.State) tracer.Event {
-	return tracer.Event{Kind: tracer.Transition, Time: BootClock(), Cookie: cookie, NetNS: 1,
+	return tracer.Event{Kind: tracer.Transition, Time: tracer.Now(), Cookie: cookie, NetNS: 1,
 		Local: local, Remote: remote, Old: old, New: new}
 }
 

@@ -35,7 +35,7 @@ func (c *Clock) Time(boot uint64) time.Time {
 	return time.Unix(0, int64(boot)+c.offset)
 }
 
-// Now returns the current boot-time stamp, comparable with Event.Time.
+// Now reads CLOCK_BOOTTIME: the current time on the clock of Event.Time.
 func Now() uint64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
