@@ -65,14 +65,14 @@ func readFrames(t *testing.T, out []byte) []topFrame {
 // TestTopBatchJSON prints two refreshes and finds the test's own listener
 // in them, with this process as its owner.
 func TestTopBatchJSON(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.77.201.1:0")
+	ln, err := net.Listen("tcp", "127.80.201.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	port := netip.MustParseAddrPort(ln.Addr().String()).Port()
 	var stdout, stderr bytes.Buffer
-	args := []string{"tcpstat", "top", "-b", "-n", "2", "-d", "0.2", "--json", "--filter", "127.77.201.1"}
+	args := []string{"tcpstat", "top", "-b", "-n", "2", "-d", "0.2", "--json", "--filter", "127.80.201.1"}
 	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("%v (stderr %q)", err, stderr.String())
 	}
@@ -85,7 +85,7 @@ func TestTopBatchJSON(t *testing.T) {
 			t.Errorf("refresh %d: tracing %v stale %v; want tracing only as root, not stale", i+1, f.Tracing, f.Stale)
 		}
 		if len(f.Connections) != 1 {
-			t.Fatalf("refresh %d: %d rows for 127.77.201.1, want the listener alone", i+1, len(f.Connections))
+			t.Fatalf("refresh %d: %d rows for 127.80.201.1, want the listener alone", i+1, len(f.Connections))
 		}
 		c := f.Connections[0]
 		if c.State != "LISTEN" || c.Sport != port || c.Cookie == 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,11 +34,16 @@ func needRoot(t *testing.T, tools ...string) {
 	}
 }
 
+// testPorts are the loopback ports the test's own sockets hold. Other test
+// binaries run beside this one and use loopback too, so a row is the test's
+// only when its protocol, loopback address and port all match.
+type testPorts struct{ tcp, udp []string }
+
 // liveSockets opens loopback sockets in every state the listing shows and
 // returns the ports they use.
-func liveSockets(t *testing.T) []string {
+func liveSockets(t *testing.T) testPorts {
 	t.Helper()
-	var ports []string
+	var ports testPorts
 	keep := func(c interface{ Close() error }) { t.Cleanup(func() { c.Close() }) }
 	for _, network := range []string{"tcp4", "tcp6"} {
 		host := "127.0.0.1"
@@ -49,7 +55,7 @@ func liveSockets(t *testing.T) []string {
 			t.Fatal(err)
 		}
 		keep(ln)
-		ports = append(ports, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+		ports.tcp = append(ports.tcp, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 		// An established pair.
 		c, err := net.Dial(network, ln.Addr().String())
 		if err != nil {
@@ -80,13 +86,13 @@ func liveSockets(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	keep(u)
-	ports = append(ports, strconv.Itoa(u.LocalAddr().(*net.UDPAddr).Port))
+	ports.udp = append(ports.udp, strconv.Itoa(u.LocalAddr().(*net.UDPAddr).Port))
 	uc, err := net.Dial("udp4", u.LocalAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	keep(uc)
-	ports = append(ports, strconv.Itoa(uc.LocalAddr().(*net.UDPAddr).Port))
+	ports.udp = append(ports.udp, strconv.Itoa(uc.LocalAddr().(*net.UDPAddr).Port))
 	ul, err := net.Listen("unix", filepath.Join(t.TempDir(), "live.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,38 +133,51 @@ func timerless(text string) string {
 
 var timerSeconds = regexp.MustCompile(`\(\d+\.\d\d/`)
 
-// rowsWith keeps the lines that mention one of the ports (or the test's
-// UNIX socket), sorted.
-func rowsWith(text string, needles []string) []string {
+// rows keeps, sorted, the lines that show one of the test's sockets: a
+// loopback endpoint on one of its ports, in a row of that protocol, or its
+// UNIX socket.
+func (p testPorts) rows(text string) []string {
 	var rows []string
 	for _, l := range strings.Split(text, "\n") {
-		for _, n := range needles {
-			if strings.Contains(l, n) {
-				rows = append(rows, l)
-				break
-			}
+		if p.shows(l) {
+			rows = append(rows, l)
 		}
 	}
 	slices.Sort(rows)
 	return rows
 }
 
+func (p testPorts) shows(line string) bool {
+	if strings.HasPrefix(line, "unix") {
+		return strings.Contains(line, "live.sock")
+	}
+	ports := p.udp
+	if strings.HasPrefix(line, "tcp") {
+		ports = p.tcp
+	} else if !strings.HasPrefix(line, "udp") {
+		return false
+	}
+	for _, port := range ports {
+		// -tl and -ta resolve names: loopback is "localhost" in /etc/hosts.
+		for _, host := range []string{"127.0.0.1:", "::1:", "localhost:"} {
+			if strings.Contains(line, host+port+" ") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func TestListMatchesNetstat(t *testing.T) {
 	needRoot(t, "netstat")
 	ports := liveSockets(t)
-	var needles []string
-	for _, p := range ports {
-		needles = append(needles, "127.0.0.1:"+p+" ", "::1:"+p+" ", "localhost:"+p+" ")
-	}
-	needles = append(needles, "live.sock")
 	pid := strconv.Itoa(os.Getpid())
-	// -tl and -ta resolve names: loopback is "localhost" in /etc/hosts.
 	for _, flags := range []string{"-tan", "-tanp", "-tlnp", "-tn", "-uanp", "-tanpe", "-46tan", "-xap", "-an", "-tlW", "-taW", "-tanpeo", "-uano"} {
 		t.Run(flags, func(t *testing.T) {
 			// Both read the kernel within milliseconds of each other;
 			// the test's sockets are idle, so their rows cannot differ.
-			want := rowsWith(timerless(theirs(t, "netstat", flags)), needles)
-			got := rowsWith(timerless(ours(t, flags)), needles)
+			want := ports.rows(timerless(theirs(t, "netstat", flags)))
+			got := ports.rows(timerless(ours(t, flags)))
 			if len(want) == 0 {
 				t.Fatalf("netstat %s shows none of the test's sockets", flags)
 			}
@@ -189,10 +208,14 @@ func TestSnapshotMatchesSS(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := theirs(t, "ss", "-tanHe")
-	mine := func(p uint16) bool { return slices.Contains(ports, strconv.Itoa(int(p))) }
+	mine := func(ap netip.AddrPort) bool {
+		a := ap.Addr()
+		return (a == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || a == netip.IPv6Loopback()) &&
+			slices.Contains(ports.tcp, strconv.Itoa(int(ap.Port())))
+	}
 	var got, want []string
 	for _, s := range socks {
-		if !mine(s.Local.Port()) && !mine(s.Remote.Port()) {
+		if !mine(s.Local) && !mine(s.Remote) {
 			continue
 		}
 		st := strings.ReplaceAll(stateName(&s), "_", "-")
@@ -207,8 +230,9 @@ func TestSnapshotMatchesSS(t *testing.T) {
 		if len(f) < 5 {
 			continue
 		}
-		lp, rp := f[3][strings.LastIndexByte(f[3], ':')+1:], f[4][strings.LastIndexByte(f[4], ':')+1:]
-		if !slices.Contains(ports, lp) && !slices.Contains(ports, rp) {
+		local, _ := netip.ParseAddrPort(f[3])
+		remote, _ := netip.ParseAddrPort(f[4])
+		if !mine(local) && !mine(remote) {
 			continue
 		}
 		cookie := ""
