@@ -98,20 +98,23 @@ struct sock_state {
 	char birth_task_comm[TASK_COMM_LEN];
 };
 
-/* Transitions already handled at one nesting level of this CPU. */
-struct signature {
+/* A transition the first copy handled and the second copy has not yet
+ * passed over, on this CPU. */
+struct handled {
 	__u64 sk;
 	__u64 cookie;
 	__u32 states;
-	__u32 pad;
+	__u32 seq; /* insertion order: a full set overwrites its oldest */
 };
 
-#define NEST_MAX 4
+/* Contexts nest at most process, softirq: two entries are ever pending at
+ * once. The rest absorb entries whose second run was itself skipped. */
+#define HANDLED_MAX 8
 
-struct nesting {
-	__u32 depth;
+struct handled_set {
+	__u32 seq;
 	__u32 pad;
-	struct signature done[NEST_MAX];
+	struct handled slot[HANDLED_MAX];
 };
 
 enum counter {
@@ -145,16 +148,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct nesting);
-} nest SEC(".maps");
+	__type(value, struct handled_set);
+} handled SEC(".maps");
 
 /* Set by user space before load. */
 const volatile __u16 filter_family = 0; /* AF_INET, AF_INET6 or 0 for both */
 const volatile __u16 filter_port = 0;	/* either end; 0 for any */
 /* bpf_get_socket_cookie() is callable from tracing programs since 5.12. */
 const volatile bool have_cookie_helper = true;
-/* Wake the consumer only once this much is waiting: it also polls, and a
- * wakeup per event would cost more than the event. */
+/* Wake the consumer each time this much more is waiting: it also polls,
+ * and a wakeup (an IPI) per event would cost more than the event. */
 const volatile __u64 wakeup_bytes = 1;
 
 static __always_inline void count(enum counter c)
@@ -198,11 +201,22 @@ static __always_inline __u64 synthetic_cookie(void)
 	return (1ULL << 63) | ((__u64)(bpf_get_smp_processor_id() & 0x7fff) << 48) | (n & ((1ULL << 48) - 1));
 }
 
+/* A record's share of the ring: the event and its 8-byte header. */
+#define RECORD_BYTES ((sizeof(struct event) + 8 + 7) / 8 * 8)
+
+/*
+ * Wakes the consumer only when this record takes the waiting data past a
+ * multiple of wakeup_bytes, not on every record above it: while a slow
+ * consumer catches up, each forced wakeup would otherwise send an IPI.
+ * Records reserved at once on two CPUs may step over a multiple together;
+ * the consumer's poll picks those up.
+ */
 static __always_inline void submit(struct event *e)
 {
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	if (avail >= RECORD_BYTES && avail / wakeup_bytes != (avail - RECORD_BYTES) / wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 }
@@ -423,46 +437,71 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 }
 
 /*
- * Exactly one copy handles each transition. The first copy always handles
- * what it runs for and records it at its nesting level. The second copy
- * skips a transition recorded at its level (the first copy ran) and takes
- * the rest: those the first copy's guard skipped because the transition
- * interrupted it. The signature includes the raw cookie field so that a
- * reused socket address cannot match an old record.
+ * Exactly one copy handles each transition. The tracepoint runs the first
+ * copy then the second, with preemption off, so only an interrupt (softirq)
+ * comes between them. The first copy handles what it runs for and adds it
+ * to this CPU's handled set; the second copy takes such an entry out and
+ * passes over the transition, and handles every transition without one:
+ * those the first copy's guard skipped because they interrupted it. A set,
+ * not a slot per nesting level, because a softirq transition may fall
+ * between the two copies' runs for a process-context one, and must neither
+ * overwrite its entry nor make the second copy handle it twice. The
+ * signature includes the raw cookie field so that a reused socket address
+ * cannot match an old entry.
  */
 static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, bool second)
 {
 	__u32 zero = 0;
-	struct nesting *n = bpf_map_lookup_elem(&nest, &zero);
-	struct signature sig = {
-		.sk = (__u64)sk,
-		.cookie = sk->__sk_common.skc_cookie.counter,
-		.states = (oldstate << 8) | newstate,
-	};
-	__u32 depth;
+	struct handled_set *set = bpf_map_lookup_elem(&handled, &zero);
+	__u64 addr = (__u64)sk;
+	__u32 states = (oldstate << 8) | newstate;
+	int i;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	if (!n) /* cannot happen: per-CPU arrays are preallocated */
+	if (!set) /* cannot happen: per-CPU arrays are preallocated */
 		return 0;
-	depth = n->depth;
-	if (depth >= NEST_MAX)
-		depth = NEST_MAX - 1;
 	if (second) {
-		struct signature *done = &n->done[depth];
+		__u64 cookie = sk->__sk_common.skc_cookie.counter;
 
-		if (done->sk == sig.sk && done->cookie == sig.cookie && done->states == sig.states) {
-			done->sk = 0;
-			return 0;
+		for (i = 0; i < HANDLED_MAX; i++) {
+			struct handled *h = &set->slot[i];
+
+			if (h->sk == addr && h->cookie == cookie && h->states == states) {
+				h->sk = 0;
+				return 0;
+			}
 		}
 		count(COUNTER_RECOVERED);
+		transition(sk, oldstate, newstate);
+		return 0;
 	}
-	n->depth = depth + 1;
 	transition(sk, oldstate, newstate);
-	n->depth = depth;
-	if (!second) {
-		sig.cookie = sk->__sk_common.skc_cookie.counter; /* may be new */
-		n->done[depth] = sig;
+
+	/* A free slot, else the oldest: an entry the second copy never took
+	 * because its own guard skipped that transition. */
+	__u32 victim = 0, age = 0;
+
+	for (i = 0; i < HANDLED_MAX; i++) {
+		struct handled *h = &set->slot[i];
+
+		if (!h->sk) {
+			victim = i;
+			break;
+		}
+		if (set->seq - h->seq >= age) {
+			age = set->seq - h->seq;
+			victim = i;
+		}
+	}
+	if (victim < HANDLED_MAX) {
+		struct handled *h = &set->slot[victim];
+
+		h->sk = 0; /* an interrupt must not match it half written */
+		h->cookie = sk->__sk_common.skc_cookie.counter; /* may be new */
+		h->states = states;
+		h->seq = ++set->seq;
+		h->sk = addr;
 	}
 	return 0;
 }

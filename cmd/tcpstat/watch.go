@@ -182,12 +182,14 @@ func (w *watcher) loop(done func() bool) error {
 
 func (w *watcher) print(ev *tracer.Event) {
 	at := w.clock.Time(ev.Time)
+	// Formatted in place in the writer's free space: no copy per event.
+	b := w.out.AvailableBuffer()
 	if w.json {
-		w.buf = format.AppendJSON(w.buf[:0], ev, at)
+		b = format.AppendJSON(b, ev, at)
 	} else {
-		w.buf = format.AppendLine(w.buf[:0], ev, at)
+		b = format.AppendLine(b, ev, at)
 	}
-	w.out.Write(w.buf)
+	w.out.Write(b)
 }
 
 // reportLosses prints what was lost since the last report, then flushes.

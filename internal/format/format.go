@@ -19,7 +19,7 @@ const Header = "TIME            OWNER                  LOCAL                    
 
 // AppendLine appends ev as one line for people, at wall-clock time at.
 func AppendLine(b []byte, ev *tracer.Event, at time.Time) []byte {
-	b = at.AppendFormat(b, "15:04:05.000000")
+	b = appendClock(b, at)
 	b = append(b, ' ')
 	b = pad(b, len(b), owner(ev), 22)
 	b = pad(b, len(b), ev.Local.String(), 30)
@@ -125,7 +125,7 @@ func AppendJSON(b []byte, ev *tracer.Event, at time.Time) []byte {
 	b = append(b, `{"type":"`...)
 	b = append(b, ev.Kind.String()...)
 	b = append(b, `","time":"`...)
-	b = at.UTC().AppendFormat(b, JSONTime)
+	b = appendJSONTime(b, at)
 	b = append(b, `","cookie":`...)
 	b = strconv.AppendUint(b, ev.Cookie, 10)
 	b = append(b, `,"netns":`...)

@@ -2,6 +2,7 @@ package format
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -123,5 +124,32 @@ func BenchmarkAppendJSON(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = AppendJSON(buf[:0], &events[1], at)
+	}
+}
+
+func TestTimeLayouts(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.FixedZone("odd", -(3*3600 + 30*60)), time.FixedZone("east", 13*3600+45*60)}
+	times := []time.Time{
+		time.Unix(0, 0),
+		time.Date(2026, 11, 22, 5, 51, 5, 123456789, time.UTC),
+		time.Date(2024, 2, 29, 23, 59, 59, 999999999, time.UTC),
+		time.Date(1999, 12, 31, 0, 0, 0, 1, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), // past four digits: the slow path
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 1000 {
+		times = append(times, time.Unix(rng.Int64N(1<<34), rng.Int64N(1e9)))
+	}
+	for _, at := range times {
+		for _, zone := range zones {
+			at := at.In(zone)
+			if got, want := string(appendJSONTime(nil, at)), at.UTC().Format(JSONTime); got != want {
+				t.Errorf("appendJSONTime(%v) = %s, want %s", at, got, want)
+			}
+			if got, want := string(appendClock(nil, at)), at.Format("15:04:05.000000"); got != want {
+				t.Errorf("appendClock(%v) = %s, want %s", at, got, want)
+			}
+		}
 	}
 }

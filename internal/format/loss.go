@@ -19,7 +19,7 @@ const (
 // the last report, total since the start.
 func AppendLostJSON(b []byte, at time.Time, reason string, count, total uint64) []byte {
 	b = append(b, `{"type":"lost","time":"`...)
-	b = at.UTC().AppendFormat(b, JSONTime)
+	b = appendJSONTime(b, at)
 	b = append(b, `","reason":"`...)
 	b = append(b, reason...)
 	b = append(b, `","count":`...)
@@ -31,7 +31,7 @@ func AppendLostJSON(b []byte, at time.Time, reason string, count, total uint64) 
 
 // AppendLostLine is the human form of AppendLostJSON.
 func AppendLostLine(b []byte, at time.Time, reason string, count, total uint64) []byte {
-	b = at.AppendFormat(b, "15:04:05.000000")
+	b = appendClock(b, at)
 	return fmt.Appendf(b, " !! LOST %d events (%s; %d in all)\n", count, reason, total)
 }
 
@@ -45,7 +45,7 @@ type Summary struct {
 // AppendSummaryJSON appends the "summary" object written when watch ends.
 func AppendSummaryJSON(b []byte, at time.Time, s Summary) []byte {
 	b = append(b, `{"type":"summary","time":"`...)
-	b = at.UTC().AppendFormat(b, JSONTime)
+	b = appendJSONTime(b, at)
 	return fmt.Appendf(b, `","events":%d,"lost":%d,"lost_ring_buffer_full":%d,"lost_recursion":%d,`+
 		`"lost_corrupt":%d,"recursion_misses":%d,"recursion_recovered":%d,"sockets_map_full":%d,`+
 		`"bpf_run_ns":%d,"bpf_runs":%d}`+"\n",

@@ -43,16 +43,16 @@ type tcpstateEvent struct {
 	TaskComm      [16]int8
 }
 
-type tcpstateNesting struct {
-	_     structs.HostLayout
-	Depth uint32
-	Pad   uint32
-	Done  [4]struct {
+type tcpstateHandledSet struct {
+	_    structs.HostLayout
+	Seq  uint32
+	Pad  uint32
+	Slot [8]struct {
 		_      structs.HostLayout
 		Sk     uint64
 		Cookie uint64
 		States uint32
-		Pad    uint32
+		Seq    uint32
 	}
 }
 
@@ -127,7 +127,7 @@ type tcpstateProgramSpecs struct {
 type tcpstateMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
-	Nest     *ebpf.MapSpec `ebpf:"nest"`
+	Handled  *ebpf.MapSpec `ebpf:"handled"`
 	Sockets  *ebpf.MapSpec `ebpf:"sockets"`
 }
 
@@ -164,7 +164,7 @@ func (o *tcpstateObjects) Close() error {
 type tcpstateMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
-	Nest     *ebpf.Map `ebpf:"nest"`
+	Handled  *ebpf.Map `ebpf:"handled"`
 	Sockets  *ebpf.Map `ebpf:"sockets"`
 }
 
@@ -172,7 +172,7 @@ func (m *tcpstateMaps) Close() error {
 	return _TcpstateClose(
 		m.Counters,
 		m.Events,
-		m.Nest,
+		m.Handled,
 		m.Sockets,
 	)
 }

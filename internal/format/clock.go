@@ -1,0 +1,54 @@
+package format
+
+import "time"
+
+// Every event carries a time, and time.Time.AppendFormat parses its layout
+// on each call: at full churn that was a third of the consumer's
+// formatting. These write the two layouts we use directly.
+
+// appendJSONTime appends t in UTC as JSONTime does.
+func appendJSONTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, JSONTime)
+	}
+	hour, min, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, min, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond(), 9)
+	return append(b, 'Z')
+}
+
+// appendClock appends t's wall clock in its own zone as "15:04:05.000000".
+func appendClock(b []byte, t time.Time) []byte {
+	hour, min, sec := t.Clock()
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, min, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	return appendDigits(b, t.Nanosecond()/1000, 6)
+}
+
+// appendDigits appends v, zero-padded to width digits; v must fit.
+func appendDigits(b []byte, v, width int) []byte {
+	n := len(b) + width
+	b = append(b, "000000000"[:width]...)
+	for i := n - 1; v > 0 && i >= n-width; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return b
+}
