@@ -59,7 +59,7 @@ func runTop(c *cli.Context) error {
 		return errors.New("top draws on a terminal and stdout is not one: use -b for batch output")
 	}
 
-	cfg := livetable.Config{Dump: livetable.DumpTCP, PollReason: "--poll"}
+	cfg := livetable.Config{Dump: livetable.DumpTCP, Walk: livetable.WalkTCP, PollReason: "--poll"}
 	if !c.Bool("poll") {
 		events, err := tracer.New(tracer.Options{})
 		if err != nil {

@@ -229,7 +229,7 @@ func startTracing(t *testing.T, every time.Duration) *Tracker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { events.Close() })
-	tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Every: every,
+	tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Walk: WalkTCP, Every: every,
 		OnEnd: func(r *table.Row) { ended.Store(r.Cookie(), true) }})
 	if err != nil {
 		t.Fatal(err)

@@ -67,7 +67,7 @@ func BenchmarkStartup(b *testing.B) {
 				b.Fatal(err)
 			}
 			attach += time.Since(began)
-			tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Every: time.Hour})
+			tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Walk: WalkTCP, Every: time.Hour})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -70,12 +70,30 @@ func DumpTCP(ctx context.Context, owners bool) ([]snapshot.Socket, error) {
 	return socks, nil
 }
 
+// WalkFunc calls fn for each TCP socket of the current network namespace,
+// without owners, as the kernel hands them out; fn must not keep s.
+type WalkFunc func(ctx context.Context, fn func(s *snapshot.Socket)) error
+
+// WalkTCP is the WalkFunc of a real host: DumpTCP without owners, read
+// as it goes.
+func WalkTCP(ctx context.Context, fn func(s *snapshot.Socket)) error {
+	return snapshot.Walk(ctx, snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}}, func(s *snapshot.Socket) error {
+		fn(s)
+		return nil
+	})
+}
+
 // Config says where the tracker reads from.
 type Config struct {
 	// Events is the tracer; nil keeps the table from dumps alone, each
 	// Every (polling: transitions between dumps are not seen).
 	Events Events
 	Dump   DumpFunc
+	// Walk, when set with Events, reads the first dump: each socket is
+	// merged as it comes, while the kernel lists the next ones, instead of
+	// Dump building a slice of every socket first. Start-up is then about
+	// the dump alone.
+	Walk WalkFunc
 	// Every is the time between reconciles; the default is 2 s when
 	// tracing (timewait rows are confirmed that often), 1 s when polling.
 	Every time.Duration
@@ -212,7 +230,13 @@ func Start(ctx context.Context, cfg Config) (*Tracker, error) {
 	// dump, and owners are not needed to place events.
 	owners := cfg.Events == nil
 	t.st.OwnersPending = !owners
-	if err := t.reconcile(ctx, lost, owners); err != nil {
+	var err error
+	if cfg.Walk != nil && cfg.Events != nil {
+		err = t.stream(ctx, lost)
+	} else {
+		err = t.reconcile(ctx, lost, owners)
+	}
+	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("start connection table: %w", err)
 	}
@@ -385,7 +409,38 @@ func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64, owners bool)
 	lost := t.lost()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	rec := t.tb.Reconcile(d)
+	t.reconciled(t.tb.Reconcile(d), lostBefore, lost, began)
+	return nil
+}
+
+// stream is the first reconcile, read with cfg.Walk. The table is not
+// locked: until Start returns nobody else uses it, and events are being
+// buffered.
+func (t *Tracker) stream(ctx context.Context, lostBefore uint64) error {
+	began := time.Now()
+	t.tb.Reserve(snapshot.Estimate(snapshot.TCP))
+	// Each socket was read before the kernel clock's reading just after
+	// it comes. tracer.Now is a system call; the monotonic clock, which
+	// Go reads without one, runs at the same pace while the dump lasts
+	// (read first, it keeps readBy an upper bound).
+	mono := time.Now()
+	start := tracer.Now()
+	m := t.tb.Merge(start, t.cfg.NetNS, false)
+	readBy := func() uint64 { return start + uint64(time.Since(mono)) }
+	if err := t.cfg.Walk(ctx, func(s *snapshot.Socket) { m.Add(s, readBy()) }); err != nil {
+		return fmt.Errorf("dump sockets: %w", err)
+	}
+	rec := m.Done(tracer.Now())
+	lost := t.lost()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.reconciled(rec, lostBefore, lost, began)
+	return nil
+}
+
+// reconciled updates the status after a reconcile that began at began,
+// with t.mu held.
+func (t *Tracker) reconciled(rec table.ReconcileStats, lostBefore, lost uint64, began time.Time) {
 	switch {
 	case lost > lostBefore:
 		t.st.Stale, t.settling = true, false
@@ -407,7 +462,6 @@ func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64, owners bool)
 	t.st.Last = rec
 	t.st.LastDump = time.Since(began)
 	t.st.DumpErr = nil
-	return nil
 }
 
 func currentNetNS() (uint32, error) {

@@ -67,7 +67,7 @@ type Options struct {
 // Dump lists the sockets selected by opts, grouped by protocol then family
 // in the order opts gives them. Interrupted netlink dumps are retried.
 func Dump(ctx context.Context, opts Options) ([]Socket, error) {
-	out := make([]Socket, 0, estimateSockets(opts.Protos))
+	out := make([]Socket, 0, Estimate(opts.Protos...))
 	err := walk(ctx, opts, func(s *Socket) error {
 		out = append(out, *s)
 		return nil

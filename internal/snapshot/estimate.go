@@ -11,11 +11,11 @@ import (
 // maxEstimate caps the up-front allocation, whatever sockstat says.
 const maxEstimate = 1 << 20
 
-// estimateSockets guesses how many sockets a dump of protos returns from
-// /proc/net/sockstat{,6}, so Dump can allocate its slice once instead of
-// growing (and copying) it a dozen times at 100 000 sockets. A wrong or
-// missing estimate only costs speed.
-func estimateSockets(protos []Proto) int {
+// Estimate guesses how many sockets a dump of protos (all when none)
+// returns from /proc/net/sockstat{,6}, so that what holds them can be
+// allocated once instead of growing (and copying) a dozen times at 100 000
+// sockets. A wrong or missing estimate only costs speed.
+func Estimate(protos ...Proto) int {
 	all := len(protos) == 0
 	want := func(p Proto) bool { return all || slices.Contains(protos, p) }
 	n := 0

@@ -3,7 +3,6 @@ package table
 import (
 	"net/netip"
 	"time"
-	"unique"
 
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
@@ -15,12 +14,12 @@ import (
 type Row struct {
 	cookie        uint64
 	cgroup        uint64
-	comm          unique.Handle[string] // interned: thousands of rows share a few names
-	since         uint64                // CLOCK_BOOTTIME ns the row entered its state
-	seen          uint64                // time of the last event about the row, 0 if none
-	born          uint64                // when the socket started (or was first seen)
-	ended         uint64                // when the connection ended (timewait hand-off), 0 while open
-	expires       uint64                // when a timewait socket's timer runs out, 0 if not one
+	comm          uint32 // id in commNames: thousands of rows share a few names
+	since         uint64 // CLOCK_BOOTTIME ns the row entered its state
+	seen          uint64 // time of the last event about the row, 0 if none
+	born          uint64 // when the socket started (or was first seen)
+	ended         uint64 // when the connection ended (timewait hand-off), 0 while open
+	expires       uint64 // when a timewait socket's timer runs out, 0 if not one
 	bytesReceived uint64
 	bytesAcked    uint64
 	local         [16]byte
@@ -139,21 +138,21 @@ func (r *Row) Owner() (tracer.Process, bool) {
 	if !r.has(flagOwnerKnown) {
 		return tracer.Process{}, false
 	}
-	var comm string
-	if r.comm != (unique.Handle[string]{}) {
-		comm = r.comm.Value()
-	}
-	return tracer.Process{PID: r.pid, Comm: comm, UID: r.uid, Cgroup: r.cgroup}, true
+	return tracer.Process{PID: r.pid, Comm: commNames.name(r.comm), UID: r.uid, Cgroup: r.cgroup}, true
 }
 
 func (r *Row) setOwner(p tracer.Process) {
 	r.pid, r.uid, r.cgroup = p.PID, p.UID, p.Cgroup
-	r.comm = unique.Make(p.Comm)
+	if commNames.name(r.comm) != p.Comm {
+		commNames.release(r.comm)
+		r.comm = commNames.acquire(p.Comm)
+	}
 	r.set(flagOwnerKnown, true)
 }
 
 func (r *Row) clearOwner() {
-	r.pid, r.uid, r.cgroup, r.comm = 0, 0, 0, unique.Handle[string]{}
+	commNames.release(r.comm)
+	r.pid, r.uid, r.cgroup, r.comm = 0, 0, 0, 0
 	r.set(flagOwnerKnown, false)
 }
 

@@ -353,33 +353,70 @@ func (s ReconcileStats) Add(o ReconcileStats) ReconcileStats {
 // confirms inferred timewait rows, expires those gone, and after lost
 // events brings the table back to what the kernel holds.
 func (t *Table) Reconcile(d *Dump) ReconcileStats {
-	var st ReconcileStats
-	var synthetic map[tuple]uint64 // built on first need
+	m := t.Merge(d.Start, d.NetNS, d.Owners)
 	for i := range d.Sockets {
-		s := &d.Sockets[i]
-		if (s.Proto != snapshot.TCP && s.Proto != 0) || s.Cookie == 0 {
-			continue
-		}
-		r := t.rows.lookup(s.Cookie)
-		if r == nil {
-			if synthetic == nil {
-				synthetic = t.syntheticRows()
-			}
-			r = t.adopt(synthetic, tuple{d.NetNS, s.Local, s.Remote}, s.Cookie)
-		}
-		if r == nil {
-			if closed, ok := t.tombs[s.Cookie]; ok && closed >= d.Start {
-				st.Closed++
-				continue
-			}
-			t.addListed(s, d)
-			st.Added++
-			continue
-		}
-		r.set(flagListed, true)
-		t.mergeListed(r, s, d, &st)
+		m.Add(&d.Sockets[i], d.End)
 	}
-	t.sweep(d, &st)
+	return m.Done(d.End)
+}
+
+// A Merge is a Reconcile fed one socket at a time, as a dump is read: no
+// slice of 100 000 sockets is built first. Nothing else may use the table
+// until Done.
+type Merge struct {
+	t         *Table
+	d         Dump // without Sockets; End moves with each socket
+	st        ReconcileStats
+	synthetic map[tuple]uint64 // built on first need
+}
+
+// Reserve makes room for n rows in an empty table, so that filling it from
+// a first dump does not grow the index a dozen times.
+func (t *Table) Reserve(n int) {
+	if t.rows.n == 0 && n > 0 {
+		t.rows.index = make(map[uint64]int32, n)
+	}
+}
+
+// Merge begins merging a dump that began at start (see Dump).
+func (t *Table) Merge(start uint64, netns uint32, owners bool) *Merge {
+	return &Merge{t: t, d: Dump{Start: start, End: start, NetNS: netns, Owners: owners}}
+}
+
+// Add merges one listed socket, which the kernel read before readBy. It
+// keeps nothing of s.
+func (m *Merge) Add(s *snapshot.Socket, readBy uint64) {
+	t, d := m.t, &m.d
+	d.End = readBy
+	if (s.Proto != snapshot.TCP && s.Proto != 0) || s.Cookie == 0 {
+		return
+	}
+	r := t.rows.lookup(s.Cookie)
+	if r == nil {
+		if m.synthetic == nil {
+			m.synthetic = t.syntheticRows()
+		}
+		r = t.adopt(m.synthetic, tuple{d.NetNS, s.Local, s.Remote}, s.Cookie)
+	}
+	if r == nil {
+		if closed, ok := t.tombs[s.Cookie]; ok && closed >= d.Start {
+			m.st.Closed++
+			return
+		}
+		t.addListed(s, d)
+		m.st.Added++
+		return
+	}
+	r.set(flagListed, true)
+	t.mergeListed(r, s, d, &m.st)
+}
+
+// Done ends the merge of a dump that ended at end: rows it did not list
+// are judged, and what the merge changed is returned.
+func (m *Merge) Done(end uint64) ReconcileStats {
+	t, d := m.t, &m.d
+	d.End = end
+	t.sweep(d, &m.st)
 	for cookie, closed := range t.tombs {
 		if closed < d.Start {
 			delete(t.tombs, cookie)
@@ -392,7 +429,7 @@ func (t *Table) Reconcile(d *Dump) ReconcileStats {
 	}
 	t.dumpStart, t.dumpEnd = d.Start, d.End
 	t.stats.Reconciles++
-	return st
+	return m.st
 }
 
 // syntheticRows finds the rows keyed by synthetic ids, by namespace and

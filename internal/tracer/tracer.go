@@ -91,6 +91,22 @@ func New(opts Options) (_ *Tracer, err error) {
 			t.Close()
 		}
 	}()
+	if err := sizeMaps(spec, opts); err != nil {
+		return nil, err
+	}
+	// The sockets map is preallocated: the kernel fills it while the
+	// probe below parses the kernel's BTF, one core each.
+	made := make(chan mapResult, 1)
+	go func() {
+		m, err := ebpf.NewMap(spec.Maps["sockets"])
+		made <- mapResult{m, err}
+	}()
+	sockets := sync.OnceValues(func() (*ebpf.Map, error) { r := <-made; return r.m, r.err })
+	defer func() {
+		if m, _ := sockets(); m != nil {
+			m.Close() // the collection holds its own clone
+		}
+	}()
 	if t.cookies, err = HaveSocketCookieHelper(); err != nil {
 		return nil, err
 	}
@@ -98,7 +114,11 @@ func New(opts Options) (_ *Tracer, err error) {
 	if err := configure(spec, opts, t.cookies); err != nil {
 		return nil, err
 	}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	m, err := sockets()
+	if err != nil {
+		return nil, fmt.Errorf("create the sockets map: %w", explainPermission(err))
+	}
+	if err := t.load(spec, m); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the BPF program: %+v", ve)
@@ -118,6 +138,9 @@ func New(opts Options) (_ *Tracer, err error) {
 		t.links = append(t.links, l)
 	}
 	t.attachAccept()
+	// The parsed kernel BTF is tens of megabytes that nothing needs once the
+	// programs are loaded; held, it slows every garbage collection.
+	btf.FlushKernelSpec()
 	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
@@ -129,17 +152,50 @@ func New(opts Options) (_ *Tracer, err error) {
 	return t, nil
 }
 
-func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
-	var family uint16
-	switch opts.Family {
-	case 0:
-	case 4:
-		family = afInet
-	case 6:
-		family = afInet6
-	default:
-		return fmt.Errorf("address family %d: want 4, 6 or 0 for both", opts.Family)
+// load creates the maps, then loads the programs in two groups at once:
+// the kernel verifies one group on each core, and the two copies of the
+// transition program are most of the verifier's work.
+func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map) error {
+	mapsOnly := spec.Copy()
+	mapsOnly.Programs = nil
+	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{"sockets": sockets}})
+	if err != nil {
+		return err
 	}
+	defer maps.Close() // the programs hold the maps they use
+	shared := &ebpf.CollectionOptions{MapReplacements: maps.Maps}
+	var first struct {
+		SetStateFirst *ebpf.Program `ebpf:"set_state_first"`
+		Accept4Exit   *ebpf.Program `ebpf:"accept4_exit"`
+		AcceptExit    *ebpf.Program `ebpf:"accept_exit"`
+	}
+	var second struct {
+		SetStateSecond *ebpf.Program `ebpf:"set_state_second"`
+	}
+	loaded := make(chan error, 1)
+	go func() { loaded <- spec.Copy().LoadAndAssign(&second, shared) }()
+	err = spec.Copy().LoadAndAssign(&first, shared)
+	// Whatever loaded is t's from here, for Close to release on failure.
+	err = errors.Join(err, <-loaded)
+	t.objs.SetStateFirst, t.objs.Accept4Exit, t.objs.AcceptExit = first.SetStateFirst, first.Accept4Exit, first.AcceptExit
+	t.objs.SetStateSecond = second.SetStateSecond
+	for _, m := range []struct {
+		name string
+		to   **ebpf.Map
+	}{{"events", &t.objs.Events}, {"sockets", &t.objs.Sockets}, {"counters", &t.objs.Counters}, {"handled", &t.objs.Handled}} {
+		*m.to = maps.DetachMap(m.name)
+	}
+	return err
+}
+
+type mapResult struct {
+	m   *ebpf.Map
+	err error
+}
+
+// sizeMaps checks and sets the sizes of the ring buffer and sockets map.
+func sizeMaps(spec *ebpf.CollectionSpec, opts Options) error {
 	size := opts.RingBufferSize
 	if size == 0 {
 		size = DefaultRingBufferSize
@@ -155,13 +211,27 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
 		return fmt.Errorf("max sockets %d: want a positive number", maxSockets)
 	}
 	spec.Maps["events"].MaxEntries = uint32(size)
-	wakeup := uint64(size / 16)
 	spec.Maps["sockets"].MaxEntries = uint32(maxSockets)
+	return nil
+}
+
+// configure sets the program's constants; sizeMaps must have run.
+func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
+	var family uint16
+	switch opts.Family {
+	case 0:
+	case 4:
+		family = afInet
+	case 6:
+		family = afInet6
+	default:
+		return fmt.Errorf("address family %d: want 4, 6 or 0 for both", opts.Family)
+	}
 	for name, value := range map[string]any{
 		"filter_family":      family,
 		"filter_port":        opts.Port,
 		"have_cookie_helper": cookies,
-		"wakeup_bytes":       wakeup,
+		"wakeup_bytes":       uint64(spec.Maps["events"].MaxEntries / 16),
 	} {
 		v, ok := spec.Variables[name]
 		if !ok {
