@@ -75,12 +75,23 @@ func DumpTCP(ctx context.Context, owners bool) ([]snapshot.Socket, error) {
 type WalkFunc func(ctx context.Context, fn func(s *snapshot.Socket)) error
 
 // WalkTCP is the WalkFunc of a real host: DumpTCP without owners, read
-// as it goes.
+// as it goes. The kernel keeps one hash table for IPv4 and IPv6 TCP, and
+// each family's dump walks all of it, skipping the other's sockets (30 ms
+// for an IPv6 dump among 100 000 IPv4 sockets): the two run side by side.
 func WalkTCP(ctx context.Context, fn func(s *snapshot.Socket)) error {
-	return snapshot.Walk(ctx, snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}}, func(s *snapshot.Socket) error {
-		fn(s)
-		return nil
-	})
+	var mu sync.Mutex
+	walk := func(family snapshot.Family) error {
+		opts := snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}, Families: []snapshot.Family{family}}
+		return snapshot.Walk(ctx, opts, func(s *snapshot.Socket) error {
+			mu.Lock()
+			defer mu.Unlock()
+			fn(s)
+			return nil
+		})
+	}
+	v6 := make(chan error, 1)
+	go func() { v6 <- walk(snapshot.IPv6) }()
+	return errors.Join(walk(snapshot.IPv4), <-v6)
 }
 
 // Config says where the tracker reads from.
