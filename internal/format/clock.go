@@ -13,33 +13,31 @@ func appendJSONTime(b []byte, t time.Time) []byte {
 	if year < 0 || year > 9999 {
 		return t.AppendFormat(b, JSONTime)
 	}
-	hour, min, sec := t.Clock()
 	b = appendDigits(b, year, 4)
 	b = append(b, '-')
 	b = appendDigits(b, int(month), 2)
 	b = append(b, '-')
 	b = appendDigits(b, day, 2)
 	b = append(b, 'T')
-	b = appendDigits(b, hour, 2)
-	b = append(b, ':')
-	b = appendDigits(b, min, 2)
-	b = append(b, ':')
-	b = appendDigits(b, sec, 2)
-	b = append(b, '.')
+	b = appendHMS(b, t)
 	b = appendDigits(b, t.Nanosecond(), 9)
 	return append(b, 'Z')
 }
 
 // appendClock appends t's wall clock in its own zone as "15:04:05.000000".
 func appendClock(b []byte, t time.Time) []byte {
+	return appendDigits(appendHMS(b, t), t.Nanosecond()/1000, 6)
+}
+
+// appendHMS appends "15:04:05." for t in its own zone.
+func appendHMS(b []byte, t time.Time) []byte {
 	hour, min, sec := t.Clock()
 	b = appendDigits(b, hour, 2)
 	b = append(b, ':')
 	b = appendDigits(b, min, 2)
 	b = append(b, ':')
 	b = appendDigits(b, sec, 2)
-	b = append(b, '.')
-	return appendDigits(b, t.Nanosecond()/1000, 6)
+	return append(b, '.')
 }
 
 // appendDigits appends v, zero-padded to width digits; v must fit.
