@@ -71,10 +71,3 @@ func (c *commRegistry) release(id uint32) {
 		c.free = append(c.free, id)
 	}
 }
-
-// live counts the names held, for tests.
-func (c *commRegistry) live() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.ids)
-}

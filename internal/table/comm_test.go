@@ -81,3 +81,10 @@ func TestCommNamesFollowRows(t *testing.T) {
 		t.Fatalf("%d names still live with no rows", got)
 	}
 }
+
+// live counts the names held.
+func (c *commRegistry) live() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ids)
+}
