@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/topview"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -59,7 +60,7 @@ func runTop(c *cli.Context) error {
 		return errors.New("top draws on a terminal and stdout is not one: use -b for batch output")
 	}
 
-	cfg := livetable.Config{Dump: livetable.DumpTCP, Walk: livetable.WalkTCP, PollReason: "--poll"}
+	cfg := livetable.Config{Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, PollReason: "--poll"}
 	if !c.Bool("poll") {
 		events, err := tracer.New(tracer.Options{})
 		if err != nil {
@@ -103,7 +104,7 @@ func runTop(c *cli.Context) error {
 }
 
 // topBatch prints count refreshes (0: until interrupted), delay apart.
-func topBatch(c *cli.Context, tr *livetable.Tracker, opts topview.Options, delay time.Duration, count int) error {
+func topBatch(c *cli.Context, tr *livetable.Table, opts topview.Options, delay time.Duration, count int) error {
 	var (
 		frame topview.Frame
 		rate  topview.Rate

@@ -63,7 +63,7 @@ type Frame struct {
 	order  []int32 // rows shown, in display order
 }
 
-// Capture copies the table and its status; pass it to Tracker.View.
+// Capture copies the table and its status; pass it to livetable.Table.View.
 func (f *Frame) Capture(tb *table.Table, st livetable.Status) {
 	f.Status = st
 	f.rows = f.rows[:0]
