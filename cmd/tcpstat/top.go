@@ -24,7 +24,8 @@ func topCommand() *cli.Command {
 			"exact by the tracer and confirmed by periodic sock_diag dumps. Keys: q quit, / filter,\n" +
 			"t s p c l r sort by age, state, pid, comm, local, remote; R reverses. A '*' after a\n" +
 			"state marks an inferred timewait hand-off; a '>' before a time, a state entered before\n" +
-			"tcpstat saw the socket.",
+			"tcpstat saw the socket; a command in parentheses, the former owner of a socket no\n" +
+			"process holds any more (TIME_WAIT, or orphaned by close while its connection ends).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "batch", Aliases: []string{"b"}, Usage: "print the table to stdout instead of drawing a screen"},
 			&cli.IntFlag{Name: "iterations", Aliases: []string{"n"}, Usage: "stop after `COUNT` refreshes (0: until interrupted)"},
