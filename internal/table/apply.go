@@ -174,7 +174,9 @@ func (r *Row) halfClosedTimeWait() bool { return r.has(flagTimeWait) && r.state 
 // peerClosed handles the end of a passive close (LAST_ACK → CLOSE) whose
 // peer is on this host: the ACK that ended it came from the peer's
 // timewait socket, which had the FIN and so is in TIME_WAIT now. No event
-// reports that move; without this it would wait for the next dump.
+// reports that move; without this it would wait for the next dump. When
+// the timewait socket answered the FIN with a reset instead (seen on 5.10
+// under emulation), the kernel freed it: its row goes.
 func (t *Table) peerClosed(e *tracer.Event) {
 	k := KeyOf(e.NetNS, e.Local, e.Remote).Peer()
 	cookie, ok := t.halfClosed[k]
@@ -183,11 +185,16 @@ func (t *Table) peerClosed(e *tracer.Event) {
 	}
 	delete(t.halfClosed, k)
 	if r := t.rows.lookup(cookie); r != nil && r.halfClosedTimeWait() && r.Key() == k {
+		t.stats.PeerClosed++
+		if e.Reason == tracer.ReasonReset {
+			t.tombs[cookie] = e.Time
+			t.rows.remove(int(t.rows.index[cookie]))
+			return
+		}
 		r.state = tcp.TimeWait
 		r.since, r.seen = e.Time, e.Time
 		r.set(flagSinceKnown, true)
 		r.set(flagFromDump|flagUnlisted, false) // newer than any dump under way
-		t.stats.PeerClosed++
 	}
 }
 

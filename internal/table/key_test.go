@@ -64,6 +64,15 @@ func TestDualStack(t *testing.T) {
 			t.Errorf("client row %v, %d peer closes: want TIME_WAIT at the server's close", r, tb.Stats().PeerClosed)
 		}
 	})
+	t.Run("a timewait socket that answers its peer's FIN with a reset is gone", func(t *testing.T) {
+		tb := New(Options{})
+		last := mappedServerMove(9*ms, 2, tcp.LastAck, tcp.Close)
+		last.Reason = tracer.ReasonReset
+		run(tb, []step{ev(handOff(6*ms, 1, tcp.FinWait2, true)), ev(last)})
+		if r := tb.Lookup(1); r != nil || tb.Stats().PeerClosed != 1 {
+			t.Errorf("client row %v, %d peer closes: want the row gone", r, tb.Stats().PeerClosed)
+		}
+	})
 	t.Run("the server closes first: the client's close moves the server's timewait socket", func(t *testing.T) {
 		tb := New(Options{})
 		e := handOff(6*ms, 2, tcp.FinWait2, true)
