@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
+
 // fakeNS builds /proc/PID/ns/net files and a /var/run/netns directory from
 // plain files: hard links share an inode as processes in one namespace do.
 func fakeNS(t *testing.T) (proc, named string, inode func(string) uint32) {
@@ -101,4 +102,3 @@ func TestResolveNetNSSelectors(t *testing.T) {
 		}
 	}
 }
-
