@@ -41,8 +41,6 @@ func fakeNS(t *testing.T) (proc, named string, inode func(string) uint32) {
 	os.MkdirAll(filepath.Join(proc, "2"), 0o755) // a kernel thread: no ns/net
 	link("b", filepath.Join(named, "blue"))
 	link("c", filepath.Join(named, "cyan"))
-	os.WriteFile(filepath.Join(named, "dangling"), nil, 0o644) // stat works, still a namespace of its own
-	os.Remove(filepath.Join(named, "dangling"))
 	inode = func(ns string) uint32 {
 		ino, err := nsInode(filepath.Join(store, ns))
 		if err != nil {
