@@ -1,13 +1,13 @@
 package netstat
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
+
+	"github.com/tcpstat/tcpstat/internal/netnstest"
 )
 
 // netnsEnv carries, to a test binary started inside a test network
@@ -24,8 +24,6 @@ const (
 	nsDown   = "tcpstat-down-15"
 )
 
-var netnsSeq atomic.Int32
-
 // inNetns runs body in a network namespace of its own, filled by
 // setupNetns: the test binary runs again under `ip netns exec` (which also
 // mounts the namespace's /sys), selecting only this test, and the parent
@@ -38,11 +36,7 @@ func inNetns(t *testing.T, body func(t *testing.T)) {
 		return
 	}
 	needRoot(t, "ip")
-	ns := fmt.Sprintf("tcpstat-netstat-%d-%d", os.Getpid(), netnsSeq.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ns := netnstest.New(t).Name
 	setupNetns(t, ns)
 	var run []string
 	for _, part := range strings.Split(t.Name(), "/") {
@@ -64,7 +58,6 @@ func inNetns(t *testing.T, body func(t *testing.T)) {
 func setupNetns(t *testing.T, ns string) {
 	t.Helper()
 	for _, args := range [][]string{
-		{"link", "set", "lo", "up"},
 		{"link", "add", nsVethA, "type", "veth", "peer", "name", nsVethB},
 		{"link", "add", nsBridge, "type", "bridge"},
 		{"link", "add", nsDown, "type", "bridge"},
