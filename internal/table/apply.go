@@ -199,9 +199,14 @@ func (t *Table) peerClosed(e *tracer.Event) {
 }
 
 // history takes what a superseded event still tells: when the socket was
-// born, how long it stayed in the states it left, and when it entered the
-// state the dump found it in.
+// born, how long it stayed in the states it left, when it entered the
+// state the dump found it in, and its owner when the dump did not scan for
+// owners (an event made between the barrier before a dump and its start
+// is applied after the dump).
 func (t *Table) history(r *Row, e *tracer.Event) {
+	if e.OwnerKnown && !t.dumpOwners && !r.has(flagOwnerKnown) && !r.has(flagTimeWait) {
+		r.setOwner(e.Owner, eventOwnerSource(e))
+	}
 	if e.Kind != tracer.Transition {
 		return
 	}

@@ -111,6 +111,30 @@ func TestOwners(t *testing.T) {
 			want: ownerView{Former: 100, Comm: "curl", Source: OwnerSyscall},
 		},
 		{
+			name: "an event older than a dump without owners still names the owner",
+			steps: []step{
+				dm(&Dump{Sockets: []snapshot.Socket{sock(1, tcp.Established)}, Start: 10 * ms, End: 20 * ms, NetNS: testNS}),
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+			},
+			want: ownerView{Current: 100, Comm: "curl", Source: OwnerSyscall},
+		},
+		{
+			name: "an accept older than a dump without owners still names the owner",
+			steps: []step{
+				dm(&Dump{Sockets: []snapshot.Socket{sock(1, tcp.Established)}, Start: 10 * ms, End: 20 * ms, NetNS: testNS}),
+				ev(accept(5*ms, 1, tcp.Established, nginx)),
+			},
+			want: ownerView{Current: 200, Comm: "nginx", Source: OwnerAccept},
+		},
+		{
+			name: "an event older than a dump that found no owner does not name one",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established))),
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+			},
+			want: ownerView{},
+		},
+		{
 			name:  "a timewait socket older than tcpstat has no owner",
 			steps: []step{dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait)))},
 			want:  ownerView{},

@@ -109,7 +109,7 @@ func (m *Merge) Done(end uint64) ReconcileStats {
 		}
 	}
 	t.pruneAliases()
-	t.dumpStart, t.dumpEnd = d.Start, d.End
+	t.dumpStart, t.dumpEnd, t.dumpOwners = d.Start, d.End, d.Owners
 	t.stats.Reconciles++
 	return m.st
 }
