@@ -223,18 +223,55 @@ func TestPolling(t *testing.T) {
 			t.Errorf("found %d of the test's %d sockets", found, len(want))
 		}
 	})
-	// Closing the client side shows up at the next dump.
+	// Closing the client side shows up at the next dump. The server end
+	// was never accepted: it stays in CLOSE_WAIT, and the client's socket,
+	// orphaned, becomes a timewait socket in FIN_WAIT2 that keeps this
+	// process as its former owner.
 	c.Close()
-	waitFor(t, tr, func(_ []row, st Status) bool { return st.Reconciles > 2 })
-	tr.View(func(tb *table.Table, _ Status) {
-		for i := range tb.Len() {
-			r := tb.Row(i)
-			mine := r.Local().String() == c.LocalAddr().String() && r.Remote().String() == ln.Addr().String()
-			if mine && r.State() != tcp.FinWait2 && r.State() != tcp.TimeWait {
-				t.Errorf("closed client %v is %v, want FIN_WAIT2 or TIME_WAIT", r.Local(), r.State())
+	client := c.LocalAddr().String() + " " + ln.Addr().String()
+	server := ln.Addr().String() + " " + c.LocalAddr().String()
+	type end struct {
+		State           tcp.State
+		TimeWait        bool
+		Current, Former uint32
+	}
+	ends := func() map[string]end {
+		out := map[string]end{}
+		tr.View(func(tb *table.Table, _ Status) {
+			for i := range tb.Len() {
+				r := tb.Row(i)
+				k := r.Local().String() + " " + r.Remote().String()
+				if k != client && k != server {
+					continue
+				}
+				e := end{State: r.State(), TimeWait: r.TimeWait()}
+				if o, ok := r.Owner(); ok {
+					e.Current = o.PID
+				}
+				if o, ok := r.FormerOwner(); ok {
+					e.Former = o.PID
+				}
+				out[k] = e
 			}
+		})
+		return out
+	}
+	me := uint32(os.Getpid())
+	closed := map[string]end{
+		client: {State: tcp.FinWait2, TimeWait: true, Former: me},
+		server: {State: tcp.CloseWait}, // in the accept queue: no process holds it
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for got := ends(); ; got = ends() {
+		diff := cmp.Diff(closed, got)
+		if diff == "" {
+			break
 		}
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("after the client's close (-want +got):\n%s", diff)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestBarrier: once Barrier returns, every event queued before it is in
