@@ -94,6 +94,7 @@ type jsonDoc struct {
 	Statistics      map[string]map[string]int64 `json:"statistics,omitempty"`
 	Interfaces      []Interface                 `json:"interfaces,omitempty"`
 	Routes          []Route                     `json:"routes,omitempty"`
+	Routes6         []Route6                    `json:"routes6,omitempty"`
 	Groups          []Group                     `json:"groups,omitempty"`
 	Warning         string                      `json:"warning,omitempty"`
 }

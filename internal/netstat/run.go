@@ -115,15 +115,79 @@ func (r *run) interfaces(_ context.Context, doc *jsonDoc) error {
 	return nil
 }
 
+// routes prints the IPv4 and/or IPv6 table (-4 -6 in the order given,
+// as netstat), the cache with -C, every table with -a, filtered by -f.
 func (r *run) routes(_ context.Context, doc *jsonDoc) error {
-	rs, err := readRoutes()
+	c := r.c
+	fams := []bool{false}
+	switch {
+	case c.IPv6 && !c.IPv4:
+		fams = []bool{true}
+	case c.IPv6 && c.v6First:
+		fams = []bool{true, false}
+	case c.IPv6:
+		fams = []bool{false, true}
+	}
+	for _, v6 := range fams {
+		var err error
+		if v6 {
+			err = r.routes6(doc)
+		} else {
+			err = r.routes4(doc)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) routes4(doc *jsonDoc) error {
+	c := r.c
+	if c.Cache {
+		if !c.JSON {
+			writeRouteCacheText(r.out, c.Extend)
+		}
+		return nil
+	}
+	read := readRoutes
+	if c.All {
+		read = readAllRoutes
+	}
+	rs, err := read()
 	if err != nil {
 		return err
 	}
-	if r.c.JSON {
-		doc.Routes = rs
+	shown := rs[:0]
+	for i := range rs {
+		if matchRoute(c.RouteFilters, rs[i].key()) {
+			shown = append(shown, rs[i])
+		}
+	}
+	if c.JSON {
+		doc.Routes = shown
 	} else {
-		writeRoutesText(r.out, rs, r.c.NumericHosts, r.c.Extend)
+		writeRoutesText(r.out, shown, c.NumericHosts, c.Extend)
+	}
+	return nil
+}
+
+func (r *run) routes6(doc *jsonDoc) error {
+	c := r.c
+	rs, err := readRoutes6()
+	if err != nil {
+		return err
+	}
+	shown := rs[:0]
+	for i := range rs {
+		if rs[i].cache == c.Cache && matchRoute(c.RouteFilters, rs[i].key()) {
+			shown = append(shown, rs[i])
+		}
+	}
+	if c.JSON {
+		doc.Routes6 = shown
+	} else {
+		writeRoutes6Text(r.out, shown, c.NumericHosts, c.Cache)
 	}
 	return nil
 }

@@ -191,6 +191,7 @@ type Route struct {
 	Window      uint64     `json:"window"`
 	IRTT        uint64     `json:"irtt"`
 	Iface       string     `json:"iface"`
+	Table       uint32     `json:"table,omitempty"` // with -a: the routing table's number (254: main, 255: local)
 	reject      bool
 }
 
