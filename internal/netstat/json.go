@@ -86,17 +86,19 @@ func toJSON(s *snapshot.Socket, c *Config) jsonSocket {
 
 // jsonDoc is one JSON document: exactly one of the forms is set.
 type jsonDoc struct {
-	Time            string                      `json:"time"`
-	IntervalSeconds float64                     `json:"interval_seconds,omitempty"`
-	Delta           bool                        `json:"delta,omitempty"`
-	Sockets         []jsonSocket                `json:"sockets,omitempty"`
-	Summary         []jsonCount                 `json:"summary,omitempty"`
-	Statistics      map[string]map[string]int64 `json:"statistics,omitempty"`
-	Interfaces      []Interface                 `json:"interfaces,omitempty"`
-	Routes          []Route                     `json:"routes,omitempty"`
-	Routes6         []Route6                    `json:"routes6,omitempty"`
-	Groups          []Group                     `json:"groups,omitempty"`
-	Warning         string                      `json:"warning,omitempty"`
+	Time             string                      `json:"time"`
+	IntervalSeconds  float64                     `json:"interval_seconds,omitempty"`
+	Delta            bool                        `json:"delta,omitempty"`
+	Sockets          []jsonSocket                `json:"sockets,omitempty"`
+	Summary          []jsonCount                 `json:"summary,omitempty"`
+	Statistics       map[string]map[string]int64 `json:"statistics,omitempty"`
+	Interfaces       []Interface                 `json:"interfaces,omitempty"`
+	InterfaceDetails []IfaceDetail               `json:"interface_details,omitempty"`
+	InterfaceCounts  *IfaceCounts                `json:"interface_counts,omitempty"`
+	Routes           []Route                     `json:"routes,omitempty"`
+	Routes6          []Route6                    `json:"routes6,omitempty"`
+	Groups           []Group                     `json:"groups,omitempty"`
+	Warning          string                      `json:"warning,omitempty"`
 }
 
 type jsonCount struct {

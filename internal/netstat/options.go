@@ -57,12 +57,12 @@ type Config struct {
 	JSON    bool
 	Help    bool
 
-	Verbose  bool          // -v
-	Cache    bool          // -C: -r shows the routing cache
-	Symbolic bool          // -N: net-tools' symbolic hardware names (nothing left to resolve)
-	Iface    string        // -I: the interface -i, -D show
+	Verbose      bool          // -v
+	Cache        bool          // -C: -r shows the routing cache
+	Symbolic     bool          // -N: net-tools' symbolic hardware names (nothing left to resolve)
+	Iface        string        // -I: the interface -i, -D show
 	RouteFilters []RouteFilter // -f keyword:value with -r; see RouteFilter
-	v6First  bool          // -6 came before -4: -r lists IPv6 first, as netstat
+	v6First      bool          // -6 came before -4: -r lists IPv6 first, as netstat
 
 	// Interval, when not zero, repeats the form; Count limits the
 	// repetitions (0: until interrupted). For -s and -i the repeats show

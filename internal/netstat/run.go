@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -23,8 +24,9 @@ type run struct {
 	warn  io.Writer
 	names *names
 
-	prevStats []Section   // -s repeats print deltas
-	prevIfs   []Interface // -i repeats print deltas
+	prevStats  []Section    // -s repeats print deltas
+	prevIfs    []Interface  // -i repeats print deltas
+	prevCounts *IfaceCounts // -i -I IFACE interval: running counts
 }
 
 // formFunc prints one listing of a form as text to r.out, or fills doc
@@ -68,10 +70,16 @@ func Run(ctx context.Context, c Config, w, warn io.Writer) error {
 			return nil // interrupted: the listing so far stands
 		case <-time.After(c.Interval):
 		}
-		if !c.JSON && c.Form != Sockets {
+		if !c.JSON && c.Form != Sockets && !r.rowsOnly() {
 			fmt.Fprintln(r.out)
 		}
 	}
+}
+
+// rowsOnly says whether a repeat adds rows under one header (Solaris'
+// running counts) rather than a whole new listing.
+func (r *run) rowsOnly() bool {
+	return r.c.Form == Interfaces && r.c.Iface != "" && r.c.Extend == 0
 }
 
 func (r *run) statistics(_ context.Context, doc *jsonDoc) error {
@@ -92,25 +100,87 @@ func (r *run) statistics(_ context.Context, doc *jsonDoc) error {
 	return nil
 }
 
+// interfaces prints the -i table, the ifconfig-style listing with -e,
+// or with -I one interface (and Solaris' running counts when repeating).
 func (r *run) interfaces(_ context.Context, doc *jsonDoc) error {
+	c := r.c
+	if c.Extend > 0 {
+		return r.ifconfig(doc)
+	}
 	ifs, err := ReadInterfaces()
 	if err != nil {
 		return err
+	}
+	if c.Iface != "" && !slices.ContainsFunc(ifs, func(i Interface) bool { return i.Name == c.Iface }) {
+		return fmt.Errorf("no interface is named %q (tcpstat list -ia lists them)", c.Iface)
+	}
+	if c.Iface != "" && c.Interval > 0 {
+		return r.ifaceCounts(ifs, doc)
 	}
 	shown := ifs
 	if r.prevIfs != nil {
 		shown, doc.Delta = deltaInterfaces(ifs, r.prevIfs), true
 	}
 	r.prevIfs = ifs
-	if !r.c.JSON {
-		writeInterfacesText(r.out, shown, r.c.All)
+	if c.Iface != "" {
+		shown = slices.DeleteFunc(slices.Clone(shown), func(i Interface) bool { return i.Name != c.Iface })
+	}
+	all := c.All || c.Iface != ""
+	if !c.JSON {
+		writeInterfacesText(r.out, shown, all)
 		return nil
 	}
-	doc.Interfaces = []Interface{}
 	for _, i := range shown {
-		if r.c.All || i.up {
+		if all || i.up {
 			doc.Interfaces = append(doc.Interfaces, i)
 		}
+	}
+	return nil
+}
+
+func (r *run) ifconfig(doc *jsonDoc) error {
+	ds, err := readIfaceDetails()
+	if err != nil {
+		return err
+	}
+	if !r.c.JSON {
+		writeIfconfigText(r.out, ds, r.c.All)
+		return nil
+	}
+	for _, d := range ds {
+		if r.c.All || d.up {
+			doc.InterfaceDetails = append(doc.InterfaceDetails, d)
+		}
+	}
+	return nil
+}
+
+// ifaceCounts prints Solaris' `netstat -i -I IFACE interval`: a header,
+// then one line per interval, the first since boot and then deltas, for
+// the interface and for all of them together.
+func (r *run) ifaceCounts(ifs []Interface, doc *jsonDoc) error {
+	var cur IfaceCounts
+	cur.Iface.Name, cur.Total.Name = r.c.Iface, "(Total)"
+	for _, i := range ifs {
+		cur.Total.add(i)
+		if i.Name == r.c.Iface {
+			cur.Iface.add(i)
+		}
+	}
+	shown := cur
+	if r.prevCounts != nil {
+		shown.Iface.sub(r.prevCounts.Iface)
+		shown.Total.sub(r.prevCounts.Total)
+		doc.Delta = true
+	}
+	if r.prevCounts == nil && !r.c.JSON {
+		writeIfaceCountsHeader(r.out, r.c.Iface)
+	}
+	r.prevCounts = &cur
+	if r.c.JSON {
+		doc.InterfaceCounts = &shown
+	} else {
+		writeIfaceCountsRow(r.out, &shown)
 	}
 	return nil
 }

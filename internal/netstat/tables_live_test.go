@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -246,4 +247,56 @@ func TestAllRoutesMatchIP(t *testing.T) {
 			t.Errorf("ip -4 route show table all vs list -rn -a (-ip +tcpstat):\n%s", diff)
 		}
 	})
+}
+
+// TestIfconfigMatchesNetstat compares -ie and -iea with netstat: every
+// line equal except the packet and byte counts, which lie between two
+// readings of the reference (netstat, or ip for 15-character names).
+func TestIfconfigMatchesNetstat(t *testing.T) {
+	t.Run("host", ifconfigMatchesNetstat)
+	t.Run("netns", func(t *testing.T) { inNetns(t, ifconfigMatchesNetstat) })
+}
+
+var countLine = regexp.MustCompile(`^        ([RT]X) packets (\d+)  bytes (\d+) \(\d+\.\d [KMGTPE]?i?B\)$`)
+
+func ifconfigMatchesNetstat(t *testing.T) {
+	needRoot(t, "netstat", "ip")
+	for _, flags := range []string{"-ie", "-iea"} {
+		before, ipBefore := theirs(t, "netstat", flags), ipCounters(t)
+		got := ours(t, flags)
+		after, ipAfter := theirs(t, "netstat", flags), ipCounters(t)
+		b, g, a := strings.Split(before, "\n"), strings.Split(got, "\n"), strings.Split(after, "\n")
+		if len(g) != len(b) || len(g) != len(a) {
+			t.Fatalf("%s: line counts: netstat %d then %d, tcpstat %d\n%s", flags, len(b), len(a), len(g), got)
+		}
+		iface := ""
+		for i := range g {
+			if name, _, ok := strings.Cut(g[i], ": flags="); ok {
+				iface = name
+			}
+			mg, mb, ma := countLine.FindStringSubmatch(g[i]), countLine.FindStringSubmatch(b[i]), countLine.FindStringSubmatch(a[i])
+			if mg == nil || mb == nil || ma == nil {
+				if g[i] != b[i] {
+					t.Errorf("%s line %d: netstat %q, tcpstat %q", flags, i+1, b[i], g[i])
+				}
+				continue
+			}
+			v, _ := strconv.ParseUint(mg[2], 10, 64)
+			lo, _ := strconv.ParseUint(mb[2], 10, 64)
+			hi, _ := strconv.ParseUint(ma[2], 10, 64)
+			if len(iface) == 15 { // net-tools shows zeros (see -i)
+				col := 0
+				if mg[1] == "TX" {
+					col = 4
+				}
+				lo, hi = ipBefore[iface][col], ipAfter[iface][col]
+			}
+			if mg[1] != mb[1] || v < lo || v > hi {
+				t.Errorf("%s %s %s packets: tcpstat %d, reference %d then %d", flags, iface, mg[1], v, lo, hi)
+			}
+		}
+		if !strings.Contains(got, "        inet ") {
+			t.Errorf("%s shows no IPv4 address:\n%s", flags, got)
+		}
+	}
 }
