@@ -98,6 +98,11 @@ type jsonDoc struct {
 	Routes           []Route                     `json:"routes,omitempty"`
 	Routes6          []Route6                    `json:"routes6,omitempty"`
 	Groups           []Group                     `json:"groups,omitempty"`
+	Memory           *SocketMemory               `json:"memory,omitempty"`
+	Multicast        *Multicast                  `json:"multicast,omitempty"`
+	MulticastStats   *McastStats                 `json:"multicast_statistics,omitempty"`
+	DHCP             string                      `json:"dhcp,omitempty"`
+	NetToMedia       []Neighbor                  `json:"net_to_media,omitempty"`
 	Warning          string                      `json:"warning,omitempty"`
 }
 

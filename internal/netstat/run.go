@@ -27,6 +27,7 @@ type run struct {
 	prevStats  []Section    // -s repeats print deltas
 	prevIfs    []Interface  // -i repeats print deltas
 	prevCounts *IfaceCounts // -i -I IFACE interval: running counts
+	prevMcast  *McastStats
 }
 
 // formFunc prints one listing of a form as text to r.out, or fills doc
@@ -35,11 +36,16 @@ type formFunc func(r *run, ctx context.Context, doc *jsonDoc) error
 
 // forms prints each form.
 var forms = [...]formFunc{
-	Sockets:    (*run).sockets,
-	Statistics: (*run).statistics,
-	Interfaces: (*run).interfaces,
-	Routes:     (*run).routes,
-	Groups:     (*run).groups,
+	Sockets:         (*run).sockets,
+	Statistics:      (*run).statistics,
+	Interfaces:      (*run).interfaces,
+	Routes:          (*run).routes,
+	Groups:          (*run).groups,
+	Memory:          (*run).memory,
+	MulticastRoutes: (*run).multicast,
+	MulticastStats:  (*run).multicastStats,
+	DHCP:            (*run).dhcp,
+	NetToMedia:      (*run).netToMedia,
 }
 
 // Run prints the form c asks for to w, repeating every c.Interval (c.Count
@@ -262,6 +268,77 @@ func (r *run) routes6(doc *jsonDoc) error {
 	return nil
 }
 
+func (r *run) memory(_ context.Context, doc *jsonDoc) error {
+	m, err := readMemory()
+	if err != nil {
+		return err
+	}
+	if r.c.JSON {
+		doc.Memory = m
+	} else {
+		writeMemoryText(r.out, m)
+	}
+	return nil
+}
+
+func (r *run) multicast(_ context.Context, doc *jsonDoc) error {
+	m, err := readMulticast(r.c)
+	if err != nil {
+		return err
+	}
+	if r.c.JSON {
+		doc.Multicast = m
+	} else {
+		writeMulticastText(r.out, m, r.c)
+	}
+	return nil
+}
+
+func (r *run) multicastStats(_ context.Context, doc *jsonDoc) error {
+	s, err := readMulticastStats(r.c)
+	if err != nil {
+		return err
+	}
+	shown := *s
+	if r.prevMcast != nil {
+		shown, doc.Delta = s.delta(r.prevMcast), true
+	}
+	r.prevMcast = s
+	if r.c.JSON {
+		doc.MulticastStats = &shown
+	} else {
+		writeMulticastStatsText(r.out, &shown)
+	}
+	return nil
+}
+
+// dhcpNote is all -D can say: DHCP is a user-space client's business.
+const dhcpNote = "Linux keeps no DHCP state in the kernel; ask the client that holds the lease: " +
+	"networkctl status IFACE (systemd-networkd), nmcli device show IFACE (NetworkManager), " +
+	"dhcpcd -U IFACE, or the lease files under /var/lib/dhcp/ (dhclient)"
+
+func (r *run) dhcp(_ context.Context, doc *jsonDoc) error {
+	if r.c.JSON {
+		doc.DHCP = dhcpNote
+	} else {
+		fmt.Fprintln(r.out, dhcpNote)
+	}
+	return nil
+}
+
+func (r *run) netToMedia(ctx context.Context, doc *jsonDoc) error {
+	ns, err := readNeighbors(r.c)
+	if err != nil {
+		return err
+	}
+	if r.c.JSON {
+		doc.NetToMedia = ns
+	} else {
+		writeNeighborsText(ctx, r.out, ns, r.c, r.names)
+	}
+	return nil
+}
+
 func (r *run) groups(_ context.Context, doc *jsonDoc) error {
 	gs, err := readGroups(r.c)
 	if err != nil {
@@ -275,8 +352,16 @@ func (r *run) groups(_ context.Context, doc *jsonDoc) error {
 	return nil
 }
 
+// verboseNote is -v's answer: netstat -v lists, on stderr, the families
+// it could not show; tcpstat names what it leaves out.
+const verboseNote = "tcpstat list: -v: sockets of TCP, UDP, RAW and UNIX are listed; " +
+	"not SCTP (ss -S), UDP-Lite (/proc/net/udplite), MPTCP (ss -M), IPX, AX.25, X.25, NET/ROM or ROSE"
+
 func (r *run) sockets(ctx context.Context, doc *jsonDoc) error {
 	c := r.c
+	if c.Verbose {
+		fmt.Fprintln(r.warn, verboseNote)
+	}
 	if !c.Summary && !c.JSON {
 		return streamSocketsText(ctx, c, r.out, r.warn, r.names)
 	}
