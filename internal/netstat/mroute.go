@@ -33,6 +33,9 @@ type VIF struct {
 	Remote   netip.Addr `json:"remote,omitzero"`
 }
 
+// viffUseIfindex marks a vif made by interface index (mroute.h).
+const viffUseIfindex = 0x8
+
 // MFCEntry is one (origin, group) forwarding cache entry.
 type MFCEntry struct {
 	Group  netip.Addr `json:"group"`
@@ -90,6 +93,9 @@ func ParseMrVIF(r io.Reader, v6 bool) ([]VIF, error) {
 					return nil, fmt.Errorf("line %d: address: %w", n, err)
 				}
 				*p = hostWordAddr(x)
+			}
+			if v.Flags&viffUseIfindex != 0 {
+				v.Local = netip.Addr{} // the field holds the interface index
 			}
 		}
 		vs = append(vs, v)
@@ -213,7 +219,10 @@ func writeMulticastText(w io.Writer, m *Multicast, c *Config) {
 			for _, v := range fam.vifs {
 				local, remote := "-", "-"
 				if v.Local.IsValid() {
-					local, remote = v.Local.String(), v.Remote.String()
+					local = v.Local.String()
+				}
+				if v.Remote.IsValid() {
+					remote = v.Remote.String()
 				}
 				fmt.Fprintf(w, "%4d %-15s %-15s %-15s %7d %8d %11d %11d %05X\n", v.Index, v.Iface, local, remote, v.PktsIn, v.PktsOut, v.BytesIn, v.BytesOut, v.Flags)
 			}
