@@ -109,6 +109,16 @@ var ifconfigFlags = []struct {
 	{iffNotrailers, "NOTRAILERS"}, {iffRunning, "RUNNING"}, {iffNoarp, "NOARP"}, {iffPromisc, "PROMISC"}, {iffAllmulti, "ALLMULTI"},
 	{iffSlave, "SLAVE"}, {iffMaster, "MASTER"}, {iffMulticast, "MULTICAST"}}
 
+func ifconfigFlagNames(bits uint16) []string {
+	var names []string
+	for _, fl := range ifconfigFlags {
+		if bits&fl.bit != 0 {
+			names = append(names, fl.name)
+		}
+	}
+	return names
+}
+
 // hwTypes are the ARPHRD_* types net-tools names; the rest are "unspec".
 var hwTypes = map[uint64]struct{ name, title string }{
 	1:   {"ether", "Ethernet"},
@@ -152,11 +162,7 @@ func readIfaceDetails() ([]IfaceDetail, error) {
 		if ifr, err := unix.NewIfreq(i.Name); err == nil && unix.IoctlIfreq(sock, unix.SIOCGIFFLAGS, ifr) == nil {
 			d.FlagBits = ifr.Uint16()
 		}
-		for _, fl := range ifconfigFlags {
-			if d.FlagBits&fl.bit != 0 {
-				d.FlagNames = append(d.FlagNames, fl.name)
-			}
-		}
+		d.FlagNames = ifconfigFlagNames(d.FlagBits)
 		if a, ok := ifAddr(sock, i.Name, unix.SIOCGIFADDR); ok {
 			d.IPv4 = a
 			d.Netmask, _ = ifAddr(sock, i.Name, unix.SIOCGIFNETMASK)
@@ -259,11 +265,12 @@ func writeIfconfigText(w io.Writer, ds []IfaceDetail, all bool) {
 		}
 		// net-tools' quirks: no flags at all print "<", unnamed
 		// ones nothing.
-		flags := "<" + strings.Join(d.FlagNames, ",") + ">"
+		names := ifconfigFlagNames(d.FlagBits)
+		flags := "<" + strings.Join(names, ",") + ">"
 		switch {
 		case d.FlagBits == 0:
 			flags = "<"
-		case len(d.FlagNames) == 0:
+		case len(names) == 0:
 			flags = ""
 		}
 		fmt.Fprintf(w, "%s: flags=%d%s  mtu %d\n", d.Name, d.FlagBits, flags, d.MTU)

@@ -242,7 +242,8 @@ func writeMulticastText(w io.Writer, m *Multicast, c *Config) {
 				for _, o := range e.Oifs {
 					outs = append(outs, fmt.Sprintf("%s:%d", vifName(fam.vifs, o.VIF), o.TTL))
 				}
-				fmt.Fprintf(w, " %-24s %-24s %8d %10d %8d %-18s %s\n", e.Origin, e.Group, e.Pkts, e.Bytes, e.Wrong, in, strings.Join(outs, " "))
+				line := fmt.Sprintf(" %-24s %-24s %8d %10d %8d %-18s %s", e.Origin, e.Group, e.Pkts, e.Bytes, e.Wrong, in, strings.Join(outs, " "))
+				fmt.Fprintln(w, strings.TrimRight(line, " "))
 			}
 		}
 		fmt.Fprintln(w)
