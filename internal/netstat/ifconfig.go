@@ -41,8 +41,22 @@ type IfAddr6 struct {
 
 // DevCounters are every counter of a /proc/net/dev line.
 type DevCounters struct {
-	RXBytes, RXPackets, RXErrs, RXDrop, RXFIFO, RXFrame, RXCompressed, RXMulticast uint64
-	TXBytes, TXPackets, TXErrs, TXDrop, TXFIFO, TXColls, TXCarrier, TXCompressed   uint64
+	RXBytes      uint64 `json:"rx_bytes"`
+	RXPackets    uint64 `json:"rx_packets"`
+	RXErrs       uint64 `json:"rx_errs"`
+	RXDrop       uint64 `json:"rx_drop"`
+	RXFIFO       uint64 `json:"rx_fifo"`
+	RXFrame      uint64 `json:"rx_frame"`
+	RXCompressed uint64 `json:"rx_compressed"`
+	RXMulticast  uint64 `json:"rx_multicast"`
+	TXBytes      uint64 `json:"tx_bytes"`
+	TXPackets    uint64 `json:"tx_packets"`
+	TXErrs       uint64 `json:"tx_errs"`
+	TXDrop       uint64 `json:"tx_drop"`
+	TXFIFO       uint64 `json:"tx_fifo"`
+	TXColls      uint64 `json:"tx_colls"`
+	TXCarrier    uint64 `json:"tx_carrier"`
+	TXCompressed uint64 `json:"tx_compressed"`
 }
 
 // ParseNetDevFull parses /proc/net/dev keeping all 16 counters.
