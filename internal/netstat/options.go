@@ -505,13 +505,8 @@ func (c *Config) check() error {
 		return usagef("-I IFACE goes with -i (or -D); add -i")
 	case c.Iface != "" && c.Form == Interfaces && c.Extend > 0:
 		return usagef("-I IFACE and -e are different layouts; give one")
-	case c.Form == Interfaces && c.Extend > 0 && c.Interval > 0:
-		return usagef("-i -e (the ifconfig-style listing) does not repeat; use -i interval")
 	case c.Form == Statistics && c.UNIX:
 		return usagef("-s has no UNIX statistics")
-	case c.Interval > 0 && c.Form == Routes, c.Interval > 0 && c.Form == MulticastRoutes,
-		c.Interval > 0 && c.Form == DHCP, c.Interval > 0 && c.Form == NetToMedia:
-		return usagef("interval [count] works with sockets, -i, -m, -s and -Ms (as Solaris' netstat); -c repeats any form")
 	}
 	return nil
 }
