@@ -23,18 +23,30 @@ const sweepEvery = 10 * time.Second
 type KeptSocket struct {
 	NetNS uint32
 	State tcp.State
-	// InStorage: the state is in the socket's local storage, freed with
-	// the socket; else it is an entry of the sockets map.
-	InStorage bool
+	// InStorage: state in the socket's local storage, freed with the
+	// socket. InMap: an entry in the sockets map (with storage, a passive
+	// open between ESTABLISHED and its first transition after accept).
+	InStorage, InMap bool
 }
 
 // KeptSockets sweeps the sockets map (see Stats.Swept), then lists every
-// socket the kernel program keeps state for: what doctor and the tests use
+// socket the kernel program keeps state for, once each: what the tests use
 // to show that per-socket state goes with its socket.
 func (t *Tracer) KeptSockets() ([]KeptSocket, error) {
 	var kept []KeptSocket
+	at := map[uint64]int{}
 	add := func(r *tcpstateKeptSocket) {
-		kept = append(kept, KeptSocket{NetNS: r.Netns, State: tcp.State(r.State), InStorage: r.InStorage != 0})
+		i, ok := at[r.Sk]
+		if !ok {
+			i = len(kept)
+			at[r.Sk] = i
+			kept = append(kept, KeptSocket{NetNS: r.Netns, State: tcp.State(r.State)})
+		}
+		if r.InStorage != 0 {
+			kept[i].InStorage = true
+		} else {
+			kept[i].InMap = true
+		}
 	}
 	if err := t.iterate(t.objs.SweepSockets, t.objs.Sockets, add); err != nil {
 		return nil, fmt.Errorf("sweep the sockets map: %w", err)
