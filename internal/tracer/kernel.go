@@ -19,7 +19,7 @@ import (
 var (
 	ErrNoBTF        = errors.New("kernel has no BTF")
 	ErrNoPermission = errors.New("missing privileges")
-	ErrNoTracepoint = errors.New("this kernel lacks the tracepoint sock:inet_sock_set_state (Linux 4.16+) or a kernel type tcpstat reads")
+	ErrNoTracepoint = errors.New("this kernel lacks the tracepoint sock:inet_sock_set_state or a kernel type tcpstat reads (tracing needs Linux 5.8+)")
 )
 
 const vmlinuxBTF = "/sys/kernel/btf/vmlinux"

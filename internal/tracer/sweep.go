@@ -3,6 +3,7 @@ package tracer
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -33,6 +34,9 @@ type KeptSocket struct {
 // socket the kernel program keeps state for, once each: what the tests use
 // to show that per-socket state goes with its socket.
 func (t *Tracer) KeptSockets() ([]KeptSocket, error) {
+	if t.objs.SweepSockets == nil {
+		return nil, errors.New("list per-socket state: this kernel has no BPF map iterators (Linux 5.9+)")
+	}
 	var kept []KeptSocket
 	at := map[uint64]int{}
 	add := func(r *tcpstateKeptSocket) {

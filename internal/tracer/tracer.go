@@ -163,9 +163,11 @@ func New(opts Options) (_ *Tracer, err error) {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	t.rearm(time.Now())
-	t.sweeping = make(chan struct{})
-	t.swept = make(chan struct{})
-	go t.sweepEvery(sweepEvery)
+	if t.objs.SweepSockets != nil {
+		t.sweeping = make(chan struct{})
+		t.swept = make(chan struct{})
+		go t.sweepEvery(sweepEvery)
+	}
 	if !t.cookies {
 		t.warnings = append(t.warnings, "this kernel (before 5.12) does not give tracing programs socket cookies: "+
 			"sockets not yet listed by sock_diag get synthetic ids")
@@ -190,8 +192,6 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map) error {
 		SetStateFirst *ebpf.Program `ebpf:"set_state_first"`
 		Accept4Exit   *ebpf.Program `ebpf:"accept4_exit"`
 		AcceptExit    *ebpf.Program `ebpf:"accept_exit"`
-		SweepSockets  *ebpf.Program `ebpf:"sweep_sockets"`
-		ListStorage   *ebpf.Program `ebpf:"list_storage"`
 	}
 	var second struct {
 		SetStateSecond *ebpf.Program `ebpf:"set_state_second"`
@@ -202,8 +202,10 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map) error {
 	// Whatever loaded is t's from here, for Close to release on failure.
 	err = errors.Join(err, <-loaded)
 	t.objs.SetStateFirst, t.objs.Accept4Exit, t.objs.AcceptExit = first.SetStateFirst, first.Accept4Exit, first.AcceptExit
-	t.objs.SweepSockets, t.objs.ListStorage = first.SweepSockets, first.ListStorage
 	t.objs.SetStateSecond = second.SetStateSecond
+	if err == nil {
+		t.loadIterators(spec, shared)
+	}
 	for _, m := range []struct {
 		name string
 		to   **ebpf.Map
@@ -212,6 +214,22 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map) error {
 		*m.to = maps.DetachMap(m.name)
 	}
 	return err
+}
+
+// loadIterators loads the programs that sweep and list per-socket state.
+// Map iterators came in 5.9: without them the LRU map alone bounds the
+// entries of sockets whose CLOSE was lost.
+func (t *Tracer) loadIterators(spec *ebpf.CollectionSpec, shared *ebpf.CollectionOptions) {
+	var iters struct {
+		SweepSockets *ebpf.Program `ebpf:"sweep_sockets"`
+		ListStorage  *ebpf.Program `ebpf:"list_storage"`
+	}
+	if err := spec.Copy().LoadAndAssign(&iters, shared); err != nil {
+		t.warnings = append(t.warnings, "per-socket state of sockets closed unseen is left to the LRU map "+
+			"(no BPF map iterators, Linux 5.9+): "+err.Error())
+		return
+	}
+	t.objs.SweepSockets, t.objs.ListStorage = iters.SweepSockets, iters.ListStorage
 }
 
 type mapResult struct {
