@@ -152,8 +152,82 @@ func TestStateGoesWithTheSocket(t *testing.T) {
 			if st.RingBufferFull == 0 || st.forcedLost == 0 || st.Recovered == 0 {
 				t.Errorf("the churn forced no loss of some kind: %+v", st)
 			}
-			if mode.mapState && st.Swept == 0 {
-				t.Errorf("no entry swept after %d moves to CLOSE were dropped", st.forcedLost)
+		})
+	}
+}
+
+// With every move to CLOSE dropped, the sweep frees the entries those
+// sockets left in the sockets map. The sockets stay open in CLOSE, so that
+// no newer socket at the same address takes their entries over: without
+// socket storage, reset children and a refused client; with it, the reset
+// children's accept hand-overs (their storage stays with them, rightly).
+func TestSweepFreesStateOfLostCloses(t *testing.T) {
+	requireRoot(t)
+	ns := "tcpstat-sweep-" + strconv.Itoa(os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v: %s", err, out)
+	}
+	var nsStat unix.Stat_t
+	must(t, unix.Stat("/run/netns/"+ns, &nsStat))
+	for i, mode := range stateModes(t) {
+		t.Run(mode.name, func(t *testing.T) {
+			const resets = 5
+			tracer := newTracer(t, Options{mapState: mode.mapState, loseOneIn: 1})
+			socket := func() int { return socketInNetns(t, "/run/netns/"+ns) }
+			addr := &unix.SockaddrInet4{Port: 29158 + i, Addr: [4]byte{127, 0, 0, 1}}
+			ln := socket()
+			must(t, unix.Bind(ln, addr))
+			must(t, unix.Listen(ln, 64))
+			var held []int
+			for range resets {
+				c := socket()
+				must(t, unix.Connect(c, addr))
+				a, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+				must(t, err)
+				held = append(held, a)
+				must(t, unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}))
+				must(t, unix.Close(c))
+			}
+			must(t, unix.Close(ln))
+			refused := socket()
+			held = append(held, refused)
+			if err := unix.Connect(refused, addr); !errors.Is(err, unix.ECONNREFUSED) {
+				t.Fatalf("connect to a closed port: %v, want ECONNREFUSED", err)
+			}
+			defer func() {
+				for _, fd := range held {
+					unix.Close(fd)
+				}
+			}()
+			want := uint64(resets) // the children's hand-overs
+			if mode.mapState {
+				want = resets + 1 // the children and the refused client
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				kept, err := tracer.KeptSockets()
+				must(t, err)
+				inMap := 0
+				for _, k := range kept {
+					if k.NetNS == uint32(nsStat.Ino) && k.InMap {
+						inMap++
+					}
+				}
+				if inMap == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d sockets map entries left in the namespace after 10 s", inMap)
+				}
+			}
+			// Other sockets of the host lose their CLOSE too: at least ours.
+			st, err := tracer.Stats()
+			must(t, err)
+			if st.Swept < want {
+				t.Errorf("swept %d entries, want at least %d", st.Swept, want)
 			}
 		})
 	}
