@@ -87,6 +87,7 @@ type Socket struct {
 	Remote netip.AddrPort
 	Cookie uint64 // socket cookie (sock_diag only)
 	Inode  uint64 // 0 for TIME_WAIT and request sockets
+	NetNS  uint32 // network namespace inode (0 when unknown)
 	UID    uint32
 	RecvQ  uint32
 	SendQ  uint32
