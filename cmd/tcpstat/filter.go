@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -46,4 +47,38 @@ func parseFilter(args []string) (*filter.Filter, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// viewFilter is a view's filter: its arguments, and the shorthands -4, -6
+// and --port, which mean family inet, family inet6 and (sport = :PORT or
+// dport = :PORT).
+func viewFilter(c *cli.Context) (*filter.Filter, error) {
+	f, err := parseFilter(c.Args().Slice())
+	if err != nil {
+		return nil, err
+	}
+	var short []string
+	switch {
+	case c.Bool("4") && c.Bool("6"):
+		return nil, errors.New("-4 and -6 exclude each other; give neither for both families")
+	case c.Bool("4"):
+		short = append(short, "family inet")
+	case c.Bool("6"):
+		short = append(short, "family inet6")
+	}
+	if c.IsSet("port") {
+		p := c.Uint("port")
+		if p == 0 || p > 65535 {
+			return nil, fmt.Errorf("--port %d: want 1-65535", p)
+		}
+		short = append(short, fmt.Sprintf("( sport = :%d or dport = :%d )", p, p))
+	}
+	if len(short) == 0 {
+		return f, nil
+	}
+	s, err := filter.Parse(strings.Join(short, " and "))
+	if err != nil {
+		return nil, err
+	}
+	return filter.And(s, f), nil
 }

@@ -72,7 +72,7 @@ func TestTopBatchJSON(t *testing.T) {
 	defer ln.Close()
 	port := netip.MustParseAddrPort(ln.Addr().String()).Port()
 	var stdout, stderr bytes.Buffer
-	args := []string{"tcpstat", "top", "-b", "-n", "2", "-d", "0.2", "--json", "--filter", "127.80.201.1"}
+	args := []string{"tcpstat", "top", "-b", "-n", "2", "-d", "0.2", "--json", "--filter", "src 127.80.201.1"}
 	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("%v (stderr %q)", err, stderr.String())
 	}

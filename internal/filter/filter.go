@@ -197,3 +197,19 @@ func FromConn(c *table.Conn) Subject {
 	}
 	return s
 }
+
+// And is the conjunction of filters; nil and empty ones match everything
+// and drop out. Its Source is the sources joined by "and".
+func And(fs ...*Filter) *Filter {
+	out := &Filter{}
+	var srcs []string
+	for _, f := range fs {
+		if f.Empty() {
+			continue
+		}
+		out.root = and(out.root, f.root)
+		srcs = append(srcs, "( "+f.src+" )")
+	}
+	out.src = strings.Join(srcs, " and ")
+	return out
+}
