@@ -12,8 +12,8 @@ import (
 
 func watchCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "watch",
-		Usage: "print every TCP state transition as it happens",
+		Name:      "watch",
+		Usage:     "print every TCP state transition as it happens",
 		ArgsUsage: "[FILTER]",
 		Description: "One line per transition: time, owning process, local → remote, OLD → NEW and the time\n" +
 			"spent in the old state. TIME_WAIT is marked * (inferred): the kernel hands the socket to a\n" +
