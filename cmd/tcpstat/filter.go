@@ -28,7 +28,7 @@ func filterCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprint(cctx.App.Writer, f.Explain(""))
+				fmt.Fprint(cctx.App.Writer, f.Explain(kernelNote(f)))
 				return nil
 			},
 		}},
@@ -81,4 +81,13 @@ func viewFilter(c *cli.Context) (*filter.Filter, error) {
 		return nil, err
 	}
 	return filter.And(s, f), nil
+}
+
+// kernelNote is explain's kernel line: the BPF program checks only the
+// family and port shorthands so far.
+func kernelNote(f *filter.Filter) string {
+	if f.Split().Kernel.Empty() {
+		return ""
+	}
+	return "(not yet: the BPF program checks only -4, -6 and --port; user space checks " + f.Split().Kernel.String() + ")"
 }

@@ -44,7 +44,11 @@ func runTop(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	f, err := parseFilter(append([]string{c.String("filter")}, c.Args().Slice()...))
+	words := c.Args().Slice()
+	if c.IsSet("filter") {
+		words = append([]string{c.String("filter")}, words...)
+	}
+	f, err := parseFilter(words)
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,9 @@ func wrap(n node) *Filter {
 	if n == nil {
 		return nil
 	}
-	return &Filter{root: n}
+	f := &Filter{root: n, uses: uses(n)}
+	f.src = f.String()
+	return f
 }
 
 func and(a, b node) node {

@@ -29,6 +29,7 @@ import (
 type Filter struct {
 	root node
 	src  string
+	uses Uses
 }
 
 // Parse parses an expression. Its errors are *Error.
@@ -56,6 +57,7 @@ func parseEnv(expr string, e *env) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.uses = uses(f.root)
 	return f, nil
 }
 
@@ -99,13 +101,20 @@ type Uses struct {
 	Reason bool
 }
 
-// Uses walks the expression.
+// Uses reports the kinds of condition in the expression.
 func (f *Filter) Uses() Uses {
+	if f == nil {
+		return Uses{}
+	}
+	return f.uses
+}
+
+func uses(root node) Uses {
 	var u Uses
-	if f.Empty() {
+	if root == nil {
 		return u
 	}
-	walk(f.root, func(n node) {
+	walk(root, func(n node) {
 		switch n.(type) {
 		case *stateNode:
 			u.State = true
@@ -161,13 +170,13 @@ func FromEvent(e *tracer.Event) Subject {
 	return s
 }
 
-// FromSocket is the subject of a listed socket in network namespace netns.
+// FromSocket is the subject of a listed socket.
 // Its owner is the first process holding it (the one netstat -p shows);
 // its uid is the socket's, as ss shows it (timewait and request sockets,
 // without an inode, have none).
-func FromSocket(k *snapshot.Socket, netns uint32) Subject {
+func FromSocket(k *snapshot.Socket) Subject {
 	s := Subject{
-		IPv6: k.IPv6, State: k.State, Local: k.Local, Remote: k.Remote, NetNS: netns,
+		IPv6: k.IPv6, State: k.State, Local: k.Local, Remote: k.Remote, NetNS: k.NetNS,
 		UIDKnown: k.Inode != 0, UID: k.UID,
 	}
 	if len(k.Owners) > 0 {
@@ -211,5 +220,6 @@ func And(fs ...*Filter) *Filter {
 		srcs = append(srcs, "( "+f.src+" )")
 	}
 	out.src = strings.Join(srcs, " and ")
+	out.uses = uses(out.root)
 	return out
 }
