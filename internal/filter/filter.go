@@ -185,10 +185,16 @@ func FromSocket(k *snapshot.Socket) Subject {
 	return s
 }
 
-// FromRow is the subject of a connection table row.
+// FromRow is the subject of a connection table row. A socket no process
+// holds any more (TIME_WAIT, orphaned) keeps its former owner: its row
+// stays selected to the end.
 func FromRow(r *table.Row) Subject {
 	s := Subject{IPv6: r.IPv6(), State: r.State(), Local: r.Local(), Remote: r.Remote(), NetNS: r.NetNS()}
-	if o, ok := r.Owner(); ok {
+	o, ok := r.Owner()
+	if !ok {
+		o, ok = r.FormerOwner()
+	}
+	if ok {
 		s.OwnerKnown, s.UIDKnown = true, true
 		s.PID, s.Comm, s.Cgroup, s.UID = o.PID, o.Comm, o.Cgroup, o.UID
 	}

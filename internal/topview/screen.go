@@ -31,7 +31,7 @@ const help = "q quit  / filter  sort: t age s state p pid c comm l local r remot
 // viewer is the interactive screen's state.
 type viewer struct {
 	screen  tcell.Screen
-	tracker *livetable.Tracker
+	live    *livetable.Table
 	opts    Options
 	frame   Frame
 	rate    Rate
@@ -45,8 +45,8 @@ type viewer struct {
 
 // Interactive shows the table on screen, refreshed every interval, until
 // the user quits or ctx ends. The caller owns the screen (Init and Fini).
-func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Tracker, opts Options, every time.Duration) error {
-	v := &viewer{screen: screen, tracker: tr, opts: opts}
+func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Table, opts Options, every time.Duration) error {
+	v := &viewer{screen: screen, live: tr, opts: opts}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	events, quit := make(chan tcell.Event, 16), make(chan struct{})
@@ -79,7 +79,7 @@ func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Tracker
 }
 
 func (v *viewer) refresh() {
-	v.tracker.View(v.frame.Capture)
+	v.live.View(v.frame.Capture)
 	v.wall = time.Now()
 	v.perSec = v.rate.Update(v.wall, v.frame.Status.Events)
 	v.frame.Arrange(v.opts)

@@ -49,7 +49,7 @@ func testTable() (*table.Table, livetable.Status) {
 	} {
 		tb.Apply(&e)
 	}
-	return tb, livetable.Status{Tracing: true, Now: 130 * sec, Events: 3, Lost: 7, Stale: true, Resyncs: 1, Reconciles: 2}
+	return tb, livetable.Status{Tracing: true, Now: 130 * sec, Events: 3, Lost: 7, Corrupt: 1, Stale: true, Resyncs: 1, Reconciles: 2, OwnersUnreadable: 4}
 }
 
 func TestBatchOutput(t *testing.T) {
@@ -90,8 +90,8 @@ func TestSort(t *testing.T) {
 		{Options{Sort: ByAge}, []uint64{21, 20, 10, 11, 12, 13, 14}},
 		{Options{Sort: ByAge, Reverse: true}, []uint64{14, 13, 12, 11, 10, 20, 21}},
 		{Options{Sort: ByState}, []uint64{10, 14, 20, 11, 13, 21, 12}},
-		{Options{Sort: ByPID}, []uint64{21, 12, 14, 13, 10, 11, 20}},
-		{Options{Sort: ByComm}, []uint64{21, 12, 14, 20, 10, 11, 13}},
+		{Options{Sort: ByPID}, []uint64{12, 14, 13, 10, 11, 21, 20}},
+		{Options{Sort: ByComm}, []uint64{12, 14, 21, 20, 10, 11, 13}},
 		{Options{Sort: ByLocal}, []uint64{10, 11, 14, 12, 20, 21, 13}},
 		{Options{Sort: ByRemote, Filter: mustParse(t, "sport = :8080 or dport = :8080")}, []uint64{10, 21, 20, 12, 11, 14}},
 	} {
@@ -191,4 +191,31 @@ func mustParse(t testing.TB, expr string) *filter.Filter {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// TestOwnerNames: a frame shows the names its rows' owners had when it was
+// captured, though the table has since given the name's id to another,
+// and shows them sanitised like watch's.
+func TestOwnerNames(t *testing.T) {
+	tb := table.New(table.Options{})
+	open := func(cookie uint64, at uint64, comm string) {
+		tb.Apply(&tracer.Event{Kind: tracer.Transition, Time: at, Cookie: cookie, NetNS: 1,
+			Local: netip.MustParseAddrPort("127.0.0.1:40000"), Remote: netip.MustParseAddrPort("127.0.0.1:8080"),
+			Old: tcp.Close, New: tcp.SynSent, Owner: tracer.Process{PID: 77, Comm: comm}, OwnerKnown: true})
+	}
+	open(1, 1*sec, "alpha-only-name")
+	var f Frame
+	f.Capture(tb, livetable.Status{Now: 2 * sec})
+	// The row closes and its name's id is freed; a new name takes the id.
+	tb.Apply(&tracer.Event{Kind: tracer.Transition, Time: 3 * sec, Cookie: 1, NetNS: 1, Old: tcp.SynSent, New: tcp.Close})
+	open(2, 4*sec, "beta\x1b[2J\n")
+	f.Arrange(Options{})
+	if _, lines := f.Lines(0, 1); len(lines) != 1 || !strings.Contains(lines[0], " alpha-only-name ") {
+		t.Errorf("frame captured with alpha's row shows %q", lines)
+	}
+	f.Capture(tb, livetable.Status{Now: 5 * sec})
+	f.Arrange(Options{})
+	if _, lines := f.Lines(0, 1); len(lines) != 1 || !strings.Contains(lines[0], " beta?[2J? ") {
+		t.Errorf("a name with control characters shows as %q, want them replaced by '?'", lines)
+	}
 }
