@@ -155,7 +155,7 @@ func TestTopWithoutPrivileges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cmd := tcpstatCommand(t, "top", "-b", "-n", "1", "--filter", "127.80.202.1")
+	cmd := tcpstatCommand(t, "top", "-b", "-n", "1", "--filter", "src 127.80.202.1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
