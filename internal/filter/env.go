@@ -161,15 +161,6 @@ func (e *env) cgroup(v token) (*cgroupTree, error) {
 	return t, nil
 }
 
-// ID is the cgroup's own id.
-func (t *cgroupTree) id() uint64 {
-	var st syscall.Stat_t
-	if syscall.Stat(t.dir, &st) != nil {
-		return 0
-	}
-	return st.Ino
-}
-
 func (t *cgroupTree) scan() {
 	ids := make(map[uint64]bool)
 	filepath.WalkDir(t.dir, func(p string, d fs.DirEntry, err error) error {
