@@ -9,7 +9,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/netstat"
 )
 
-const listUsage = `tcpstat list [flags] [interval [count]]
+const listUsage = `tcpstat list [flags] [interval [count] | FILTER]
 
 The forms of netstat (net-tools' and Solaris' netstat(1M)), one at a time:
   1. Sockets (default)    list [-tuwx] [-46] [-alnpeoWv] [--state STATES] [--summary]
@@ -18,7 +18,7 @@ The forms of netstat (net-tools' and Solaris' netstat(1M)), one at a time:
   4. Statistics           list -s [-tuw] [-P ip|icmp|tcp|udp|raw] [interval [count]]
   5. Socket memory        list -m [interval [count]]
   6. Interfaces           list -i [-a] [-e] [-I IFACE] [interval [count]]
-  7. Routing tables       list -r [-n] [-e] [-4] [-6] [-C] [-a] [-f FILTER]...
+  7. Routing tables       list -r [-n] [-e] [-4] [-6] [-C] [-a] [-f KEY:VALUE]...
   8. Multicast routing    list -M [-f inet|inet6]   list -Ms [interval [count]]
   9. DHCP                 list -D   (Linux keeps no DHCP state in the kernel; says where to look)
 
@@ -37,6 +37,9 @@ Sockets:
   --state STATES    states and groups, e.g. established,time-wait or connected
                     (groups: all, connected, synchronized, bucket, big)
   --summary         count sockets per protocol and state
+  FILTER            ss's filter expression with pid, comm, uid, netns, cgroup,
+                    family (docs/filter.md), e.g. 'sport = :ssh or dport = :ssh';
+                    one that names states replaces the default (connected only)
 Net-to-media (ARP entries and IPv6 neighbours, Solaris' layout):
   --arp             Solaris calls this table -p, but on Linux -p is --programs
                     (PID/Program name), so it is --arp here; -a adds multicast entries
@@ -85,6 +88,11 @@ func listCommand() *cli.Command {
 			if cfg.Help {
 				fmt.Fprintln(cctx.App.Writer, listUsage)
 				return nil
+			}
+			if len(cfg.FilterArgs) > 0 {
+				if cfg.Filter, err = parseFilter(cfg.FilterArgs); err != nil {
+					return err
+				}
 			}
 			// A listing is short-lived and streams its rows: fewer
 			// collections cost less than the memory they would save.
