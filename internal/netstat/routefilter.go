@@ -85,7 +85,7 @@ func parseRouteFilter(v string) (RouteFilter, error) {
 			f.prefix = p.Masked()
 		}
 	case "inif":
-		return f, fmt.Errorf("Linux routes have no input interface; policy rules select by it (ip rule show iif IF)")
+		return f, fmt.Errorf("routes on Linux have no input interface; policy rules select by it (ip rule show iif IF)")
 	case "flags":
 		f.kind = filterFlags
 		rest := val
