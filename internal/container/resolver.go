@@ -34,12 +34,11 @@ type Options struct {
 type Resolver struct {
 	opts Options
 
-	mu       sync.Mutex
-	byID     map[uint64]Identity
-	pods     map[string][2]string // pod UID → namespace, name
-	scanned  time.Time
-	scanErr  error
-	scanning bool
+	mu      sync.Mutex
+	byID    map[uint64]Identity
+	pods    map[string][2]string // pod UID → namespace, name
+	scanned time.Time
+	scanErr error
 }
 
 // NewResolver returns a Resolver; it reads nothing until asked.
