@@ -43,6 +43,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			listCommand(),
 			doctorCommand(),
 			topCommand(),
+			serveCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
