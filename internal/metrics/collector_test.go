@@ -19,7 +19,9 @@ import (
 // fixedTable is a table built from made-up events.
 type fixedTable struct{ tb *table.Table }
 
-func (f fixedTable) View(fn func(*table.Table, livetable.Status)) { fn(f.tb, livetable.Status{Tracing: true}) }
+func (f fixedTable) View(fn func(*table.Table, livetable.Status)) {
+	fn(f.tb, livetable.Status{Tracing: true})
+}
 
 // listeners makes n listeners in each namespace, owned by cgroup netns+1.
 func listeners(counts map[uint32]int) *table.Table {
@@ -29,7 +31,7 @@ func listeners(counts map[uint32]int) *table.Table {
 		for i := range n {
 			tb.Apply(&tracer.Event{Kind: tracer.Transition, Time: cookie, Cookie: cookie, NetNS: ns,
 				Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(1000+i)),
-				Old: tcp.Close, New: tcp.Listen, Owner: tracer.Process{PID: 1, Cgroup: uint64(ns) + 1}, OwnerKnown: true})
+				Old:   tcp.Close, New: tcp.Listen, Owner: tracer.Process{PID: 1, Cgroup: uint64(ns) + 1}, OwnerKnown: true})
 			cookie++
 		}
 	}
