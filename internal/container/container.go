@@ -15,6 +15,7 @@
 package container
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -28,6 +29,30 @@ type Identity struct {
 	// PodNamespace and PodName come from /var/log/pods.
 	PodNamespace string
 	PodName      string
+}
+
+// AppendJSON appends the known fields as JSON object members, each with
+// its leading comma: "container", "pod" (the name, or the UID where
+// /var/log/pods is not mounted), "pod_uid", "pod_namespace". Nothing for a
+// host process.
+func (id Identity) AppendJSON(b []byte) []byte {
+	field := func(name, v string) {
+		if v != "" {
+			b = append(b, `,"`...)
+			b = append(b, name...)
+			b = append(b, `":`...)
+			b = strconv.AppendQuote(b, v) // ids and Kubernetes names are ASCII
+		}
+	}
+	field("container", id.Container)
+	if id.PodName != "" {
+		field("pod", id.PodName)
+	} else {
+		field("pod", id.PodUID)
+	}
+	field("pod_uid", id.PodUID)
+	field("pod_namespace", id.PodNamespace)
+	return b
 }
 
 // IsZero reports whether nothing is known.

@@ -89,6 +89,7 @@ func TestPodNames(t *testing.T) {
 		"default_web-7d9f8c6b5-x2x9q_" + uid,
 		"kube-system_coredns-5d78c9869d-abcde_11111111-2222-3333-4444-555555555555",
 		"no-uid_pod_name",
+		"Upper_Case_" + uid,
 		"trailing_",
 	} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
@@ -211,5 +212,24 @@ func TestResolverRealCgroup(t *testing.T) {
 	want := Identity{Runtime: "containerd", Container: cid, PodUID: uid, QoS: "besteffort", PodNamespace: "prod", PodName: "api-1"}
 	if diff := cmp.Diff(want, r.Lookup(id)); diff != "" {
 		t.Errorf("cgroup %d %s: (-want +got)\n%s", id, rel, diff)
+	}
+}
+
+func TestAppendJSON(t *testing.T) {
+	for _, tc := range []struct {
+		id   Identity
+		want string
+	}{
+		{Identity{}, `{}`},
+		{Identity{Runtime: "docker", Container: cid}, `{"container":"` + cid + `"}`},
+		{Identity{Container: cid, PodUID: uid}, `{"container":"` + cid + `","pod":"` + uid + `","pod_uid":"` + uid + `"}`},
+		{Identity{Container: cid, PodUID: uid, PodNamespace: "shop", PodName: "cart-0"},
+			`{"container":"` + cid + `","pod":"cart-0","pod_uid":"` + uid + `","pod_namespace":"shop"}`},
+	} {
+		b := tc.id.AppendJSON([]byte("{"))
+		got := "{" + strings.TrimPrefix(string(b[1:]), ",") + "}"
+		if got != tc.want {
+			t.Errorf("%+v: %s, want %s", tc.id, got, tc.want)
+		}
 	}
 }

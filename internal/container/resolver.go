@@ -128,7 +128,7 @@ func podNames(dir string) map[string][2]string {
 			continue
 		}
 		name, uid, ok := strings.Cut(rest, "_")
-		if !ok || ns == "" || name == "" || !isUID(uid) {
+		if !ok || !isDNSName(ns) || !isDNSName(name) || !isUID(uid) {
 			continue
 		}
 		m[uid] = [2]string{ns, name}
@@ -183,4 +183,18 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// isDNSName reports whether s could be a Kubernetes namespace or pod name:
+// lowercase letters, digits, '-' and '.', at most 253 bytes.
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
 }
