@@ -44,6 +44,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			doctorCommand(),
 			topCommand(),
 			serveCommand(),
+			filterCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

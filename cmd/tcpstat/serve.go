@@ -16,6 +16,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/metrics"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -71,7 +72,7 @@ func runServe(c *cli.Context) error {
 	defer ln.Close()
 
 	obs := metrics.NewObserver(metrics.ObserverOptions{MaxPorts: c.Int("metrics.max-ports")})
-	cfg := livetable.Config{Dump: livetable.DumpTCP, Walk: livetable.WalkTCP, OnEnd: obs.End}
+	cfg := livetable.Config{Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, OnEnd: obs.End}
 	var stats func() (tracer.Stats, error)
 	if c.Bool("poll") {
 		cfg.PollReason = "--poll"

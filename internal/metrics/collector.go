@@ -26,7 +26,7 @@ const (
 )
 
 // Table is what the collector reads the connections from
-// (*livetable.Tracker).
+// (*livetable.Table).
 type Table interface {
 	View(func(*table.Table, livetable.Status))
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/metrics"
 	"github.com/tcpstat/tcpstat/internal/netnstest"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -51,7 +52,7 @@ func TestScrape(t *testing.T) {
 	obs := metrics.NewObserver(metrics.ObserverOptions{MaxPorts: 2, NetNS: mine})
 	ctx := context.Background()
 	tr, err := livetable.Start(ctx, livetable.Config{
-		Events: obs.Wrap(events), Dump: livetable.DumpTCP, Walk: livetable.WalkTCP, OnEnd: obs.End,
+		Events: obs.Wrap(events), Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, OnEnd: obs.End,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +111,7 @@ func TestScrape(t *testing.T) {
 	want := map[string]int{"LISTEN": 1, "ESTABLISHED": 2 * (established - halfClosed - fullyClosed),
 		"FIN_WAIT2": halfClosed, "CLOSE_WAIT": halfClosed, "TIME_WAIT": fullyClosed}
 	waitSS(t, ns, want)
-	if err := tr.Sync(ctx); err != nil {
+	if err := tr.Barrier(ctx); err != nil {
 		t.Fatal(err)
 	}
 

@@ -92,8 +92,9 @@ func Dump(ctx context.Context, opts Options) ([]Socket, error) {
 
 // Walk calls fn for every socket Dump would return, in the same order,
 // without building a slice: the path for listings of 100 000 sockets. The
-// *Socket passed to fn is reused; copy it to keep it. Owners and Info are
-// not filled (use Owners and Attach-style lookups by Inode).
+// *Socket passed to fn is reused; copy it to keep it. Info is filled when
+// opts.Info asks for tcp_info; Owners never are: look them up by Inode in
+// the map Owners returns.
 func Walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
 	return walk(ctx, opts, fn)
 }

@@ -7,6 +7,7 @@
 // the tracer's events use); Walk hands the same sockets to a callback
 // without collecting them, for listings of 100 000 sockets; Owners scans
 // /proc/*/fd once into an inode → processes map that Attach applies.
+// DumpTCP and WalkTCP are the two dumps the connection table reads.
 // Interrupted netlink dumps (NLM_F_DUMP_INTR) are retried without handing
 // out a socket twice.
 package snapshot
