@@ -32,6 +32,9 @@ type Options struct {
 	Filter *filter.Filter
 	// JSON prints one object per line (docs/watch.md) instead of lines.
 	JSON bool
+	// Enrich, when set, appends fields to each JSON object: each field
+	// with its leading comma (container and pod names, for one).
+	Enrich func(b []byte, ev *tracer.Event) []byte
 	// ReadyFile, when set, is written with the pid once the programs are
 	// attached (tests wait for it).
 	ReadyFile string
@@ -234,6 +237,9 @@ func (w *watcher) print(ev *tracer.Event) {
 	b := w.out.AvailableBuffer()
 	if w.opts.JSON {
 		b = format.AppendJSON(b, ev, at)
+		if w.opts.Enrich != nil {
+			b = append(w.opts.Enrich(b[:len(b)-len("}\n")], ev), "}\n"...)
+		}
 	} else {
 		b = format.AppendLine(b, ev, at)
 	}
