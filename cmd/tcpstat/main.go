@@ -43,6 +43,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			listCommand(),
 			doctorCommand(),
 			topCommand(),
+			serveCommand(),
+			filterCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

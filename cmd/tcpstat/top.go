@@ -25,7 +25,8 @@ func topCommand() *cli.Command {
 			"t s p c l r sort by age, state, pid, comm, local, remote; R reverses. A '*' after a\n" +
 			"state marks an inferred timewait hand-off; a '>' before a time, a state entered before\n" +
 			"tcpstat saw the socket; a command in parentheses, the former owner of a socket no\n" +
-			"process holds any more (TIME_WAIT, or orphaned by close while its connection ends).",
+			"process holds any more (TIME_WAIT, or orphaned by close while its connection ends).\n" +
+			"FILTER is the language of docs/filter.md, as in watch; / types one.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "batch", Aliases: []string{"b"}, Usage: "print the table to stdout instead of drawing a screen"},
 			&cli.IntFlag{Name: "iterations", Aliases: []string{"n"}, Usage: "stop after `COUNT` refreshes (0: until interrupted)"},
@@ -33,10 +34,11 @@ func topCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "with -b, one JSON object per refresh"},
 			&cli.StringFlag{Name: "sort", Value: "age", Usage: "sort by `KEY`: age, state, pid, comm, local, remote"},
 			&cli.BoolFlag{Name: "reverse", Usage: "reverse the sort"},
-			&cli.StringFlag{Name: "filter", Usage: "show only rows whose owner, addresses or state contain `TEXT`"},
+			&cli.StringFlag{Name: "filter", Usage: "show only the rows `FILTER` selects (as the FILTER argument)"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
 		},
-		Action: runTop,
+		ArgsUsage: "[FILTER]",
+		Action:    runTop,
 	}
 }
 
@@ -45,7 +47,15 @@ func runTop(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: c.String("filter")}
+	words := c.Args().Slice()
+	if c.IsSet("filter") {
+		words = append([]string{c.String("filter")}, words...)
+	}
+	f, err := parseFilter(words)
+	if err != nil {
+		return err
+	}
+	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f}
 	delay := time.Duration(c.Float64("delay") * float64(time.Second))
 	if delay <= 0 {
 		return fmt.Errorf("delay %v: want a positive number of seconds", c.Float64("delay"))

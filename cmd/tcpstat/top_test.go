@@ -107,7 +107,7 @@ func TestTopBatchJSON(t *testing.T) {
 	defer server.Close()
 	srv, cli := ln.Addr().String(), client.LocalAddr().String()
 	var stdout, stderr bytes.Buffer
-	args := []string{"tcpstat", "top", "-b", "-n", "2", "-d", "0.2", "--json", "--filter", srv}
+	args := []string{"tcpstat", "top", "-b", "-n", "2", "-d", "0.2", "--json", "--filter", "src " + srv + " or dst " + srv}
 	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("%v (stderr %q)", err, stderr.String())
 	}
@@ -155,7 +155,7 @@ func TestTopWithoutPrivileges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cmd := tcpstatCommand(t, "top", "-b", "-n", "1", "--filter", "127.80.202.1")
+	cmd := tcpstatCommand(t, "top", "-b", "-n", "1", "--filter", "src 127.80.202.1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

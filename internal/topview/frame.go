@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
@@ -47,9 +48,8 @@ func ParseKey(name string) (Key, error) {
 type Options struct {
 	Sort    Key
 	Reverse bool
-	// Filter keeps rows whose text (owner, addresses, state) contains it,
-	// case-insensitively.
-	Filter string
+	// Filter keeps the rows it matches (docs/filter.md); nil keeps all.
+	Filter *filter.Filter
 }
 
 // Frame is one refresh: a copy of the table taken under its lock, then
@@ -105,11 +105,19 @@ func (f *Frame) Arrange(opts Options) {
 	}
 	clear(f.Counts)
 	f.order = f.order[:0]
-	filter := strings.ToLower(opts.Filter)
+	all := opts.Filter.Empty()
 	for i := range f.rows {
 		r := &f.rows[i]
 		f.Counts[displayState(r.State())]++
-		if filter == "" || strings.Contains(strings.ToLower(searchText(r, &f.owners[i])), filter) {
+		if all {
+			f.order = append(f.order, int32(i))
+			continue
+		}
+		s := filter.FromRow(r)
+		if f.owners[i].Known {
+			s.Comm = f.owners[i].Comm // the copy's name id may be reused since
+		}
+		if opts.Filter.Match(&s) {
 			f.order = append(f.order, int32(i))
 		}
 	}
@@ -178,19 +186,6 @@ func age(r *table.Row, now uint64) uint64 {
 		return 0
 	}
 	return now - since
-}
-
-func searchText(r *table.Row, o *Owner) string {
-	var b strings.Builder
-	if o.Known {
-		fmt.Fprintf(&b, "%d %s ", o.PID, o.Comm)
-	}
-	b.WriteString(r.Local().String())
-	b.WriteByte(' ')
-	b.WriteString(r.Remote().String())
-	b.WriteByte(' ')
-	b.WriteString(stateText(r))
-	return b.String()
 }
 
 // stateText is the row's state, with '*' while a timewait hand-off is

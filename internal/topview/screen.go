@@ -6,6 +6,7 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 )
 
@@ -39,6 +40,7 @@ type viewer struct {
 	top     int // first row shown
 	editing bool
 	edit    []rune // the filter being typed
+	editErr string // why the typed filter was refused
 }
 
 // Interactive shows the table on screen, refreshed every interval, until
@@ -88,15 +90,23 @@ func (v *viewer) key(ev *tcell.EventKey) bool {
 	if v.editing {
 		switch ev.Key() {
 		case tcell.KeyEnter:
-			v.opts.Filter, v.editing, v.top = string(v.edit), false, 0
+			f, err := filter.Parse(string(v.edit))
+			if err != nil {
+				// Stay in the editor, the error in the status line.
+				v.editErr = err.Error()
+				break
+			}
+			v.opts.Filter, v.editing, v.editErr, v.top = f, false, "", 0
 		case tcell.KeyEscape:
-			v.editing = false
+			v.editing, v.editErr = false, ""
 		case tcell.KeyBackspace, tcell.KeyBackspace2:
 			if len(v.edit) > 0 {
 				v.edit = v.edit[:len(v.edit)-1]
 			}
+			v.editErr = ""
 		case tcell.KeyRune:
 			v.edit = append(v.edit, ev.Rune())
+			v.editErr = ""
 		}
 		return false
 	}
@@ -106,7 +116,7 @@ func (v *viewer) key(ev *tcell.EventKey) bool {
 	case tcell.KeyCtrlC:
 		return true
 	case tcell.KeyEscape:
-		v.opts.Filter = ""
+		v.opts.Filter = nil
 	case tcell.KeyUp:
 		v.top--
 	case tcell.KeyDown:
@@ -131,7 +141,7 @@ func (v *viewer) key(ev *tcell.EventKey) bool {
 		case 'R':
 			v.opts.Reverse = !v.opts.Reverse
 		case '/':
-			v.editing, v.edit = true, []rune(v.opts.Filter)
+			v.editing, v.edit = true, []rune(v.opts.Filter.Source())
 		}
 	}
 	return false
@@ -173,6 +183,9 @@ func (v *viewer) draw() {
 	bottom := help
 	if v.editing {
 		bottom = "filter: " + string(v.edit) + "▏ (Enter apply, Esc cancel)"
+		if v.editErr != "" {
+			bottom = "filter: " + string(v.edit) + "▏ " + v.editErr
+		}
 	}
 	s.PutStrStyled(0, height-1, bottom, styleDim)
 	s.Show()

@@ -60,8 +60,8 @@ func (f *Frame) Header(wall time.Time, eventsPerSec float64, opts Options) []str
 	if opts.Reverse {
 		third += " (reversed)"
 	}
-	if opts.Filter != "" {
-		third += "  filter " + strconv.Quote(opts.Filter)
+	if !opts.Filter.Empty() {
+		third += "  filter " + strconv.Quote(opts.Filter.String())
 	}
 	return []string{first, strings.Join(counts, "  "), third}
 }

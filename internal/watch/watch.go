@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -26,8 +27,14 @@ type Options struct {
 	// Match, when set, keeps only the events it accepts: the user-space
 	// filter. Events it rejects are counted as read, not printed.
 	Match func(*tracer.Event) bool
+	// Filter, when set, keeps the sockets it selects, all of each one's
+	// events or none (filter.Gate); Tracer.Filter should be its kernel part.
+	Filter *filter.Filter
 	// JSON prints one object per line (docs/watch.md) instead of lines.
 	JSON bool
+	// Enrich, when set, appends fields to each JSON object: each field
+	// with its leading comma (container and pod names, for one).
+	Enrich func(b []byte, ev *tracer.Event) []byte
 	// ReadyFile, when set, is written with the pid once the programs are
 	// attached (tests wait for it).
 	ReadyFile string
@@ -56,6 +63,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	w := &watcher{tr: tr, opts: opts, out: bufio.NewWriterSize(opts.Stdout, 256<<10),
 		gone: readerGone(opts.Stdout), clock: tracer.NewClock(), buf: make([]byte, 0, 1024)}
+	if !opts.Filter.Empty() {
+		w.gate = filter.NewGate(opts.Filter)
+	}
 	if !opts.JSON {
 		w.out.WriteString(format.Header)
 	}
@@ -80,6 +90,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err := w.loop(func() bool { return true }); err != nil {
 		return w.closed(err)
 	}
+	if w.gate != nil {
+		// Sockets still undecided are judged as they are.
+		w.gate.Flush(w.emit)
+	}
 	if err := w.reportLosses(); err != nil {
 		return w.closed(err)
 	}
@@ -93,6 +107,7 @@ var errGone = errors.New("output closed")
 type watcher struct {
 	tr      *tracer.Tracer
 	opts    Options
+	gate    *filter.Gate // nil without a filter
 	out     *bufio.Writer
 	gone    func() bool // stdout's reader went away; nil when unknowable
 	clock   *tracer.Clock
@@ -159,7 +174,11 @@ func (w *watcher) loop(done func() bool) error {
 			if w.opts.Match != nil && !w.opts.Match(&ev) {
 				continue
 			}
-			w.print(&ev)
+			if w.gate != nil {
+				w.gate.Push(&ev, w.emit)
+			} else {
+				w.print(&ev)
+			}
 			// Output is flushed when the ring buffer is drained, at most
 			// every flushEvery: under load, a write per few events would
 			// cost more than the events.
@@ -206,12 +225,21 @@ func (w *watcher) loop(done func() bool) error {
 	}
 }
 
+// emit prints an event the gate passes.
+func (w *watcher) emit(ev *tracer.Event) error {
+	w.print(ev)
+	return nil
+}
+
 func (w *watcher) print(ev *tracer.Event) {
 	at := w.clock.Time(ev.Time)
 	// Formatted in place in the writer's free space: no copy per event.
 	b := w.out.AvailableBuffer()
 	if w.opts.JSON {
 		b = format.AppendJSON(b, ev, at)
+		if w.opts.Enrich != nil {
+			b = append(w.opts.Enrich(b[:len(b)-len("}\n")], ev), "}\n"...)
+		}
 	} else {
 		b = format.AppendLine(b, ev, at)
 	}
