@@ -72,12 +72,17 @@ func startsSocket(e *tracer.Event) bool {
 
 func isHandOff(e *tracer.Event) bool { return e.Inferred || e.New == tcp.TimeWait }
 
-// eventOwnerSource says how the tracer learned an event's owner.
-func eventOwnerSource(e *tracer.Event) OwnerSource {
-	if e.Kind == tracer.Accept {
-		return OwnerAccept
+// eventOwnerSource says how the tracer learned an event's owner; a source
+// that does not say (a recording made before it did) is judged by the
+// event's kind.
+func eventOwnerSource(e *tracer.Event) tracer.OwnerSource {
+	switch {
+	case e.OwnerSource != tracer.OwnerNone:
+		return e.OwnerSource
+	case e.Kind == tracer.Accept:
+		return tracer.OwnerAccept
 	}
-	return OwnerSyscall
+	return tracer.OwnerSyscall
 }
 
 func (t *Table) accept(r *Row, e *tracer.Event) {
@@ -88,7 +93,7 @@ func (t *Table) accept(r *Row, e *tracer.Event) {
 		r.setAddrs(e.Local, e.Remote)
 	}
 	if e.OwnerKnown && !r.has(flagTimeWait) {
-		r.setOwner(e.Owner, OwnerAccept)
+		r.setOwner(e.Owner, eventOwnerSource(e))
 	}
 }
 
