@@ -21,6 +21,8 @@ func watchCommand() *cli.Command {
 			"timewait mini-socket without reporting it. Lost events are reported as they happen and at exit.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (see docs/watch.md)"},
+			&cli.BoolFlag{Name: "wide", Aliases: []string{"W"}, Usage: "print every field whole, even when lines wrap"},
+			colorFlag(),
 			&cli.BoolFlag{Name: "4", Usage: "IPv4 only"},
 			&cli.BoolFlag{Name: "6", Usage: "IPv6 only"},
 			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT`"},
@@ -43,6 +45,13 @@ func runWatch(c *cli.Context) error {
 		Stdout:    c.App.Writer,
 		Stderr:    c.App.ErrWriter,
 	}
+	color, err := useColor(c, c.App.Writer)
+	if err != nil {
+		return err
+	}
+	// Only a terminal gets sized lines: what reads a pipe keeps the
+	// stable layout.
+	opts.Width, opts.Wide, opts.Color = termWidth(c.App.Writer), c.Bool("wide"), color
 	switch {
 	case c.Bool("4") && c.Bool("6"):
 		return errors.New("-4 and -6 exclude each other; give neither for both families")
