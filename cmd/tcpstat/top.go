@@ -33,6 +33,7 @@ func topCommand() *cli.Command {
 			&cli.BoolFlag{Name: "reverse", Usage: "reverse the sort"},
 			&cli.StringFlag{Name: "filter", Usage: "show only rows whose owner, addresses or state contain `TEXT`"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
+			colorFlag(),
 		},
 		Action: runTop,
 	}
@@ -43,7 +44,11 @@ func runTop(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: c.String("filter")}
+	color, err := useColor(c, c.App.Writer)
+	if err != nil {
+		return err
+	}
+	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: c.String("filter"), Color: color}
 	delay := time.Duration(c.Float64("delay") * float64(time.Second))
 	if delay <= 0 {
 		return fmt.Errorf("delay %v: want a positive number of seconds", c.Float64("delay"))

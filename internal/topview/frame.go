@@ -50,6 +50,8 @@ type Options struct {
 	// Filter keeps rows whose text (owner, addresses, state) contains it,
 	// case-insensitively.
 	Filter string
+	// Color colours the state column on screen.
+	Color bool
 }
 
 // Frame is one refresh: a copy of the table taken under its lock, then
