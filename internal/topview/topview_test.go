@@ -181,7 +181,9 @@ func TestInteractiveColor(t *testing.T) {
 		}
 		screen.SetSize(150, 12)
 		done := make(chan error)
-		go func() { done <- Interactive(context.Background(), screen, tr, Options{Sort: ByState, Color: color}, time.Hour) }()
+		go func() {
+			done <- Interactive(context.Background(), screen, tr, Options{Sort: ByState, Color: color}, time.Hour)
+		}()
 		screen.InjectKey(tcell.KeyRune, 'q', tcell.ModNone)
 		if err := <-done; err != nil {
 			t.Fatal(err)
