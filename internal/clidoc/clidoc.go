@@ -31,7 +31,7 @@ type Spec struct {
 // Command is one subcommand.
 type Command struct {
 	Name, Usage, Description, UsageText, ArgsUsage string
-	Flags                               []Flag
+	Flags                                          []Flag
 	// Positional: the command takes arguments (a filter expression).
 	Positional bool
 	// Args are the words its first argument completes to, if a fixed set.
