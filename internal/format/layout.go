@@ -2,6 +2,7 @@ package format
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -28,6 +29,7 @@ type Layout struct {
 	seen  [3]int  // widest owner, local and remote seen so far
 	cols  columns // the widths in force, as the last header showed them
 	ready bool    // cols were computed
+	bare  int     // screen rows of the header printed last, if no line followed it
 }
 
 // columns are the widths of one layout.
@@ -67,7 +69,15 @@ func (l *Layout) Header() string {
 		b = padTo(b, "AGE", c.age)
 		b = append(b, "REASON"...)
 	}
-	return string(l.clip(b, 0)) + "\n"
+	b = l.clip(trimPad(b), 0)
+	head := string(b) + "\n"
+	if l.bare > 0 {
+		// A header with no line under it yet: overwrite it (cursor up,
+		// erase to the end of the screen) rather than stack two.
+		head = "\x1b[" + strconv.Itoa(l.bare) + "A\x1b[J" + head
+	}
+	l.bare = max(1, (visible(b)+l.Width-1)/l.Width) // a wide header wraps
+	return head
 }
 
 // fit computes the widths for the terminal from the widest values seen.
@@ -137,6 +147,7 @@ func (l *Layout) AppendLine(b []byte, ev *tracer.Event, at time.Time) []byte {
 			b = append(b, l.Header()...)
 		}
 	}
+	l.bare = 0
 	return l.appendFields(b, ev, at, l.cols)
 }
 
@@ -290,10 +301,7 @@ func visible(b []byte) int {
 	n := 0
 	for i := 0; i < len(b); {
 		if b[i] == 0x1b {
-			for i < len(b) && b[i] != 'm' {
-				i++
-			}
-			i++
+			i = skipCSI(b, i)
 			continue
 		}
 		_, size := utf8.DecodeRune(b[i:])
@@ -301,6 +309,14 @@ func visible(b []byte) int {
 		n++
 	}
 	return n
+}
+
+// skipCSI returns the index after the escape sequence at b[i]: ESC [,
+// parameters, and a final byte from @ to ~.
+func skipCSI(b []byte, i int) int {
+	for i += 2; i < len(b) && (b[i] < 0x40 || b[i] > 0x7e); i++ {
+	}
+	return i + 1
 }
 
 // clip cuts the line begun at start to the terminal's width, colour
@@ -312,10 +328,7 @@ func (l *Layout) clip(b []byte, start int) []byte {
 	n := 0
 	for i := start; i < len(b); {
 		if b[i] == 0x1b {
-			for i < len(b) && b[i] != 'm' {
-				i++
-			}
-			i++
+			i = skipCSI(b, i)
 			continue
 		}
 		if n == l.Width-1 {
@@ -358,6 +371,7 @@ func trimPad(b []byte) []byte {
 
 // AppendLost is AppendLostLine in the layout's colour.
 func (l *Layout) AppendLost(b []byte, at time.Time, reason string, count, total uint64) []byte {
+	l.bare = 0
 	if !l.Color {
 		return AppendLostLine(b, at, reason, count, total)
 	}

@@ -167,3 +167,28 @@ func TestLayoutColor(t *testing.T) {
 		}
 	}
 }
+
+// TestLayoutHeaderRegrow: columns that grow bring a new header; one with
+// no line under it yet is overwritten (cursor up, erase line), not stacked.
+func TestLayoutHeaderRegrow(t *testing.T) {
+	l := &Layout{Width: 120}
+	first := l.Header()
+	ev := loopback[0]
+	ev.Owner.Comm = "a-long-command"
+	got := string(l.AppendLine(nil, &ev, at))
+	head, line, _ := strings.Cut(got, "\n")
+	if !strings.HasPrefix(head, "\x1b[1A\x1b[JTIME ") || head[len("\x1b[1A\x1b[J"):]+"\n" == first {
+		t.Errorf("first event under a bare header: %q, want the header redrawn in place, wider than %q", got, first)
+	}
+	if !strings.Contains(line, "31244/a-long-command 127.0.0.1:8080") {
+		t.Errorf("line %q", line)
+	}
+	ev.Owner.Comm = "a-longer-command"
+	got = string(l.AppendLine(nil, &ev, at))
+	if !strings.HasPrefix(got, "TIME ") {
+		t.Errorf("regrow after a line: %q, want a new header below it", got)
+	}
+	if got := string(l.AppendLine(nil, &ev, at)); strings.Contains(got, "TIME") {
+		t.Errorf("no growth, yet a header: %q", got)
+	}
+}
