@@ -68,7 +68,7 @@ func TestDidYouMean(t *testing.T) {
 // TestHelpExamples: every command's help ends with two or three examples
 // of that command.
 func TestHelpExamples(t *testing.T) {
-	for _, cmd := range []string{"watch", "top", "list", "doctor", "version", "completion"} {
+	for _, cmd := range []string{"watch", "top", "list", "doctor", "filter", "version", "completion"} {
 		t.Run(cmd, func(t *testing.T) {
 			out, err := tcpstatOut(t, cmd, "--help")
 			if err != nil {
@@ -168,13 +168,14 @@ func TestCompletionBash(t *testing.T) {
 		want  string
 	}{
 		{"tcpstat w", "watch"},
-		{"tcpstat ", "watch list doctor top version completion --help -h --version"},
+		{"tcpstat ", "watch list doctor top filter version completion --help -h --version"},
 		{"tcpstat watch --p", "--port"},
 		{"tcpstat watch --color a", "auto always"},
 		{"tcpstat top --sort s", "state"},
 		{"tcpstat top --r", "--reverse"},
 		{"tcpstat watch state fin", "fin-wait-1 fin-wait-2"},
 		{"tcpstat watch sp", "sport"},
+		{"tcpstat top co", "comm"},
 		{"tcpstat list --sta", "--state --statistics"},
 		{"tcpstat list --state time", "time-wait"},
 		{"tcpstat completion z", "zsh"},
@@ -227,7 +228,7 @@ func TestCompletionZsh(t *testing.T) {
 	}
 	text, _ := os.ReadFile(script)
 	for _, want := range []string{"#compdef tcpstat\n", "'watch:print every TCP state transition as it happens'",
-		"'(--port -p)'{--port=,-p+}'[only sockets with this local or remote PORT]:port: '",
+		"'(--port -p)'{--port=,-p+}'[only sockets with this local or remote PORT (filter\\: sport = \\:PORT or dport = \\:PORT)]:port: '",
 		"'--sort=[sort by KEY\\: age, state, pid, comm, local, remote]:key:(age state pid comm local remote)'",
 		"'1:argument:(bash zsh fish)'"} {
 		if !strings.Contains(string(text), want) {
@@ -245,7 +246,7 @@ func TestManPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	pages, _ := filepath.Glob(filepath.Join(dir, "*.1"))
-	if len(pages) != 7 {
+	if want := len(newApp(nil, nil).VisibleCommands()) + 1; len(pages) != want {
 		t.Fatalf("%d pages, want tcpstat.1 and one per command: %v", len(pages), pages)
 	}
 	for _, p := range pages {

@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpstat/tcpstat/internal/clidoc"
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/topview"
 )
 
@@ -17,8 +18,10 @@ var stateNames = []string{
 	"all", "connected", "synchronized", "bucket", "big",
 }
 
-// filterKeywords are the words of a filter expression (ss's grammar).
-var filterKeywords = []string{"state", "exclude", "src", "dst", "sport", "dport", "and", "or", "not"}
+// filterWords are the words of a filter expression (docs/filter.md).
+func filterWords() []string {
+	return append(filter.Keywords(), "and", "or", "not")
+}
 
 // spec is the command line as completion scripts and man pages see it.
 func spec(app *cli.App) clidoc.Spec {
@@ -31,7 +34,7 @@ func spec(app *cli.App) clidoc.Spec {
 		"sort":  sorts,
 		"state": stateNames,
 	}, "watch", "top", "list")
-	s.Words, s.StateWord, s.States = filterKeywords, "state", stateNames
+	s.Words, s.StateWord, s.States = filterWords(), "state", stateNames
 	for i, c := range s.Commands {
 		if c.Name == "completion" {
 			s.Commands[i].Args = []string{"bash", "zsh", "fish"}

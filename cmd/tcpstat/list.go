@@ -9,7 +9,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/netstat"
 )
 
-const listUsage = `tcpstat list [flags] [interval [count]]
+const listUsage = `tcpstat list [flags] [interval [count] | FILTER]
 
 Sockets (net-tools netstat's forms):
   -t --tcp  -u --udp  -w --raw  -x --unix     protocols (default: all)
@@ -26,6 +26,9 @@ Sockets (net-tools netstat's forms):
   --state STATES    states and groups, e.g. established,time-wait or connected
                     (groups: all, connected, synchronized, bucket, big)
   --summary         count sockets per protocol and state
+  FILTER            ss's filter expression with pid, comm, uid, netns, cgroup,
+                    family (docs/filter.md), e.g. 'sport = :ssh or dport = :ssh';
+                    one that names states replaces the default (connected only)
 Other forms:
   -s --statistics   protocol counters (-s -t: TCP only); repeats show deltas
   -i --interfaces   interface table; repeats show deltas
@@ -56,6 +59,11 @@ func listCommand() *cli.Command {
 			if cfg.Help {
 				fmt.Fprintln(cctx.App.Writer, listUsage)
 				return nil
+			}
+			if len(cfg.FilterArgs) > 0 {
+				if cfg.Filter, err = parseFilter(cfg.FilterArgs); err != nil {
+					return err
+				}
 			}
 			// A listing is short-lived and streams its rows: fewer
 			// collections cost less than the memory they would save.

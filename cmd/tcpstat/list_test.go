@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/urfave/cli/v2"
 )
 
@@ -36,15 +40,51 @@ func TestListHelp(t *testing.T) {
 	}
 }
 
+// TestListRuns lists through the CLI and wants the rows of a listener and
+// an established pair the test holds on loopback.
 func TestListRuns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to list every socket")
 	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"tcpstat", "list", "-tan"}, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(out.String(), "Active Internet connections (servers and established)\nProto Recv-Q") {
-		t.Errorf("unexpected output:\n%s", out.String())
+	text := out.String()
+	if !strings.HasPrefix(text, "Active Internet connections (servers and established)\nProto Recv-Q") {
+		t.Errorf("unexpected header:\n%s", text)
+	}
+	server, client := ln.Addr().String(), c.LocalAddr().String()
+	want := []string{
+		fmt.Sprintf("tcp 0 0 %s 0.0.0.0:* LISTEN", server),
+		fmt.Sprintf("tcp 0 0 %s %s ESTABLISHED", server, client),
+		fmt.Sprintf("tcp 0 0 %s %s ESTABLISHED", client, server),
+	}
+	var got []string
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 6 && (f[3] == server || f[3] == client) {
+			got = append(got, strings.Join(f, " "))
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("list -tan rows of the test's sockets (-want +got):\n%s", diff)
 	}
 }

@@ -47,6 +47,7 @@ func commands() []*cli.Command {
 		listCommand(),
 		doctorCommand(),
 		topCommand(),
+		filterCommand(),
 		versionCommand(),
 		completionCommand(),
 		manCommand(),
@@ -81,6 +82,10 @@ var examples = map[string][]string{
 	"version": {
 		"tcpstat version",
 		"tcpstat version --verbose --json    # with the kernel's features",
+	},
+	"filter": {
+		"tcpstat filter explain 'dport = :443 and not comm curl'",
+		"tcpstat filter explain 'state established and reason reset'",
 	},
 	"completion": {
 		"tcpstat completion bash > /etc/bash_completion.d/tcpstat",

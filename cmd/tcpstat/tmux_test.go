@@ -229,7 +229,8 @@ func TestTopInTerminal(t *testing.T) {
 			}
 			defer a.Close()
 			client := c.LocalAddr().(*net.TCPAddr).Port
-			p := startPane(t, tc.width, 50, "top", "--delay", "0.2", "--filter", "127.0.0.1:"+strconv.Itoa(tc.port))
+			port := ":" + strconv.Itoa(tc.port)
+			p := startPane(t, tc.width, 50, "top", "--delay", "0.2", "src", "127.0.0.1"+port, "or", "dst", "127.0.0.1"+port)
 			pid := strconv.Itoa(os.Getpid())
 			srv, cli := fmt.Sprintf(`127\.0\.0\.1:%d`, tc.port), fmt.Sprintf(`127\.0\.0\.1:%d`, client)
 			row := func(local, remote, state string) *regexp.Regexp {

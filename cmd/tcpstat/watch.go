@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"os/signal"
 	"syscall"
 
@@ -14,18 +12,21 @@ import (
 
 func watchCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "watch",
-		Usage: "print every TCP state transition as it happens",
+		Name:      "watch",
+		Usage:     "print every TCP state transition as it happens",
+		ArgsUsage: "[FILTER]",
 		Description: "One line per transition: time, owning process, local → remote, OLD → NEW and the time\n" +
 			"spent in the old state. TIME_WAIT is marked * (inferred): the kernel hands the socket to a\n" +
-			"timewait mini-socket without reporting it. Lost events are reported as they happen and at exit.",
+			"timewait mini-socket without reporting it. Lost events are reported as they happen and at exit.\n" +
+			"FILTER is ss's filter language with pid, comm, uid, netns, cgroup, reason and family\n" +
+			"(docs/filter.md), e.g. 'dport = :443 and not comm curl'.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (see docs/watch.md)"},
 			&cli.BoolFlag{Name: "wide", Aliases: []string{"W"}, Usage: "print every field whole, even when lines wrap"},
 			colorFlag(),
-			&cli.BoolFlag{Name: "4", Usage: "IPv4 only"},
-			&cli.BoolFlag{Name: "6", Usage: "IPv6 only"},
-			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT`"},
+			&cli.BoolFlag{Name: "4", Usage: "IPv4 only (filter: family inet)"},
+			&cli.BoolFlag{Name: "6", Usage: "IPv6 only (filter: family inet6)"},
+			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT` (filter: sport = :PORT or dport = :PORT)"},
 			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two)"},
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the programs are attached"},
 		},
@@ -35,9 +36,6 @@ func watchCommand() *cli.Command {
 
 // runWatch turns the flags into watch.Options.
 func runWatch(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("watch takes no arguments, got %q", c.Args().First())
-	}
 	opts := watch.Options{
 		Tracer:    tracer.Options{RingBufferSize: c.Int("ring-size")},
 		JSON:      c.Bool("json"),
@@ -45,6 +43,11 @@ func runWatch(c *cli.Context) error {
 		Stdout:    c.App.Writer,
 		Stderr:    c.App.ErrWriter,
 	}
+	f, err := viewFilter(c)
+	if err != nil {
+		return err
+	}
+	opts.Filter = f
 	color, err := useColor(c, c.App.Writer)
 	if err != nil {
 		return err
@@ -53,18 +56,12 @@ func runWatch(c *cli.Context) error {
 	// stable layout.
 	opts.Width, opts.Wide, opts.Color = termWidth(c.App.Writer), c.Bool("wide"), color
 	switch {
-	case c.Bool("4") && c.Bool("6"):
-		return errors.New("-4 and -6 exclude each other; give neither for both families")
 	case c.Bool("4"):
 		opts.Tracer.Family = 4
 	case c.Bool("6"):
 		opts.Tracer.Family = 6
 	}
-	p := c.Uint("port")
-	if p > 65535 {
-		return fmt.Errorf("--port %d: want 1-65535", p)
-	}
-	opts.Tracer.Port = uint16(p)
+	opts.Tracer.Port = uint16(c.Uint("port"))
 	// A closed stdout (`watch | head`) is an end like a signal, with the
 	// summary: a write to it fails with EPIPE instead of killing tcpstat.
 	signal.Ignore(syscall.SIGPIPE)

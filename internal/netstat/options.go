@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 )
@@ -44,6 +45,14 @@ type Config struct {
 	// States, when not zero, selects sockets in these states (--state);
 	// it replaces the -a/-l selection.
 	States snapshot.StateSet
+
+	// FilterArgs are positional arguments that are not "interval [count]":
+	// a filter expression, for the caller to parse into Filter, which
+	// selects sockets after -a/-l/--state (docs/filter.md). A filter that
+	// names states replaces the default selection (connected only), as
+	// --state does.
+	FilterArgs []string
+	Filter     *filter.Filter
 
 	Summary bool
 	JSON    bool
@@ -267,9 +276,14 @@ func parseSeconds(v string) (time.Duration, error) {
 	return time.Duration(f * float64(time.Second)), nil
 }
 
-// setPositional reads Solaris' "interval [count]".
+// setPositional reads Solaris' "interval [count]"; other positional
+// arguments are a filter expression.
 func (c *Config) setPositional(pos []string) error {
 	if len(pos) == 0 {
+		return nil
+	}
+	if !isNumber(pos[0]) || len(pos) == 2 && !isNumber(pos[1]) || len(pos) > 2 {
+		c.FilterArgs = pos
 		return nil
 	}
 	if len(pos) > 2 {
@@ -351,6 +365,8 @@ func (c *Config) check() error {
 		return usagef("-x (unix) and -4/-6 (inet) contradict each other")
 	case c.Form != Sockets && c.Summary:
 		return usagef("--summary counts sockets; it does not combine with -s, -i, -r or -g")
+	case c.Form != Sockets && len(c.FilterArgs) > 0:
+		return usagef("a filter selects sockets; it does not combine with -s, -i, -r or -g")
 	case c.Form != Sockets && c.States != 0:
 		return usagef("--state selects sockets; it does not combine with -s, -i, -r or -g")
 	case c.States != 0 && c.Listening && !c.States.Has(tcp.Listen):

@@ -62,7 +62,7 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"-x", "-4"}, "-x (unix) and -4/-6 (inet) contradict each other"},
 		{[]string{"-s", "--summary"}, "--summary counts sockets; it does not combine with -s, -i, -r or -g"},
 		{[]string{"-l", "--state", "established"}, "-l (listening) and --state without listening contradict each other"},
-		{[]string{"-c", "-t", "x"}, `unexpected argument "x" (positional arguments are: interval [count])`},
+		{[]string{"-s", "x"}, `a filter selects sockets; it does not combine with -s, -i, -r or -g`},
 		{[]string{"-s", "1", "0"}, `count "0" is not a positive whole number`},
 		{[]string{"-c0"}, `-c: interval "0" is not a number of seconds between 0 and 86400`},
 		{[]string{"-P", "ip"}, "-P ip and -P icmp select statistics; add -s"},

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -26,6 +27,9 @@ type Options struct {
 	// Match, when set, keeps only the events it accepts: the user-space
 	// filter. Events it rejects are counted as read, not printed.
 	Match func(*tracer.Event) bool
+	// Filter, when set, keeps the sockets it selects, all of each one's
+	// events or none (filter.Gate); Tracer.Filter should be its kernel part.
+	Filter *filter.Filter
 	// JSON prints one object per line (docs/watch.md) instead of lines.
 	JSON bool
 	// Width is the terminal's width in columns, to size the lines' columns
@@ -64,6 +68,9 @@ func Run(ctx context.Context, opts Options) error {
 	w := &watcher{tr: tr, opts: opts, out: bufio.NewWriterSize(opts.Stdout, 256<<10),
 		gone: readerGone(opts.Stdout), clock: tracer.NewClock(), buf: make([]byte, 0, 1024),
 		layout: format.Layout{Width: opts.Width, Wide: opts.Wide, Color: opts.Color}}
+	if !opts.Filter.Empty() {
+		w.gate = filter.NewGate(opts.Filter)
+	}
 	if !opts.JSON {
 		w.out.WriteString(w.layout.Header())
 	}
@@ -88,6 +95,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err := w.loop(func() bool { return true }); err != nil {
 		return w.closed(err)
 	}
+	if w.gate != nil {
+		// Sockets still undecided are judged as they are.
+		w.gate.Flush(w.emit)
+	}
 	if err := w.reportLosses(); err != nil {
 		return w.closed(err)
 	}
@@ -101,6 +112,7 @@ var errGone = errors.New("output closed")
 type watcher struct {
 	tr      *tracer.Tracer
 	opts    Options
+	gate    *filter.Gate // nil without a filter
 	out     *bufio.Writer
 	layout  format.Layout
 	gone    func() bool // stdout's reader went away; nil when unknowable
@@ -168,7 +180,11 @@ func (w *watcher) loop(done func() bool) error {
 			if w.opts.Match != nil && !w.opts.Match(&ev) {
 				continue
 			}
-			w.print(&ev)
+			if w.gate != nil {
+				w.gate.Push(&ev, w.emit)
+			} else {
+				w.print(&ev)
+			}
 			// Output is flushed when the ring buffer is drained, at most
 			// every flushEvery: under load, a write per few events would
 			// cost more than the events.
@@ -213,6 +229,12 @@ func (w *watcher) loop(done func() bool) error {
 			fmt.Fprintf(w.opts.Stderr, "tcpstat: %v\n", err)
 		}
 	}
+}
+
+// emit prints an event the gate passes.
+func (w *watcher) emit(ev *tracer.Event) error {
+	w.print(ev)
+	return nil
 }
 
 func (w *watcher) print(ev *tracer.Event) {
