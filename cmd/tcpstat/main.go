@@ -146,15 +146,10 @@ func flagNames(cmd *cli.Command) []string {
 		}
 	}
 	if cmd.SkipFlagParsing {
-		names = append(names, usageFlag.FindAllString(cmd.UsageText, -1)...)
+		names = append(names, regexp.MustCompile(`--[a-z][a-z0-9-]+`).FindAllString(cmd.UsageText, -1)...)
 	}
 	return names
 }
-
-var (
-	usageFlag   = regexp.MustCompile(`--[a-z][a-z0-9-]+`)
-	unknownFlag = regexp.MustCompile(`(?:flag provided but not defined: |unknown flag )-?(-[a-zA-Z0-9][a-zA-Z0-9-]*)`)
-)
 
 // didYouMean is "; did you mean --port?" for an error about an unknown
 // flag that is close to a known one, else "".
@@ -162,6 +157,8 @@ func didYouMean(err error, known []string) string {
 	if err == nil {
 		return ""
 	}
+	// Compiled on a mistake only: not at every start.
+	unknownFlag := regexp.MustCompile(`(?:flag provided but not defined: |unknown flag )-?(-[a-zA-Z0-9][a-zA-Z0-9-]*)`)
 	m := unknownFlag.FindStringSubmatch(err.Error())
 	if m == nil {
 		return ""

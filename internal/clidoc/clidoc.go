@@ -105,14 +105,12 @@ func placeholder(usage string) string {
 	return "VALUE"
 }
 
-var (
-	usageLong  = regexp.MustCompile(`--[a-z][a-z0-9-]*`)
-	usageShort = regexp.MustCompile(`(?:^|[\s|(])-([a-zA-Z0-9])\b`)
-)
-
 // usageFlags reads the flags a hand-written usage text names: "--tcp",
-// and "-t" standing alone (not the "-tanp" of an example).
+// and "-t" standing alone (not the "-tanp" of an example). The expressions
+// are compiled here, not at init: every start of tcpstat would pay.
 func usageFlags(text string, values Values) []Flag {
+	usageLong := regexp.MustCompile(`--[a-z][a-z0-9-]*`)
+	usageShort := regexp.MustCompile(`(?:^|[\s|(])-([a-zA-Z0-9])\b`)
 	var out []Flag
 	seen := map[string]bool{}
 	for _, l := range usageLong.FindAllString(text, -1) {
