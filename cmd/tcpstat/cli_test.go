@@ -46,8 +46,9 @@ func TestDidYouMean(t *testing.T) {
 		{[]string{"watch", "-w"}, "watch: flag provided but not defined: -w; did you mean -W? (see tcpstat watch --help)"},
 		{[]string{"watch", "--bogus"}, "watch: flag provided but not defined: -bogus (see tcpstat watch --help)"},
 		{[]string{"top", "--srot", "state"}, "top: flag provided but not defined: -srot; did you mean --sort? (see tcpstat top --help)"},
-		{[]string{"list", "--statee", "x"}, "list: unknown flag --statee; did you mean --state? (see tcpstat list --help)"},
+		{[]string{"list", "--statee", "x"}, "list: unknown flag --statee (did you mean --state?) (see tcpstat list --help)"},
 		{[]string{"list", "--bogus"}, "list: unknown flag --bogus (see tcpstat list --help)"},
+		{[]string{"serve", "--web.listen-adress", ":1"}, "serve: flag provided but not defined: -web.listen-adress; did you mean --web.listen-address? (see tcpstat serve --help)"},
 		{[]string{"--verison"}, "flag provided but not defined: -verison; did you mean --version? (see --help)"},
 		{[]string{"completion"}, "completion takes one shell: bash, zsh or fish"},
 		{[]string{"completion", "tcsh"}, `completion "tcsh": want bash, zsh or fish`},
@@ -68,7 +69,7 @@ func TestDidYouMean(t *testing.T) {
 // TestHelpExamples: every command's help ends with two or three examples
 // of that command.
 func TestHelpExamples(t *testing.T) {
-	for _, cmd := range []string{"watch", "top", "list", "doctor", "filter", "version", "completion"} {
+	for _, cmd := range []string{"watch", "top", "list", "doctor", "serve", "filter", "version", "completion"} {
 		t.Run(cmd, func(t *testing.T) {
 			out, err := tcpstatOut(t, cmd, "--help")
 			if err != nil {
@@ -168,8 +169,8 @@ func TestCompletionBash(t *testing.T) {
 		want  string
 	}{
 		{"tcpstat w", "watch"},
-		{"tcpstat ", "watch list doctor top filter version completion --help -h --version"},
-		{"tcpstat watch --p", "--port"},
+		{"tcpstat ", "watch list doctor top serve filter version completion --help -h --version"},
+		{"tcpstat watch --por", "--port"},
 		{"tcpstat watch --color a", "auto always"},
 		{"tcpstat top --sort s", "state"},
 		{"tcpstat top --r", "--reverse"},

@@ -47,6 +47,7 @@ func commands() []*cli.Command {
 		listCommand(),
 		doctorCommand(),
 		topCommand(),
+		serveCommand(),
 		filterCommand(),
 		versionCommand(),
 		completionCommand(),
@@ -67,7 +68,7 @@ var examples = map[string][]string{
 	},
 	"top": {
 		"tcpstat top --sort state            # grouped by state",
-		"tcpstat top --filter nginx          # only nginx's connections",
+		"tcpstat top comm nginx              # only nginx's connections",
 		"tcpstat top -b -n 1 --json          # one refresh as JSON, for scripts",
 	},
 	"list": {
@@ -82,6 +83,10 @@ var examples = map[string][]string{
 	"version": {
 		"tcpstat version",
 		"tcpstat version --verbose --json    # with the kernel's features",
+	},
+	"serve": {
+		"tcpstat serve                       # /metrics on 127.0.0.1:9977",
+		"tcpstat serve --web.listen-address :9977 --metrics.by netns",
 	},
 	"filter": {
 		"tcpstat filter explain 'dport = :443 and not comm curl'",
@@ -124,7 +129,7 @@ func teach(cmd *cli.Command) {
 		}
 		err := action(c)
 		var exit cli.ExitCoder
-		if hint := didYouMean(err, flagNames(cmd)); hint != "" && errors.As(err, &exit) {
+		if hint := didYouMean(err, flagNames(cmd)); hint != "" && errors.As(err, &exit) && !strings.Contains(exit.Error(), "did you mean") {
 			msg := strings.Replace(exit.Error(), " (see", hint+" (see", 1)
 			return cli.Exit(msg, exit.ExitCode())
 		}
@@ -158,7 +163,7 @@ func didYouMean(err error, known []string) string {
 		return ""
 	}
 	// Compiled on a mistake only: not at every start.
-	unknownFlag := regexp.MustCompile(`(?:flag provided but not defined: |unknown flag )-?(-[a-zA-Z0-9][a-zA-Z0-9-]*)`)
+	unknownFlag := regexp.MustCompile(`(?:flag provided but not defined: |unknown flag )-?(-[a-zA-Z0-9][a-zA-Z0-9.-]*)`)
 	m := unknownFlag.FindStringSubmatch(err.Error())
 	if m == nil {
 		return ""

@@ -157,8 +157,11 @@ func AppendJSON(b []byte, ev *tracer.Event, at time.Time) []byte {
 		b = strconv.AppendUint(b, uint64(ev.Owner.UID), 10)
 		b = append(b, `,"cgroup":`...)
 		b = strconv.AppendUint(b, ev.Owner.Cgroup, 10)
+		b = append(b, `,"owner_source":"`...)
+		b = append(b, ev.OwnerSource.String()...)
+		b = append(b, '"')
 	} else {
-		b = append(b, `,"pid":null,"comm":null,"uid":null,"cgroup":null`...)
+		b = append(b, `,"pid":null,"comm":null,"uid":null,"cgroup":null,"owner_source":null`...)
 	}
 	b = append(b, `,"task_pid":`...)
 	b = strconv.AppendUint(b, uint64(ev.Task.PID), 10)

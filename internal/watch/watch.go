@@ -39,6 +39,9 @@ type Options struct {
 	Wide bool
 	// Color colours states, close reasons and losses.
 	Color bool
+	// Enrich, when set, appends fields to each JSON object: each field
+	// with its leading comma (container and pod names, for one).
+	Enrich func(b []byte, ev *tracer.Event) []byte
 	// ReadyFile, when set, is written with the pid once the programs are
 	// attached (tests wait for it).
 	ReadyFile string
@@ -243,6 +246,9 @@ func (w *watcher) print(ev *tracer.Event) {
 	b := w.out.AvailableBuffer()
 	if w.opts.JSON {
 		b = format.AppendJSON(b, ev, at)
+		if w.opts.Enrich != nil {
+			b = append(w.opts.Enrich(b[:len(b)-len("}\n")], ev), "}\n"...)
+		}
 	} else {
 		b = w.layout.AppendLine(b, ev, at)
 	}
