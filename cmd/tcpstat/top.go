@@ -36,6 +36,7 @@ func topCommand() *cli.Command {
 			&cli.BoolFlag{Name: "reverse", Usage: "reverse the sort"},
 			&cli.StringFlag{Name: "filter", Usage: "show only the rows `FILTER` selects (as the FILTER argument)"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
+			colorFlag(),
 		},
 		ArgsUsage: "[FILTER]",
 		Action:    runTop,
@@ -55,7 +56,11 @@ func runTop(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f}
+	color, err := useColor(c, c.App.Writer)
+	if err != nil {
+		return err
+	}
+	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f, Color: color}
 	delay := time.Duration(c.Float64("delay") * float64(time.Second))
 	if delay <= 0 {
 		return fmt.Errorf("delay %v: want a positive number of seconds", c.Float64("delay"))

@@ -51,6 +51,8 @@ type Options struct {
 	Reverse bool
 	// Filter keeps the rows it matches (docs/filter.md); nil keeps all.
 	Filter *filter.Filter
+	// Color colours the state column on screen.
+	Color bool
 }
 
 // Frame is one refresh: a copy of the table taken under its lock, then
