@@ -109,16 +109,21 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v: %q, %v; want %s", args, out, err, want)
 		}
 	}
-	out, err := tcpstatOut(t, "version", "--json")
-	if err != nil {
-		t.Fatal(err)
+	for _, args := range [][]string{{"version", "--json"}, {"--version", "--json"}} {
+		out, err := tcpstatOut(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b buildInfo
+		if err := json.Unmarshal([]byte(out), &b); err != nil {
+			t.Fatalf("%v: not JSON: %v\n%s", args, err, out)
+		}
+		if b.Version != "v1.2.3" || b.Commit != commit || !strings.HasPrefix(b.Go, "go1.") || b.Kernel != "" || b.Features != nil {
+			t.Errorf("%v: %+v", args, b)
+		}
 	}
-	var b buildInfo
-	if err := json.Unmarshal([]byte(out), &b); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, out)
-	}
-	if b.Version != "v1.2.3" || b.Commit != commit || !strings.HasPrefix(b.Go, "go1.") || b.Kernel != "" || b.Features != nil {
-		t.Errorf("version --json: %+v", b)
+	if _, err := tcpstatOut(t, "--json"); err == nil || err.Error() != "--verbose and --json go with --version, or after a command" {
+		t.Errorf("--json alone: %v", err)
 	}
 
 	// Without link flags: the toolchain's build info, or (devel).
@@ -133,7 +138,7 @@ func TestVersionVerbose(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: doctor loads the tracer")
 	}
-	out, err := tcpstatOut(t, "version", "--verbose")
+	out, err := tcpstatOut(t, "--version", "--verbose")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +174,7 @@ func TestCompletionBash(t *testing.T) {
 		want  string
 	}{
 		{"tcpstat w", "watch"},
-		{"tcpstat ", "watch list doctor top serve filter version completion --help -h --version"},
+		{"tcpstat ", "watch list doctor top serve filter version completion --verbose --json --help -h --version"},
 		{"tcpstat watch --por", "--port"},
 		{"tcpstat watch --color a", "auto always"},
 		{"tcpstat top --sort s", "state"},
