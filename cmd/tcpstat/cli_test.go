@@ -224,21 +224,34 @@ func TestCompletionFish(t *testing.T) {
 	}
 }
 
-// TestCompletionZsh: zsh parses the script, and it names every command and
-// flag.
+// TestCompletionZsh loads the script as zsh's compinit does (from fpath)
+// and completes in an interactive zsh, as a Tab would
+// (testdata/zsh-complete.zsh).
 func TestCompletionZsh(t *testing.T) {
 	zsh := needTool(t, "zsh")
 	script := completionScript(t, "zsh")
-	if out, err := exec.Command(zsh, "-n", script).CombinedOutput(); err != nil {
+	dir := filepath.Dir(script)
+	if err := os.Rename(script, filepath.Join(dir, "_tcpstat")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(zsh, "-n", filepath.Join(dir, "_tcpstat")).CombinedOutput(); err != nil {
 		t.Fatalf("zsh -n: %v\n%s", err, out)
 	}
-	text, _ := os.ReadFile(script)
-	for _, want := range []string{"#compdef tcpstat\n", "'watch:print every TCP state transition as it happens'",
-		"'(--port -p)'{--port=,-p+}'[only sockets with this local or remote PORT (filter\\: sport = \\:PORT or dport = \\:PORT)]:port: '",
-		"'--sort=[sort by KEY\\: age, state, pid, comm, local, remote]:key:(age state pid comm local remote)'",
-		"'1:argument:(bash zsh fish)'"} {
-		if !strings.Contains(string(text), want) {
-			t.Errorf("zsh script lacks %s", want)
+	for _, tc := range []struct {
+		line string
+		want []string
+	}{
+		{"tcpstat wa", []string{"watch"}},
+		{"tcpstat top --sort s", []string{"state"}},
+		{"tcpstat watch --col", []string{"--color"}},
+		{"tcpstat watch --color a", []string{"auto", "always"}},
+		{"tcpstat watch fin", []string{"fin-wait-1", "fin-wait-2"}},
+		{"tcpstat completion f", []string{"fish"}},
+	} {
+		out, err := exec.Command(zsh, "-f", "testdata/zsh-complete.zsh", dir, tc.line).CombinedOutput()
+		got := strings.Fields(string(out))
+		if err != nil || strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("%q: %q, %v; want %q", tc.line, got, err, tc.want)
 		}
 	}
 }
