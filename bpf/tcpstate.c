@@ -11,6 +11,11 @@
  * skipped for that program and counted in its recursion_misses. Each copy
  * has its own guard, so the second copy takes exactly the transitions the
  * first one missed (see dedupe below) and none is lost.
+ *
+ * Per-socket state lives in the socket's local storage where the kernel
+ * lets tracing programs have it (5.11+), and goes with the socket whatever
+ * was lost; on older kernels in an LRU hash keyed by the socket's address,
+ * deleted at its CLOSE and swept of sockets whose CLOSE was never seen.
  */
 
 #include "kernel.h"
@@ -22,6 +27,9 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define TASK_COMM_LEN 16
+
+/* The enums below are read by user space through bpf2go -type: their
+ * names and values are the contract. */
 
 enum event_kind {
 	KIND_TRANSITION = 1,
@@ -36,7 +44,14 @@ enum event_flag {
 	FLAG_SYNTHETIC_COOKIE = 1 << 4,
 };
 
-/* Why a socket left the connection; mirrors tracer.Reason. */
+/* How the program learned a socket's owner. */
+enum owner_source {
+	OWNER_NONE = 0,
+	OWNER_SYSCALL = 1, /* the task held the socket lock at a transition */
+	OWNER_ACCEPT = 2,  /* accept() returned the socket to the task */
+};
+
+/* Why a socket left the connection. */
 enum close_reason {
 	REASON_NONE = 0,
 	REASON_TIMEWAIT,
@@ -46,6 +61,17 @@ enum close_reason {
 	REASON_TIMEOUT,
 	REASON_ABORT,
 	REASON_ERROR,
+};
+
+enum counter {
+	COUNTER_RINGBUF_FULL = 0, /* events lost: ring buffer reservation failed */
+	COUNTER_RECOVERED,	  /* transitions the first copy missed, taken by the second */
+	COUNTER_STATE_FULL,	  /* no per-socket state could be had: owner and dwell unknown */
+	COUNTER_SYNTHETIC,	  /* not a count: the sequence of synthetic cookies */
+	COUNTER_SWEPT,		  /* sockets map entries whose CLOSE was never seen, swept */
+	COUNTER_FORCED_SKIP,	  /* tests: runs the first copy passed over on purpose */
+	COUNTER_FORCED_LOST,	  /* tests: moves to CLOSE dropped on purpose */
+	COUNTER_MAX,
 };
 
 /* One report to user space; bpf2go generates its Go twin (tcpstateEvent). */
@@ -68,18 +94,24 @@ struct event {
 	__u16 dport;
 	__u16 family;
 	__u16 err; /* sk_err at close */
-	__u8 kind;
+	__u8 kind;  /* enum event_kind */
 	__u8 oldstate;
 	__u8 newstate;
-	__u8 flags;
-	__u8 reason;
-	__u8 pad[3];
+	__u8 flags;	   /* enum event_flag */
+	__u8 reason;	   /* enum close_reason */
+	__u8 owner_source; /* enum owner_source */
+	__u8 pad[2];
 	char owner_comm[TASK_COMM_LEN];
 	char task_comm[TASK_COMM_LEN];
 };
 
-/* Keeps struct event in the object's BTF for bpf2go -type event. */
+/* Keep these types in the object's BTF for bpf2go -type. */
 const struct event *unused_event __attribute__((unused));
+const enum event_kind *unused_kind __attribute__((unused));
+const enum event_flag *unused_flag __attribute__((unused));
+const enum owner_source *unused_owner_source __attribute__((unused));
+const enum close_reason *unused_reason __attribute__((unused));
+const enum counter *unused_counter __attribute__((unused));
 
 /* What we keep per live socket between its transitions. */
 struct sock_state {
@@ -89,13 +121,23 @@ struct sock_state {
 	__u32 owner_pid;
 	__u32 owner_uid;
 	char owner_comm[TASK_COMM_LEN];
-	__u8 owner_known;
+	__u8 owner_source; /* enum owner_source; OWNER_NONE: no owner known */
 	__u8 synthetic;
 	__u8 birth_pending; /* a passive open's LISTEN → SYN_RECV, not yet reported */
 	__u8 pad[1];
 	__u32 birth_task_pid; /* who was running at that birth */
 	__u64 birth_ns;
 	char birth_task_comm[TASK_COMM_LEN];
+};
+
+/* The socket's addresses and ports, read once per run. */
+struct endpoint {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
 };
 
 /* A transition the first copy handled and the second copy has not yet
@@ -117,25 +159,29 @@ struct handled_set {
 	struct handled slot[HANDLED_MAX];
 };
 
-enum counter {
-	COUNTER_RINGBUF_FULL = 0, /* events lost: ring buffer reservation failed */
-	COUNTER_RECOVERED,	  /* transitions the first copy missed, taken by the second */
-	COUNTER_STATE_FULL,	  /* sockets map full: owner and dwell unknown */
-	COUNTER_SYNTHETIC,	  /* not a count: the sequence of synthetic cookies */
-	COUNTER_MAX,
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 23); /* user space sets the size */
 } events SEC(".maps");
 
+/* Without socket storage: every live socket's state. With it: only passive
+ * opens from ESTABLISHED until their first transition after accept(), the
+ * one way the accept programs (classic tracepoints, which cannot reach
+ * socket storage) hand the owner over. Keyed by the struct sock address,
+ * only while the socket lives. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 17); /* user space sets the size */
-	__type(key, __u64);	      /* struct sock address, only while the socket lives */
+	__type(key, __u64);
 	__type(value, struct sock_state);
 } sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_state);
+} socket_storage SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -156,9 +202,21 @@ const volatile __u16 filter_family = 0; /* AF_INET, AF_INET6 or 0 for both */
 const volatile __u16 filter_port = 0;	/* either end; 0 for any */
 /* bpf_get_socket_cookie() is callable from tracing programs since 5.12. */
 const volatile bool have_cookie_helper = true;
+/* bpf_sk_storage_get() is callable from tracing programs since 5.11. */
+const volatile bool use_sk_storage = true;
 /* Wake the consumer each time this much more is waiting: it also polls,
  * and a wakeup (an IPI) per event would cost more than the event. */
 const volatile __u64 wakeup_bytes = 1;
+/* Tests only: 1 in n runs of the first copy pass the transition to the
+ * second copy as a recursion would; 1 in n moves to CLOSE are dropped, the
+ * losses that would leave per-socket state behind. */
+const volatile __u32 test_skip_first_one_in = 0;
+const volatile __u32 test_lose_one_in = 0;
+/* Tests only: 1 in n events is sent with kind 0, which user space rejects. */
+const volatile __u32 test_corrupt_one_in = 0;
+/* A sockets map entry whose socket is in CLOSE and has not moved for this
+ * long lost its CLOSE transition: the sweep deletes it. */
+const volatile __u64 sweep_after_ns = 1000000000;
 
 static __always_inline void count(enum counter c)
 {
@@ -169,11 +227,21 @@ static __always_inline void count(enum counter c)
 		*v += 1; /* per-CPU: no atomics needed */
 }
 
-static __always_inline bool wanted(__u16 family, __u16 sport, __u16 dport)
+static __always_inline bool one_in(__u32 n)
 {
-	if (filter_family && family != filter_family)
+	return n && bpf_get_prandom_u32() % n == 0;
+}
+
+/*
+ * Keep or drop: whether this socket's transitions are reported. The one
+ * place where a socket is judged; its state is kept either way, so that a
+ * socket that becomes wanted (a port picked at connect) has its owner.
+ */
+static __always_inline bool keep(const struct endpoint *ep)
+{
+	if (filter_family && ep->family != filter_family)
 		return false;
-	if (filter_port && sport != filter_port && dport != filter_port)
+	if (filter_port && ep->sport != filter_port && ep->dport != filter_port)
 		return false;
 	return true;
 }
@@ -201,15 +269,114 @@ static __always_inline __u64 synthetic_cookie(void)
 	return (1ULL << 63) | ((__u64)(bpf_get_smp_processor_id() & 0x7fff) << 48) | (n & ((1ULL << 48) - 1));
 }
 
+/* The socket's cookie, given once per socket: the kernel's where this
+ * program may ask for it (tracing programs, 5.12+), else the one the kernel
+ * already gave, else (before 5.12) a synthetic one. It stays 0 when only
+ * asking could give it: the socket's next transition will. */
+static __always_inline void set_cookie(struct sock_state *st, struct sock *sk, bool may_ask)
+{
+	if (st->cookie)
+		return;
+	if (may_ask && have_cookie_helper) {
+		st->cookie = bpf_get_socket_cookie(sk);
+		return;
+	}
+	st->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!st->cookie && !have_cookie_helper) {
+		st->cookie = synthetic_cookie();
+		st->synthetic = 1;
+	}
+}
+
+/* The sockets map entry of sk; a new one if create (a birth forgets
+ * whatever an earlier socket at the same address left behind). */
+static __always_inline struct sock_state *map_state(struct sock *sk, bool fresh, bool create)
+{
+	struct sock_state zero = {}, *st = NULL;
+	__u64 key = (__u64)sk;
+
+	if (!fresh)
+		st = bpf_map_lookup_elem(&sockets, &key);
+	if (st || !create)
+		return st;
+	if (bpf_map_update_elem(&sockets, &key, &zero, BPF_ANY) == 0)
+		st = bpf_map_lookup_elem(&sockets, &key);
+	if (!st)
+		count(COUNTER_STATE_FULL);
+	return st;
+}
+
+/* The state of sk, made if missing; NULL (counted) if none can be had.
+ * Only tracing programs may call it: classic ones cannot reach socket
+ * storage, and use map_state. */
+static __always_inline struct sock_state *state_of(struct sock *sk, bool fresh)
+{
+	struct sock_state *st;
+
+	if (!use_sk_storage)
+		return map_state(sk, fresh, true);
+	st = bpf_sk_storage_get(&socket_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		count(COUNTER_STATE_FULL);
+	else if (fresh)
+		__builtin_memset(st, 0, sizeof(*st));
+	return st;
+}
+
+/* The socket leaves the connection: without socket storage, its entry
+ * goes now (storage goes with the socket). */
+static __always_inline void forget(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	if (!use_sk_storage)
+		bpf_map_delete_elem(&sockets, &key);
+}
+
+/*
+ * With socket storage, a passive open waits in the sockets map from
+ * ESTABLISHED until its first transition after accept(), which takes the
+ * owner the accept program left there. Any entry found is taken, so none
+ * outlives that transition.
+ */
+static __always_inline void queue_for_accept(struct sock *sk, struct sock_state *st)
+{
+	__u64 key = (__u64)sk;
+
+	if (use_sk_storage)
+		bpf_map_update_elem(&sockets, &key, st, BPF_ANY);
+}
+
+static __always_inline void take_accepted_owner(struct sock *sk, struct sock_state *st)
+{
+	__u64 key = (__u64)sk;
+	struct sock_state *q;
+
+	if (!use_sk_storage || st->owner_source != OWNER_NONE)
+		return;
+	q = bpf_map_lookup_elem(&sockets, &key);
+	if (!q)
+		return;
+	if (q->owner_source != OWNER_NONE && q->cookie == st->cookie) {
+		st->owner_source = q->owner_source;
+		st->owner_pid = q->owner_pid;
+		st->owner_uid = q->owner_uid;
+		st->owner_cgroup = q->owner_cgroup;
+		__builtin_memcpy(st->owner_comm, q->owner_comm, sizeof(st->owner_comm));
+	}
+	bpf_map_delete_elem(&sockets, &key);
+}
+
 /* A record's share of the ring: the event and its 8-byte header. */
 #define RECORD_BYTES ((sizeof(struct event) + 8 + 7) / 8 * 8)
 
 /*
  * Wakes the consumer only when this record takes the waiting data past a
- * multiple of wakeup_bytes, not on every record above it: while a slow
- * consumer catches up, each forced wakeup would otherwise send an IPI.
- * Records reserved at once on two CPUs may step over a multiple together;
- * the consumer's poll picks those up.
+ * multiple of wakeup_bytes (a sixteenth of the ring), not on every record:
+ * the consumer also polls every few milliseconds, and while a slow consumer
+ * catches up each forced wakeup would otherwise send an IPI. Records
+ * reserved at once on two CPUs may step over a multiple together; the poll
+ * picks those up.
  */
 static __always_inline void submit(struct event *e)
 {
@@ -218,42 +385,99 @@ static __always_inline void submit(struct event *e)
 
 	if (avail >= RECORD_BYTES && avail / wakeup_bytes != (avail - RECORD_BYTES) / wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
+	if (one_in(test_corrupt_one_in))
+		e->kind = 0;
 	bpf_ringbuf_submit(e, flags);
 }
 
-static __always_inline void set_owner(struct sock_state *st)
+static __always_inline void set_owner(struct sock_state *st, enum owner_source source)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 
-	if (st->owner_known && st->owner_pid == pid)
+	if (st->owner_source != OWNER_NONE && st->owner_pid == pid)
 		return; /* the usual case: nothing to read again */
 	st->owner_pid = pid;
 	st->owner_uid = (__u32)bpf_get_current_uid_gid();
 	st->owner_cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(&st->owner_comm, sizeof(st->owner_comm));
-	st->owner_known = 1;
+	st->owner_source = source;
 }
 
-static __always_inline void fill_addrs(struct event *e, struct sock *sk, __u16 family)
+/* The endpoint of a socket the tracepoint hands over (direct reads). */
+static __always_inline bool read_endpoint(struct endpoint *ep, struct sock *sk)
 {
-	if (family == AF_INET) {
-		__builtin_memcpy(e->saddr, &sk->__sk_common.skc_rcv_saddr, 4);
-		__builtin_memcpy(e->daddr, &sk->__sk_common.skc_daddr, 4);
+	ep->family = sk->__sk_common.skc_family;
+	if (ep->family == AF_INET) {
+		__builtin_memcpy(ep->saddr, &sk->__sk_common.skc_rcv_saddr, 4);
+		__builtin_memcpy(ep->daddr, &sk->__sk_common.skc_daddr, 4);
+	} else if (ep->family == AF_INET6) {
+		__builtin_memcpy(ep->saddr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(ep->daddr, &sk->__sk_common.skc_v6_daddr, 16);
 	} else {
-		__builtin_memcpy(e->saddr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
-		__builtin_memcpy(e->daddr, &sk->__sk_common.skc_v6_daddr, 16);
+		return false;
 	}
+	ep->netns = sk->__sk_common.skc_net.net->ns.inum;
+	ep->sport = sk->__sk_common.skc_num;
+	/* skc_num is cleared when the socket leaves the bind table, just
+	 * before the CLOSE transition is reported; inet_sport is kept. */
+	if (!ep->sport)
+		ep->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	ep->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	return true;
 }
 
-static __always_inline void fill_owner(struct event *e, struct sock_state *st)
+/* The same, for a socket found through a file (probed reads). */
+static __always_inline bool probe_endpoint(struct endpoint *ep, struct sock *sk)
 {
-	if (!st->owner_known)
-		return;
-	e->flags |= FLAG_OWNER_KNOWN;
-	e->owner_pid = st->owner_pid;
-	e->owner_uid = st->owner_uid;
-	e->owner_cgroup = st->owner_cgroup;
-	__builtin_memcpy(e->owner_comm, st->owner_comm, sizeof(e->owner_comm));
+	ep->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (ep->family == AF_INET) {
+		BPF_CORE_READ_INTO((__u32 *)ep->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)ep->daddr, sk, __sk_common.skc_daddr);
+	} else if (ep->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&ep->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&ep->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return false;
+	}
+	ep->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	ep->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!ep->sport)
+		ep->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	ep->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return true;
+}
+
+/* Reserves an event and fills what every event carries: the socket, its
+ * identity and its owner. NULL (counted) when the ring buffer is full. */
+static __always_inline struct event *new_event(const struct endpoint *ep, struct sock_state *st, __u8 kind, __u64 ts)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->ts_ns = ts;
+	e->cookie = st->cookie;
+	e->netns = ep->netns;
+	e->family = ep->family;
+	e->sport = ep->sport;
+	e->dport = ep->dport;
+	__builtin_memcpy(e->saddr, ep->saddr, sizeof(e->saddr));
+	__builtin_memcpy(e->daddr, ep->daddr, sizeof(e->daddr));
+	if (st->synthetic)
+		e->flags |= FLAG_SYNTHETIC_COOKIE;
+	if (st->owner_source != OWNER_NONE) {
+		e->flags |= FLAG_OWNER_KNOWN;
+		e->owner_source = st->owner_source;
+		e->owner_pid = st->owner_pid;
+		e->owner_uid = st->owner_uid;
+		e->owner_cgroup = st->owner_cgroup;
+		__builtin_memcpy(e->owner_comm, st->owner_comm, sizeof(e->owner_comm));
+	}
+	return e;
 }
 
 /*
@@ -299,16 +523,6 @@ static __always_inline __u8 close_reason(struct sock *sk, int oldstate, bool own
 	return REASON_ABORT;
 }
 
-/* The local port, given skc_num. skc_num is cleared when the socket leaves
- * the bind table, just before the CLOSE transition is reported; inet_sport
- * is kept. */
-static __always_inline __u16 local_port(struct sock *sk, __u16 num)
-{
-	if (num)
-		return num;
-	return bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-}
-
 static __always_inline void fill_counters(struct event *e, struct sock *sk)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
@@ -321,71 +535,70 @@ static __always_inline void fill_counters(struct event *e, struct sock *sk)
 	e->srtt_us = tp->srtt_us >> 3;
 }
 
-/* Reports one transition. A deferred birth carries the task that was
- * running when it happened, kept in st; others the current task. */
-static __always_inline void emit(struct sock *sk, struct sock_state *st, __u16 family, __u16 sport, __u16 dport,
-				 __u64 ts, int oldstate, int newstate, __u64 dwell, __u8 flags, __u8 reason, bool birth)
+/* Reports a passive open's birth, deferred to its next transition: it
+ * carries the task that was running when it happened, kept in st. */
+static __always_inline void emit_birth(const struct endpoint *ep, struct sock_state *st)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct event *e = new_event(ep, st, KIND_TRANSITION, st->birth_ns);
 
-	if (!e) {
-		count(COUNTER_RINGBUF_FULL);
+	if (!e)
 		return;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->kind = KIND_TRANSITION;
-	e->ts_ns = ts;
-	e->cookie = st->cookie;
+	e->flags &= ~FLAG_OWNER_KNOWN; /* nobody owned it then */
+	e->owner_source = OWNER_NONE;
+	e->owner_pid = e->owner_uid = 0;
+	e->owner_cgroup = 0;
+	__builtin_memset(e->owner_comm, 0, sizeof(e->owner_comm));
+	e->oldstate = TCP_LISTEN;
+	e->newstate = TCP_SYN_RECV;
+	e->task_pid = st->birth_task_pid;
+	__builtin_memcpy(e->task_comm, st->birth_task_comm, sizeof(e->task_comm));
+	submit(e);
+}
+
+static __always_inline void emit(struct sock *sk, const struct endpoint *ep, struct sock_state *st, __u64 ts,
+				 int oldstate, int newstate, __u64 dwell, __u8 flags, __u8 reason)
+{
+	struct event *e = new_event(ep, st, KIND_TRANSITION, ts);
+
+	if (!e)
+		return;
 	e->dwell_ns = dwell;
-	e->netns = sk->__sk_common.skc_net.net->ns.inum;
-	e->family = family;
-	e->sport = sport;
-	e->dport = dport;
 	e->oldstate = oldstate;
 	e->newstate = (flags & FLAG_INFERRED) ? TCP_TIME_WAIT : newstate;
 	e->reason = reason;
-	e->flags = flags | (st->synthetic ? FLAG_SYNTHETIC_COOKIE : 0);
+	e->flags |= flags;
 	if (newstate == TCP_CLOSE) {
 		e->err = sk->sk_err;
 		fill_counters(e, sk);
 	}
-	fill_addrs(e, sk, family);
-	if (birth) {
-		e->task_pid = st->birth_task_pid;
-		__builtin_memcpy(e->task_comm, st->birth_task_comm, sizeof(e->task_comm));
-	} else {
-		fill_owner(e, st);
-		e->task_pid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
-	}
+	e->task_pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
 	submit(e);
 }
 
 static __always_inline void transition(struct sock *sk, int oldstate, int newstate)
 {
-	__u16 family = sk->__sk_common.skc_family;
-	__u64 now = bpf_ktime_get_boot_ns();
-	__u64 key = (__u64)sk;
-	struct sock_state zero = {}, *st;
+	/* A socket's first transition starts its life here. */
+	bool birth = oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
 	bool owned = sk->sk_lock.owned;
-	bool birth;
+	struct sock_state scratch = {}, *st;
+	struct endpoint ep;
+	__u64 now, dwell = 0;
+	__u8 flags = 0, reason = REASON_NONE;
 
-	if (family != AF_INET && family != AF_INET6)
+	if (newstate == TCP_CLOSE && one_in(test_lose_one_in)) {
+		count(COUNTER_FORCED_LOST);
 		return;
-
-	/* A socket's first transition starts its life here: forget whatever
-	 * an earlier socket at the same address left behind. */
-	birth = oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
-	st = birth ? NULL : bpf_map_lookup_elem(&sockets, &key);
-	if (!st) {
-		if (bpf_map_update_elem(&sockets, &key, &zero, BPF_ANY) == 0)
-			st = bpf_map_lookup_elem(&sockets, &key);
-		if (!st) {
-			count(COUNTER_STATE_FULL);
-			st = &zero;
-		}
 	}
-	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV && st != &zero) {
+	if (!read_endpoint(&ep, sk))
+		return;
+	now = bpf_ktime_get_boot_ns();
+	st = state_of(sk, birth);
+	if (!st)
+		st = &scratch;
+	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		if (st == &scratch)
+			return;
 		/* The new child still holds its listener's copy here: its own
 		 * cookie and its peer's address are set after this tracepoint
 		 * (inet_csk_clone_lock; 6.1 and 6.12 show the listener's cookie,
@@ -397,27 +610,12 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
 		return;
 	}
-	if (!st->cookie) {
-		if (have_cookie_helper) {
-			st->cookie = bpf_get_socket_cookie(sk);
-		} else {
-			st->cookie = sk->__sk_common.skc_cookie.counter;
-			if (!st->cookie) {
-				st->cookie = synthetic_cookie();
-				st->synthetic = 1;
-			}
-		}
-	}
+	set_cookie(st, sk, true);
+	take_accepted_owner(sk, st);
 	/* Only a task holding the socket lock acts on the socket from a system
 	 * call; softirq and timers never own it, whoever is current. */
 	if (owned)
-		set_owner(st);
-
-	__u16 sport = local_port(sk, sk->__sk_common.skc_num);
-	__u16 dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	__u8 flags = 0, reason = REASON_NONE;
-	__u64 dwell = 0;
-
+		set_owner(st, OWNER_SYSCALL);
 	if (st->entered_ns) {
 		dwell = now - st->entered_ns;
 		flags |= FLAG_DWELL_KNOWN;
@@ -426,14 +624,16 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 	if (newstate == TCP_CLOSE)
 		reason = close_reason(sk, oldstate, owned, &flags);
 
-	if (wanted(family, sport, dport)) {
+	if (keep(&ep)) {
 		if (st->birth_pending)
-			emit(sk, st, family, sport, dport, st->birth_ns, TCP_LISTEN, TCP_SYN_RECV, 0, 0, REASON_NONE, true);
-		emit(sk, st, family, sport, dport, now, oldstate, newstate, dwell, flags, reason, false);
+			emit_birth(&ep, st);
+		emit(sk, &ep, st, now, oldstate, newstate, dwell, flags, reason);
 	}
 	st->birth_pending = 0;
+	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
+		queue_for_accept(sk, st);
 	if (newstate == TCP_CLOSE)
-		bpf_map_delete_elem(&sockets, &key);
+		forget(sk);
 }
 
 /*
@@ -474,6 +674,10 @@ static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, b
 		}
 		count(COUNTER_RECOVERED);
 		transition(sk, oldstate, newstate);
+		return 0;
+	}
+	if (one_in(test_skip_first_one_in)) {
+		count(COUNTER_FORCED_SKIP);
 		return 0;
 	}
 	transition(sk, oldstate, newstate);
@@ -525,15 +729,24 @@ struct syscall_exit {
 	__s64 ret;
 };
 
-/* accept() and accept4() return a new socket: its owner is the caller. The
- * socket is found through the returned descriptor. */
+/*
+ * accept() and accept4() return a new socket: its owner is the caller. The
+ * socket is found through the returned descriptor, in the task's file
+ * table. Its state is in the sockets map: all of it without socket storage,
+ * else its entry since ESTABLISHED (made here for a socket older than
+ * tcpstat). A socket already closed gets none: nothing would delete it.
+ */
 static __always_inline int accepted(__s64 fd)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct file **fds, *file;
+	struct sock_state *st;
+	struct endpoint ep;
 	struct socket *sock;
 	struct sock *sk;
+	struct event *e;
+	__u64 now;
 
 	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
 		return 0;
@@ -542,69 +755,27 @@ static __always_inline int accepted(__s64 fd)
 		return 0;
 	sock = BPF_CORE_READ(file, private_data);
 	sk = BPF_CORE_READ(sock, sk);
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !probe_endpoint(&ep, sk))
 		return 0;
 
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__u16 sport = local_port(sk, BPF_CORE_READ(sk, __sk_common.skc_num));
-	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	__u64 now = bpf_ktime_get_boot_ns();
-	__u64 key = (__u64)sk;
-	struct sock_state zero = {}, *st;
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
 
-	if (family != AF_INET && family != AF_INET6)
+	st = map_state(sk, false, state != TCP_CLOSE);
+	if (!st)
 		return 0;
-	st = bpf_map_lookup_elem(&sockets, &key);
-	if (!st) {
-		/* Created before tcpstat started. */
-		if (bpf_map_update_elem(&sockets, &key, &zero, BPF_ANY) == 0)
-			st = bpf_map_lookup_elem(&sockets, &key);
-		if (!st) {
-			count(COUNTER_STATE_FULL);
-			return 0;
-		}
-	}
-	if (!st->cookie) {
-		st->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-		if (!st->cookie && !have_cookie_helper) {
-			st->cookie = synthetic_cookie();
-			st->synthetic = 1;
-		}
-	}
-	set_owner(st);
-	/* Not yet given a cookie, and this program type cannot make one: the
-	 * next transition will. */
-	if (!st->cookie || !wanted(family, sport, dport))
+	now = bpf_ktime_get_boot_ns();
+	set_cookie(st, sk, false);
+	set_owner(st, OWNER_ACCEPT);
+	if (!st->cookie || !keep(&ep))
 		return 0;
-
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e) {
-		count(COUNTER_RINGBUF_FULL);
+	e = new_event(&ep, st, KIND_ACCEPT, now);
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->kind = KIND_ACCEPT;
-	e->ts_ns = now;
-	e->cookie = st->cookie;
 	if (st->entered_ns) {
 		e->dwell_ns = now - st->entered_ns; /* time in the accept queue */
 		e->flags |= FLAG_DWELL_KNOWN;
 	}
-	e->flags |= st->synthetic ? FLAG_SYNTHETIC_COOKIE : 0;
-	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	e->family = family;
-	e->sport = sport;
-	e->dport = dport;
-	e->oldstate = e->newstate = BPF_CORE_READ(sk, __sk_common.skc_state);
-	if (family == AF_INET) {
-		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
-	} else {
-		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	}
-	fill_owner(e, st);
+	e->oldstate = e->newstate = state;
 	e->task_pid = e->owner_pid;
 	__builtin_memcpy(e->task_comm, e->owner_comm, sizeof(e->task_comm));
 	submit(e);
@@ -621,4 +792,67 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int accept_exit(struct syscall_exit *ctx)
 {
 	return accepted(ctx->ret);
+}
+
+/* One socket the program keeps state for, as the iterators below list it. */
+struct kept_socket {
+	__u64 sk;
+	__u32 netns;
+	__u8 state;
+	__u8 in_storage;
+	__u8 pad[2];
+};
+
+/* Keeps struct kept_socket in the object's BTF for bpf2go -type. */
+const struct kept_socket *unused_kept_socket __attribute__((unused));
+
+static __always_inline void list_socket(struct seq_file *seq, struct sock *sk, __u8 state, bool in_storage)
+{
+	struct kept_socket k = {.sk = (__u64)sk, .state = state, .in_storage = in_storage};
+
+	k.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	bpf_seq_write(seq, &k, sizeof(k));
+}
+
+/*
+ * Walks the sockets map: deletes the entries of sockets that closed unseen
+ * (a CLOSE transition lost), lists the others. The key is only an address:
+ * the socket may be gone, so it is read with a probe, and a read that fails
+ * counts as closed. TCP sockets are freed type-safe (SLAB_TYPESAFE_BY_RCU):
+ * a live socket at that address is a newer one, which its birth gave an
+ * entry of its own (and a recent entered_ns).
+ */
+SEC("iter/bpf_map_elem")
+int sweep_sockets(struct bpf_iter__bpf_map_elem *ctx)
+{
+	struct sock_state *st = ctx->value;
+	__u64 *at = ctx->key;
+	__u8 state = TCP_CLOSE;
+	struct sock *sk;
+	__u64 key;
+
+	if (!at || !st)
+		return 0;
+	key = *at; /* the helper wants it on the stack */
+	sk = (void *)key;
+	BPF_CORE_READ_INTO(&state, sk, __sk_common.skc_state);
+	if (state == TCP_CLOSE && st->entered_ns + sweep_after_ns < bpf_ktime_get_boot_ns()) {
+		if (bpf_map_delete_elem(&sockets, &key) == 0)
+			count(COUNTER_SWEPT);
+		return 0;
+	}
+	list_socket(ctx->meta->seq, sk, state, false);
+	return 0;
+}
+
+/* Lists the sockets that hold storage of ours: it goes with them. */
+SEC("iter/bpf_sk_storage_map")
+int list_storage(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct sock *sk = ctx->sk;
+
+	if (!sk || !ctx->value)
+		return 0;
+	list_socket(ctx->meta->seq, sk, BPF_CORE_READ(sk, __sk_common.skc_state), true);
+	return 0;
 }

@@ -8,6 +8,8 @@
 #ifndef TCPSTAT_KERNEL_H
 #define TCPSTAT_KERNEL_H
 
+/* include/uapi/asm-generic/int-ll64.h, and what libbpf's helper
+ * declarations (bpf_helper_defs.h) use. */
 typedef unsigned char __u8;
 typedef signed char __s8;
 typedef unsigned short __u16;
@@ -25,12 +27,19 @@ typedef _Bool bool;
 
 /* include/uapi/linux/bpf.h */
 enum bpf_map_type {
-	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_SK_STORAGE = 24,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 enum {
 	BPF_ANY = 0,
+};
+enum {
+	BPF_F_NO_PREALLOC = 1 << 0,
+};
+enum {
+	BPF_SK_STORAGE_GET_F_CREATE = 1 << 0,
 };
 enum {
 	BPF_RB_NO_WAKEUP = 1 << 0,
@@ -74,7 +83,6 @@ enum {
 struct in6_addr {
 	union {
 		__u8 u6_addr8[16];
-		__be32 u6_addr32[4];
 	} in6_u;
 } __attribute__((preserve_access_index));
 
@@ -93,10 +101,6 @@ typedef struct {
 } __attribute__((preserve_access_index)) possible_net_t;
 
 /* include/linux/types.h */
-struct hlist_node {
-	struct hlist_node *next, **pprev;
-} __attribute__((preserve_access_index));
-
 typedef struct {
 	__s64 counter;
 } __attribute__((preserve_access_index)) atomic64_t;
@@ -114,7 +118,6 @@ struct sock_common {
 	struct in6_addr skc_v6_rcv_saddr;
 	atomic64_t skc_cookie;
 	unsigned long skc_flags; /* 6.10+: sk_flags moved here */
-	struct hlist_node skc_node; /* ehash linkage; NULL pprev = unhashed */
 } __attribute__((preserve_access_index));
 
 /* include/net/sock.h: socket_lock_t */
@@ -172,6 +175,27 @@ struct files_struct {
 /* include/linux/sched.h */
 struct task_struct {
 	struct files_struct *files;
+} __attribute__((preserve_access_index));
+
+/* include/linux/bpf.h: the contexts of BPF iterator programs. */
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/map_iter.c */
+struct bpf_iter__bpf_map_elem {
+	struct bpf_iter_meta *meta;
+	void *key;
+	void *value;
+} __attribute__((preserve_access_index));
+
+/* net/core/bpf_sk_storage.c */
+struct bpf_iter__bpf_sk_storage_map {
+	struct bpf_iter_meta *meta;
+	struct sock *sk;
+	void *value;
 } __attribute__((preserve_access_index));
 
 #endif /* TCPSTAT_KERNEL_H */

@@ -38,6 +38,7 @@ func printDoctor(w io.Writer, r doctor.Report) error {
 			mark = "MISS"
 		}
 		fmt.Fprintf(w, "  %s  %-52s %s\n", mark, c.Name, c.Detail)
+		fmt.Fprintf(w, "        for %s\n", c.For)
 	}
 	fmt.Fprintf(w, "\nfeatures:\n")
 	for _, f := range r.Features {

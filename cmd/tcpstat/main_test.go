@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,7 +44,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"watch", "-4", "-6"}, "-4 and -6 exclude each other"},
 		{[]string{"watch", "--port", "70000"}, "--port 70000"},
 		{[]string{"watch", "--port", "http"}, "invalid value"},
-		{[]string{"watch", "extra"}, "watch takes no arguments"},
+		{[]string{"watch", "extra"}, `filter: unknown condition "extra" at column 1`},
+		{[]string{"watch", "state", "establised"}, `filter: unknown state "establised" at column 7; did you mean "established"?`},
 		{[]string{"watch", "--ring-size", "1000"}, "power of two"},
 		{[]string{"doctor", "extra"}, "doctor takes no arguments"},
 		{[]string{"frobnicate"}, "unknown command"},
@@ -162,10 +164,20 @@ func TestWatchEndsOnSIGTERM(t *testing.T) {
 		t.Fatalf("exit: %v; stderr: %s", err, stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{`"old_state":"CLOSE","new_state":"LISTEN"`, `"old_state":"LISTEN","new_state":"CLOSE"`, `"type":"summary"`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %s:\n%s", want, out)
+	for _, want := range []string{
+		`"saddr":"127.0.0.1","sport":29161,"daddr":"0.0.0.0","dport":0,"old_state":"CLOSE","new_state":"LISTEN"`,
+		`"saddr":"127.0.0.1","sport":29161,"daddr":"0.0.0.0","dport":0,"old_state":"LISTEN","new_state":"CLOSE"`,
+	} {
+		if strings.Count(out, want) != 1 {
+			t.Errorf("output has not exactly one %s:\n%s", want, out)
 		}
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, `{"type":"summary",`) || !strings.Contains(last, `,"lost":0,`) {
+		t.Errorf("last line is not a summary without loss: %s", last)
+	}
+	if !summaryLine.MatchString(stderr.String()) || strings.Contains(stderr.String(), "output closed") {
+		t.Errorf("stderr %q, want exactly one summary line without loss", stderr.String())
 	}
 }
 
@@ -230,7 +242,7 @@ func TestWatchJSON(t *testing.T) {
 			}
 		}
 	}
-	if last := lines[len(lines)-1]; !strings.Contains(last, `"type":"summary"`) || !strings.Contains(last, `"lost":0`) {
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, `{"type":"summary",`) || !strings.Contains(last, `,"lost":0,`) {
 		t.Errorf("last line is not a summary without loss: %s", last)
 	}
 	want := map[string]int{
@@ -245,7 +257,60 @@ func TestWatchJSON(t *testing.T) {
 	if types["accept"] != 1 {
 		t.Errorf("%d accept objects, want 1", types["accept"])
 	}
-	if !strings.Contains(stderr.String(), "0 lost") {
-		t.Errorf("stderr has no loss report: %q", stderr.String())
+	if !summaryLine.MatchString(stderr.String()) {
+		t.Errorf("stderr %q, want exactly one summary line without loss", stderr.String())
+	}
+}
+
+// summaryLine is the exact stderr of a watch that lost nothing.
+var summaryLine = regexp.MustCompile(`^tcpstat: (output closed; )?\d+ events, 0 lost \(ring buffer full 0, recursion 0, corrupt 0\); \d+ nested transitions recovered by the second program\n$`)
+
+// TestWatchHeadOne: `tcpstat watch | head -1` ends once head has its line
+// and exits, though no event follows (nobody uses the port): tcpstat and
+// head are real processes joined by a real pipe.
+func TestWatchHeadOne(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := tcpstatCommand(t, "watch", "--port", "29162")
+	var stderr syncBuffer
+	watch.Stdout, watch.Stderr = w, &stderr
+	head := exec.Command("head", "-1")
+	var headOut bytes.Buffer
+	head.Stdin, head.Stdout = r, &headOut
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Process.Kill()
+	if err := head.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	w.Close()
+	if err := head.Wait(); err != nil {
+		t.Fatalf("head: %v", err)
+	}
+	headDone := time.Now()
+	ended := make(chan error, 1)
+	go func() { ended <- watch.Wait() }()
+	select {
+	case err := <-ended:
+		t.Logf("watch ended %v after head", time.Since(headDone).Round(time.Millisecond))
+		if err != nil {
+			t.Fatalf("watch: %v; stderr: %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("watch still runs 10 s after head exited; stderr: %s", stderr.String())
+	}
+	wantHead := "TIME            OWNER                  LOCAL                          REMOTE                         TRANSITION                     IN OLD STATE\n"
+	if headOut.String() != wantHead {
+		t.Errorf("head printed %q, want the header %q", headOut.String(), wantHead)
+	}
+	if got := stderr.String(); !summaryLine.MatchString(got) || !strings.HasPrefix(got, "tcpstat: output closed; 0 events, ") {
+		t.Errorf("stderr %q, want the summary of 0 events after the output closed", got)
 	}
 }

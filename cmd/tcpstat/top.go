@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/topview"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -23,7 +24,9 @@ func topCommand() *cli.Command {
 			"exact by the tracer and confirmed by periodic sock_diag dumps. Keys: q quit, / filter,\n" +
 			"t s p c l r sort by age, state, pid, comm, local, remote; R reverses. A '*' after a\n" +
 			"state marks an inferred timewait hand-off; a '>' before a time, a state entered before\n" +
-			"tcpstat saw the socket.",
+			"tcpstat saw the socket; a command in parentheses, the former owner of a socket no\n" +
+			"process holds any more (TIME_WAIT, or orphaned by close while its connection ends).\n" +
+			"FILTER is the language of docs/filter.md, as in watch; / types one.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "batch", Aliases: []string{"b"}, Usage: "print the table to stdout instead of drawing a screen"},
 			&cli.IntFlag{Name: "iterations", Aliases: []string{"n"}, Usage: "stop after `COUNT` refreshes (0: until interrupted)"},
@@ -31,10 +34,12 @@ func topCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "with -b, one JSON object per refresh"},
 			&cli.StringFlag{Name: "sort", Value: "age", Usage: "sort by `KEY`: age, state, pid, comm, local, remote"},
 			&cli.BoolFlag{Name: "reverse", Usage: "reverse the sort"},
-			&cli.StringFlag{Name: "filter", Usage: "show only rows whose owner, addresses or state contain `TEXT`"},
+			&cli.StringFlag{Name: "filter", Usage: "show only the rows `FILTER` selects (as the FILTER argument)"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
+			colorFlag(),
 		},
-		Action: runTop,
+		ArgsUsage: "[FILTER]",
+		Action:    runTop,
 	}
 }
 
@@ -43,7 +48,19 @@ func runTop(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: c.String("filter")}
+	words := c.Args().Slice()
+	if c.IsSet("filter") {
+		words = append([]string{c.String("filter")}, words...)
+	}
+	f, err := parseFilter(words)
+	if err != nil {
+		return err
+	}
+	color, err := useColor(c, c.App.Writer)
+	if err != nil {
+		return err
+	}
+	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f, Color: color}
 	delay := time.Duration(c.Float64("delay") * float64(time.Second))
 	if delay <= 0 {
 		return fmt.Errorf("delay %v: want a positive number of seconds", c.Float64("delay"))
@@ -59,7 +76,7 @@ func runTop(c *cli.Context) error {
 		return errors.New("top draws on a terminal and stdout is not one: use -b for batch output")
 	}
 
-	cfg := livetable.Config{Dump: livetable.DumpTCP, Walk: livetable.WalkTCP, PollReason: "--poll"}
+	cfg := livetable.Config{Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, PollReason: "--poll"}
 	if !c.Bool("poll") {
 		events, err := tracer.New(tracer.Options{})
 		if err != nil {
@@ -103,7 +120,7 @@ func runTop(c *cli.Context) error {
 }
 
 // topBatch prints count refreshes (0: until interrupted), delay apart.
-func topBatch(c *cli.Context, tr *livetable.Tracker, opts topview.Options, delay time.Duration, count int) error {
+func topBatch(c *cli.Context, tr *livetable.Table, opts topview.Options, delay time.Duration, count int) error {
 	var (
 		frame topview.Frame
 		rate  topview.Rate

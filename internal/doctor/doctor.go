@@ -16,11 +16,13 @@ import (
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
-// Check is one thing the kernel or process offers, or does not.
+// Check is one thing the kernel or process offers, or does not, and what
+// tcpstat uses it for. Doctor checks nothing tcpstat does not use.
 type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	For    string `json:"for"`
 }
 
 // Feature is something tcpstat does, and whether it works here.
@@ -45,8 +47,8 @@ func Run() Report {
 	if unix.Uname(&uts) == nil {
 		r.Kernel = unix.ByteSliceToString(uts.Release[:]) + " " + unix.ByteSliceToString(uts.Machine[:])
 	}
-	check := func(name string, err error, ok string) bool {
-		c := Check{Name: name, OK: err == nil, Detail: ok}
+	check := func(name, usedFor string, err error, ok string) bool {
+		c := Check{Name: name, OK: err == nil, Detail: ok, For: usedFor}
 		if err != nil {
 			c.Detail = err.Error()
 		}
@@ -54,43 +56,55 @@ func Run() Report {
 		return c.OK
 	}
 
-	privileged := check("privileges (CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN)", boolErr(tracer.HaveTracingPrivileges(),
-		"missing: run as root or grant CAP_BPF and CAP_PERFMON"), "present")
-	haveBTF := check("kernel BTF (/sys/kernel/btf/vmlinux)", statErr("/sys/kernel/btf/vmlinux"), "present")
+	const forTracing = "loading and attaching the BPF programs (watch, top)"
+	privileged := check("privileges (CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN)", forTracing,
+		boolErr(tracer.HaveTracingPrivileges(), "missing: run as root or grant CAP_BPF and CAP_PERFMON"), "present")
+	const forBTF = "adapting the BPF program to this kernel's structure layouts (CO-RE)"
+	haveBTF := check("kernel BTF (/sys/kernel/btf/vmlinux)", forBTF, statErr("/sys/kernel/btf/vmlinux"), "present")
 	var kernelBTF *btf.Spec
 	if haveBTF {
 		var err error
 		kernelBTF, err = btf.LoadKernelSpec()
-		haveBTF = check("kernel BTF parses", err, "ok")
+		haveBTF = check("kernel BTF parses", forBTF, err, "ok")
 	}
-	haveTP := haveBTF && check("tracepoint sock:inet_sock_set_state", typeErr(kernelBTF, "btf_trace_inet_sock_set_state"), "present")
-	check("tracepoint tcp:tcp_receive_reset", typeErr(kernelBTF, "btf_trace_tcp_receive_reset"), "present")
-	haveIter := check("BPF iterator over TCP sockets (iter/tcp)", funcErr(kernelBTF, "bpf_iter_tcp"), "present")
+	haveTP := haveBTF && check("tracepoint sock:inet_sock_set_state", "every TCP state transition",
+		typeErr(kernelBTF, "btf_trace_inet_sock_set_state"), "present")
+	check("BPF map iterators (iter/bpf_map_elem, Linux 5.9+)",
+		"sweeping per-socket state of sockets whose close was lost (else the LRU map evicts it when full)",
+		funcErr(kernelBTF, "bpf_iter_bpf_map_elem"), "present")
 	btf.FlushKernelSpec()
 
 	// No probe for the tracing program type itself: the library's probe
 	// loads an fentry program, which some kernels refuse while tp_btf
 	// works. Loading the tracer below is the real test.
-	var haveRing, haveCookie bool
+	var haveRing, haveCookie, haveStorage bool
 	if privileged {
-		haveRing = check("BPF ring buffer", features.HaveMapType(ebpf.RingBuf), "supported")
+		haveRing = check("BPF ring buffer", "sending events to user space", features.HaveMapType(ebpf.RingBuf), "supported")
 		if haveTP {
 			ok, err := tracer.HaveSocketCookieHelper()
 			if err == nil && !ok {
 				err = errors.New("not callable from tracing programs (Linux < 5.12): synthetic cookies")
 			}
-			haveCookie = check("bpf_get_socket_cookie() in tracing programs", err, "callable")
+			haveCookie = check("bpf_get_socket_cookie() in tracing programs", "connection ids that match ss and sock_diag", err, "callable")
+			ok, err = tracer.HaveSocketStorage()
+			if err == nil && !ok {
+				err = errors.New("not callable from tracing programs (Linux < 5.11): per-socket state in an LRU map, swept every 10 s")
+			}
+			haveStorage = check("socket local storage in tracing programs", "per-socket state (owner, time in state) freed with the socket",
+				err, "callable: per-socket state goes with the socket")
 		}
 	}
 	tracefs := tracer.TracefsDir()
-	check("tracefs", boolErr(tracefs != "", "not mounted (tcpstat mounts it at /sys/kernel/tracing when it can)"), "mounted at "+tracefs)
-	haveAcceptTP := check("tracepoint syscalls:sys_exit_accept4",
+	check("tracefs", "attaching the accept() tracepoints",
+		boolErr(tracefs != "", "not mounted (tcpstat mounts it at /sys/kernel/tracing when it can)"), "mounted at "+tracefs)
+	haveAcceptTP := check("tracepoint syscalls:sys_exit_accept4", "owners of accepted connections, at accept()",
 		boolErr(tracefs == "" || exists(tracefs+"/events/syscalls/sys_exit_accept4"), "missing (CONFIG_FTRACE_SYSCALLS)"),
 		"present")
 	stats, _ := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
-	check("BPF run-time statistics (kernel.bpf_stats_enabled)", boolErr(strings.TrimSpace(string(stats)) == "1",
-		"off: tcpstat's BPF time per event is not measured (sysctl kernel.bpf_stats_enabled=1)"), "on")
-	haveDiag := check("netlink sock_diag", sockDiagErr(), "available")
+	check("BPF run-time statistics (kernel.bpf_stats_enabled)", "BPF time per event in watch's summary and the benchmark",
+		boolErr(strings.TrimSpace(string(stats)) == "1",
+			"off: tcpstat's BPF time per event is not measured (sysctl kernel.bpf_stats_enabled=1)"), "on")
+	haveDiag := check("netlink sock_diag", "socket listings (list) and the live table's dumps (top)", sockDiagErr(), "available")
 
 	var tracerErr error
 	var warnings []string
@@ -101,7 +115,7 @@ func Run() Report {
 			err = t.Close()
 		}
 		tracerErr = err
-		check("tracer loads and attaches", err, "yes")
+		check("tracer loads and attaches", "the final word on tracing: the real programs, loaded and attached", err, "yes")
 	}
 
 	tracing := privileged && haveBTF && haveTP && haveRing && tracerErr == nil
@@ -111,11 +125,12 @@ func Run() Report {
 		firstNonEmpty(owners, whyNot(privileged, haveBTF, haveTP, tracerErr))))
 	r.Features = append(r.Features, feature("socket cookies matching ss and sock_diag", tracing && haveCookie, tracing && !haveCookie,
 		"tracing programs cannot read cookies on this kernel: sockets get synthetic ids until listed"))
+	r.Features = append(r.Features, feature("per-socket kernel state freed with its socket", tracing && haveStorage, tracing && !haveStorage,
+		"kept in an LRU map instead (Linux < 5.11), swept every 10 s of sockets whose close was lost"))
 	r.Features = append(r.Features, feature("list: netstat-style listings", true, !haveDiag,
 		"sock_diag unavailable: listings read /proc/net instead (no cookies, no tcp_info)"))
 	r.Features = append(r.Features, feature("top: live connection table", tracing && haveDiag, tracing && !haveDiag,
 		firstNonEmpty(whyNot(privileged, haveBTF, haveTP, tracerErr), "sock_diag unavailable")))
-	r.Features = append(r.Features, feature("BPF iterators", haveIter, false, "kernel has no iter/tcp (Linux < 5.9)"))
 	return r
 }
 
@@ -136,7 +151,7 @@ func whyNot(privileged, haveBTF, haveTP bool, tracerErr error) string {
 	case !haveBTF:
 		return "needs kernel BTF (CONFIG_DEBUG_INFO_BTF=y)"
 	case !haveTP:
-		return "needs the sock:inet_sock_set_state tracepoint (Linux 4.16+)"
+		return "needs the sock:inet_sock_set_state tracepoint, and the kernel types tcpstat reads, in the kernel's BTF"
 	case tracerErr != nil:
 		return tracerErr.Error()
 	}

@@ -1,8 +1,11 @@
 package doctor
 
 import (
+	"fmt"
 	"os"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // On the project's machines (BTF, tp_btf, ring buffers, root), everything
@@ -18,10 +21,14 @@ func TestRunFindsWhatTracingNeeds(t *testing.T) {
 	checks := map[string]Check{}
 	for _, c := range r.Checks {
 		checks[c.Name] = c
+		if c.For == "" {
+			t.Errorf("check %q does not say what tcpstat uses it for", c.Name)
+		}
 	}
 	for _, name := range []string{
 		"kernel BTF (/sys/kernel/btf/vmlinux)", "tracepoint sock:inet_sock_set_state",
 		"BPF ring buffer", "tracer loads and attaches", "netlink sock_diag",
+		"BPF map iterators (iter/bpf_map_elem, Linux 5.9+)",
 	} {
 		c, ok := checks[name]
 		if !ok {
@@ -38,6 +45,23 @@ func TestRunFindsWhatTracingNeeds(t *testing.T) {
 		if status[name] != "available" {
 			t.Errorf("%s: %q, want available", name, status[name])
 		}
+	}
+	// Socket storage in tracing programs came in 5.11.
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
+	storage, want := checks["socket local storage in tracing programs"], "available"
+	if major < 5 || major == 5 && minor < 11 {
+		want = "degraded"
+	}
+	if storage.Name == "" || storage.OK != (want == "available") {
+		t.Errorf("kernel %d.%d: socket storage check %+v", major, minor, storage)
+	}
+	if got := status["per-socket kernel state freed with its socket"]; got != want {
+		t.Errorf("kernel %d.%d: per-socket state %q, want %q", major, minor, got, want)
 	}
 }
 

@@ -58,7 +58,7 @@ const Footnote = "* inferred: the kernel hands the socket to a timewait mini-soc
 // owner says who owns the socket, or why nobody is known to.
 func owner(ev *tracer.Event) string {
 	if ev.OwnerKnown {
-		return strconv.FormatUint(uint64(ev.Owner.PID), 10) + "/" + printable(ev.Owner.Comm)
+		return strconv.FormatUint(uint64(ev.Owner.PID), 10) + "/" + Printable(ev.Owner.Comm)
 	}
 	if ev.Old == tcp.Listen || ev.Old == tcp.SynRecv || ev.New == tcp.SynRecv {
 		return "(not accepted)"
@@ -66,9 +66,9 @@ func owner(ev *tracer.Event) string {
 	return "-"
 }
 
-// printable replaces what would break a line or a terminal (control
+// Printable replaces what would break a line or a terminal (control
 // characters, invalid UTF-8) in a command name, which any process may set.
-func printable(s string) string {
+func Printable(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
 			return '?'
@@ -157,8 +157,11 @@ func AppendJSON(b []byte, ev *tracer.Event, at time.Time) []byte {
 		b = strconv.AppendUint(b, uint64(ev.Owner.UID), 10)
 		b = append(b, `,"cgroup":`...)
 		b = strconv.AppendUint(b, ev.Owner.Cgroup, 10)
+		b = append(b, `,"owner_source":"`...)
+		b = append(b, ev.OwnerSource.String()...)
+		b = append(b, '"')
 	} else {
-		b = append(b, `,"pid":null,"comm":null,"uid":null,"cgroup":null`...)
+		b = append(b, `,"pid":null,"comm":null,"uid":null,"cgroup":null,"owner_source":null`...)
 	}
 	b = append(b, `,"task_pid":`...)
 	b = strconv.AppendUint(b, uint64(ev.Task.PID), 10)

@@ -21,12 +21,12 @@ var at = time.Date(2026, 11, 22, 10, 15, 3, 123456789, time.UTC)
 var events = []tracer.Event{{
 	Kind: tracer.Transition, Cookie: 1, NetNS: 4026531840,
 	Local: netip.MustParseAddrPort("0.0.0.0:0"), Remote: netip.MustParseAddrPort("10.0.0.2:443"),
-	Old: tcp.Close, New: tcp.SynSent, OwnerKnown: true,
+	Old: tcp.Close, New: tcp.SynSent, OwnerKnown: true, OwnerSource: tracer.OwnerSyscall,
 	Owner: tracer.Process{PID: 4242, Comm: "curl", UID: 1000, Cgroup: 77}, Task: tracer.Process{PID: 4242, Comm: "curl"},
 }, {
 	Kind: tracer.Transition, Cookie: 1, NetNS: 4026531840,
 	Local: netip.MustParseAddrPort("10.0.0.1:40000"), Remote: netip.MustParseAddrPort("10.0.0.2:443"),
-	Old: tcp.SynSent, New: tcp.Established, OwnerKnown: true, DwellKnown: true, Dwell: 1234 * time.Microsecond,
+	Old: tcp.SynSent, New: tcp.Established, OwnerKnown: true, OwnerSource: tracer.OwnerSyscall, DwellKnown: true, Dwell: 1234 * time.Microsecond,
 	Owner: tracer.Process{PID: 4242, Comm: "curl", UID: 1000, Cgroup: 77}, Task: tracer.Process{Comm: "swapper/0"},
 }, {
 	Kind: tracer.Transition, Cookie: 2, NetNS: 4026531840,
@@ -35,13 +35,13 @@ var events = []tracer.Event{{
 }, {
 	Kind: tracer.Accept, Cookie: 2, NetNS: 4026531840,
 	Local: netip.MustParseAddrPort("[::1]:8080"), Remote: netip.MustParseAddrPort("[::1]:51000"),
-	Old: tcp.Established, New: tcp.Established, OwnerKnown: true, DwellKnown: true, Dwell: 850,
+	Old: tcp.Established, New: tcp.Established, OwnerKnown: true, OwnerSource: tracer.OwnerAccept, DwellKnown: true, Dwell: 850,
 	Owner: tracer.Process{PID: 7, Comm: "nginx: \"worker\"\n", UID: 33}, Task: tracer.Process{PID: 7, Comm: "nginx: \"worker\"\n"},
 }, {
 	Kind: tracer.Transition, Cookie: 1, NetNS: 4026531840,
 	Local: netip.MustParseAddrPort("10.0.0.1:40000"), Remote: netip.MustParseAddrPort("10.0.0.2:443"),
 	Old: tcp.FinWait2, New: tcp.TimeWait, Inferred: true, TimeWaitFinWait2: true, Reason: tracer.ReasonTimeWait,
-	OwnerKnown: true, DwellKnown: true, Dwell: 42 * time.Second,
+	OwnerKnown: true, OwnerSource: tracer.OwnerSyscall, DwellKnown: true, Dwell: 42 * time.Second,
 	Owner:    tracer.Process{PID: 4242, Comm: "curl", UID: 1000, Cgroup: 77},
 	Task:     tracer.Process{PID: 14, Comm: "ksoftirqd/0"},
 	Counters: tracer.Counters{BytesReceived: 1 << 20, BytesAcked: 512, Retransmits: 2, SRTT: 345 * time.Microsecond},

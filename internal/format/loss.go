@@ -35,12 +35,15 @@ func AppendLostLine(b []byte, at time.Time, reason string, count, total uint64) 
 	return fmt.Appendf(b, " !! LOST %d events (%s; %d in all)\n", count, reason, total)
 }
 
-// Summary is what a run of watch read and lost.
+// Summary is what a run of watch read and lost. Corrupt counts samples the
+// caller itself rejected; the tracer's own count is in Stats.
 type Summary struct {
 	Events  uint64
 	Corrupt uint64
 	Stats   tracer.Stats
 }
+
+func (s Summary) corrupt() uint64 { return s.Corrupt + s.Stats.Corrupt }
 
 // AppendSummaryJSON appends the "summary" object written when watch ends.
 func AppendSummaryJSON(b []byte, at time.Time, s Summary) []byte {
@@ -49,14 +52,14 @@ func AppendSummaryJSON(b []byte, at time.Time, s Summary) []byte {
 	return fmt.Appendf(b, `","events":%d,"lost":%d,"lost_ring_buffer_full":%d,"lost_recursion":%d,`+
 		`"lost_corrupt":%d,"recursion_misses":%d,"recursion_recovered":%d,"sockets_map_full":%d,`+
 		`"bpf_run_ns":%d,"bpf_runs":%d}`+"\n",
-		s.Events, s.Stats.Lost()+s.Corrupt, s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.Corrupt,
+		s.Events, s.Stats.Lost()+s.Corrupt, s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.corrupt(),
 		s.Stats.RecursionMisses, s.Stats.Recovered, s.Stats.SocketsFull, s.Stats.RunTime.Nanoseconds(), s.Stats.RunCount)
 }
 
 // AppendSummaryLine is the human form of AppendSummaryJSON.
 func AppendSummaryLine(b []byte, s Summary) []byte {
 	b = fmt.Appendf(b, "%d events, %d lost (ring buffer full %d, recursion %d, corrupt %d); ",
-		s.Events, s.Stats.Lost()+s.Corrupt, s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.Corrupt)
+		s.Events, s.Stats.Lost()+s.Corrupt, s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.corrupt())
 	b = fmt.Appendf(b, "%d nested transitions recovered by the second program", s.Stats.Recovered)
 	if s.Stats.SocketsFull > 0 {
 		b = fmt.Appendf(b, "; %d without owner: sockets map full", s.Stats.SocketsFull)

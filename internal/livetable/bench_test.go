@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -67,7 +68,7 @@ func BenchmarkStartup(b *testing.B) {
 				b.Fatal(err)
 			}
 			attach += time.Since(began)
-			tr, err := Start(context.Background(), Config{Events: events, Dump: DumpTCP, Walk: WalkTCP, Every: time.Hour})
+			tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: time.Hour})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -105,7 +106,7 @@ func BenchmarkStartup(b *testing.B) {
 // lost events (and every dump when polling) do it.
 func BenchmarkReconcile(b *testing.B) {
 	benchSizes(b, func(b *testing.B) {
-		tr, err := Start(context.Background(), Config{Dump: DumpTCP, Every: time.Hour})
+		tr, err := Start(context.Background(), Config{Dump: snapshot.DumpTCP, Every: time.Hour})
 		if err != nil {
 			b.Fatal(err)
 		}

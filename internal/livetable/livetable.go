@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -23,8 +24,11 @@ import (
 
 // Events is a source of tracer events: a *tracer.Tracer, or a recording.
 type Events interface {
-	// Read blocks until the next event; it returns os.ErrDeadlineExceeded
-	// at the deadline, tracer.ErrClosed once closed.
+	// Read blocks until the next event. It returns os.ErrDeadlineExceeded
+	// at the deadline, tracer.ErrFlushed after a Flush, and tracer.ErrClosed
+	// (or io.EOF, or os.ErrClosed) once the source has ended. Any other
+	// error is taken for a sample that could not be decoded: it is counted
+	// as a lost event (the table resyncs) and reading goes on.
 	Read(*tracer.Event) error
 	SetDeadline(time.Time)
 	// Flush makes Read return what is buffered, then tracer.ErrFlushed.
@@ -34,67 +38,21 @@ type Events interface {
 }
 
 // DumpFunc lists the TCP sockets of the current network namespace, with
-// their owners when asked.
+// their owners when asked (snapshot.DumpTCP on a real host). A
+// *snapshot.PartialError comes with valid sockets: some processes could
+// not be read, and the table reports how many.
 type DumpFunc func(ctx context.Context, owners bool) ([]snapshot.Socket, error)
 
-// DumpTCP is the DumpFunc of a real host: one sock_diag dump of every TCP
-// socket, IPv4 and IPv6. The owner scan reads every process's descriptors
-// and costs as much as the dump itself (measured at 100 000 sockets);
-// tcp_info is left out: it triples the dump and the counters views need
-// come with each connection's end.
-func DumpTCP(ctx context.Context, owners bool) ([]snapshot.Socket, error) {
-	opts := snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}}
-	if !owners {
-		return snapshot.Dump(ctx, opts)
-	}
-	// The scan and the dump are independent: run them side by side.
-	type scan struct {
-		owners map[uint64][]snapshot.Owner
-		err    error
-	}
-	scanned := make(chan scan, 1)
-	go func() {
-		o, err := snapshot.Owners(ctx)
-		scanned <- scan{o, err}
-	}()
-	socks, err := snapshot.Dump(ctx, opts)
-	sc := <-scanned
-	if err != nil {
-		return nil, err
-	}
-	var partial *snapshot.PartialError
-	if sc.err != nil && !errors.As(sc.err, &partial) {
-		return nil, fmt.Errorf("find socket owners: %w", sc.err)
-	}
-	snapshot.Attach(socks, sc.owners)
-	return socks, nil
-}
-
-// WalkFunc calls fn for each TCP socket of the current network namespace,
-// without owners, as the kernel hands them out; fn must not keep s.
+// WalkFunc hands each TCP socket of the current network namespace to fn,
+// without owners, as the kernel lists them (snapshot.WalkTCP on a real
+// host); fn must not keep s.
 type WalkFunc func(ctx context.Context, fn func(s *snapshot.Socket)) error
 
-// WalkTCP is the WalkFunc of a real host: DumpTCP without owners, read
-// as it goes. The kernel keeps one hash table for IPv4 and IPv6 TCP, and
-// each family's dump walks all of it, skipping the other's sockets (30 ms
-// for an IPv6 dump among 100 000 IPv4 sockets): the two run side by side.
-func WalkTCP(ctx context.Context, fn func(s *snapshot.Socket)) error {
-	var mu sync.Mutex
-	walk := func(family snapshot.Family) error {
-		opts := snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}, Families: []snapshot.Family{family}}
-		return snapshot.Walk(ctx, opts, func(s *snapshot.Socket) error {
-			mu.Lock()
-			defer mu.Unlock()
-			fn(s)
-			return nil
-		})
-	}
-	v6 := make(chan error, 1)
-	go func() { v6 <- walk(snapshot.IPv6) }()
-	return errors.Join(walk(snapshot.IPv4), <-v6)
-}
+// ErrEventsEnded is what Barrier returns once events are no longer read:
+// the source ended or failed (Status.Err says why), or the table was closed.
+var ErrEventsEnded = errors.New("events are no longer read")
 
-// Config says where the tracker reads from.
+// Config says where the table reads from.
 type Config struct {
 	// Events is the tracer; nil keeps the table from dumps alone, each
 	// Every (polling: transitions between dumps are not seen).
@@ -117,13 +75,16 @@ type Config struct {
 	PollReason string
 }
 
-// Status is what the tracker knows about its own accuracy.
+// Status is what the live table knows about its own accuracy.
 type Status struct {
 	Tracing    bool   // events are applied; false when polling dumps
 	PollReason string // why not tracing
 	Now        uint64 // CLOCK_BOOTTIME ns when the status was taken
-	Events     uint64 // events read
-	Lost       uint64 // events the tracer lost
+	Events     uint64 // events read and applied
+	// Lost counts the events that will never be applied: those the tracer
+	// lost, Corrupt ones, and those dropped while start-up buffered them.
+	Lost       uint64
+	Corrupt    uint64 // samples the source could not decode, skipped
 	Stale      bool   // events were lost and the resync is not done yet
 	Resyncs    uint64 // resyncs after losses
 	Reconciles uint64 // dumps merged, the first included
@@ -136,79 +97,50 @@ type Status struct {
 	// it runs right after start-up; events name the owners of newer ones).
 	OwnersPending bool
 	OwnersAfter   time.Duration // attach to owners known, when tracing
-	DumpErr       error         // the last dump's error, until a dump succeeds
-	Err           error         // why events stopped being read, if they did
+	// OwnersUnreadable is how many processes the last owner scan could not
+	// read (not root, or hidepid): their sockets show no owner.
+	OwnersUnreadable int
+	DumpErr          error // the last dump's error, until a dump succeeds
+	// EventsEnded: events are no longer read, because the source ended
+	// (a recording's end, a closed tracer) or failed (Err says why).
+	EventsEnded bool
+	Err         error
 }
 
 // maxBuffered bounds the events held while the first dump runs; past it
 // they are dropped and counted as lost, which forces a resync.
 const maxBuffered = 1 << 20
 
-// Tracker owns a table and keeps it current.
-type Tracker struct {
+// maxReadErrors is how many Read errors in a row end reading: one corrupt
+// sample is skipped, but a source that fails every Read is broken.
+const maxReadErrors = 1000
+
+// Table owns a connection table and keeps it current. Its methods may be
+// called from any goroutine.
+type Table struct {
 	cfg    Config
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	resync chan struct{}
 
-	mu        sync.Mutex
-	tb        *table.Table
-	buffering bool
-	buffer    []tracer.Event
-	dropped   uint64 // buffered events dropped past maxBuffered
-	settling  bool   // a resync left rows unlisted once: one more dump decides
-	st        Status
+	mu          sync.Mutex
+	tb          *table.Table
+	buffering   bool
+	buffer      []tracer.Event
+	dropped     uint64 // buffered events dropped past maxBuffered
+	settling    bool   // a resync left rows unlisted once: one more dump decides
+	st          Status
+	flushed     chan struct{} // closed by the reader at the flush Barrier asked for
+	readerEnded bool
 
-	syncMu  sync.Mutex    // one Sync at a time: each waits for its own flush
-	flushed chan struct{} // closed by the reader at the flush Sync asked for
-}
-
-// Sync returns once every event the kernel produced before the call has
-// been applied to the table: a barrier for comparing the table with a dump
-// taken just before.
-func (t *Tracker) Sync(ctx context.Context) error {
-	if t.cfg.Events == nil {
-		return nil
-	}
-	t.syncMu.Lock()
-	defer t.syncMu.Unlock()
-	done := make(chan struct{})
-	t.mu.Lock()
-	t.flushed = done
-	t.mu.Unlock()
-	if err := t.cfg.Events.Flush(); err != nil {
-		return fmt.Errorf("flush events: %w", err)
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// WaitOwners returns once the owners of sockets older than tcpstat are
-// known (at once when polling, where start-up finds them).
-func (t *Tracker) WaitOwners(ctx context.Context) error {
-	for {
-		t.mu.Lock()
-		pending, err := t.st.OwnersPending, t.st.Err
-		t.mu.Unlock()
-		if !pending || err != nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	barrierMu   sync.Mutex    // one Barrier at a time: each waits for its own flush
+	readerDone  chan struct{} // closed when the reader returns
+	ownersKnown chan struct{} // closed when OwnersPending turns false
 }
 
 // Start builds the table and returns once it is live. Events must already
 // be attached: whatever happens from then on is either in the dump or in
 // the events.
-func Start(ctx context.Context, cfg Config) (*Tracker, error) {
+func Start(ctx context.Context, cfg Config) (*Table, error) {
 	if cfg.Dump == nil {
 		return nil, errors.New("start connection table: no dump function")
 	}
@@ -226,7 +158,8 @@ func Start(ctx context.Context, cfg Config) (*Tracker, error) {
 		cfg.NetNS = ns
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	t := &Tracker{cfg: cfg, cancel: cancel, resync: make(chan struct{}, 1), tb: table.New(table.Options{OnEnd: cfg.OnEnd})}
+	t := &Table{cfg: cfg, cancel: cancel, tb: table.New(table.Options{OnEnd: cfg.OnEnd}),
+		readerDone: make(chan struct{}), ownersKnown: make(chan struct{})}
 	t.st.Tracing, t.st.PollReason = cfg.Events != nil, cfg.PollReason
 
 	began := time.Now()
@@ -235,6 +168,8 @@ func Start(ctx context.Context, cfg Config) (*Tracker, error) {
 		t.buffering = true
 		t.wg.Add(1)
 		go t.readLoop(ctx)
+	} else {
+		close(t.readerDone)
 	}
 	// When tracing, go live first and find older sockets' owners just
 	// after: the scan of every process's descriptors costs as much as the
@@ -257,16 +192,19 @@ func Start(ctx context.Context, cfg Config) (*Tracker, error) {
 	}
 	t.buffer, t.buffering = nil, false
 	t.st.Startup = time.Since(began)
+	if !t.st.OwnersPending {
+		close(t.ownersKnown)
+	}
 	t.mu.Unlock()
 
 	t.wg.Add(1)
-	go t.syncLoop(ctx, began)
+	go t.reconcileLoop(ctx, began)
 	return t, nil
 }
 
 // View calls fn with the table and the status, the table locked: fn must
 // not keep the table or its rows.
-func (t *Tracker) View(fn func(*table.Table, Status)) {
+func (t *Table) View(fn func(*table.Table, Status)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.st
@@ -274,29 +212,106 @@ func (t *Tracker) View(fn func(*table.Table, Status)) {
 	fn(t.tb, st)
 }
 
-// Close stops the tracker. It does not close Events.
-func (t *Tracker) Close() {
+// Barrier returns once every event the kernel produced before the call
+// has been applied to the table: compare the table with a dump taken just
+// before, or assert what a transition did, without waiting for a dump.
+// Without events it returns at once; once events are no longer read it
+// returns ErrEventsEnded.
+func (t *Table) Barrier(ctx context.Context) error {
+	if t.cfg.Events == nil {
+		return nil
+	}
+	t.barrierMu.Lock()
+	defer t.barrierMu.Unlock()
+	done := make(chan struct{})
+	t.mu.Lock()
+	if t.readerEnded {
+		err := t.st.Err
+		t.mu.Unlock()
+		return t.endedErr(err)
+	}
+	t.flushed = done
+	t.mu.Unlock()
+	if err := t.cfg.Events.Flush(); err != nil {
+		return fmt.Errorf("flush events: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-t.readerDone:
+		t.mu.Lock()
+		err := t.st.Err
+		t.mu.Unlock()
+		return t.endedErr(err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t *Table) endedErr(why error) error {
+	if why != nil {
+		return fmt.Errorf("%w: %w", ErrEventsEnded, why)
+	}
+	return ErrEventsEnded
+}
+
+// OwnersKnown is closed once the owners of sockets older than tcpstat are
+// known: at once when polling, where start-up scans for them, otherwise
+// after the first owner scan that follows start-up.
+func (t *Table) OwnersKnown() <-chan struct{} { return t.ownersKnown }
+
+// WaitOwners returns once OwnersKnown is closed, or with ctx's error.
+func (t *Table) WaitOwners(ctx context.Context) error {
+	select {
+	case <-t.ownersKnown:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the table. It does not close Events.
+func (t *Table) Close() {
 	t.cancel()
 	t.wg.Wait()
 }
 
-func (t *Tracker) readLoop(ctx context.Context) {
+// terminal reports a Read error that ends the source.
+func terminal(err error) bool {
+	return errors.Is(err, tracer.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF)
+}
+
+func (t *Table) readLoop(ctx context.Context) {
 	defer t.wg.Done()
+	var failure error
+	defer func() {
+		t.mu.Lock()
+		if failure != nil && t.st.Err == nil {
+			t.st.Err = failure
+		}
+		t.readerEnded, t.st.EventsEnded = true, ctx.Err() == nil
+		t.flushed = nil
+		t.mu.Unlock()
+		close(t.readerDone)
+	}()
 	var (
 		ev       tracer.Event
 		deadline time.Time
+		errs     int // Read errors in a row
 	)
 	for ctx.Err() == nil {
-		// Wake up now and then to see whether the tracker was closed.
+		// Wake up now and then to see whether the table was closed.
 		if now := time.Now(); deadline.Sub(now) < 100*time.Millisecond {
 			deadline = now.Add(250 * time.Millisecond)
 			t.cfg.Events.SetDeadline(deadline)
 		}
 		err := t.cfg.Events.Read(&ev)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		switch {
+		case err == nil:
+			errs = 0
+		case errors.Is(err, os.ErrDeadlineExceeded):
 			continue
-		}
-		if errors.Is(err, tracer.ErrFlushed) {
+		case errors.Is(err, tracer.ErrFlushed):
 			t.mu.Lock()
 			if t.flushed != nil {
 				close(t.flushed)
@@ -304,12 +319,17 @@ func (t *Tracker) readLoop(ctx context.Context) {
 			}
 			t.mu.Unlock()
 			continue
-		}
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, tracer.ErrClosed) {
-				t.fail(fmt.Errorf("read events: %w", err))
+		case terminal(err):
+			return // the source ended: not a failure (a recording's end)
+		default:
+			if errs++; errs >= maxReadErrors {
+				failure = fmt.Errorf("read events: %d errors in a row, the last: %w", errs, err)
+				return
 			}
-			return
+			t.mu.Lock()
+			t.st.Corrupt++
+			t.mu.Unlock()
+			continue
 		}
 		t.mu.Lock()
 		t.st.Events++
@@ -325,7 +345,7 @@ func (t *Tracker) readLoop(ctx context.Context) {
 	}
 }
 
-func (t *Tracker) fail(err error) {
+func (t *Table) fail(err error) {
 	t.mu.Lock()
 	if t.st.Err == nil {
 		t.st.Err = err
@@ -333,9 +353,9 @@ func (t *Tracker) fail(err error) {
 	t.mu.Unlock()
 }
 
-// syncLoop reconciles every cfg.Every, and at once when events were lost
-// or older sockets' owners are still to be found.
-func (t *Tracker) syncLoop(ctx context.Context, began time.Time) {
+// reconcileLoop reconciles every cfg.Every, and at once when events were
+// lost or older sockets' owners are still to be found.
+func (t *Table) reconcileLoop(ctx context.Context, began time.Time) {
 	defer t.wg.Done()
 	check := time.NewTicker(min(250*time.Millisecond, t.cfg.Every))
 	defer check.Stop()
@@ -350,11 +370,10 @@ func (t *Tracker) syncLoop(ctx context.Context, began time.Time) {
 		}
 		lost := t.lost()
 		t.mu.Lock()
-		stale := lost > t.st.Lost
-		if stale {
+		if lost > t.st.Lost {
 			t.st.Lost, t.st.Stale = lost, true
 		}
-		stale = t.st.Stale
+		stale := t.st.Stale
 		pending := t.st.OwnersPending
 		t.mu.Unlock()
 		if !stale && !pending && time.Now().Before(next) {
@@ -367,6 +386,7 @@ func (t *Tracker) syncLoop(ctx context.Context, began time.Time) {
 		if err == nil && pending {
 			t.mu.Lock()
 			t.st.OwnersPending, t.st.OwnersAfter = false, time.Since(began)
+			close(t.ownersKnown)
 			t.mu.Unlock()
 		}
 		if err != nil {
@@ -381,8 +401,9 @@ func (t *Tracker) syncLoop(ctx context.Context, began time.Time) {
 	}
 }
 
-// lost is the events lost so far: the tracer's count and the buffer's.
-func (t *Tracker) lost() uint64 {
+// lost is the events lost so far: the source's count, corrupt samples
+// and the start-up buffer's overflow.
+func (t *Table) lost() uint64 {
 	var n uint64
 	if t.cfg.Events != nil {
 		st, err := t.cfg.Events.Stats()
@@ -393,27 +414,29 @@ func (t *Tracker) lost() uint64 {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return n + t.dropped
+	return n + t.dropped + t.st.Corrupt
 }
 
 // reconcile dumps and merges. lostBefore is the lost count read before
 // the dump began: if nothing was lost since, the table is no longer stale.
-func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64, owners bool) error {
+func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) error {
 	began := time.Now()
 	// The dump supersedes every event older than its start: apply those
 	// still in the ring buffer first, or a close would be taken for stale.
+	// Once events are no longer read there is nothing to wait for.
 	t.mu.Lock()
 	live := !t.buffering
 	t.mu.Unlock()
 	if live {
-		if err := t.Sync(ctx); err != nil {
+		if err := t.Barrier(ctx); err != nil && !errors.Is(err, ErrEventsEnded) {
 			return err
 		}
 	}
 	start := tracer.Now()
 	socks, err := t.cfg.Dump(ctx, owners)
 	end := tracer.Now()
-	if err != nil {
+	var partial *snapshot.PartialError
+	if err != nil && !errors.As(err, &partial) {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
 	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: owners}
@@ -421,13 +444,19 @@ func (t *Tracker) reconcile(ctx context.Context, lostBefore uint64, owners bool)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.reconciled(t.tb.Reconcile(d), lostBefore, lost, began)
+	if owners {
+		t.st.OwnersUnreadable = 0
+		if partial != nil {
+			t.st.OwnersUnreadable = partial.Unreadable
+		}
+	}
 	return nil
 }
 
 // stream is the first reconcile, read with cfg.Walk. The table is not
 // locked: until Start returns nobody else uses it, and events are being
 // buffered.
-func (t *Tracker) stream(ctx context.Context, lostBefore uint64) error {
+func (t *Table) stream(ctx context.Context, lostBefore uint64) error {
 	began := time.Now()
 	t.tb.Reserve(snapshot.Estimate(snapshot.TCP))
 	// Each socket was read before the kernel clock's reading just after
@@ -451,7 +480,7 @@ func (t *Tracker) stream(ctx context.Context, lostBefore uint64) error {
 
 // reconciled updates the status after a reconcile that began at began,
 // with t.mu held.
-func (t *Tracker) reconciled(rec table.ReconcileStats, lostBefore, lost uint64, began time.Time) {
+func (t *Table) reconciled(rec table.ReconcileStats, lostBefore, lost uint64, began time.Time) {
 	switch {
 	case lost > lostBefore:
 		t.st.Stale, t.settling = true, false

@@ -2,9 +2,11 @@ package livetable
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,32 +21,49 @@ import (
 
 // queue is an in-memory event source, as a replayed recording would be.
 type queue struct {
-	events   chan tracer.Event
+	events   chan item
 	lost     atomic.Uint64
 	deadline atomic.Int64
 	flush    chan struct{}
 }
 
+// item is what one Read returns: an event, or an error.
+type item struct {
+	ev  tracer.Event
+	err error
+}
+
 func newQueue() *queue {
-	return &queue{events: make(chan tracer.Event, 100), flush: make(chan struct{}, 1)}
+	return &queue{events: make(chan item, 100), flush: make(chan struct{}, 1)}
+}
+
+func (q *queue) push(ev tracer.Event) { q.events <- item{ev: ev} }
+func (q *queue) fail(err error)       { q.events <- item{err: err} }
+
+func (it item) read(ev *tracer.Event) error {
+	if it.err != nil {
+		return it.err
+	}
+	*ev = it.ev
+	return nil
 }
 
 // Read behaves as the tracer's: after Flush, what is queued, then ErrFlushed.
 func (q *queue) Read(ev *tracer.Event) error {
 	select {
-	case *ev = <-q.events:
-		return nil
+	case it := <-q.events:
+		return it.read(ev)
 	default:
 	}
 	wait := time.Until(time.Unix(0, q.deadline.Load()))
 	select {
-	case *ev = <-q.events:
-		return nil
+	case it := <-q.events:
+		return it.read(ev)
 	case <-q.flush:
 		select {
-		case *ev = <-q.events:
+		case it := <-q.events:
 			q.flush <- struct{}{} // still owed once the queue is empty
-			return nil
+			return it.read(ev)
 		default:
 			return tracer.ErrFlushed
 		}
@@ -81,7 +100,7 @@ type row struct {
 	State  tcp.State
 }
 
-func rows(tr *Tracker) (out []row, st Status) {
+func rows(tr *Table) (out []row, st Status) {
 	tr.View(func(tb *table.Table, s Status) {
 		st = s
 		for i := range tb.Len() {
@@ -91,17 +110,33 @@ func rows(tr *Tracker) (out []row, st Status) {
 	return out, st
 }
 
-// waitFor polls the tracker until cond holds; the test's own timeout ends
-// a wait that never succeeds.
-func waitFor(t *testing.T, tr *Tracker, cond func([]row, Status) bool) ([]row, Status) {
+// waitTimeout bounds every wait for an effect: generous, for a loaded
+// host or a kernel under emulation.
+const waitTimeout = 30 * time.Second
+
+// waitFor polls the table until cond holds, and fails the test if it does
+// not within waitTimeout.
+func waitFor(t *testing.T, tr *Table, cond func([]row, Status) bool) ([]row, Status) {
 	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
 	for {
 		r, st := rows(tr)
 		if cond(r, st) {
 			return r, st
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: rows %v, status %+v", waitTimeout, r, st)
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// barrier calls tr.Barrier with waitTimeout, so that a barrier that hangs
+// fails the test instead of timing out the whole binary.
+func barrier(tr *Table) error {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	return tr.Barrier(ctx)
 }
 
 // TestStartOrder checks that events made while the first dump runs are
@@ -113,8 +148,8 @@ func TestStartOrder(t *testing.T) {
 	dump := func(context.Context, bool) ([]snapshot.Socket, error) {
 		dumps++
 		if dumps == 1 {
-			q.events <- transition(1, tcp.Established, tcp.Close)
-			q.events <- transition(2, tcp.Close, tcp.SynSent)
+			q.push(transition(1, tcp.Established, tcp.Close))
+			q.push(transition(2, tcp.Close, tcp.SynSent))
 			return []snapshot.Socket{{Proto: snapshot.TCP, State: tcp.Established, Cookie: 1, Local: local, Remote: remote}}, nil
 		}
 		return []snapshot.Socket{{Proto: snapshot.TCP, State: tcp.SynSent, Cookie: 2, Local: local, Remote: remote}}, nil
@@ -157,7 +192,7 @@ func TestPolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	tr, err := Start(context.Background(), Config{Dump: DumpTCP, Every: 50 * time.Millisecond})
+	tr, err := Start(context.Background(), Config{Dump: snapshot.DumpTCP, Every: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +237,9 @@ func TestPolling(t *testing.T) {
 	})
 }
 
-// TestSync: once Sync returns, every event queued before it is in the table,
-// without waiting for anything else.
-func TestSync(t *testing.T) {
+// TestBarrier: once Barrier returns, every event queued before it is in
+// the table, without waiting for anything else.
+func TestBarrier(t *testing.T) {
 	q := newQueue()
 	dump := func(context.Context, bool) ([]snapshot.Socket, error) { return nil, nil }
 	tr, err := Start(context.Background(), Config{Events: q, Dump: dump, NetNS: 1, Every: time.Hour})
@@ -213,12 +248,150 @@ func TestSync(t *testing.T) {
 	}
 	defer tr.Close()
 	for cookie := uint64(1); cookie <= 50; cookie++ {
-		q.events <- transition(cookie, tcp.Close, tcp.SynSent)
+		q.push(transition(cookie, tcp.Close, tcp.SynSent))
 	}
-	if err := tr.Sync(context.Background()); err != nil {
+	if err := barrier(tr); err != nil {
 		t.Fatal(err)
 	}
 	if r, st := rows(tr); len(r) != 50 || st.Events != 50 {
-		t.Errorf("after Sync: %d rows, %d events; want 50 and 50", len(r), st.Events)
+		t.Errorf("after the barrier: %d rows, %d events; want 50 and 50", len(r), st.Events)
+	}
+}
+
+func startQueue(t *testing.T, q *queue, dump DumpFunc) *Table {
+	t.Helper()
+	if dump == nil {
+		dump = func(context.Context, bool) ([]snapshot.Socket, error) { return nil, nil }
+	}
+	tr, err := Start(context.Background(), Config{Events: q, Dump: dump, NetNS: 1, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	return tr
+}
+
+// TestCorruptSample: a sample the source cannot decode is counted as lost
+// and skipped; the events after it are applied, the barrier still works,
+// and the table resyncs.
+func TestCorruptSample(t *testing.T) {
+	q := newQueue()
+	tr := startQueue(t, q, nil)
+	q.push(transition(1, tcp.Close, tcp.SynSent))
+	q.fail(errors.New("decode event: 12 bytes, want 120"))
+	q.push(transition(2, tcp.Close, tcp.SynSent))
+	if err := barrier(tr); err != nil {
+		t.Fatalf("barrier after a corrupt sample: %v", err)
+	}
+	got, st := rows(tr)
+	slices.SortFunc(got, func(a, b row) int { return int(a.Cookie) - int(b.Cookie) })
+	if diff := cmp.Diff([]row{{1, tcp.SynSent}, {2, tcp.SynSent}}, got); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+	if st.Corrupt != 1 || st.Events != 2 || st.Err != nil || st.EventsEnded {
+		t.Errorf("status %+v: want 1 corrupt, 2 events, still reading", st)
+	}
+	_, st = waitFor(t, tr, func(_ []row, st Status) bool { return st.Resyncs == 1 })
+	if st.Lost != 1 || st.Stale {
+		t.Errorf("after the resync: status %+v, want 1 lost, not stale", st)
+	}
+}
+
+// TestSourceEnds: once the source has ended, the barrier says so at once,
+// and keeps saying so; the table keeps what it had.
+func TestSourceEnds(t *testing.T) {
+	q := newQueue()
+	tr := startQueue(t, q, nil)
+	q.push(transition(1, tcp.Close, tcp.SynSent))
+	q.fail(tracer.ErrClosed)
+	for i := range 2 {
+		if err := barrier(tr); !errors.Is(err, ErrEventsEnded) {
+			t.Fatalf("barrier %d after the source ended: %v, want ErrEventsEnded", i+1, err)
+		}
+	}
+	got, st := rows(tr)
+	if diff := cmp.Diff([]row{{1, tcp.SynSent}}, got); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+	if !st.EventsEnded || st.Err != nil {
+		t.Errorf("status %+v: want events ended, no error", st)
+	}
+}
+
+// TestSourceFails: a source whose every Read fails is given up on with
+// the error, which the barrier returns.
+func TestSourceFails(t *testing.T) {
+	broken := errors.New("epoll wait: bad file descriptor")
+	tr, err := Start(context.Background(), Config{Events: failing{broken}, NetNS: 1, Every: time.Hour,
+		Dump: func(context.Context, bool) ([]snapshot.Socket, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	_, st := waitFor(t, tr, func(_ []row, st Status) bool { return st.EventsEnded })
+	if !errors.Is(st.Err, broken) || st.Corrupt != maxReadErrors-1 {
+		t.Errorf("status %+v: want an error wrapping %q after %d corrupt", st, broken, maxReadErrors-1)
+	}
+	if err := barrier(tr); !errors.Is(err, ErrEventsEnded) || !errors.Is(err, broken) {
+		t.Errorf("barrier: %v, want ErrEventsEnded and the source's error", err)
+	}
+}
+
+// failing is a source whose every Read fails.
+type failing struct{ err error }
+
+func (f failing) Read(*tracer.Event) error     { return f.err }
+func (f failing) SetDeadline(time.Time)        {}
+func (f failing) Flush() error                 { return nil }
+func (f failing) Stats() (tracer.Stats, error) { return tracer.Stats{}, nil }
+
+// TestPartialOwnerScan: a scan that could not read some processes is
+// reported, and the sockets it found are used.
+func TestPartialOwnerScan(t *testing.T) {
+	dump := func(context.Context, bool) ([]snapshot.Socket, error) {
+		return []snapshot.Socket{{Proto: snapshot.TCP, State: tcp.Listen, Cookie: 7, Local: local}}, &snapshot.PartialError{Unreadable: 3}
+	}
+	tr, err := Start(context.Background(), Config{Dump: dump, NetNS: 1, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	got, st := rows(tr)
+	if diff := cmp.Diff([]row{{7, tcp.Listen}}, got); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+	if st.OwnersUnreadable != 3 || st.DumpErr != nil {
+		t.Errorf("status %+v: want 3 unreadable processes, no dump error", st)
+	}
+}
+
+// TestOwnersKnown: when tracing, the owner scan follows start-up, and the
+// channel closes when it is done.
+func TestOwnersKnown(t *testing.T) {
+	release := make(chan struct{})
+	dump := func(ctx context.Context, owners bool) ([]snapshot.Socket, error) {
+		if owners {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return nil, nil
+	}
+	tr := startQueue(t, newQueue(), dump)
+	select {
+	case <-tr.OwnersKnown():
+		t.Fatal("owners known before the owner scan ran")
+	default:
+	}
+	close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := tr.WaitOwners(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, st := rows(tr); st.OwnersPending {
+		t.Errorf("status %+v: owners known, still pending", st)
 	}
 }

@@ -125,7 +125,16 @@ func TestParseTables(t *testing.T) {
 	if flagLetters(0x1043) != "BMRU" || flagLetters(0x49) != "LRU" {
 		t.Errorf("flag letters: %q %q", flagLetters(0x1043), flagLetters(0x49))
 	}
-	gs, err := ParseIGMP6(strings.NewReader("1    lo              ff020000000000000000000000000001     1 0000000C 0\n"))
+	// A 15-character name fills "%-10s" and runs into the colon.
+	gs, err := ParseIGMP(strings.NewReader("Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n" +
+		"1\tlo        :     1      V3\n\t\t\t\t010000E0     1 0:00000000\t\t0\n" +
+		"4\tcni-podman0:     2      V3\n\t\t\t\t6A0000E0     1 0:00000000\t\t0\n"))
+	wantGroups := []Group{{Interface: "lo", RefCnt: 1, Group: netip.MustParseAddr("224.0.0.1")},
+		{Interface: "cni-podman0", RefCnt: 1, Group: netip.MustParseAddr("224.0.0.106")}}
+	if diff := cmp.Diff(wantGroups, gs, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); err != nil || diff != "" {
+		t.Errorf("igmp: %v (-want +got)\n%s", err, diff)
+	}
+	gs, err = ParseIGMP6(strings.NewReader("1    lo              ff020000000000000000000000000001     1 0000000C 0\n"))
 	if err != nil || len(gs) != 1 || gs[0].Group != netip.MustParseAddr("ff02::1") {
 		t.Errorf("igmp6: %v %v", gs, err)
 	}

@@ -20,8 +20,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/tcp"
 )
 
+// needRoot skips the test unless it runs as root; as root (as CI runs) a
+// missing reference tool fails it, since a skipped comparison proves nothing.
 func needRoot(t *testing.T, tools ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -29,7 +32,7 @@ func needRoot(t *testing.T, tools ...string) {
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (apt-get install net-tools iproute2)", tool)
+			t.Fatalf("needs %s: run scripts/deps.sh (Debian net-tools, iproute2, util-linux)", tool)
 		}
 	}
 }
@@ -98,8 +101,45 @@ func liveSockets(t *testing.T) testPorts {
 		t.Fatal(err)
 	}
 	keep(ul)
-	time.Sleep(100 * time.Millisecond) // let the TIME_WAIT hand-off finish
+	waitTimeWait(t, ports.tcp)
 	return ports
+}
+
+// waitTimeWait waits until each closed pair on the listeners' ports has
+// reached TIME_WAIT on one side and left LAST_ACK on the other, so that
+// two listings taken one after the other see the same rows.
+func waitTimeWait(t *testing.T, ports []string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		socks, err := snapshot.Dump(context.Background(), snapshot.Options{Protos: []snapshot.Proto{snapshot.TCP}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		timeWaits, closing := 0, 0
+		for _, s := range socks {
+			client := slices.Contains(ports, strconv.Itoa(int(s.Remote.Port())))
+			server := slices.Contains(ports, strconv.Itoa(int(s.Local.Port())))
+			if !s.Local.Addr().IsLoopback() || !(client || server) {
+				continue
+			}
+			switch s.State {
+			case tcp.TimeWait:
+				if client { // the side that closed first
+					timeWaits++
+				}
+			case tcp.FinWait1, tcp.FinWait2, tcp.Closing, tcp.LastAck:
+				closing++
+			}
+		}
+		if timeWaits >= len(ports) && closing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5s: %d of %d TIME_WAITs, %d sockets still closing", timeWaits, len(ports), closing)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // ours runs `tcpstat list` with args and returns its output.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 )
@@ -64,7 +65,7 @@ func (c *Config) tcpStates() snapshot.StateSet {
 	switch {
 	case c.States != 0:
 		return c.States
-	case c.All:
+	case c.All || c.filterStates():
 		return snapshot.AllStates
 	case c.Listening:
 		return snapshot.States(tcp.Listen)
@@ -73,15 +74,31 @@ func (c *Config) tcpStates() snapshot.StateSet {
 	}
 }
 
-// wanted applies the -a/-l/--state row selection.
+// filterStates reports a filter that names states: it replaces the
+// default selection of connected sockets.
+func (c *Config) filterStates() bool { return c.Filter.Uses().State && !c.Listening }
+
+// owners reports whether the listing needs the sockets' owners: for -p,
+// or for a filter on pid, comm, uid or cgroup.
+func (c *Config) owners() bool { return c.Programs || c.Filter.Uses().Owner }
+
+// wanted applies the -a/-l/--state row selection, then the filter; the
+// owners must be attached first.
 func (c *Config) wanted(s *snapshot.Socket) bool {
-	if c.States != 0 {
-		return c.States.Has(s.State)
+	switch {
+	case c.States != 0:
+		if !c.States.Has(s.State) {
+			return false
+		}
+	case c.All || c.filterStates():
+	case s.Listening() != c.Listening:
+		return false
 	}
-	if c.All {
+	if c.Filter.Empty() {
 		return true
 	}
-	return s.Listening() == c.Listening
+	sub := filter.FromSocket(s)
+	return c.Filter.Match(&sub)
 }
 
 // dumpSockets reads the sockets a listing shows; UNIX sockets come from
@@ -98,16 +115,14 @@ func dumpSockets(ctx context.Context, c *Config) (inet, unixs []snapshot.Socket,
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		inet = slices.DeleteFunc(inet, func(s snapshot.Socket) bool { return !c.wanted(&s) })
 	}
 	if sel.unix {
 		unixs, err = snapshot.Dump(ctx, snapshot.Options{Protos: []snapshot.Proto{snapshot.UNIX}, Source: snapshot.Procfs})
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		unixs = slices.DeleteFunc(unixs, func(s snapshot.Socket) bool { return !c.wanted(&s) })
 	}
-	if c.Programs {
+	if c.owners() {
 		owners, oerr := snapshot.Owners(ctx)
 		var partial *snapshot.PartialError
 		if oerr != nil && !errors.As(oerr, &partial) {
@@ -117,6 +132,8 @@ func dumpSockets(ctx context.Context, c *Config) (inet, unixs []snapshot.Socket,
 		snapshot.Attach(inet, owners)
 		snapshot.Attach(unixs, owners)
 	}
+	inet = slices.DeleteFunc(inet, func(s snapshot.Socket) bool { return !c.wanted(&s) })
+	unixs = slices.DeleteFunc(unixs, func(s snapshot.Socket) bool { return !c.wanted(&s) })
 	return inet, unixs, warn, nil
 }
 
@@ -134,7 +151,7 @@ type textWriter struct {
 func (t *textWriter) header(inet bool) {
 	which := "(w/o servers)"
 	switch {
-	case t.c.All || (t.c.States != 0 && t.c.States.Has(tcp.Listen) && t.c.States != snapshot.States(tcp.Listen)):
+	case t.c.All || t.c.filterStates() || (t.c.States != 0 && t.c.States.Has(tcp.Listen) && t.c.States != snapshot.States(tcp.Listen)):
 		which = "(servers and established)"
 	case t.c.Listening || t.c.States == snapshot.States(tcp.Listen):
 		which = "(only servers)"
@@ -433,7 +450,7 @@ func (t *textWriter) unixRow(s *snapshot.Socket) {
 func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.Writer, nm *names) error {
 	t := &textWriter{w: w, c: c, names: nm, ctx: ctx, line: make([]byte, 0, 256), addr: make([]byte, 0, 64)}
 	var owners map[uint64][]snapshot.Owner
-	if c.Programs {
+	if c.owners() {
 		var err error
 		owners, err = snapshot.Owners(ctx)
 		var partial *snapshot.PartialError
@@ -448,10 +465,10 @@ func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.
 		t.header(true)
 		err := snapshot.Walk(ctx, snapshot.Options{Protos: sel.inet, Families: sel.fams, States: c.tcpStates(), Info: c.Timers},
 			func(s *snapshot.Socket) error {
+				if owners != nil && s.Inode != 0 {
+					s.Owners = owners[s.Inode]
+				}
 				if c.wanted(s) {
-					if owners != nil && s.Inode != 0 {
-						s.Owners = owners[s.Inode]
-					}
 					t.inetRow(s)
 				}
 				return nil

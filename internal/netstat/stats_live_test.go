@@ -67,7 +67,7 @@ func TestStatisticsMatchNetstat(t *testing.T) {
 			for _, flags := range []string{"-s", "-st", "-su", "-sw", "-stu"} {
 				out, err := exec.Command("unshare", "-m", "sh", "-c", "mount --bind \"$0\" /proc && netstat "+flags, dir).CombinedOutput()
 				if err != nil {
-					t.Skipf("cannot run netstat on a private /proc: %v: %s", err, out)
+					t.Fatalf("run netstat on a private /proc (unshare -m, mount --bind): %v: %s", err, out)
 				}
 				c, err := Parse([]string{flags})
 				if err != nil {

@@ -26,6 +26,7 @@ type Interface struct {
 	TXErr     uint64 `json:"tx_err"`
 	TXDrop    uint64 `json:"tx_drop"`
 	TXOverrun uint64 `json:"tx_overrun"`
+	Colls     uint64 `json:"collisions"`
 	Flags     string `json:"flags"`
 	up        bool
 }
@@ -137,9 +138,53 @@ func ParseNetDev(r io.Reader) ([]Interface, error) {
 		}
 		ifs = append(ifs, Interface{Name: strings.TrimSpace(name),
 			RXOK: v[1], RXErr: v[2], RXDrop: v[3], RXOverrun: v[4],
-			TXOK: v[9], TXErr: v[10], TXDrop: v[11], TXOverrun: v[12]})
+			TXOK: v[9], TXErr: v[10], TXDrop: v[11], TXOverrun: v[12], Colls: v[13]})
 	}
 	return ifs, sc.Err()
+}
+
+// IfaceCounts is one line of Solaris' `-i -I IFACE interval` counts.
+type IfaceCounts struct {
+	Iface PacketCounts `json:"interface"`
+	Total PacketCounts `json:"total"`
+}
+
+// PacketCounts are the five columns Solaris shows per side.
+type PacketCounts struct {
+	Name       string `json:"name"`
+	InPackets  uint64 `json:"in_packets"`
+	InErrs     uint64 `json:"in_errs"`
+	OutPackets uint64 `json:"out_packets"`
+	OutErrs    uint64 `json:"out_errs"`
+	Colls      uint64 `json:"collisions"`
+}
+
+func (p *PacketCounts) add(i Interface) {
+	p.InPackets += i.RXOK
+	p.InErrs += i.RXErr
+	p.OutPackets += i.TXOK
+	p.OutErrs += i.TXErr
+	p.Colls += i.Colls
+}
+
+func (p *PacketCounts) sub(q PacketCounts) {
+	p.InPackets -= q.InPackets
+	p.InErrs -= q.InErrs
+	p.OutPackets -= q.OutPackets
+	p.OutErrs -= q.OutErrs
+	p.Colls -= q.Colls
+}
+
+func writeIfaceCountsHeader(w io.Writer, iface string) {
+	fmt.Fprintf(w, "    input   %-6s    output            input  (Total)    output\n", iface)
+	fmt.Fprintf(w, "packets errs  packets errs  colls   packets errs  packets errs  colls\n")
+}
+
+func writeIfaceCountsRow(w io.Writer, c *IfaceCounts) {
+	a, t := c.Iface, c.Total
+	line := fmt.Sprintf("%-7d %-5d %-7d %-5d %-6d  %-7d %-5d %-7d %-5d %-6d", a.InPackets, a.InErrs, a.OutPackets, a.OutErrs, a.Colls,
+		t.InPackets, t.InErrs, t.OutPackets, t.OutErrs, t.Colls)
+	fmt.Fprintln(w, strings.TrimRight(line, " "))
 }
 
 // deltaInterfaces subtracts prev's counters from cur's, by name.
@@ -162,6 +207,7 @@ func deltaInterfaces(cur, prev []Interface) []Interface {
 		out[i].TXErr -= p.TXErr
 		out[i].TXDrop -= p.TXDrop
 		out[i].TXOverrun -= p.TXOverrun
+		out[i].Colls -= p.Colls
 	}
 	return out
 }
@@ -184,13 +230,18 @@ type Route struct {
 	Gateway     netip.Addr `json:"gateway"`
 	Genmask     netip.Addr `json:"genmask"`
 	Flags       string     `json:"flags"`
+	Metric      uint32     `json:"metric"`
+	RefCnt      int64      `json:"refcnt"`
+	Use         int64      `json:"use"`
 	MSS         uint64     `json:"mss"`
 	Window      uint64     `json:"window"`
 	IRTT        uint64     `json:"irtt"`
 	Iface       string     `json:"iface"`
+	Table       uint32     `json:"table,omitempty"` // with -a: the routing table's number (254: main, 255: local)
+	reject      bool
 }
 
-// Route flags (include/uapi/linux/route.h).
+// Route flags (include/uapi/linux/route.h, ipv6_route.h).
 const (
 	rtfUp        = 0x1
 	rtfGateway   = 0x2
@@ -215,11 +266,15 @@ func ParseRoutes(r io.Reader) ([]Route, error) {
 			return nil, fmt.Errorf("line %d: want 11 fields, got %d", n, len(fs))
 		}
 		var nums [11]uint64
-		for _, i := range []int{1, 2, 3, 7, 8, 9, 10} {
-			x, err := strconv.ParseUint(fs[i], 16, 32)
-			if i >= 8 {
-				x, err = strconv.ParseUint(fs[i], 10, 32)
+		for i := 1; i < 11; i++ {
+			base, bits := 10, 32
+			switch i {
+			case 1, 2, 3, 7: // addresses, flags
+				base = 16
+			case 4, 5: // RefCnt, Use: %d
+				bits = 31
 			}
+			x, err := strconv.ParseUint(fs[i], base, bits)
 			if err != nil {
 				return nil, fmt.Errorf("line %d field %d: %w", n, i+1, err)
 			}
@@ -231,7 +286,8 @@ func ParseRoutes(r io.Reader) ([]Route, error) {
 		}
 		rs = append(rs, Route{
 			Iface: fs[0], Destination: hostWordAddr(nums[1]), Gateway: hostWordAddr(nums[2]),
-			Genmask: hostWordAddr(nums[7]), Flags: routeFlags(flags), MSS: nums[8], Window: nums[9], IRTT: nums[10],
+			Genmask: hostWordAddr(nums[7]), Flags: routeFlags(flags), RefCnt: int64(nums[4]), Use: int64(nums[5]),
+			Metric: uint32(nums[6]), MSS: nums[8], Window: nums[9], IRTT: nums[10], reject: flags&rtfReject != 0,
 		})
 	}
 	return rs, sc.Err()
@@ -243,6 +299,8 @@ func hostWordAddr(v uint64) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
+// routeFlags writes net-tools' letters: a reject route shows "!" in place
+// of U and G.
 func routeFlags(f uint64) string {
 	var b []byte
 	for _, x := range []struct {
@@ -250,6 +308,9 @@ func routeFlags(f uint64) string {
 		c   byte
 	}{{rtfUp, 'U'}, {rtfGateway, 'G'}, {rtfReject, '!'}, {rtfHost, 'H'}, {rtfReinstate, 'R'}, {rtfDynamic, 'D'}, {rtfModified, 'M'}} {
 		if f&x.bit != 0 {
+			if x.bit == rtfReject {
+				b = b[:0]
+			}
 			b = append(b, x.c)
 		}
 	}
@@ -269,15 +330,37 @@ func readRoutes() ([]Route, error) {
 	return rs, nil
 }
 
-func writeRoutesText(w io.Writer, rs []Route, numeric bool) {
+// writeRoutesText writes net-tools' IPv4 table: without -e the MSS
+// layout, with -e the Metric layout, with -ee both.
+func writeRoutesText(w io.Writer, rs []Route, numeric bool, extend int) {
 	fmt.Fprintf(w, "Kernel IP routing table\n")
-	fmt.Fprintf(w, "Destination     Gateway         Genmask         Flags   MSS Window  irtt Iface\n")
+	switch extend {
+	case 0:
+		fmt.Fprintf(w, "Destination     Gateway         Genmask         Flags   MSS Window  irtt Iface\n")
+	case 1:
+		fmt.Fprintf(w, "Destination     Gateway         Genmask         Flags Metric Ref    Use Iface\n")
+	default:
+		fmt.Fprintf(w, "Destination     Gateway         Genmask         Flags Metric Ref    Use Iface    MSS   Window irtt\n")
+	}
 	for _, r := range rs {
 		dst := r.Destination.String()
 		if !numeric && r.Destination.IsUnspecified() {
 			dst = "default"
 		}
-		fmt.Fprintf(w, "%-15s %-15s %-15s %-5s %5d %-6d %5d %s\n", dst, r.Gateway, r.Genmask, r.Flags, r.MSS, r.Window, r.IRTT, r.Iface)
+		switch {
+		case extend == 0 && r.reject:
+			fmt.Fprintf(w, "%-15s -               %-15s %-5s     - -          - -\n", dst, r.Genmask, r.Flags)
+		case extend == 0:
+			fmt.Fprintf(w, "%-15s %-15s %-15s %-5s %5d %-6d %5d %s\n", dst, r.Gateway, r.Genmask, r.Flags, r.MSS, r.Window, r.IRTT, r.Iface)
+		case extend == 1 && r.reject:
+			fmt.Fprintf(w, "%-15s -               %-15s %-5s %-6d -  %7d -\n", dst, r.Genmask, r.Flags, r.Metric, r.Use)
+		case r.reject:
+			fmt.Fprintf(w, "%-15s -               %-15s %-5s %-6d -  %7d -        -     -      -\n", dst, r.Genmask, r.Flags, r.Metric, r.Use)
+		case extend == 1:
+			fmt.Fprintf(w, "%-15s %-15s %-15s %-5s %-6d %-2d %7d %s\n", dst, r.Gateway, r.Genmask, r.Flags, r.Metric, r.RefCnt, r.Use, r.Iface)
+		default:
+			fmt.Fprintf(w, "%-15s %-15s %-15s %-5s %-6d %-3d %6d %-6.6s   %-5d %-6d %d\n", dst, r.Gateway, r.Genmask, r.Flags, r.Metric, r.RefCnt, r.Use, r.Iface, r.MSS, r.Window, r.IRTT)
+		}
 	}
 }
 
@@ -288,7 +371,7 @@ type Group struct {
 	Group     netip.Addr `json:"group"`
 }
 
-// ParseIGMP parses /proc/net/igmp: an interface line ("1\tlo : …") then
+// ParseIGMP parses /proc/net/igmp: an interface line ("1\tlo        : …") then
 // its groups ("\t\t\t\t010000E0 1 …"), each group a host-order hex word.
 func ParseIGMP(r io.Reader) ([]Group, error) {
 	var gs []Group
@@ -304,7 +387,9 @@ func ParseIGMP(r io.Reader) ([]Group, error) {
 			if len(fs) < 2 {
 				return nil, fmt.Errorf("line %d: no device", n)
 			}
-			dev = fs[1]
+			// "%-10s:" runs a long name into its colon ("cni-podman0:");
+			// device names cannot contain one (dev_valid_name).
+			dev, _, _ = strings.Cut(fs[1], ":")
 			continue
 		}
 		if len(fs) < 2 || dev == "" {

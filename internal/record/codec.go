@@ -41,6 +41,7 @@ const (
 	evCounters
 	evNetNS // the namespace differs from the previous record's
 	evWideStates
+	evOwnerSource
 )
 
 // Row flags.
@@ -53,6 +54,7 @@ const (
 	rowHandshakeKnown
 	rowCounters
 	rowNetNS
+	rowOwnerFormer
 )
 
 // dict is the per-block state shared by encoder and decoder.
@@ -221,6 +223,9 @@ func (e *encoder) event(t Type, ev *tracer.Event) {
 	if ev.Old > 15 || ev.New > 15 {
 		f |= evWideStates
 	}
+	if ev.OwnerSource != tracer.OwnerNone {
+		f |= evOwnerSource
+	}
 	e.uvarint(f)
 	if f&evWideStates != 0 {
 		e.b = append(e.b, byte(ev.Old), byte(ev.New))
@@ -239,6 +244,9 @@ func (e *encoder) event(t Type, ev *tracer.Event) {
 	e.uvarint(uint64(ev.Remote.Port()))
 	if ev.OwnerKnown {
 		e.proc(&ev.Owner)
+	}
+	if f&evOwnerSource != 0 {
+		e.b = append(e.b, byte(ev.OwnerSource))
 	}
 	e.proc(&ev.Task)
 	if ev.DwellKnown {
@@ -278,6 +286,10 @@ func (e *encoder) row(r *table.Row, base uint64) {
 		f |= rowTimeWait
 	}
 	owner, ownerKnown := r.Owner()
+	if former, ok := r.FormerOwner(); ok {
+		owner, ownerKnown = former, true
+		f |= rowOwnerFormer
+	}
 	if ownerKnown {
 		f |= rowOwnerKnown
 	}
@@ -313,6 +325,7 @@ func (e *encoder) row(r *table.Row, base uint64) {
 	e.uvarint(uint64(rm.Port()))
 	if ownerKnown {
 		e.proc(&owner)
+		e.b = append(e.b, byte(r.OwnerSource()))
 	}
 	e.absTime(since, base)
 	e.absTime(born, base)
@@ -583,6 +596,13 @@ func (d *decoder) event(ev *tracer.Event) error {
 			return err
 		}
 	}
+	if f&evOwnerSource != 0 {
+		src, err := d.byte1()
+		if err != nil {
+			return err
+		}
+		ev.OwnerSource = tracer.OwnerSource(src)
+	}
 	if err := d.proc(&ev.Task); err != nil {
 		return err
 	}
@@ -627,7 +647,7 @@ func (d *decoder) row(c *table.Conn, base uint64) error {
 		return err
 	}
 	*c = table.Conn{State: tcp.State(st), Inferred: f&rowInferred != 0, TimeWait: f&rowTimeWait != 0,
-		OwnerKnown: f&rowOwnerKnown != 0, SinceKnown: f&rowSinceKnown != 0, BornKnown: f&rowBornKnown != 0,
+		OwnerKnown: f&rowOwnerKnown != 0, OwnerFormer: f&rowOwnerFormer != 0, SinceKnown: f&rowSinceKnown != 0, BornKnown: f&rowBornKnown != 0,
 		HandshakeKnown: f&rowHandshakeKnown != 0, CountersKnown: f&rowCounters != 0}
 	if c.Cookie, err = d.cookie(); err != nil {
 		return err
@@ -650,6 +670,11 @@ func (d *decoder) row(c *table.Conn, base uint64) error {
 		if err := d.proc(&c.Owner); err != nil {
 			return err
 		}
+		src, err := d.byte1()
+		if err != nil {
+			return err
+		}
+		c.OwnerSource = table.OwnerSource(src)
 	}
 	for _, p := range []*uint64{&c.Since, &c.Born, &c.Ended, &c.Expires} {
 		if *p, err = d.absTime(base); err != nil {

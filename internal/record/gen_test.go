@@ -83,6 +83,12 @@ func churn(n int, seed uint64) []tracer.Event {
 			ev.Reason = tracer.ReasonDone
 			ev.Counters = tracer.Counters{BytesReceived: 5, BytesAcked: 2, SRTT: time.Duration(20+rng.IntN(40)) * time.Microsecond}
 		}
+		if ev.OwnerKnown {
+			ev.OwnerSource = tracer.OwnerSyscall
+			if ev.Kind == tracer.Accept || ev.Owner == server && k.step > 4 {
+				ev.OwnerSource = tracer.OwnerAccept
+			}
+		}
 		k.t = now
 		k.step++
 		out = append(out, ev)

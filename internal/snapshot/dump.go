@@ -62,6 +62,10 @@ type Options struct {
 	Info   bool
 	Owners bool // fill Socket.Owners from a /proc/*/fd scan
 	Source Source
+	// NetNS dumps that network namespace (joined by a thread made for the
+	// purpose) instead of tcpstat's own; sock_diag only. WalkNetNS dumps
+	// many at once.
+	NetNS *Namespace
 }
 
 // Dump lists the sockets selected by opts, grouped by protocol then family
@@ -88,14 +92,21 @@ func Dump(ctx context.Context, opts Options) ([]Socket, error) {
 
 // Walk calls fn for every socket Dump would return, in the same order,
 // without building a slice: the path for listings of 100 000 sockets. The
-// *Socket passed to fn is reused; copy it to keep it. Owners and Info are
-// not filled (use Owners and Attach-style lookups by Inode).
+// *Socket passed to fn is reused; copy it to keep it. Info is filled when
+// opts.Info asks for tcp_info; Owners never are: look them up by Inode in
+// the map Owners returns.
 func Walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
 	return walk(ctx, opts, fn)
 }
 
 func walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
-	protos, families, states := opts.defaults()
+	if opts.NetNS != nil {
+		res, err := WalkNetNS(ctx, []Namespace{*opts.NetNS}, opts, 1, fn)
+		if err == nil {
+			err = res[0].Err
+		}
+		return err
+	}
 	var conn *diagConn
 	if opts.Source != Procfs {
 		c, err := openDiag()
@@ -107,6 +118,18 @@ func walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
 			defer conn.Close()
 		}
 	}
+	ns, _ := CurrentNetNS() // 0 when /proc is not mounted: rows then say nothing
+	return walkConn(ctx, conn, true, opts, func(s *Socket) error {
+		s.NetNS = ns
+		return fn(s)
+	})
+}
+
+// walkConn dumps through conn, or /proc/net when conn is nil. procfs says
+// whether /proc/net may stand in for sock_diag: only in tcpstat's own
+// namespace, which is the one /proc/net shows.
+func walkConn(ctx context.Context, conn *diagConn, procfs bool, opts Options, fn func(*Socket) error) error {
+	protos, families, states := opts.defaults()
 	for _, p := range protos {
 		for _, fam := range familiesFor(p, families) {
 			if err := ctx.Err(); err != nil {
@@ -119,7 +142,7 @@ func walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
 				}
 				// Fall back only when the kernel refused the request
 				// outright; after sockets were handed out it is an error.
-				if opts.Source == Netlink || n > 0 || !diagUnsupported(err) {
+				if !procfs || opts.Source == Netlink || n > 0 || !diagUnsupported(err) {
 					return fmt.Errorf("dump %s sockets: %w", familyName(p, fam), err)
 				}
 			}

@@ -7,6 +7,7 @@
 // the tracer's events use); Walk hands the same sockets to a callback
 // without collecting them, for listings of 100 000 sockets; Owners scans
 // /proc/*/fd once into an inode → processes map that Attach applies.
+// DumpTCP and WalkTCP are the two dumps the connection table reads.
 // Interrupted netlink dumps (NLM_F_DUMP_INTR) are retried without handing
 // out a socket twice.
 package snapshot
@@ -87,6 +88,7 @@ type Socket struct {
 	Remote netip.AddrPort
 	Cookie uint64 // socket cookie (sock_diag only)
 	Inode  uint64 // 0 for TIME_WAIT and request sockets
+	NetNS  uint32 // network namespace inode (0 when unknown)
 	UID    uint32
 	RecvQ  uint32
 	SendQ  uint32

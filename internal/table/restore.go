@@ -19,7 +19,8 @@ func (t *Table) Restore(c *Conn) {
 	r.set(flagInferred, c.Inferred)
 	r.set(flagTimeWait, c.TimeWait)
 	if c.OwnerKnown {
-		r.setOwner(c.Owner)
+		r.setOwner(c.Owner, c.OwnerSource)
+		r.set(flagOwnerFormer, c.OwnerFormer)
 	} else {
 		r.clearOwner()
 	}
@@ -40,7 +41,7 @@ func (t *Table) Restore(c *Conn) {
 		r.set(flagCounters, false)
 	}
 	if r.halfClosedTimeWait() {
-		t.halfClosed[r.tuple()] = r.cookie
+		t.halfClosed[r.Key()] = r.cookie
 	}
 }
 

@@ -34,6 +34,7 @@ type Row struct {
 	rport         uint16
 	flags         rowFlag
 	state         tcp.State
+	ownerSource   OwnerSource
 }
 
 type rowFlag uint16
@@ -51,6 +52,7 @@ const (
 	flagCounters               // counters are set
 	flagUnlisted               // the last dump did not list it (one strike)
 	flagSynthetic              // keyed by a synthetic id: the kernel gave events no cookie
+	flagOwnerFormer            // the owner no longer holds the socket (timewait, orphaned)
 )
 
 func (r *Row) has(f rowFlag) bool { return r.flags&f != 0 }
@@ -78,6 +80,9 @@ func (r *Row) Local() netip.AddrPort { return r.addrPort(r.local, r.lport) }
 // Remote is the remote address and port.
 func (r *Row) Remote() netip.AddrPort { return r.addrPort(r.remote, r.rport) }
 
+// Key is the row's namespace and 4-tuple.
+func (r *Row) Key() Key { return Key{r.netns, r.Local(), r.Remote()} }
+
 func (r *Row) addrPort(a [16]byte, port uint16) netip.AddrPort {
 	if r.has(flagIPv6) {
 		return netip.AddrPortFrom(netip.AddrFrom16(a), port)
@@ -85,8 +90,11 @@ func (r *Row) addrPort(a [16]byte, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(a[:4])), port)
 }
 
+// setAddrs stores the addresses unmapped, as KeyOf does: a dual-stack
+// socket's IPv4 peer shows as IPv4.
 func (r *Row) setAddrs(local, remote netip.AddrPort) {
-	v6 := local.Addr().Is6() && !local.Addr().Is4In6()
+	local, remote = unmap(local), unmap(remote)
+	v6 := local.Addr().Is6()
 	r.set(flagIPv6, v6)
 	r.local, r.lport = addrBytes(local.Addr(), v6), local.Port()
 	r.remote, r.rport = addrBytes(remote.Addr(), v6), remote.Port()
@@ -132,28 +140,69 @@ func (r *Row) Ended() uint64 { return r.ended }
 // the row leaves at the first dump after it. 0 for other rows.
 func (r *Row) Expires() uint64 { return r.expires }
 
-// Owner is the process holding the socket, when known. Timewait
-// mini-sockets and passive opens not yet accepted have none.
-func (r *Row) Owner() (tracer.Process, bool) {
-	if !r.has(flagOwnerKnown) {
-		return tracer.Process{}, false
+// OwnerSource says how a row's owner was learned.
+type OwnerSource uint8
+
+const (
+	OwnerUnknown  OwnerSource = iota
+	OwnerSyscall              // the owner's own system call made a transition (connect, listen, close…)
+	OwnerAccept               // the owner accept()ed the socket
+	OwnerSnapshot             // a dump's scan of /proc/*/fd found the owner's descriptor
+)
+
+var ownerSourceNames = [...]string{OwnerUnknown: "", OwnerSyscall: "syscall", OwnerAccept: "accept", OwnerSnapshot: "snapshot"}
+
+// String is the source's name in JSON output: "syscall", "accept",
+// "snapshot", "" when unknown.
+func (s OwnerSource) String() string {
+	if int(s) < len(ownerSourceNames) {
+		return ownerSourceNames[s]
 	}
-	return tracer.Process{PID: r.pid, Comm: commNames.name(r.comm), UID: r.uid, Cgroup: r.cgroup}, true
+	return "unknown"
 }
 
-func (r *Row) setOwner(p tracer.Process) {
+// Owner is the process holding the socket, when known. Passive opens not
+// yet accepted have none; timewait mini-sockets and orphaned sockets have
+// none either, only a FormerOwner.
+func (r *Row) Owner() (tracer.Process, bool) {
+	if !r.has(flagOwnerKnown) || r.has(flagOwnerFormer) {
+		return tracer.Process{}, false
+	}
+	return r.owner(), true
+}
+
+// FormerOwner is the process that last held a socket no process holds any
+// more: a timewait mini-socket, or a socket orphaned by close() while its
+// connection ends. It answers "who made these TIME_WAITs?".
+func (r *Row) FormerOwner() (tracer.Process, bool) {
+	if !r.has(flagOwnerKnown) || !r.has(flagOwnerFormer) {
+		return tracer.Process{}, false
+	}
+	return r.owner(), true
+}
+
+// OwnerSource says how the owner, current or former, was learned.
+func (r *Row) OwnerSource() OwnerSource { return r.ownerSource }
+
+func (r *Row) owner() tracer.Process {
+	return tracer.Process{PID: r.pid, Comm: commNames.name(r.comm), UID: r.uid, Cgroup: r.cgroup}
+}
+
+func (r *Row) setOwner(p tracer.Process, src OwnerSource) {
 	r.pid, r.uid, r.cgroup = p.PID, p.UID, p.Cgroup
 	if commNames.name(r.comm) != p.Comm {
 		commNames.release(r.comm)
 		r.comm = commNames.acquire(p.Comm)
 	}
+	r.ownerSource = src
 	r.set(flagOwnerKnown, true)
+	r.set(flagOwnerFormer, false)
 }
 
 func (r *Row) clearOwner() {
 	commNames.release(r.comm)
-	r.pid, r.uid, r.cgroup, r.comm = 0, 0, 0, 0
-	r.set(flagOwnerKnown, false)
+	r.pid, r.uid, r.cgroup, r.comm, r.ownerSource = 0, 0, 0, 0, OwnerUnknown
+	r.set(flagOwnerKnown|flagOwnerFormer, false)
 }
 
 // Dwell is the time the row spent in state s before leaving it, summed
@@ -195,8 +244,10 @@ type Conn struct {
 	State          tcp.State
 	Inferred       bool
 	TimeWait       bool
-	Owner          tracer.Process
+	Owner          tracer.Process // the owner, current or former
 	OwnerKnown     bool
+	OwnerFormer    bool // Owner no longer holds the socket
+	OwnerSource    OwnerSource
 	Since          uint64
 	SinceKnown     bool
 	Born           uint64
@@ -222,7 +273,9 @@ func (r *Row) Conn() Conn {
 		Cookie: r.cookie, NetNS: r.netns, Local: r.Local(), Remote: r.Remote(),
 		State: r.state, Inferred: r.Inferred(), TimeWait: r.TimeWait(), Ended: r.ended, Expires: r.expires,
 	}
-	c.Owner, c.OwnerKnown = r.Owner()
+	if r.has(flagOwnerKnown) {
+		c.Owner, c.OwnerKnown, c.OwnerFormer, c.OwnerSource = r.owner(), true, r.has(flagOwnerFormer), r.ownerSource
+	}
 	c.Since, c.SinceKnown = r.Since()
 	c.Born, c.BornKnown = r.Born()
 	c.Handshake, c.HandshakeKnown = r.Handshake()

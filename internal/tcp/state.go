@@ -4,6 +4,7 @@ package tcp
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -52,15 +53,25 @@ func (s State) String() string {
 	return fmt.Sprintf("UNKNOWN(%d)", uint8(s))
 }
 
-// Valid reports whether s is a state the kernel defines.
+// Valid reports whether s is a state this build names. Events carry
+// states it does not (a newer kernel's) through unchanged: they print, and
+// parse back, as UNKNOWN(n).
 func (s State) Valid() bool {
 	return int(s) < len(names) && names[s] != ""
 }
 
 // ParseState accepts a kernel name ("FIN_WAIT1", "fin-wait-1", "TCP_FIN_WAIT1"),
-// case-insensitively, with dashes or underscores.
+// case-insensitively, with dashes or underscores, and what String gives for
+// a state this build does not name ("UNKNOWN(14)").
 func ParseState(name string) (State, error) {
 	n := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	if num, ok := strings.CutPrefix(n, "UNKNOWN("); ok {
+		v, err := strconv.ParseUint(strings.TrimSuffix(num, ")"), 10, 8)
+		if err != nil || !strings.HasSuffix(num, ")") || v == 0 || State(v).Valid() {
+			return 0, fmt.Errorf("unknown TCP state %q", name)
+		}
+		return State(v), nil
+	}
 	n = strings.TrimPrefix(n, "TCP_")
 	n = strings.ReplaceAll(n, "WAIT_", "WAIT") // FIN_WAIT_1 → FIN_WAIT1
 	for s, v := range names {

@@ -27,8 +27,8 @@ func BenchmarkRefresh(b *testing.B) {
 	tb := table.New(table.Options{})
 	tb.Reconcile(&table.Dump{Sockets: socks, Start: 1, End: 2, Owners: true})
 	st := livetable.Status{Now: 3}
-	for _, opts := range []Options{{Sort: ByAge}, {Sort: ByState}, {Sort: ByComm, Filter: "worker-7"}} {
-		b.Run(fmt.Sprintf("%v-%q", opts.Sort, opts.Filter), func(b *testing.B) {
+	for _, opts := range []Options{{Sort: ByAge}, {Sort: ByState}, {Sort: ByComm, Filter: mustParse(b, "comm worker-7*")}} {
+		b.Run(fmt.Sprintf("%v-%q", opts.Sort, opts.Filter.String()), func(b *testing.B) {
 			var f Frame
 			for b.Loop() {
 				f.Capture(tb, st)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
@@ -47,9 +48,10 @@ func ParseKey(name string) (Key, error) {
 type Options struct {
 	Sort    Key
 	Reverse bool
-	// Filter keeps rows whose text (owner, addresses, state) contains it,
-	// case-insensitively.
-	Filter string
+	// Filter keeps the rows it matches (docs/filter.md); nil keeps all.
+	Filter *filter.Filter
+	// Color colours the state column on screen.
+	Color bool
 }
 
 // Frame is one refresh: a copy of the table taken under its lock, then
@@ -60,17 +62,42 @@ type Frame struct {
 	Counts map[tcp.State]int
 	Total  int
 	rows   []table.Row
+	// owners are the rows' owners, names included, resolved at capture:
+	// a copied row's owner name is an id into the table's name registry,
+	// which a later change of the table may give to another name.
+	owners []Owner
 	order  []int32 // rows shown, in display order
 }
 
-// Capture copies the table and its status; pass it to Tracker.View.
+// Owner is a row's owner as the frame captured it.
+type Owner struct {
+	PID    uint32
+	Comm   string // as the process set it: sanitise before printing
+	Known  bool
+	Former bool // no longer holds the socket (timewait, orphaned)
+	Source table.OwnerSource
+}
+
+// Capture copies the table and its status; pass it to livetable.Table.View.
 func (f *Frame) Capture(tb *table.Table, st livetable.Status) {
 	f.Status = st
-	f.rows = f.rows[:0]
+	f.rows, f.owners = f.rows[:0], f.owners[:0]
 	for i := range tb.Len() {
-		f.rows = append(f.rows, *tb.Row(i))
+		r := tb.Row(i)
+		f.rows = append(f.rows, *r)
+		f.owners = append(f.owners, ownerOf(r))
 	}
 	f.Total = len(f.rows)
+}
+
+func ownerOf(r *table.Row) Owner {
+	if p, ok := r.Owner(); ok {
+		return Owner{PID: p.PID, Comm: p.Comm, Known: true, Source: r.OwnerSource()}
+	}
+	if p, ok := r.FormerOwner(); ok {
+		return Owner{PID: p.PID, Comm: p.Comm, Known: true, Former: true, Source: r.OwnerSource()}
+	}
+	return Owner{}
 }
 
 // Arrange counts states, filters and sorts.
@@ -80,11 +107,19 @@ func (f *Frame) Arrange(opts Options) {
 	}
 	clear(f.Counts)
 	f.order = f.order[:0]
-	filter := strings.ToLower(opts.Filter)
+	all := opts.Filter.Empty()
 	for i := range f.rows {
 		r := &f.rows[i]
 		f.Counts[displayState(r.State())]++
-		if filter == "" || strings.Contains(strings.ToLower(searchText(r)), filter) {
+		if all {
+			f.order = append(f.order, int32(i))
+			continue
+		}
+		s := filter.FromRow(r)
+		if f.owners[i].Known {
+			s.Comm = f.owners[i].Comm // the copy's name id may be reused since
+		}
+		if opts.Filter.Match(&s) {
 			f.order = append(f.order, int32(i))
 		}
 	}
@@ -96,9 +131,9 @@ func (f *Frame) Arrange(opts Options) {
 		case ByState:
 			c = cmp.Compare(stateOrder(ra.State()), stateOrder(rb.State()))
 		case ByPID:
-			c = cmp.Compare(pid(ra), pid(rb))
+			c = cmp.Compare(f.owners[a].PID, f.owners[b].PID)
 		case ByComm:
-			c = cmp.Compare(comm(ra), comm(rb))
+			c = cmp.Compare(f.owners[a].Comm, f.owners[b].Comm)
 		case ByLocal:
 			c = ra.Local().Compare(rb.Local())
 		case ByRemote:
@@ -121,8 +156,12 @@ func (f *Frame) Arrange(opts Options) {
 // Len is the number of rows that passed the filter.
 func (f *Frame) Len() int { return len(f.order) }
 
-// Row is the i-th row shown.
+// Row is the i-th row shown. Its owner is Owner(i): the row's own
+// methods would look the name up again, after the table may have changed.
 func (f *Frame) Row(i int) *table.Row { return &f.rows[f.order[i]] }
+
+// Owner is the owner of the i-th row shown, as captured.
+func (f *Frame) Owner(i int) Owner { return f.owners[f.order[i]] }
 
 // displayState names request sockets as ss and netstat do.
 func displayState(s tcp.State) tcp.State {
@@ -143,36 +182,12 @@ var headerStates = []tcp.State{
 	tcp.Closing, tcp.TimeWait, tcp.CloseWait, tcp.LastAck, tcp.Close, tcp.BoundInactive,
 }
 
-func pid(r *table.Row) uint32 {
-	o, _ := r.Owner()
-	return o.PID
-}
-
-func comm(r *table.Row) string {
-	o, _ := r.Owner()
-	return o.Comm
-}
-
 func age(r *table.Row, now uint64) uint64 {
 	since, _ := r.Since()
 	if since > now {
 		return 0
 	}
 	return now - since
-}
-
-func searchText(r *table.Row) string {
-	var b strings.Builder
-	o, known := r.Owner()
-	if known {
-		fmt.Fprintf(&b, "%d %s ", o.PID, o.Comm)
-	}
-	b.WriteString(r.Local().String())
-	b.WriteByte(' ')
-	b.WriteString(r.Remote().String())
-	b.WriteByte(' ')
-	b.WriteString(stateText(r))
-	return b.String()
 }
 
 // stateText is the row's state, with '*' while a timewait hand-off is

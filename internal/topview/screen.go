@@ -2,10 +2,13 @@ package topview
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
+	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 )
 
@@ -30,7 +33,7 @@ const help = "q quit  / filter  sort: t age s state p pid c comm l local r remot
 // viewer is the interactive screen's state.
 type viewer struct {
 	screen  tcell.Screen
-	tracker *livetable.Tracker
+	live    *livetable.Table
 	opts    Options
 	frame   Frame
 	rate    Rate
@@ -39,12 +42,13 @@ type viewer struct {
 	top     int // first row shown
 	editing bool
 	edit    []rune // the filter being typed
+	editErr string // why the typed filter was refused
 }
 
 // Interactive shows the table on screen, refreshed every interval, until
 // the user quits or ctx ends. The caller owns the screen (Init and Fini).
-func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Tracker, opts Options, every time.Duration) error {
-	v := &viewer{screen: screen, tracker: tr, opts: opts}
+func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Table, opts Options, every time.Duration) error {
+	v := &viewer{screen: screen, live: tr, opts: opts}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	events, quit := make(chan tcell.Event, 16), make(chan struct{})
@@ -77,7 +81,7 @@ func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Tracker
 }
 
 func (v *viewer) refresh() {
-	v.tracker.View(v.frame.Capture)
+	v.live.View(v.frame.Capture)
 	v.wall = time.Now()
 	v.perSec = v.rate.Update(v.wall, v.frame.Status.Events)
 	v.frame.Arrange(v.opts)
@@ -88,15 +92,23 @@ func (v *viewer) key(ev *tcell.EventKey) bool {
 	if v.editing {
 		switch ev.Key() {
 		case tcell.KeyEnter:
-			v.opts.Filter, v.editing, v.top = string(v.edit), false, 0
+			f, err := filter.Parse(string(v.edit))
+			if err != nil {
+				// Stay in the editor, the error in the status line.
+				v.editErr = err.Error()
+				break
+			}
+			v.opts.Filter, v.editing, v.editErr, v.top = f, false, "", 0
 		case tcell.KeyEscape:
-			v.editing = false
+			v.editing, v.editErr = false, ""
 		case tcell.KeyBackspace, tcell.KeyBackspace2:
 			if len(v.edit) > 0 {
 				v.edit = v.edit[:len(v.edit)-1]
 			}
+			v.editErr = ""
 		case tcell.KeyRune:
 			v.edit = append(v.edit, ev.Rune())
+			v.editErr = ""
 		}
 		return false
 	}
@@ -106,7 +118,7 @@ func (v *viewer) key(ev *tcell.EventKey) bool {
 	case tcell.KeyCtrlC:
 		return true
 	case tcell.KeyEscape:
-		v.opts.Filter = ""
+		v.opts.Filter = nil
 	case tcell.KeyUp:
 		v.top--
 	case tcell.KeyDown:
@@ -131,7 +143,7 @@ func (v *viewer) key(ev *tcell.EventKey) bool {
 		case 'R':
 			v.opts.Reverse = !v.opts.Reverse
 		case '/':
-			v.editing, v.edit = true, []rune(v.opts.Filter)
+			v.editing, v.edit = true, []rune(v.opts.Filter.Source())
 		}
 	}
 	return false
@@ -141,6 +153,13 @@ var (
 	styleHead  = tcell.StyleDefault.Reverse(true)
 	styleStale = tcell.StyleDefault.Foreground(tcell.ColorRed).Bold(true)
 	styleDim   = tcell.StyleDefault.Dim(true)
+	// toneStyles colour the state column as watch colours its lines.
+	toneStyles = map[format.Tone]tcell.Style{
+		format.Open:    tcell.StyleDefault.Foreground(tcell.ColorGreen),
+		format.Opening: tcell.StyleDefault.Foreground(tcell.ColorOlive),
+		format.Listen:  tcell.StyleDefault.Foreground(tcell.ColorTeal),
+		format.Closing: styleDim,
+	}
 )
 
 // draw formats only the rows that fit on the screen.
@@ -163,16 +182,24 @@ func (v *viewer) draw() {
 	head, lines := v.frame.Lines(v.top, rows)
 	s.PutStrStyled(0, y, pad(head, width), styleHead)
 	y++
+	stateAt := strings.Index(head, "STATE")
 	for i, line := range lines {
 		style := tcell.StyleDefault
-		if v.frame.Row(v.top + i).TimeWait() {
+		r := v.frame.Row(v.top + i)
+		if r.TimeWait() {
 			style = styleDim
 		}
 		s.PutStrStyled(0, y+i, line, style)
+		if tone := format.StateTone(displayState(r.State())); v.opts.Color && stateAt >= 0 && tone != format.Plain {
+			s.PutStrStyled(stateAt, y+i, stateText(r), toneStyles[tone])
+		}
 	}
 	bottom := help
 	if v.editing {
 		bottom = "filter: " + string(v.edit) + "▏ (Enter apply, Esc cancel)"
+		if v.editErr != "" {
+			bottom = "filter: " + string(v.edit) + "▏ " + v.editErr
+		}
 	}
 	s.PutStrStyled(0, height-1, bottom, styleDim)
 	s.Show()

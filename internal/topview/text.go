@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/table"
 )
 
@@ -27,13 +29,23 @@ func (f *Frame) Header(wall time.Time, eventsPerSec float64, opts Options) []str
 		first += fmt.Sprintf(" (%d shown)", f.Len())
 	}
 	if st.Tracing {
-		first += fmt.Sprintf("  events/s %.0f  lost %d  resyncs %d", eventsPerSec, st.Lost, st.Resyncs)
+		first += fmt.Sprintf("  events/s %.0f  lost %d", eventsPerSec, st.Lost)
+		if st.Corrupt > 0 {
+			first += fmt.Sprintf(" (%d corrupt)", st.Corrupt)
+		}
+		first += fmt.Sprintf("  resyncs %d", st.Resyncs)
 	}
 	if st.Stale {
 		first += "  STALE: events lost, resyncing"
 	}
-	if st.Err != nil {
+	if st.OwnersUnreadable > 0 {
+		first += fmt.Sprintf("  PARTIAL OWNERS: %d processes unreadable, their sockets show none", st.OwnersUnreadable)
+	}
+	switch {
+	case st.Err != nil:
 		first += "  stopped: " + st.Err.Error()
+	case st.EventsEnded:
+		first += "  events ended"
 	}
 	if st.DumpErr != nil {
 		first += "  last dump failed: " + st.DumpErr.Error()
@@ -48,8 +60,8 @@ func (f *Frame) Header(wall time.Time, eventsPerSec float64, opts Options) []str
 	if opts.Reverse {
 		third += " (reversed)"
 	}
-	if opts.Filter != "" {
-		third += "  filter " + strconv.Quote(opts.Filter)
+	if !opts.Filter.Empty() {
+		third += "  filter " + strconv.Quote(opts.Filter.String())
 	}
 	return []string{first, strings.Join(counts, "  "), third}
 }
@@ -69,16 +81,12 @@ func (f *Frame) Lines(from, n int) (head string, lines []string) {
 	for i := from; i < to; i++ {
 		r := f.Row(i)
 		var row [len(columns)]string
-		if o, known := r.Owner(); known {
-			row[0], row[1] = strconv.FormatUint(uint64(o.PID), 10), o.Comm
-		} else {
-			row[0], row[1] = "-", "-"
-		}
+		row[0], row[1] = ownerText(f.Owner(i))
 		row[2], row[3] = addrText(r.Local()), addrText(r.Remote())
 		row[4], row[5] = stateText(r), ageText(r, f.Status.Now)
 		row[6] = strconv.FormatUint(r.Cookie(), 10)
 		for j, c := range row {
-			width[j] = max(width[j], len(c))
+			width[j] = max(width[j], utf8.RuneCountInString(c))
 		}
 		cells = append(cells, row)
 	}
@@ -89,10 +97,10 @@ func (f *Frame) Lines(from, n int) (head string, lines []string) {
 				b.WriteByte(' ')
 			}
 			if j == 0 || j == 5 {
-				b.WriteString(strings.Repeat(" ", width[j]-len(c))) // numbers right-aligned
+				b.WriteString(strings.Repeat(" ", width[j]-utf8.RuneCountInString(c))) // numbers right-aligned
 				b.WriteString(c)
 			} else if j < len(row)-1 {
-				b.WriteString(c + strings.Repeat(" ", width[j]-len(c)))
+				b.WriteString(c + strings.Repeat(" ", width[j]-utf8.RuneCountInString(c)))
 			} else {
 				b.WriteString(c)
 			}
@@ -103,6 +111,18 @@ func (f *Frame) Lines(from, n int) (head string, lines []string) {
 		lines = append(lines, format(row))
 	}
 	return format(columns), lines
+}
+
+// ownerText is the PID and COMM cells: a former owner's name in
+// parentheses, "-" when unknown.
+func ownerText(o Owner) (pid, comm string) {
+	switch {
+	case !o.Known:
+		return "-", "-"
+	case o.Former:
+		return strconv.FormatUint(uint64(o.PID), 10), "(" + format.Printable(o.Comm) + ")"
+	}
+	return strconv.FormatUint(uint64(o.PID), 10), format.Printable(o.Comm)
 }
 
 // WriteText writes the whole frame as top -b does: header, a blank line,
@@ -124,41 +144,47 @@ func (f *Frame) WriteText(w io.Writer, wall time.Time, eventsPerSec float64, opt
 
 // jsonFrame is one refresh in --json output.
 type jsonFrame struct {
-	Time        time.Time  `json:"time"`
-	Tracing     bool       `json:"tracing"`
-	Events      uint64     `json:"events"`
-	Lost        uint64     `json:"lost"`
-	Stale       bool       `json:"stale"`
-	Resyncs     uint64     `json:"resyncs"`
-	Total       int        `json:"total"`
-	Connections []jsonConn `json:"connections"`
+	Time    time.Time `json:"time"`
+	Tracing bool      `json:"tracing"`
+	Events  uint64    `json:"events"`
+	Lost    uint64    `json:"lost"`
+	Corrupt uint64    `json:"corrupt"` // of lost: samples that could not be decoded
+	Stale   bool      `json:"stale"`
+	Resyncs uint64    `json:"resyncs"`
+	// OwnersUnreadable is how many processes the last owner scan could not
+	// read: their sockets show no owner.
+	OwnersUnreadable int        `json:"owners_unreadable"`
+	Total            int        `json:"total"`
+	Connections      []jsonConn `json:"connections"`
 }
 
 type jsonConn struct {
-	Cookie     uint64    `json:"cookie"`
-	State      string    `json:"state"`
-	Inferred   bool      `json:"inferred"`
-	TimeWait   bool      `json:"timewait"`
-	Saddr      string    `json:"saddr"`
-	Sport      uint16    `json:"sport"`
-	Daddr      string    `json:"daddr"`
-	Dport      uint16    `json:"dport"`
-	PID        *uint32   `json:"pid"`  // null when the owner is unknown
-	Comm       *string   `json:"comm"` // null when the owner is unknown
-	Since      time.Time `json:"since"`
-	SinceKnown bool      `json:"since_known"` // false: the state began at or before since
+	Cookie      uint64    `json:"cookie"`
+	State       string    `json:"state"`
+	Inferred    bool      `json:"inferred"`
+	TimeWait    bool      `json:"timewait"`
+	Saddr       string    `json:"saddr"`
+	Sport       uint16    `json:"sport"`
+	Daddr       string    `json:"daddr"`
+	Dport       uint16    `json:"dport"`
+	PID         *uint32   `json:"pid"`          // null when the owner is unknown
+	Comm        *string   `json:"comm"`         // null when the owner is unknown
+	OwnerFormer bool      `json:"owner_former"` // pid and comm no longer hold the socket
+	OwnerSource *string   `json:"owner_source"` // syscall, accept, snapshot; null when unknown
+	Since       time.Time `json:"since"`
+	SinceKnown  bool      `json:"since_known"` // false: the state began at or before since
 }
 
 // WriteJSON writes the frame as one JSON object on one line. wall is the
 // wall-clock time of Status.Now, to convert the kernel's boot-time stamps.
 func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
 	out := jsonFrame{
-		Time: wall, Tracing: f.Status.Tracing, Events: f.Status.Events, Lost: f.Status.Lost,
-		Stale: f.Status.Stale, Resyncs: f.Status.Resyncs, Total: f.Total,
+		Time: wall, Tracing: f.Status.Tracing, Events: f.Status.Events, Lost: f.Status.Lost, Corrupt: f.Status.Corrupt,
+		Stale: f.Status.Stale, Resyncs: f.Status.Resyncs, OwnersUnreadable: f.Status.OwnersUnreadable, Total: f.Total,
 		Connections: make([]jsonConn, 0, f.Len()),
 	}
 	for i := range f.Len() {
-		out.Connections = append(out.Connections, jsonRow(f.Row(i), f.Status.Now, wall))
+		out.Connections = append(out.Connections, jsonRow(f.Row(i), f.Owner(i), f.Status.Now, wall))
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
@@ -168,7 +194,7 @@ func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
 	return err
 }
 
-func jsonRow(r *table.Row, now uint64, wall time.Time) jsonConn {
+func jsonRow(r *table.Row, o Owner, now uint64, wall time.Time) jsonConn {
 	_, known := r.Since()
 	c := jsonConn{
 		Cookie: r.Cookie(), State: displayState(r.State()).String(), Inferred: r.Inferred(), TimeWait: r.TimeWait(),
@@ -176,8 +202,11 @@ func jsonRow(r *table.Row, now uint64, wall time.Time) jsonConn {
 		Daddr: r.Remote().Addr().String(), Dport: r.Remote().Port(),
 		Since: wall.Add(-time.Duration(age(r, now))).UTC(), SinceKnown: known,
 	}
-	if o, ok := r.Owner(); ok {
-		c.PID, c.Comm = &o.PID, &o.Comm
+	if o.Known {
+		// encoding/json escapes control characters and replaces invalid
+		// UTF-8, as watch's JSON does.
+		src := o.Source.String()
+		c.PID, c.Comm, c.OwnerFormer, c.OwnerSource = &o.PID, &o.Comm, o.Former, &src
 	}
 	return c
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/golden"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
@@ -48,7 +49,7 @@ func testTable() (*table.Table, livetable.Status) {
 	} {
 		tb.Apply(&e)
 	}
-	return tb, livetable.Status{Tracing: true, Now: 130 * sec, Events: 3, Lost: 7, Stale: true, Resyncs: 1, Reconciles: 2}
+	return tb, livetable.Status{Tracing: true, Now: 130 * sec, Events: 3, Lost: 7, Corrupt: 1, Stale: true, Resyncs: 1, Reconciles: 2, OwnersUnreadable: 4}
 }
 
 func TestBatchOutput(t *testing.T) {
@@ -59,7 +60,7 @@ func TestBatchOutput(t *testing.T) {
 	}{
 		{"top.txt", Options{}, false},
 		{"top-state.txt", Options{Sort: ByState}, false},
-		{"top-filter.txt", Options{Filter: "NGINX"}, false},
+		{"top-filter.txt", Options{Filter: mustParse(t, "comm nginx")}, false},
 		{"top.json", Options{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,10 +90,10 @@ func TestSort(t *testing.T) {
 		{Options{Sort: ByAge}, []uint64{21, 20, 10, 11, 12, 13, 14}},
 		{Options{Sort: ByAge, Reverse: true}, []uint64{14, 13, 12, 11, 10, 20, 21}},
 		{Options{Sort: ByState}, []uint64{10, 14, 20, 11, 13, 21, 12}},
-		{Options{Sort: ByPID}, []uint64{21, 12, 14, 13, 10, 11, 20}},
-		{Options{Sort: ByComm}, []uint64{21, 12, 14, 20, 10, 11, 13}},
+		{Options{Sort: ByPID}, []uint64{12, 14, 13, 10, 11, 21, 20}},
+		{Options{Sort: ByComm}, []uint64{12, 14, 21, 20, 10, 11, 13}},
 		{Options{Sort: ByLocal}, []uint64{10, 11, 14, 12, 20, 21, 13}},
-		{Options{Sort: ByRemote, Filter: "8080"}, []uint64{10, 21, 20, 12, 11, 14}},
+		{Options{Sort: ByRemote, Filter: mustParse(t, "sport = :8080 or dport = :8080")}, []uint64{10, 21, 20, 12, 11, 14}},
 	} {
 		var f Frame
 		f.Capture(testTable())
@@ -119,7 +120,8 @@ func TestParseKey(t *testing.T) {
 }
 
 // TestInteractive drives the screen with keys on tcell's simulated
-// terminal: filter for sshd, then quit.
+// terminal: a filter with a mistake (shown in the status line), the
+// corrected filter for sshd, then quit.
 func TestInteractive(t *testing.T) {
 	dump := func(context.Context, bool) ([]snapshot.Socket, error) { return sockets(), nil }
 	tr, err := livetable.Start(context.Background(), livetable.Config{Dump: dump, NetNS: 1, Every: time.Hour})
@@ -135,14 +137,38 @@ func TestInteractive(t *testing.T) {
 	screen.SetSize(150, 12)
 	done := make(chan error)
 	go func() { done <- Interactive(context.Background(), screen, tr, Options{}, time.Hour) }()
-	for _, r := range "s/sshd" {
+	// A mistake first: the status line shows it and the editor stays open.
+	for _, r := range "s/comm = sshd )" {
 		screen.InjectKey(tcell.KeyRune, r, tcell.ModNone)
 	}
+	screen.InjectKey(tcell.KeyEnter, 0, tcell.ModNone)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(screenText(screen), `filter: unmatched ")" at column 13`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no error in the status line:\n%s", screenText(screen))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	screen.InjectKey(tcell.KeyBackspace, 0, tcell.ModNone)
+	screen.InjectKey(tcell.KeyBackspace, 0, tcell.ModNone)
 	screen.InjectKey(tcell.KeyEnter, 0, tcell.ModNone)
 	screen.InjectKey(tcell.KeyRune, 'q', tcell.ModNone)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	text := screenText(screen)
+	for _, want := range []string{"(1 shown)", `filter "comm sshd"`, "sort state", "sshd", "[::1]:22"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("screen lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "nginx") {
+		t.Errorf("filtered screen shows nginx:\n%s", text)
+	}
+}
+
+// screenText is what the simulated terminal shows, a line per row.
+func screenText(screen tcell.SimulationScreen) string {
 	cells, width, height := screen.GetContents()
 	var lines []string
 	for y := range height {
@@ -155,13 +181,94 @@ func TestInteractive(t *testing.T) {
 		}
 		lines = append(lines, strings.TrimRight(b.String(), " "))
 	}
-	text := strings.Join(lines, "\n")
-	for _, want := range []string{"(1 shown)", `filter "sshd"`, "sort state", "sshd", "[::1]:22"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("screen lacks %q:\n%s", want, text)
-		}
+	return strings.Join(lines, "\n")
+}
+
+func mustParse(t testing.TB, expr string) *filter.Filter {
+	t.Helper()
+	f, err := filter.Parse(expr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(text, "nginx") {
-		t.Errorf("filtered screen shows nginx:\n%s", text)
+	return f
+}
+
+// TestOwnerNames: a frame shows the names its rows' owners had when it was
+// captured, though the table has since given the name's id to another,
+// and shows them sanitised like watch's.
+func TestOwnerNames(t *testing.T) {
+	tb := table.New(table.Options{})
+	open := func(cookie uint64, at uint64, comm string) {
+		tb.Apply(&tracer.Event{Kind: tracer.Transition, Time: at, Cookie: cookie, NetNS: 1,
+			Local: netip.MustParseAddrPort("127.0.0.1:40000"), Remote: netip.MustParseAddrPort("127.0.0.1:8080"),
+			Old: tcp.Close, New: tcp.SynSent, Owner: tracer.Process{PID: 77, Comm: comm}, OwnerKnown: true})
+	}
+	open(1, 1*sec, "alpha-only-name")
+	var f Frame
+	f.Capture(tb, livetable.Status{Now: 2 * sec})
+	// The row closes and its name's id is freed; a new name takes the id.
+	tb.Apply(&tracer.Event{Kind: tracer.Transition, Time: 3 * sec, Cookie: 1, NetNS: 1, Old: tcp.SynSent, New: tcp.Close})
+	open(2, 4*sec, "beta\x1b[2J\n")
+	f.Arrange(Options{})
+	if _, lines := f.Lines(0, 1); len(lines) != 1 || !strings.Contains(lines[0], " alpha-only-name ") {
+		t.Errorf("frame captured with alpha's row shows %q", lines)
+	}
+	f.Capture(tb, livetable.Status{Now: 5 * sec})
+	f.Arrange(Options{})
+	if _, lines := f.Lines(0, 1); len(lines) != 1 || !strings.Contains(lines[0], " beta?[2J? ") {
+		t.Errorf("a name with control characters shows as %q, want them replaced by '?'", lines)
+	}
+}
+
+// TestInteractiveColor: with Color, the state column takes the state's
+// colour (ESTABLISHED green, LISTEN teal); without, it stays plain.
+func TestInteractiveColor(t *testing.T) {
+	for _, color := range []bool{true, false} {
+		dump := func(context.Context, bool) ([]snapshot.Socket, error) { return sockets(), nil }
+		tr, err := livetable.Start(context.Background(), livetable.Config{Dump: dump, NetNS: 1, Every: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		screen := tcell.NewSimulationScreen("UTF-8")
+		if err := screen.Init(); err != nil {
+			t.Fatal(err)
+		}
+		screen.SetSize(150, 12)
+		done := make(chan error)
+		go func() {
+			done <- Interactive(context.Background(), screen, tr, Options{Sort: ByState, Color: color}, time.Hour)
+		}()
+		screen.InjectKey(tcell.KeyRune, 'q', tcell.ModNone)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		cells, width, height := screen.GetContents()
+		found := map[string]tcell.Color{}
+		for y := range height {
+			var b strings.Builder
+			for x := range width {
+				if r := cells[y*width+x].Runes; len(r) > 0 {
+					b.WriteRune(r[0])
+				} else {
+					b.WriteRune(' ')
+				}
+			}
+			line := b.String()
+			for _, state := range []string{"ESTABLISHED", "LISTEN"} {
+				if x := strings.Index(line, " "+state); x >= 0 && !strings.Contains(line, "STATE") && !strings.HasPrefix(line, "tcpstat") {
+					fg, _, _ := cells[y*width+x+1].Style.Decompose()
+					found[state] = fg
+				}
+			}
+		}
+		tr.Close()
+		screen.Fini()
+		want := map[string]tcell.Color{"ESTABLISHED": tcell.ColorGreen, "LISTEN": tcell.ColorTeal}
+		if !color {
+			want = map[string]tcell.Color{"ESTABLISHED": tcell.ColorDefault, "LISTEN": tcell.ColorDefault}
+		}
+		if diff := cmp.Diff(want, found); diff != "" {
+			t.Errorf("color %v: state colours (-want +got):\n%s", color, diff)
+		}
 	}
 }

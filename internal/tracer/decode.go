@@ -10,13 +10,13 @@ import (
 	"github.com/tcpstat/tcpstat/internal/tcp"
 )
 
-// Flags of struct event, bpf/tcpstate.c.
+// Flags of struct event, bpf/tcpstate.c (enum event_flag).
 const (
-	flagOwnerKnown      = 1 << 0
-	flagDwellKnown      = 1 << 1
-	flagInferred        = 1 << 2
-	flagTimeWaitFinWait = 1 << 3
-	flagSynthetic       = 1 << 4
+	flagOwnerKnown      = uint8(tcpstateEventFlagFLAG_OWNER_KNOWN)
+	flagDwellKnown      = uint8(tcpstateEventFlagFLAG_DWELL_KNOWN)
+	flagInferred        = uint8(tcpstateEventFlagFLAG_INFERRED)
+	flagTimeWaitFinWait = uint8(tcpstateEventFlagFLAG_TW_FIN_WAIT2)
+	flagSynthetic       = uint8(tcpstateEventFlagFLAG_SYNTHETIC_COOKIE)
 )
 
 const (
@@ -32,7 +32,7 @@ const eventSize = int(unsafe.Sizeof(tcpstateEvent{}))
 var off = struct {
 	ts, cookie, dwell, ownerCgroup, bytesRecv, bytesAcked, retrans, srtt,
 	netns, ownerPID, ownerUID, taskPID, saddr, daddr, sport, dport, family,
-	err, kind, old, new, flags, reason, ownerComm, taskComm uintptr
+	err, kind, old, new, flags, reason, ownerSource, ownerComm, taskComm uintptr
 }{
 	unsafe.Offsetof(tcpstateEvent{}.TsNs), unsafe.Offsetof(tcpstateEvent{}.Cookie),
 	unsafe.Offsetof(tcpstateEvent{}.DwellNs), unsafe.Offsetof(tcpstateEvent{}.OwnerCgroup),
@@ -45,7 +45,8 @@ var off = struct {
 	unsafe.Offsetof(tcpstateEvent{}.Family), unsafe.Offsetof(tcpstateEvent{}.Err),
 	unsafe.Offsetof(tcpstateEvent{}.Kind), unsafe.Offsetof(tcpstateEvent{}.Oldstate),
 	unsafe.Offsetof(tcpstateEvent{}.Newstate), unsafe.Offsetof(tcpstateEvent{}.Flags),
-	unsafe.Offsetof(tcpstateEvent{}.Reason), unsafe.Offsetof(tcpstateEvent{}.OwnerComm),
+	unsafe.Offsetof(tcpstateEvent{}.Reason), unsafe.Offsetof(tcpstateEvent{}.OwnerSource),
+	unsafe.Offsetof(tcpstateEvent{}.OwnerComm),
 	unsafe.Offsetof(tcpstateEvent{}.TaskComm),
 }
 
@@ -64,7 +65,9 @@ func NewDecoder() *Decoder {
 const maxComms = 4096
 
 // Decode fills ev from one sample of struct event. It checks the length and
-// every enumerated field, so a corrupt sample is an error, never a panic.
+// every enumerated field, so a corrupt sample is an error, never a panic. A
+// TCP state this build does not name (a newer kernel's) is not an error: it
+// passes through, and prints as UNKNOWN(n).
 func (d *Decoder) Decode(raw []byte, ev *Event) error {
 	if len(raw) < eventSize {
 		return fmt.Errorf("decode event: %d bytes, want %d", len(raw), eventSize)
@@ -78,13 +81,18 @@ func (d *Decoder) Decode(raw []byte, ev *Event) error {
 	if kind != Transition && kind != Accept {
 		return fmt.Errorf("decode event: unknown kind %d", kind)
 	}
+	// The kernel numbers TCP states from 1.
 	old, nw := tcp.State(raw[off.old]), tcp.State(raw[off.new])
-	if !old.Valid() || !nw.Valid() {
-		return fmt.Errorf("decode event: unknown TCP state %d → %d", uint8(old), uint8(nw))
+	if old == 0 || nw == 0 {
+		return fmt.Errorf("decode event: TCP state 0 (%d → %d)", uint8(old), uint8(nw))
 	}
 	reason := Reason(raw[off.reason])
 	if reason > ReasonError {
 		return fmt.Errorf("decode event: unknown close reason %d", reason)
+	}
+	source := OwnerSource(raw[off.ownerSource])
+	if source > OwnerAccept || (source != OwnerNone) != (raw[off.flags]&flagOwnerKnown != 0) {
+		return fmt.Errorf("decode event: owner source %d with flags %#x", source, raw[off.flags])
 	}
 	var local, remote netip.Addr
 	switch family := u16(off.family); family {
@@ -118,6 +126,7 @@ func (d *Decoder) Decode(raw []byte, ev *Event) error {
 		Synthetic:        flags&flagSynthetic != 0,
 	}
 	if ev.OwnerKnown {
+		ev.OwnerSource = source
 		ev.Owner = Process{
 			PID:    u32(off.ownerPID),
 			Comm:   d.comm(raw[off.ownerComm:]),

@@ -41,7 +41,7 @@ func TestDecode(t *testing.T) {
 		in: tcpstateEvent{
 			TsNs: 1_000, Cookie: 42, DwellNs: 1500, Netns: 4026531840, Family: afInet,
 			Saddr: [16]uint8{127, 0, 0, 1}, Daddr: [16]uint8{127, 0, 0, 2}, Sport: 40000, Dport: 80,
-			Kind: 1, Oldstate: 2, Newstate: 1, Flags: flagOwnerKnown | flagDwellKnown,
+			Kind: 1, Oldstate: 2, Newstate: 1, Flags: flagOwnerKnown | flagDwellKnown, OwnerSource: 1,
 			OwnerPid: 100, OwnerUid: 1000, OwnerCgroup: 7, OwnerComm: comm("curl"),
 			TaskPid: 0, TaskComm: comm("swapper/1"),
 		},
@@ -50,7 +50,7 @@ func TestDecode(t *testing.T) {
 			Local:  netip.MustParseAddrPort("127.0.0.1:40000"),
 			Remote: netip.MustParseAddrPort("127.0.0.2:80"),
 			Old:    tcp.SynSent, New: tcp.Established,
-			Owner: Process{PID: 100, Comm: "curl", UID: 1000, Cgroup: 7}, OwnerKnown: true,
+			Owner: Process{PID: 100, Comm: "curl", UID: 1000, Cgroup: 7}, OwnerKnown: true, OwnerSource: OwnerSyscall,
 			Task:  Process{Comm: "swapper/1"},
 			Dwell: 1500 * time.Nanosecond, DwellKnown: true,
 		},
@@ -74,14 +74,21 @@ func TestDecode(t *testing.T) {
 	}, {
 		name: "accept, full-length command name",
 		in: tcpstateEvent{
-			Cookie: 3, Family: afInet, Kind: 2, Oldstate: 1, Newstate: 1, Flags: flagOwnerKnown,
+			Cookie: 3, Family: afInet, Kind: 2, Oldstate: 1, Newstate: 1, Flags: flagOwnerKnown, OwnerSource: 2,
 			OwnerPid: 5, OwnerComm: comm("0123456789abcdef"), TaskComm: comm("0123456789abcdef"), TaskPid: 5,
 		},
 		want: Event{
 			Kind: Accept, Cookie: 3, Local: netip.MustParseAddrPort("0.0.0.0:0"), Remote: netip.MustParseAddrPort("0.0.0.0:0"),
 			Old: tcp.Established, New: tcp.Established,
-			Owner: Process{PID: 5, Comm: "0123456789abcdef"}, OwnerKnown: true,
+			Owner: Process{PID: 5, Comm: "0123456789abcdef"}, OwnerKnown: true, OwnerSource: OwnerAccept,
 			Task: Process{PID: 5, Comm: "0123456789abcdef"},
+		},
+	}, {
+		name: "a TCP state this build does not know passes through",
+		in:   tcpstateEvent{Cookie: 4, Family: afInet, Kind: 1, Oldstate: 1, Newstate: 14},
+		want: Event{
+			Kind: Transition, Cookie: 4, Local: netip.MustParseAddrPort("0.0.0.0:0"), Remote: netip.MustParseAddrPort("0.0.0.0:0"),
+			Old: tcp.Established, New: tcp.State(14),
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,7 +113,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"empty", nil, "0 bytes"},
 		{"short", sample(t, valid)[:eventSize-1], "bytes, want"},
 		{"kind", sample(t, func() tcpstateEvent { e := valid; e.Kind = 9; return e }()), "unknown kind"},
-		{"state", sample(t, func() tcpstateEvent { e := valid; e.Newstate = 99; return e }()), "unknown TCP state"},
+		{"state 0", sample(t, func() tcpstateEvent { e := valid; e.Newstate = 0; return e }()), "TCP state 0"},
+		{"owner source without owner", sample(t, func() tcpstateEvent { e := valid; e.OwnerSource = 1; return e }()), "owner source"},
+		{"owner without source", sample(t, func() tcpstateEvent { e := valid; e.Flags = flagOwnerKnown; return e }()), "owner source"},
+		{"owner source", sample(t, func() tcpstateEvent { e := valid; e.Flags = flagOwnerKnown; e.OwnerSource = 9; return e }()), "owner source"},
 		{"family", sample(t, func() tcpstateEvent { e := valid; e.Family = 1; return e }()), "unknown address family"},
 		{"reason", sample(t, func() tcpstateEvent { e := valid; e.Reason = 200; return e }()), "unknown close reason"},
 	} {
@@ -145,7 +155,7 @@ func FuzzDecode(f *testing.F) {
 		if err := d.Decode(raw, &ev); err != nil {
 			return
 		}
-		if !ev.Old.Valid() || !ev.New.Valid() || !ev.Local.Addr().IsValid() {
+		if ev.Old == 0 || ev.New == 0 || !ev.Local.Addr().IsValid() || ev.OwnerKnown != (ev.OwnerSource != OwnerNone) {
 			t.Errorf("accepted an invalid event: %+v", ev)
 		}
 	})
@@ -153,7 +163,7 @@ func FuzzDecode(f *testing.F) {
 
 func BenchmarkDecode(b *testing.B) {
 	raw := sample(b, tcpstateEvent{
-		Family: afInet, Kind: 1, Oldstate: 2, Newstate: 1, Flags: flagOwnerKnown,
+		Family: afInet, Kind: 1, Oldstate: 2, Newstate: 1, Flags: flagOwnerKnown, OwnerSource: 1,
 		OwnerComm: comm("nginx"), TaskComm: comm("ksoftirqd/0"),
 	})
 	d := NewDecoder()
@@ -163,5 +173,28 @@ func BenchmarkDecode(b *testing.B) {
 		if err := d.Decode(raw, &ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestRecursionLostCountsEveryProgram(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		st   Stats
+		want uint64
+	}{
+		{"all recovered", Stats{RecursionMisses: 5, Recovered: 5}, 0},
+		{"first and second both skipped", Stats{RecursionMisses: 5, Recovered: 3}, 2},
+		{"accept programs skipped", Stats{RecursionMisses: 5, Recovered: 5, AcceptMisses: 4}, 4},
+		{"a recovery still running", Stats{RecursionMisses: 5, Recovered: 6, AcceptMisses: 1}, 1},
+	} {
+		if got := tc.st.RecursionLost(); got != tc.want {
+			t.Errorf("%s: RecursionLost() = %d, want %d", tc.name, got, tc.want)
+		}
+		if got := tc.st.Lost(); got != tc.want {
+			t.Errorf("%s: Lost() = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if got := (Stats{RingBufferFull: 2, Corrupt: 3, AcceptMisses: 1}).Lost(); got != 6 {
+		t.Errorf("Lost() = %d, want ring buffer 2 + corrupt 3 + accept 1", got)
 	}
 }

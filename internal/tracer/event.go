@@ -13,10 +13,10 @@ type Kind uint8
 const (
 	// Transition is a change of TCP state reported by the kernel, or an
 	// inferred hand-off to a timewait mini-socket (Event.Inferred).
-	Transition Kind = 1
+	Transition = Kind(tcpstateEventKindKIND_TRANSITION)
 	// Accept is a passive-open socket returned by accept(): from here on the
 	// socket has an owner. Old and New are both the socket's current state.
-	Accept Kind = 2
+	Accept = Kind(tcpstateEventKindKIND_ACCEPT)
 )
 
 func (k Kind) String() string {
@@ -34,14 +34,14 @@ func (k Kind) String() string {
 type Reason uint8
 
 const (
-	ReasonNone     Reason = 0
-	ReasonTimeWait Reason = 1 // handed to a timewait mini-socket
-	ReasonDone     Reason = 2 // orderly end without timewait (LAST_ACK → CLOSE, listener closed)
-	ReasonReset    Reason = 3 // reset received (ECONNRESET, EPIPE)
-	ReasonRefused  Reason = 4 // connect refused by a reset (ECONNREFUSED)
-	ReasonTimeout  Reason = 5 // retransmissions or keepalives ran out (ETIMEDOUT)
-	ReasonAbort    Reason = 6 // closed by its owner without a FIN exchange: reset sent, or disconnect
-	ReasonError    Reason = 7 // another socket error (Event.Errno)
+	ReasonNone     = Reason(tcpstateCloseReasonREASON_NONE)
+	ReasonTimeWait = Reason(tcpstateCloseReasonREASON_TIMEWAIT) // handed to a timewait mini-socket
+	ReasonDone     = Reason(tcpstateCloseReasonREASON_DONE)     // orderly end without timewait (LAST_ACK → CLOSE, listener closed)
+	ReasonReset    = Reason(tcpstateCloseReasonREASON_RESET)    // reset received (ECONNRESET, EPIPE)
+	ReasonRefused  = Reason(tcpstateCloseReasonREASON_REFUSED)  // connect refused by a reset (ECONNREFUSED)
+	ReasonTimeout  = Reason(tcpstateCloseReasonREASON_TIMEOUT)  // retransmissions or keepalives ran out (ETIMEDOUT)
+	ReasonAbort    = Reason(tcpstateCloseReasonREASON_ABORT)    // closed by its owner without a FIN exchange: reset sent, or disconnect
+	ReasonError    = Reason(tcpstateCloseReasonREASON_ERROR)    // another socket error (Event.Errno)
 )
 
 var reasonNames = [...]string{
@@ -52,6 +52,33 @@ var reasonNames = [...]string{
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
 		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// OwnerSource says how an event's owner was learned.
+type OwnerSource uint8
+
+const (
+	// OwnerNone: no owner is known.
+	OwnerNone = OwnerSource(tcpstateOwnerSourceOWNER_NONE)
+	// OwnerSyscall: the owner held the socket lock at one of the socket's
+	// transitions (connect, listen, close, shutdown...).
+	OwnerSyscall = OwnerSource(tcpstateOwnerSourceOWNER_SYSCALL)
+	// OwnerAccept: accept() returned the socket to the owner.
+	OwnerAccept = OwnerSource(tcpstateOwnerSourceOWNER_ACCEPT)
+	// OwnerSnapshot is never set by the tracer: the connection table sets
+	// it on rows whose owner it found in /proc (a socket older than tcpstat
+	// that has not acted since).
+	OwnerSnapshot OwnerSource = 3
+)
+
+var ownerSourceNames = [...]string{OwnerNone: "", OwnerSyscall: "syscall", OwnerAccept: "accept", OwnerSnapshot: "snapshot"}
+
+// String is the name used in JSON (owner_source), "" for OwnerNone.
+func (s OwnerSource) String() string {
+	if int(s) < len(ownerSourceNames) {
+		return ownerSourceNames[s]
 	}
 	return "unknown"
 }
@@ -96,9 +123,11 @@ type Event struct {
 	Errno            uint16 // sk_err at close, 0 if none
 	// Owner is the process that owns the socket: the one that called
 	// connect() or listen(), accept()ed it, or acted on it last from a system
-	// call. OwnerKnown is false before a passive open is accepted.
-	Owner      Process
-	OwnerKnown bool
+	// call. OwnerKnown is false before a passive open is accepted;
+	// OwnerSource says how the owner was learned (OwnerNone when unknown).
+	Owner       Process
+	OwnerKnown  bool
+	OwnerSource OwnerSource
 	// Task is whoever was running when the kernel made the transition: often
 	// a bystander (softirq, ksoftirqd, another process).
 	Task Process

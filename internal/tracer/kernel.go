@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,7 +19,7 @@ import (
 var (
 	ErrNoBTF        = errors.New("kernel has no BTF")
 	ErrNoPermission = errors.New("missing privileges")
-	ErrNoTracepoint = errors.New("this kernel lacks the tracepoint sock:inet_sock_set_state (Linux 4.16+) or a kernel type tcpstat reads")
+	ErrNoTracepoint = errors.New("this kernel lacks the tracepoint sock:inet_sock_set_state or a kernel type tcpstat reads (tracing needs Linux 5.8+)")
 )
 
 const vmlinuxBTF = "/sys/kernel/btf/vmlinux"
@@ -114,6 +115,44 @@ func HaveSocketCookieHelper() (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("probe for bpf_get_socket_cookie in tracing programs: %w", explainPermission(err))
+}
+
+// HaveSocketStorage reports whether tracing programs may keep socket local
+// storage (bpf_sk_storage_get, Linux 5.11 and later), by loading a program
+// that does.
+func HaveSocketStorage() (bool, error) {
+	storage, err := ebpf.NewMap(&ebpf.MapSpec{
+		Type: ebpf.SkStorage, Flags: unix.BPF_F_NO_PREALLOC, KeySize: 4, ValueSize: 8,
+		Key: &btf.Int{Size: 4}, Value: &btf.Int{Size: 8},
+	})
+	if err != nil {
+		return false, fmt.Errorf("probe for socket storage: create a map: %w", explainPermission(err))
+	}
+	defer storage.Close()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceRawTp,
+		AttachTo:   "inet_sock_set_state",
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord), // the struct sock argument
+			asm.LoadMapPtr(asm.R1, storage.FD()),
+			asm.Mov.Imm(asm.R3, 0),
+			asm.Mov.Imm(asm.R4, 0),
+			asm.FnSkStorageGet.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+	if err == nil {
+		prog.Close()
+		return true, nil
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) || errors.Is(err, unix.EINVAL) {
+		return false, nil
+	}
+	return false, fmt.Errorf("probe for socket storage in tracing programs: %w", explainPermission(err))
 }
 
 var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}

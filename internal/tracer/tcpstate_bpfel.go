@@ -13,6 +13,32 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tcpstateCloseReason uint32
+
+const (
+	tcpstateCloseReasonREASON_NONE     tcpstateCloseReason = 0
+	tcpstateCloseReasonREASON_TIMEWAIT tcpstateCloseReason = 1
+	tcpstateCloseReasonREASON_DONE     tcpstateCloseReason = 2
+	tcpstateCloseReasonREASON_RESET    tcpstateCloseReason = 3
+	tcpstateCloseReasonREASON_REFUSED  tcpstateCloseReason = 4
+	tcpstateCloseReasonREASON_TIMEOUT  tcpstateCloseReason = 5
+	tcpstateCloseReasonREASON_ABORT    tcpstateCloseReason = 6
+	tcpstateCloseReasonREASON_ERROR    tcpstateCloseReason = 7
+)
+
+type tcpstateCounter uint32
+
+const (
+	tcpstateCounterCOUNTER_RINGBUF_FULL tcpstateCounter = 0
+	tcpstateCounterCOUNTER_RECOVERED    tcpstateCounter = 1
+	tcpstateCounterCOUNTER_STATE_FULL   tcpstateCounter = 2
+	tcpstateCounterCOUNTER_SYNTHETIC    tcpstateCounter = 3
+	tcpstateCounterCOUNTER_SWEPT        tcpstateCounter = 4
+	tcpstateCounterCOUNTER_FORCED_SKIP  tcpstateCounter = 5
+	tcpstateCounterCOUNTER_FORCED_LOST  tcpstateCounter = 6
+	tcpstateCounterCOUNTER_MAX          tcpstateCounter = 7
+)
+
 type tcpstateEvent struct {
 	_             structs.HostLayout
 	TsNs          uint64
@@ -38,10 +64,28 @@ type tcpstateEvent struct {
 	Newstate      uint8
 	Flags         uint8
 	Reason        uint8
-	Pad           [3]uint8
+	OwnerSource   uint8
+	Pad           [2]uint8
 	OwnerComm     [16]int8
 	TaskComm      [16]int8
 }
+
+type tcpstateEventFlag uint32
+
+const (
+	tcpstateEventFlagFLAG_OWNER_KNOWN      tcpstateEventFlag = 1
+	tcpstateEventFlagFLAG_DWELL_KNOWN      tcpstateEventFlag = 2
+	tcpstateEventFlagFLAG_INFERRED         tcpstateEventFlag = 4
+	tcpstateEventFlagFLAG_TW_FIN_WAIT2     tcpstateEventFlag = 8
+	tcpstateEventFlagFLAG_SYNTHETIC_COOKIE tcpstateEventFlag = 16
+)
+
+type tcpstateEventKind uint32
+
+const (
+	tcpstateEventKindKIND_TRANSITION tcpstateEventKind = 1
+	tcpstateEventKindKIND_ACCEPT     tcpstateEventKind = 2
+)
 
 type tcpstateHandledSet struct {
 	_    structs.HostLayout
@@ -56,6 +100,23 @@ type tcpstateHandledSet struct {
 	}
 }
 
+type tcpstateKeptSocket struct {
+	_         structs.HostLayout
+	Sk        uint64
+	Netns     uint32
+	State     uint8
+	InStorage uint8
+	Pad       [2]uint8
+}
+
+type tcpstateOwnerSource uint32
+
+const (
+	tcpstateOwnerSourceOWNER_NONE    tcpstateOwnerSource = 0
+	tcpstateOwnerSourceOWNER_SYSCALL tcpstateOwnerSource = 1
+	tcpstateOwnerSourceOWNER_ACCEPT  tcpstateOwnerSource = 2
+)
+
 type tcpstateSockState struct {
 	_             structs.HostLayout
 	Cookie        uint64
@@ -64,7 +125,7 @@ type tcpstateSockState struct {
 	OwnerPid      uint32
 	OwnerUid      uint32
 	OwnerComm     [16]int8
-	OwnerKnown    uint8
+	OwnerSource   uint8
 	Synthetic     uint8
 	BirthPending  uint8
 	Pad           [1]uint8
@@ -117,29 +178,43 @@ type tcpstateSpecs struct {
 type tcpstateProgramSpecs struct {
 	Accept4Exit    *ebpf.ProgramSpec `ebpf:"accept4_exit"`
 	AcceptExit     *ebpf.ProgramSpec `ebpf:"accept_exit"`
+	ListStorage    *ebpf.ProgramSpec `ebpf:"list_storage"`
 	SetStateFirst  *ebpf.ProgramSpec `ebpf:"set_state_first"`
 	SetStateSecond *ebpf.ProgramSpec `ebpf:"set_state_second"`
+	SweepSockets   *ebpf.ProgramSpec `ebpf:"sweep_sockets"`
 }
 
 // tcpstateMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Handled  *ebpf.MapSpec `ebpf:"handled"`
-	Sockets  *ebpf.MapSpec `ebpf:"sockets"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Handled       *ebpf.MapSpec `ebpf:"handled"`
+	SocketStorage *ebpf.MapSpec `ebpf:"socket_storage"`
+	Sockets       *ebpf.MapSpec `ebpf:"sockets"`
 }
 
 // tcpstateVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
-	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterPort       *ebpf.VariableSpec `ebpf:"filter_port"`
-	HaveCookieHelper *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
-	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	FilterFamily       *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterPort         *ebpf.VariableSpec `ebpf:"filter_port"`
+	HaveCookieHelper   *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
+	SweepAfterNs       *ebpf.VariableSpec `ebpf:"sweep_after_ns"`
+	TestCorruptOneIn   *ebpf.VariableSpec `ebpf:"test_corrupt_one_in"`
+	TestLoseOneIn      *ebpf.VariableSpec `ebpf:"test_lose_one_in"`
+	TestSkipFirstOneIn *ebpf.VariableSpec `ebpf:"test_skip_first_one_in"`
+	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFlag         *ebpf.VariableSpec `ebpf:"unused_flag"`
+	UnusedKeptSocket   *ebpf.VariableSpec `ebpf:"unused_kept_socket"`
+	UnusedKind         *ebpf.VariableSpec `ebpf:"unused_kind"`
+	UnusedOwnerSource  *ebpf.VariableSpec `ebpf:"unused_owner_source"`
+	UnusedReason       *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UseSkStorage       *ebpf.VariableSpec `ebpf:"use_sk_storage"`
+	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcpstateObjects contains all objects after they have been loaded into the kernel.
@@ -162,10 +237,11 @@ func (o *tcpstateObjects) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Handled  *ebpf.Map `ebpf:"handled"`
-	Sockets  *ebpf.Map `ebpf:"sockets"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Handled       *ebpf.Map `ebpf:"handled"`
+	SocketStorage *ebpf.Map `ebpf:"socket_storage"`
+	Sockets       *ebpf.Map `ebpf:"sockets"`
 }
 
 func (m *tcpstateMaps) Close() error {
@@ -173,6 +249,7 @@ func (m *tcpstateMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Handled,
+		m.SocketStorage,
 		m.Sockets,
 	)
 }
@@ -181,11 +258,22 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
-	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`
-	FilterPort       *ebpf.Variable `ebpf:"filter_port"`
-	HaveCookieHelper *ebpf.Variable `ebpf:"have_cookie_helper"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
-	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
+	FilterFamily       *ebpf.Variable `ebpf:"filter_family"`
+	FilterPort         *ebpf.Variable `ebpf:"filter_port"`
+	HaveCookieHelper   *ebpf.Variable `ebpf:"have_cookie_helper"`
+	SweepAfterNs       *ebpf.Variable `ebpf:"sweep_after_ns"`
+	TestCorruptOneIn   *ebpf.Variable `ebpf:"test_corrupt_one_in"`
+	TestLoseOneIn      *ebpf.Variable `ebpf:"test_lose_one_in"`
+	TestSkipFirstOneIn *ebpf.Variable `ebpf:"test_skip_first_one_in"`
+	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFlag         *ebpf.Variable `ebpf:"unused_flag"`
+	UnusedKeptSocket   *ebpf.Variable `ebpf:"unused_kept_socket"`
+	UnusedKind         *ebpf.Variable `ebpf:"unused_kind"`
+	UnusedOwnerSource  *ebpf.Variable `ebpf:"unused_owner_source"`
+	UnusedReason       *ebpf.Variable `ebpf:"unused_reason"`
+	UseSkStorage       *ebpf.Variable `ebpf:"use_sk_storage"`
+	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcpstatePrograms contains all programs after they have been loaded into the kernel.
@@ -194,16 +282,20 @@ type tcpstateVariables struct {
 type tcpstatePrograms struct {
 	Accept4Exit    *ebpf.Program `ebpf:"accept4_exit"`
 	AcceptExit     *ebpf.Program `ebpf:"accept_exit"`
+	ListStorage    *ebpf.Program `ebpf:"list_storage"`
 	SetStateFirst  *ebpf.Program `ebpf:"set_state_first"`
 	SetStateSecond *ebpf.Program `ebpf:"set_state_second"`
+	SweepSockets   *ebpf.Program `ebpf:"sweep_sockets"`
 }
 
 func (p *tcpstatePrograms) Close() error {
 	return _TcpstateClose(
 		p.Accept4Exit,
 		p.AcceptExit,
+		p.ListStorage,
 		p.SetStateFirst,
 		p.SetStateSecond,
+		p.SweepSockets,
 	)
 }
 

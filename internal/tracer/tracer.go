@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -16,11 +17,12 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// Errors Read returns when reading stops.
+// Errors Read returns; see Read for which end reading.
 var (
-	// ErrClosed: the Tracer was closed.
+	// ErrClosed: the Tracer was closed. Terminal.
 	ErrClosed = errors.New("tracer closed")
 	// ErrFlushed: every event buffered at the time of Flush has been read.
+	// Reading can go on.
 	ErrFlushed = errors.New("tracer flushed")
 )
 
@@ -30,8 +32,9 @@ const (
 	DefaultMaxSockets     = 1 << 17
 )
 
-// Options configure a Tracer. The filters run in the kernel, so events they
-// reject cost no ring buffer space.
+// Options configure a Tracer; the zero value traces everything with the
+// default sizes. Fields are only ever added. The filters run in the kernel,
+// so events they reject cost no ring buffer space.
 type Options struct {
 	// Family is 4 or 6 to trace only IPv4 or IPv6 sockets; 0 traces both.
 	Family int
@@ -43,14 +46,20 @@ type Options struct {
 	// the kernel program keeps.
 	MaxSockets int
 
-	// syntheticCookies makes the kernel program behave as on kernels
-	// before 5.12, for tests.
+	// For tests. syntheticCookies makes the kernel program behave as on
+	// kernels before 5.12; mapState keeps per-socket state in the sockets
+	// map as before 5.11; skipFirstOneIn makes the first copy pass over 1
+	// in n transitions as a recursion would; loseOneIn drops 1 in n.
 	syntheticCookies bool
+	mapState         bool
+	skipFirstOneIn   uint32
+	loseOneIn        uint32
+	corruptOneIn     uint32 // sends 1 in n events with kind 0
 }
 
 // Tracer owns the loaded programs, their attachments and the ring buffer.
-// Read is for one goroutine; Stats, Detach and Close are safe to call from
-// any goroutine.
+// Read, SetDeadline and Buffered are for one goroutine; Stats, Flush, Detach
+// and Close are safe to call from any goroutine.
 type Tracer struct {
 	objs     tcpstateObjects
 	mu       sync.Mutex // guards links
@@ -61,7 +70,11 @@ type Tracer struct {
 	closed   sync.Once
 	warnings []string
 	cookies  bool
-	deadline time.Time // the caller's, for Read
+	storage  bool
+	corrupt  atomic.Uint64 // samples Read skipped
+	deadline time.Time     // the caller's, for Read
+	sweeping chan struct{} // closed to stop the sweeper
+	swept    chan struct{} // closed when it stopped
 }
 
 // pollEvery bounds how long an event waits in the ring buffer: the kernel
@@ -111,7 +124,12 @@ func New(opts Options) (_ *Tracer, err error) {
 		return nil, err
 	}
 	t.cookies = t.cookies && !opts.syntheticCookies
-	if err := configure(spec, opts, t.cookies); err != nil {
+	if !opts.mapState {
+		if t.storage, err = HaveSocketStorage(); err != nil {
+			return nil, err
+		}
+	}
+	if err := configure(spec, opts, t.cookies, t.storage); err != nil {
 		return nil, err
 	}
 	m, err := sockets()
@@ -145,6 +163,11 @@ func New(opts Options) (_ *Tracer, err error) {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	t.rearm(time.Now())
+	if t.objs.SweepSockets != nil {
+		t.sweeping = make(chan struct{})
+		t.swept = make(chan struct{})
+		go t.sweepEvery(sweepEvery)
+	}
 	if !t.cookies {
 		t.warnings = append(t.warnings, "this kernel (before 5.12) does not give tracing programs socket cookies: "+
 			"sockets not yet listed by sock_diag get synthetic ids")
@@ -180,13 +203,33 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map) error {
 	err = errors.Join(err, <-loaded)
 	t.objs.SetStateFirst, t.objs.Accept4Exit, t.objs.AcceptExit = first.SetStateFirst, first.Accept4Exit, first.AcceptExit
 	t.objs.SetStateSecond = second.SetStateSecond
+	if err == nil {
+		t.loadIterators(spec, shared)
+	}
 	for _, m := range []struct {
 		name string
 		to   **ebpf.Map
-	}{{"events", &t.objs.Events}, {"sockets", &t.objs.Sockets}, {"counters", &t.objs.Counters}, {"handled", &t.objs.Handled}} {
+	}{{"events", &t.objs.Events}, {"sockets", &t.objs.Sockets}, {"counters", &t.objs.Counters}, {"handled", &t.objs.Handled},
+		{"socket_storage", &t.objs.SocketStorage}} {
 		*m.to = maps.DetachMap(m.name)
 	}
 	return err
+}
+
+// loadIterators loads the programs that sweep and list per-socket state.
+// Map iterators came in 5.9: without them the LRU map alone bounds the
+// entries of sockets whose CLOSE was lost.
+func (t *Tracer) loadIterators(spec *ebpf.CollectionSpec, shared *ebpf.CollectionOptions) {
+	var iters struct {
+		SweepSockets *ebpf.Program `ebpf:"sweep_sockets"`
+		ListStorage  *ebpf.Program `ebpf:"list_storage"`
+	}
+	if err := spec.Copy().LoadAndAssign(&iters, shared); err != nil {
+		t.warnings = append(t.warnings, "per-socket state of sockets closed unseen is left to the LRU map "+
+			"(no BPF map iterators, Linux 5.9+): "+err.Error())
+		return
+	}
+	t.objs.SweepSockets, t.objs.ListStorage = iters.SweepSockets, iters.ListStorage
 }
 
 type mapResult struct {
@@ -216,7 +259,7 @@ func sizeMaps(spec *ebpf.CollectionSpec, opts Options) error {
 }
 
 // configure sets the program's constants; sizeMaps must have run.
-func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
+func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) error {
 	var family uint16
 	switch opts.Family {
 	case 0:
@@ -228,10 +271,14 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies bool) error {
 		return fmt.Errorf("address family %d: want 4, 6 or 0 for both", opts.Family)
 	}
 	for name, value := range map[string]any{
-		"filter_family":      family,
-		"filter_port":        opts.Port,
-		"have_cookie_helper": cookies,
-		"wakeup_bytes":       uint64(spec.Maps["events"].MaxEntries / 16),
+		"filter_family":          family,
+		"filter_port":            opts.Port,
+		"have_cookie_helper":     cookies,
+		"use_sk_storage":         storage,
+		"test_skip_first_one_in": opts.skipFirstOneIn,
+		"test_lose_one_in":       opts.loseOneIn,
+		"test_corrupt_one_in":    opts.corruptOneIn,
+		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
 	} {
 		v, ok := spec.Variables[name]
 		if !ok {
@@ -269,15 +316,28 @@ func (t *Tracer) attachAccept() {
 // that costs.
 func (t *Tracer) Warnings() []string { return t.warnings }
 
-// Read blocks until the next event and decodes it into ev. It returns
-// ErrClosed after Close, ErrFlushed after Flush once every event buffered
-// at that time was read, and os.ErrDeadlineExceeded at the deadline.
+// SocketStorage reports whether per-socket state lives in socket local
+// storage, freed with the socket (5.11+), rather than in the sockets map.
+func (t *Tracer) SocketStorage() bool { return t.storage }
+
+// Read blocks until the next event and decodes it into ev.
+//
+// Per call, reading can go on after: os.ErrDeadlineExceeded (the deadline
+// set by SetDeadline passed with nothing to read) and ErrFlushed (every
+// event buffered at the time of Flush was read). Terminal, Read will only
+// fail again: ErrClosed after Close, and any other error (the ring buffer
+// cannot be read). A sample that fails to decode is never returned: Read
+// counts it in Stats.Corrupt (and so in Stats.Lost) and reads the next.
 func (t *Tracer) Read(ev *Event) error {
 	for {
 		err := t.reader.ReadInto(&t.record)
 		switch {
 		case err == nil:
-			return t.decoder.Decode(t.record.RawSample, ev)
+			if t.decoder.Decode(t.record.RawSample, ev) != nil {
+				t.corrupt.Add(1)
+				continue
+			}
+			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// The reader returns what is buffered, then this: either a
 			// poll (events may have come without a wakeup) or the end.
@@ -338,6 +398,10 @@ func (t *Tracer) Detach() error {
 func (t *Tracer) Close() error {
 	var err error
 	t.closed.Do(func() {
+		if t.sweeping != nil {
+			close(t.sweeping)
+			<-t.swept
+		}
 		errs := []error{t.Detach()}
 		if t.reader != nil {
 			errs = append(errs, t.reader.Close())

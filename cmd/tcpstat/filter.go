@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpstat/tcpstat/internal/filter"
+)
+
+// filterCommand is `tcpstat filter explain EXPR`: the parsed expression and
+// which part the kernel checks.
+func filterCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "filter",
+		Usage: "check a filter expression (see docs/filter.md)",
+		Subcommands: []*cli.Command{{
+			Name:      "explain",
+			Usage:     "print the parsed expression and which part runs in the kernel",
+			ArgsUsage: "EXPR",
+			Action: func(cctx *cli.Context) error {
+				if cctx.NArg() == 0 {
+					return cli.Exit("filter explain: needs an expression, e.g. tcpstat filter explain 'dport = :443'", 2)
+				}
+				f, err := parseFilter(cctx.Args().Slice())
+				if err != nil {
+					return err
+				}
+				fmt.Fprint(cctx.App.Writer, f.Explain(kernelNote(f)))
+				return nil
+			},
+		}},
+	}
+}
+
+// parseFilter parses a filter given as command-line words; a mistake in it
+// exits with status 2.
+func parseFilter(args []string) (*filter.Filter, error) {
+	f, err := filter.ParseArgs(args)
+	if err != nil {
+		var fe *filter.Error
+		if errors.As(err, &fe) {
+			return nil, cli.Exit(err.Error(), 2)
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// viewFilter is a view's filter: its arguments, and the shorthands -4, -6
+// and --port, which mean family inet, family inet6 and (sport = :PORT or
+// dport = :PORT).
+func viewFilter(c *cli.Context) (*filter.Filter, error) {
+	f, err := parseFilter(c.Args().Slice())
+	if err != nil {
+		return nil, err
+	}
+	var short []string
+	switch {
+	case c.Bool("4") && c.Bool("6"):
+		return nil, errors.New("-4 and -6 exclude each other; give neither for both families")
+	case c.Bool("4"):
+		short = append(short, "family inet")
+	case c.Bool("6"):
+		short = append(short, "family inet6")
+	}
+	if c.IsSet("port") {
+		p := c.Uint("port")
+		if p == 0 || p > 65535 {
+			return nil, fmt.Errorf("--port %d: want 1-65535", p)
+		}
+		short = append(short, fmt.Sprintf("( sport = :%d or dport = :%d )", p, p))
+	}
+	if len(short) == 0 {
+		return f, nil
+	}
+	s, err := filter.Parse(strings.Join(short, " and "))
+	if err != nil {
+		return nil, err
+	}
+	return filter.And(s, f), nil
+}
+
+// kernelNote is explain's kernel line: the BPF program checks only the
+// family and port shorthands so far.
+func kernelNote(f *filter.Filter) string {
+	if f.Split().Kernel.Empty() {
+		return ""
+	}
+	return "(not yet: the BPF program checks only -4, -6 and --port; user space checks " + f.Split().Kernel.String() + ")"
+}

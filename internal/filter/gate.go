@@ -1,0 +1,179 @@
+package filter
+
+import (
+	"slices"
+
+	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// Gate applies a filter to a stream of events so that a socket's events
+// are all shown or all hidden. A socket's identity (addresses, ports,
+// namespace, owner) is decided once, at its first event where everything
+// the filter asks about is known: an active open's CLOSE → SYN_SENT has
+// local port 0, and a passive open has no owner until accept(). Events
+// before that are held, then judged with the identity decided, each with
+// its own state and reason; events after it use the same identity, so a
+// later change of owner does not cut a socket's events in two. A socket
+// that ends before its identity is complete is judged as it was.
+//
+// A Gate is not safe for concurrent use.
+type Gate struct {
+	f         *Filter
+	needPort  bool // the filter asks about the local port
+	needOwner bool // the filter asks about the owner
+	socks     map[uint64]*gateSock
+	held      int
+	// Forced counts sockets judged before their identity was complete
+	// because too many events were held.
+	Forced uint64
+}
+
+type gateSock struct {
+	ident   Subject
+	decided bool
+	held    []tracer.Event
+}
+
+// Limits of what a Gate keeps: events held for undecided sockets, and
+// decided identities (kept only when the filter asks about owners).
+const (
+	maxHeld   = 1 << 16
+	maxFrozen = 1 << 20
+)
+
+// NewGate returns a gate for f (nil or empty: everything passes).
+func NewGate(f *Filter) *Gate {
+	g := &Gate{f: f, socks: make(map[uint64]*gateSock)}
+	if !f.Empty() {
+		walk(f.root, func(n node) {
+			switch n := n.(type) {
+			case *portNode:
+				g.needPort = g.needPort || n.side == local
+			case *hostNode:
+				g.needPort = g.needPort || n.side == local && n.port >= 0
+			case *ownerNode, *commNode, *cgroupNode:
+				g.needOwner = true
+			}
+		})
+	}
+	return g
+}
+
+// Held is the number of events waiting for their socket's identity.
+func (g *Gate) Held() int { return g.held }
+
+// ends reports an event after which the socket has no further events.
+func ends(ev *tracer.Event) bool {
+	return ev.Kind == tracer.Transition && (ev.New == tcp.Close || ev.Inferred)
+}
+
+// Push judges one event; emit receives it, and any held events it
+// decides, in order, if they pass. An error from emit stops and is
+// returned.
+func (g *Gate) Push(ev *tracer.Event, emit func(*tracer.Event) error) error {
+	if g.f.Empty() {
+		return emit(ev)
+	}
+	s := FromEvent(ev)
+	if !g.needPort && !g.needOwner {
+		if g.f.Match(&s) {
+			return emit(ev)
+		}
+		return nil
+	}
+	st := g.socks[ev.Cookie]
+	end := ends(ev)
+	if st != nil && st.decided {
+		if end {
+			delete(g.socks, ev.Cookie)
+		}
+		withIdentity(&s, &st.ident)
+		if g.f.Match(&s) {
+			return emit(ev)
+		}
+		return nil
+	}
+	complete := !(g.needPort && ev.Local.Port() == 0) && !(g.needOwner && !ev.OwnerKnown)
+	if !complete && !end {
+		if g.held >= maxHeld {
+			g.Forced++
+		} else {
+			if st == nil {
+				st = &gateSock{}
+				g.socks[ev.Cookie] = st
+			}
+			st.held = append(st.held, *ev)
+			g.held++
+			return nil
+		}
+	}
+	// Decided now, with this event's identity.
+	var held []tracer.Event
+	if st != nil {
+		held = st.held
+		g.held -= len(held)
+		st.held = nil
+	}
+	if end || !g.needOwner || len(g.socks) >= maxFrozen {
+		delete(g.socks, ev.Cookie)
+	} else {
+		if st == nil {
+			st = &gateSock{}
+			g.socks[ev.Cookie] = st
+		}
+		st.ident, st.decided = s, true
+	}
+	for i := range held {
+		h := FromEvent(&held[i])
+		withIdentity(&h, &s)
+		if g.f.Match(&h) {
+			if err := emit(&held[i]); err != nil {
+				return err
+			}
+		}
+	}
+	if g.f.Match(&s) {
+		return emit(ev)
+	}
+	return nil
+}
+
+// Flush judges every held event as it is, in time order: the stream has
+// ended.
+func (g *Gate) Flush(emit func(*tracer.Event) error) error {
+	var held []tracer.Event
+	for cookie, st := range g.socks {
+		held = append(held, st.held...)
+		delete(g.socks, cookie)
+	}
+	g.held = 0
+	slices.SortStableFunc(held, func(a, b tracer.Event) int { return cmpUint(a.Time, b.Time) })
+	for i := range held {
+		s := FromEvent(&held[i])
+		if g.f.Match(&s) {
+			if err := emit(&held[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// withIdentity gives s the socket identity of id, keeping its own state
+// and reason.
+func withIdentity(s, id *Subject) {
+	state, reason := s.State, s.Reason
+	*s = *id
+	s.State, s.Reason = state, reason
+}

@@ -1,0 +1,114 @@
+package filter
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// gateStream is an active open on cookie 1 (port known from its second
+// event) interleaved with a passive open on cookie 2 (owner known from
+// its accept, then another process acts on it).
+func gateStream() []tracer.Event {
+	ap := netip.MustParseAddrPort
+	cli := tracer.Process{PID: 10, Comm: "curl"}
+	srv := tracer.Process{PID: 20, Comm: "nginx", Cgroup: 5}
+	other := tracer.Process{PID: 30, Comm: "worker", Cgroup: 6}
+	tr := func(t uint64, cookie uint64, l, r string, old, new tcp.State, owner *tracer.Process) tracer.Event {
+		ev := tracer.Event{Kind: tracer.Transition, Time: t, Cookie: cookie, Local: ap(l), Remote: ap(r), Old: old, New: new}
+		if owner != nil {
+			ev.Owner, ev.OwnerKnown = *owner, true
+		}
+		return ev
+	}
+	acc := tr(5, 2, "127.0.0.1:80", "127.0.0.1:40000", tcp.Established, tcp.Established, &srv)
+	acc.Kind = tracer.Accept
+	fin := tr(9, 2, "127.0.0.1:80", "127.0.0.1:40000", tcp.LastAck, tcp.Close, &other)
+	fin.Reason = tracer.ReasonDone
+	return []tracer.Event{
+		tr(1, 1, "127.0.0.1:0", "127.0.0.1:80", tcp.Close, tcp.SynSent, &cli),
+		tr(2, 2, "127.0.0.1:80", "127.0.0.1:40000", tcp.Listen, tcp.SynRecv, nil),
+		tr(3, 1, "127.0.0.1:40000", "127.0.0.1:80", tcp.SynSent, tcp.Established, &cli),
+		tr(4, 2, "127.0.0.1:80", "127.0.0.1:40000", tcp.SynRecv, tcp.Established, nil),
+		acc,
+		tr(6, 1, "127.0.0.1:40000", "127.0.0.1:80", tcp.Established, tcp.FinWait1, &cli),
+		tr(7, 2, "127.0.0.1:80", "127.0.0.1:40000", tcp.Established, tcp.CloseWait, nil),
+		tr(8, 2, "127.0.0.1:80", "127.0.0.1:40000", tcp.CloseWait, tcp.LastAck, &other),
+		fin,
+	}
+}
+
+func TestGate(t *testing.T) {
+	e := testEnv(t)
+	for _, tc := range []struct {
+		expr string
+		want string // times of the events passed, in the order emitted
+		held int    // events still held at the end of the stream
+	}{
+		{"", "1 2 3 4 5 6 7 8 9", 0},
+		{"sport = :40000", "1 3 6", 0},
+		{"sport = :40001", "", 0},
+		{"src 127.0.0.1:40000 or sport = :80", "2 1 3 4 5 6 7 8 9", 0},
+		{"comm nginx", "2 4 5 7 8 9", 0},
+		{"comm worker", "", 0},
+		{"comm curl", "1 3 6", 0},
+		{"comm nginx and state close-wait", "7", 0},
+		{"sport = :80 and state established", "4 5", 0},
+		{"reason done", "9", 0},
+		{"not comm nginx and sport = :40000", "1 3 6", 0},
+		{"comm curl and sport = :40000 and not state syn-sent", "3 6", 0},
+	} {
+		f, err := parseEnv(tc.expr, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := NewGate(f)
+		var got []string
+		emit := func(ev *tracer.Event) error {
+			got = append(got, strconv.FormatUint(ev.Time, 10))
+			return nil
+		}
+		for _, ev := range gateStream() {
+			if err := g.Push(&ev, emit); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if g.Held() != tc.held {
+			t.Errorf("%q: %d events held at the end, want %d", tc.expr, g.Held(), tc.held)
+		}
+		if err := g.Flush(emit); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, strings.Join(got, " ")); diff != "" {
+			t.Errorf("%q passes (-want +got):\n%s", tc.expr, diff)
+		}
+	}
+}
+
+// TestGateFlush: a socket whose identity never completes is judged as it
+// was when the stream ends, and what was held is let go in time order.
+func TestGateFlush(t *testing.T) {
+	f, err := parseEnv("sport = :0 or comm curl", testEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGate(f)
+	ap := netip.MustParseAddrPort
+	for i, c := range []uint64{7, 8} {
+		ev := tracer.Event{Kind: tracer.Transition, Time: uint64(10 - i), Cookie: c, Local: ap("127.0.0.1:0"), Remote: ap("127.0.0.1:80"), Old: tcp.Close, New: tcp.SynSent}
+		if err := g.Push(&ev, func(*tracer.Event) error { t.Fatal("emitted before the end"); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []uint64
+	g.Flush(func(ev *tracer.Event) error { got = append(got, ev.Time); return nil })
+	if diff := cmp.Diff([]uint64{9, 10}, got); diff != "" || g.Held() != 0 {
+		t.Errorf("flushed (-want +got):\n%s held %d", diff, g.Held())
+	}
+}

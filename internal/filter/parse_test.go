@@ -1,0 +1,357 @@
+package filter
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// testEnv resolves services from testdata and namespaces and cgroups in a
+// temporary tree.
+func testEnv(t testing.TB) *env {
+	e := defaultEnv()
+	e.servicesPath = "testdata/services"
+	dir := t.TempDir()
+	e.netnsDir = filepath.Join(dir, "netns")
+	e.cgroupRoot = filepath.Join(dir, "cgroup")
+	for _, d := range []string{e.netnsDir, filepath.Join(e.cgroupRoot, "system.slice/nginx.service/worker")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(e.netnsDir, "blue"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestParseCanonical(t *testing.T) {
+	e := testEnv(t)
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"state established", "state established"},
+		{"state ESTABLISHED state listening", "state established state listening"},
+		{"state connected", "state connected"},
+		{"state synchronized", "state synchronized"},
+		{"state bucket", "state bucket"},
+		{"state big", "state big"},
+		{"state all", "state all"},
+		{"exclude listening", "exclude listening"},
+		{"exclude listening exclude time-wait", "exclude time-wait exclude listening"},
+		{"state all exclude listening", "exclude listening"},
+		{"state syn-rcv", "state syn-recv"},
+		{"state closed", "state unconnected"},
+		{"state LISTEN", "state listening"},
+		{"state fin_wait2", "state fin-wait-2"},
+		{"sport = :ssh", "sport = :22"},
+		{"sport eq :ssh", "sport = :22"},
+		{"sport == 22", "sport = :22"},
+		{"sport :www", "sport = :80"},
+		{"dport != :443", "dport != :443"},
+		{"dport neq :https", "dport != :443"},
+		{"dport > :1024", "dport > :1024"},
+		{"dport gt 1024", "dport > :1024"},
+		{"dport ge :1024", "dport >= :1024"},
+		{"dport geq :1024", "dport >= :1024"},
+		{"dport < :1024", "dport < :1024"},
+		{"dport lt :1024", "dport < :1024"},
+		{"dport <= :1024", "dport <= :1024"},
+		{"dport le :1024 dport leq :2048", "dport <= :1024 and dport <= :2048"},
+		{"dport = :*", "dst *"},
+		{"dst 127.0.0.1", "dst 127.0.0.1"},
+		{"dst = 127.0.0.0/8", "dst 127.0.0.0/8"},
+		{"dst 127.1.2.3/8", "dst 127.0.0.0/8"},
+		{"dst 10.0.0.1:8080", "dst 10.0.0.1:8080"},
+		{"dst 10.0.0.0/8:http", "dst 10.0.0.0/8:80"},
+		{"src [::1]", "src ::1"},
+		{"src [::1]:22", "src [::1]:22"},
+		{"src [fe80::/10]", "src fe80::/10"},
+		{"src ::1", "src ::1"},
+		{"src 2001:db8::/32", "src 2001:db8::/32"},
+		{"src [::ffff:127.0.0.1]", "src ::ffff:127.0.0.1"},
+		{"src *:22", "src *:22"},
+		{"src :22", "src *:22"},
+		{"src *", "src *"},
+		{"src inet:*", "src inet:*"},
+		{"dst inet6:[::1]:80", "dst inet6:[::1]:80"},
+		{"src != 10.0.0.1", "not src 10.0.0.1"},
+		{"sport = :22 or sport = :80 and dst 127.0.0.1", "( sport = :22 or sport = :80 ) and dst 127.0.0.1"},
+		{"sport = :22 or ( sport = :80 and dst 127.0.0.1 )", "sport = :22 or ( sport = :80 and dst 127.0.0.1 )"},
+		{"( dport = :80 or dport = :443 ) and not src [::1]", "( dport = :80 or dport = :443 ) and not src ::1"},
+		{"(dport=:80||dport=:443)&&!src [::1]", "( dport = :80 or dport = :443 ) and not src ::1"},
+		{"! ( sport = :22 dport = :22 )", "not ( sport = :22 and dport = :22 )"},
+		{"not not sport = :22", "not not sport = :22"},
+		{"sport = :22 | dport = :22 & state established", "( sport = :22 or dport = :22 ) and state established"},
+		{"state established ( sport = :ssh or dport = :ssh )", "state established and ( sport = :22 or dport = :22 )"},
+		{"pid 42", "pid = 42"},
+		{"pid != 42", "pid != 42"},
+		{"uid >= 1000", "uid >= 1000"},
+		{"uid root", "uid = 0"},
+		{"comm nginx", "comm nginx"},
+		{"comm = ngin*", "comm ngin*"},
+		{"comm != curl", "not comm curl"},
+		{"comm systemd-resolved", "comm systemd-resolve"},
+		{`comm a\ b`, `comm a\ b`},
+		{`comm \and`, `comm \and`},
+		{"netns 4026531833", "netns 4026531833"},
+		{"reason reset", "reason reset"},
+		{"reason != timewait", "not reason timewait"},
+		{"family inet6", "family inet6"},
+		{"family = inet", "family inet"},
+		{"cgroup /system.slice/nginx.service", "cgroup /system.slice/nginx.service"},
+		{"cgroup system.slice", "cgroup /system.slice"},
+		{"autobound", "sport >= :32768 and sport <= :60999"},
+	} {
+		f, err := parseEnv(tc.in, e)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.in, err)
+			continue
+		}
+		got := f.String()
+		if tc.in == "autobound" {
+			lo, hi := e.ephemeralRange()
+			tc.want = "sport >= :" + strconv.FormatInt(lo, 10) + " and sport <= :" + strconv.FormatInt(hi, 10)
+		}
+		if got != tc.want {
+			t.Errorf("Parse(%q).String() = %q, want %q", tc.in, got, tc.want)
+		}
+		again, err := parseEnv(got, e)
+		if err != nil || again.String() != got {
+			t.Errorf("reparsing %q: %v, %q", got, err, again)
+		}
+	}
+}
+
+func TestParseNetns(t *testing.T) {
+	e := testEnv(t)
+	var want syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(e.netnsDir, "blue"), &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat("/proc/self/ns/net", &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{"netns pid:" + strconv.Itoa(os.Getpid()), "netns " + strconv.FormatUint(want.Ino, 10)} {
+		f, err := parseEnv(in, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.String(); got != "netns "+strconv.FormatUint(want.Ino, 10) {
+			t.Errorf("%s = %q, want inode %d", in, got, want.Ino)
+		}
+	}
+	var blue syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(e.netnsDir, "blue"), &blue); err != nil {
+		t.Fatal(err)
+	}
+	f, err := parseEnv("netns blue", e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.String(), "netns "+strconv.FormatUint(uint64(uint32(blue.Ino)), 10); got != want {
+		t.Errorf("netns blue = %q, want %q", got, want)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	e := testEnv(t)
+	for _, tc := range []struct{ in, want string }{
+		{"state establised", `filter: unknown state "establised" at column 7; did you mean "established"?`},
+		{"state listen", ""},
+		{"state", `filter: state needs a state name, found the end at column 6`},
+		{"state new-syn-recv", `filter: state "new-syn-recv" is a kernel detail at column 7; request sockets are "syn-recv"`},
+		{"dpot = :80", `filter: unknown condition "dpot" at column 1; did you mean "dport"?`},
+		{"xyzzy", `filter: unknown condition "xyzzy" at column 1; conditions start with state, exclude, excl, src, dst, sport, dport, autobound, pid, comm, uid, netns, cgroup, reason, family`},
+		{"sport = :99999", `filter: port "99999" is out of range at column 9`},
+		{"sport = :nosuch", `filter: "nosuch" is neither a port nor a TCP service in testdata/services at column 9`},
+		{"dport = :domain", `filter: "domain" is neither a port nor a TCP service in testdata/services at column 9`},
+		{"sport =", `filter: sport needs a port, found the end at column 8`},
+		{"sport = and", `filter: sport needs a port, found "and" at column 9`},
+		{"dst 10.0.0.300", `filter: an address or prefix is expected rather than "10.0.0.300" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80`},
+		{"dst localhost", `filter: an address or prefix is expected rather than "localhost" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80`},
+		{"dst [::1", `filter: missing "]" in "[::1" at column 5`},
+		{"dst unix:/tmp/x", `filter: unix addresses are not TCP at column 5`},
+		{"dst inet6:10.0.0.1", `filter: 10.0.0.1 is not an inet6 address at column 5`},
+		{"dst > 10.0.0.1", `filter: dst takes = or !=, not ">" at column 5`},
+		{"( sport = :22", `filter: unclosed "(" at column 1`},
+		{"sport = :22 )", `filter: unmatched ")" at column 13`},
+		{"( )", `filter: empty parentheses at column 3`},
+		{"sport = :22 and", `filter: a condition is missing after "and" at column 16`},
+		{"sport = :22 or )", `filter: a condition is missing after "or" at column 16`},
+		{"not", `filter: a condition is missing after "not" at column 4`},
+		{"and", `filter: expected a condition, found "and" at column 1`},
+		{"= 3", `filter: expected a condition, found "=" at column 1`},
+		{"sport = :22 !!", `filter: a condition is missing after "!" at column 15`},
+		{"pid abc", `filter: pid needs a number, not "abc" at column 5`},
+		{"uid nosuchuser", `filter: uid needs a number, not "nosuchuser" at column 5`},
+		{"comm [", `filter: bad glob "[" at column 6`},
+		{"reason rst", `filter: unknown reason "rst" at column 8; did you mean "reset"?`},
+		{"family inet7", `filter: unknown family "inet7" at column 8; use inet or inet6`},
+		{"netns red", `filter: no network namespace "red" (` + e.netnsDir + `/red: no such file or directory) at column 7`},
+		{"netns ../x", `filter: netns "../x" is not a name under ` + e.netnsDir + ` at column 7`},
+		{"cgroup /nope", `filter: no cgroup "/nope" under ` + e.cgroupRoot + ` at column 8`},
+		{"dev eth0", `filter: ss's "dev" is not supported (the state tracepoint carries no device or mark) at column 1`},
+		{"sport = :22 && & dport", `filter: expected a condition, found "&" at column 16`},
+	} {
+		_, err := parseEnv(tc.in, e)
+		got := ""
+		if err != nil {
+			got = err.Error()
+			if _, ok := err.(*Error); !ok {
+				t.Errorf("Parse(%q) error is %T, want *Error", tc.in, err)
+			}
+		}
+		if got != tc.want {
+			t.Errorf("Parse(%q) error\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestMatch(t *testing.T) {
+	e := testEnv(t)
+	ap := netip.MustParseAddrPort
+	v4 := Subject{State: tcp.Established, Local: ap("127.0.0.1:40000"), Remote: ap("127.0.0.1:22"), NetNS: 7,
+		OwnerKnown: true, PID: 42, Comm: "ssh", UIDKnown: true, UID: 1000}
+	v6 := Subject{IPv6: true, State: tcp.Listen, Local: ap("[::1]:8080"), Remote: ap("[::]:0"), NetNS: 8}
+	mapped := Subject{IPv6: true, State: tcp.TimeWait, Local: ap("[::ffff:10.1.2.3]:443"), Remote: ap("[::ffff:192.168.0.9]:5555")}
+	closed := Subject{State: tcp.Close, Local: ap("127.0.0.1:40001"), Remote: ap("127.0.0.1:9"), Reason: tracer.ReasonRefused}
+	req := Subject{State: tcp.NewSynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:50000")}
+	subjects := map[string]*Subject{"v4": &v4, "v6": &v6, "mapped": &mapped, "closed": &closed, "req": &req}
+	for _, tc := range []struct {
+		expr string
+		want string // names of the subjects that match, in order v4 v6 mapped closed req
+	}{
+		{"", "v4 v6 mapped closed req"},
+		{"state established", "v4"},
+		{"state connected", "v4 mapped req"},
+		{"state synchronized", "v4 mapped req"},
+		{"state bucket", "mapped req"},
+		{"state big", "v4 v6 closed"},
+		{"state syn-recv", "req"},
+		{"exclude listening exclude time-wait", "v4 closed req"},
+		{"sport = :22", ""},
+		{"dport = :ssh", "v4"},
+		{"dport != :22", "v6 mapped closed req"},
+		{"sport > :8080", "v4 closed"},
+		{"sport >= :8080", "v4 v6 closed"},
+		{"sport < :443", "req"},
+		{"sport <= :443", "mapped req"},
+		{"src 127.0.0.0/8", "v4 closed req"},
+		{"src 10.0.0.0/8", "mapped"},
+		{"src ::ffff:10.1.2.3", "mapped"},
+		{"src [::1]", "v6"},
+		{"src ::/0", "v6 mapped"},
+		{"src 0.0.0.0/0", "v4 mapped closed req"},
+		{"src *:8080", "v6"},
+		{"src inet:*", "v4 closed req"},
+		{"src inet6:*", "v6 mapped"},
+		{"dst 192.168.0.9:5555", "mapped"},
+		{"dst 192.168.0.9:5556", ""},
+		{"dst 127.0.0.1:22 or src [::1]:8080", "v4 v6"},
+		{"family inet6", "v6 mapped"},
+		{"not family inet6", "v4 closed req"},
+		{"netns 7", "v4"},
+		{"pid 42", "v4"},
+		{"not pid 42", "v6 mapped closed req"},
+		{"uid >= 1000", "v4"},
+		{"comm ssh", "v4"},
+		{"comm s?h", "v4"},
+		{"comm x*", ""},
+		{"reason refused", "closed"},
+		{"reason reset", ""},
+		{"sport = :22 or sport = :80 and src 127.0.0.1", "req"},
+		{"sport = :80 or sport = :40000 and src 127.0.0.1", "v4 req"},
+		{"state established or state listening family inet6", "v6"},
+		{"( state established or state listening ) and not family inet6", "v4"},
+		{"autobound", "v4 closed"},
+	} {
+		f, err := parseEnv(tc.expr, e)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.expr, err)
+			continue
+		}
+		var got []string
+		for _, name := range []string{"v4", "v6", "mapped", "closed", "req"} {
+			if f.Match(subjects[name]) {
+				got = append(got, name)
+			}
+		}
+		if g := strings.Join(got, " "); g != tc.want {
+			t.Errorf("%q matches %q, want %q", tc.expr, g, tc.want)
+		}
+	}
+}
+
+func TestCgroupMatch(t *testing.T) {
+	e := testEnv(t)
+	f, err := parseEnv("cgroup /system.slice/nginx.service", e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(p string) uint64 {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(e.cgroupRoot, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return statIno(fi)
+	}
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{"system.slice/nginx.service", true},
+		{"system.slice/nginx.service/worker", true},
+		{"system.slice", false},
+	} {
+		s := Subject{OwnerKnown: true, Cgroup: id(tc.path)}
+		if got := f.Match(&s); got != tc.want {
+			t.Errorf("cgroup of %s: match %v, want %v", tc.path, got, tc.want)
+		}
+	}
+	// A cgroup made after the filter was parsed is found by a rescan.
+	late := filepath.Join(e.cgroupRoot, "system.slice/nginx.service/late")
+	if err := os.Mkdir(late, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.root.(*cgroupNode).cg.scanned = f.root.(*cgroupNode).cg.scanned.Add(-2e9)
+	if s := (Subject{OwnerKnown: true, Cgroup: id("system.slice/nginx.service/late")}); !f.Match(&s) {
+		t.Error("a cgroup made after parsing does not match")
+	}
+	if s := (Subject{Cgroup: id("system.slice/nginx.service")}); f.Match(&s) {
+		t.Error("a socket without an owner matches a cgroup")
+	}
+}
+
+func TestSplit(t *testing.T) {
+	e := testEnv(t)
+	for _, tc := range []struct{ in, kernel, user string }{
+		{"sport = :22", "sport = :22", ""},
+		{"state established", "", "state established"},
+		{"dst 127.0.0.0/8 and state established", "dst 127.0.0.0/8", "state established"},
+		{"dport = :443 and dst 10.0.0.0/8 and not comm curl", "dport = :443 and dst 10.0.0.0/8", "not comm curl"},
+		{"sport = :22 or comm sshd", "", "sport = :22 or comm sshd"},
+		{"( sport = :22 and comm sshd ) or ( sport = :80 and pid 1 )", "sport = :22 or sport = :80", "( sport = :22 and comm sshd ) or ( sport = :80 and pid = 1 )"},
+		{"not ( sport = :22 and comm sshd )", "", "not ( sport = :22 and comm sshd )"},
+		{"family inet6 netns 5 cgroup /system.slice", "family inet6 and netns 5 and cgroup /system.slice", ""},
+	} {
+		f, err := parseEnv(tc.in, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := f.Split()
+		if got := sp.Kernel.String(); got != tc.kernel {
+			t.Errorf("Split(%q).Kernel = %q, want %q", tc.in, got, tc.kernel)
+		}
+		if got := sp.User.String(); got != tc.user {
+			t.Errorf("Split(%q).User = %q, want %q", tc.in, got, tc.user)
+		}
+	}
+}

@@ -1,0 +1,343 @@
+package livetable
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// spy passes a source's events on and remembers what the test needs to
+// know about the kernel: whether it gave synthetic ids, and why each
+// connection of the test's port ended.
+type spy struct {
+	Events
+	port      uint16
+	mu        sync.Mutex
+	synthetic bool
+	reasons   map[netip.AddrPort]tracer.Reason // local end → reason of its LAST_ACK → CLOSE
+}
+
+func (s *spy) Read(ev *tracer.Event) error {
+	err := s.Events.Read(ev)
+	if err == nil && (ev.Local.Port() == s.port || ev.Remote.Port() == s.port) {
+		s.mu.Lock()
+		s.synthetic = s.synthetic || ev.Synthetic
+		if ev.Old == tcp.LastAck && ev.New == tcp.Close {
+			s.reasons[table.KeyOf(0, ev.Local, ev.Remote).Local] = ev.Reason
+		}
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// reason waits for the LAST_ACK → CLOSE of the socket at local and
+// returns its reason.
+func (s *spy) reason(t *testing.T, tr *Table, local string) tracer.Reason {
+	t.Helper()
+	for deadline := time.Now().Add(waitTimeout); ; {
+		if err := barrier(tr); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		r, ok := s.reasons[netip.MustParseAddrPort(local)]
+		s.mu.Unlock()
+		if ok {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no LAST_ACK → CLOSE of %s within %v", local, waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// dsRow is a row of the dual-stack test, as it compares them.
+type dsRow struct {
+	Local, Remote string
+	State         tcp.State
+	Inferred      bool
+	TimeWait      bool
+	Owner         uint32 // current owner's pid
+	Former        uint32 // former owner's pid
+}
+
+// dsRows are the rows of the test's port in the host's namespace, sorted.
+func dsRows(tr *Table, port uint16) []dsRow {
+	var out []dsRow
+	tr.View(func(tb *table.Table, _ Status) {
+		for i := range tb.Len() {
+			r := tb.Row(i)
+			if r.NetNS() != tr.cfg.NetNS || (r.Local().Port() != port && r.Remote().Port() != port) {
+				continue
+			}
+			row := dsRow{Local: r.Local().String(), Remote: r.Remote().String(), State: r.State(), Inferred: r.Inferred(), TimeWait: r.TimeWait()}
+			if o, ok := r.Owner(); ok {
+				row.Owner = o.PID
+			}
+			if o, ok := r.FormerOwner(); ok {
+				row.Former = o.PID
+			}
+			out = append(out, row)
+		}
+	})
+	slices.SortFunc(out, func(a, b dsRow) int { return strings.Compare(a.Local+" "+a.Remote, b.Local+" "+b.Remote) })
+	return out
+}
+
+// expectRows waits, applying every event produced so far before each
+// look, until the port's rows are want; it fails the test at the deadline.
+func expectRows(t *testing.T, tr *Table, port uint16, what string, want []dsRow) {
+	t.Helper()
+	slices.SortFunc(want, func(a, b dsRow) int { return strings.Compare(a.Local+" "+a.Remote, b.Local+" "+b.Remote) })
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if err := barrier(tr); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		got := dsRows(tr, port)
+		diff := cmp.Diff(want, got)
+		if diff == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: rows of port %d after %v (-want +got):\n%s", what, port, waitTimeout, diff)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// resetsFromTimeWait reports a kernel on which a timewait socket may
+// answer its peer's FIN with a reset (seen on 5.10 under emulation; see
+// the tracer's lastAckReset).
+func resetsFromTimeWait() bool {
+	var u unix.Utsname
+	return unix.Uname(&u) == nil && strings.HasPrefix(unix.ByteSliceToString(u.Release[:]), "5.10.")
+}
+
+// TestDualStack follows IPv4 clients of a dual-stack listener ([::]:port,
+// IPV6_V6ONLY off, as Go, Java and nginx's ipv6only=off make them): the
+// server ends are AF_INET6 sockets with IPv4-mapped addresses, the client
+// ends plain IPv4. After each transition, with no dump in between, the
+// rows must be exact: unmapped addresses, both closing orders (each end's
+// close moves the other's half-closed timewait socket to TIME_WAIT), and
+// former owners. Then a dump must adopt every row under its real cookie
+// (kernels before 5.12, where events carry synthetic ids) and later events
+// must still reach the rows.
+func TestDualStack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the tracer")
+	}
+	events, err := tracer.New(tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	ln, err := net.Listen("tcp", "[::]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if v6only, err := unix.GetsockoptInt(fdOf(t, ln.(*net.TCPListener)), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err != nil || v6only != 0 {
+		t.Fatalf("listener %v: IPV6_V6ONLY %d (%v), want a dual-stack socket", ln.Addr(), v6only, err)
+	}
+	ln.Close() // the listener's own transitions are seen below
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	src := &spy{Events: events, port: port, reasons: map[netip.AddrPort]tracer.Reason{}}
+	tr, err := Start(context.Background(), Config{Events: src, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := tr.WaitOwners(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, st := rows(tr)
+	reconciles := st.Reconciles
+
+	ln, err = net.Listen("tcp", "[::]:"+itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	me := uint32(os.Getpid())
+	listener := dsRow{Local: "[::]:" + itoa(port), Remote: "[::]:0", State: tcp.Listen, Owner: me}
+	expectRows(t, tr, port, "listening", []dsRow{listener})
+
+	server := "127.77.202.1:" + itoa(port)
+	type conn struct {
+		client, server net.Conn
+		c, s           string // client and server ends, unmapped
+	}
+	dial := func(clientAddr string) conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientAddr)}}
+		c, err := d.Dial("tcp4", server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if family := domainOf(t, s.(*net.TCPConn)); family != unix.AF_INET6 {
+			t.Fatalf("accepted %v on an address family %d socket, want AF_INET6 (an IPv4-mapped address)", s.LocalAddr(), family)
+		}
+		return conn{c, s, c.LocalAddr().String(), server}
+	}
+	eof := func(c net.Conn) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(waitTimeout))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Fatalf("read on %v after the peer's close: %v, want EOF", c.LocalAddr(), err)
+		}
+	}
+	established := func(k conn) []dsRow {
+		return []dsRow{
+			{Local: k.c, Remote: k.s, State: tcp.Established, Owner: me},
+			{Local: k.s, Remote: k.c, State: tcp.Established, Owner: me},
+		}
+	}
+	timeWait := func(local, remote string, state tcp.State) dsRow {
+		return dsRow{Local: local, Remote: remote, State: state, Inferred: true, TimeWait: true, Former: me}
+	}
+	// afterPeerClose is what is left of a half-closed timewait socket when
+	// its peer's LAST_ACK → CLOSE is seen: TIME_WAIT, or nothing when the
+	// timewait socket answered with a reset.
+	afterPeerClose := func(twLocal, twRemote, closer string) []dsRow {
+		t.Helper()
+		switch r := src.reason(t, tr, closer); {
+		case r == tracer.ReasonDone:
+			return []dsRow{timeWait(twLocal, twRemote, tcp.TimeWait)}
+		case r == tracer.ReasonReset && resetsFromTimeWait():
+			t.Logf("%s: LAST_ACK → CLOSE by a reset from the peer's timewait socket", closer)
+			return nil
+		default:
+			t.Fatalf("%s: LAST_ACK → CLOSE with reason %q, want done", closer, r)
+			return nil
+		}
+	}
+
+	// The client closes first: the server end (IPv4-mapped) closes last,
+	// and its close moves the client's timewait socket on.
+	a := dial("127.77.202.2")
+	expectRows(t, tr, port, "a established", append([]dsRow{listener}, established(a)...))
+	a.client.Close()
+	eof(a.server)
+	expectRows(t, tr, port, "a's client closed", []dsRow{listener,
+		timeWait(a.c, a.s, tcp.FinWait2),
+		{Local: a.s, Remote: a.c, State: tcp.CloseWait, Owner: me}})
+	a.server.Close()
+	aLeft := afterPeerClose(a.c, a.s, a.s)
+	expectRows(t, tr, port, "a's server closed", append([]dsRow{listener}, aLeft...))
+
+	// The server closes first: its timewait socket is the IPv4-mapped one.
+	b := dial("127.77.202.3")
+	expectRows(t, tr, port, "b established", slices.Concat([]dsRow{listener}, aLeft, established(b)))
+	b.server.Close()
+	eof(b.client)
+	expectRows(t, tr, port, "b's server closed", slices.Concat([]dsRow{listener}, aLeft, []dsRow{
+		timeWait(b.s, b.c, tcp.FinWait2),
+		{Local: b.c, Remote: b.s, State: tcp.CloseWait, Owner: me}}))
+	b.client.Close()
+	bLeft := afterPeerClose(b.s, b.c, b.c)
+	expectRows(t, tr, port, "b's client closed", slices.Concat([]dsRow{listener}, aLeft, bLeft))
+
+	if _, st := rows(tr); st.Reconciles != reconciles {
+		t.Fatalf("%d dumps merged while the rows were checked: want the events alone", st.Reconciles-reconciles)
+	}
+
+	// A dump now: on kernels before 5.12 it gives every row its real
+	// cookie (synthetic ids until then), matched by unmapped 4-tuple.
+	c := dial("127.77.202.4")
+	expectRows(t, tr, port, "c established", slices.Concat([]dsRow{listener}, aLeft, bLeft, established(c)))
+	if err := tr.reconcile(context.Background(), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	confirmed := func(rows []dsRow) []dsRow {
+		out := slices.Clone(rows)
+		for i := range out {
+			out[i].Inferred = false
+		}
+		return out
+	}
+	aLeft, bLeft = confirmed(aLeft), confirmed(bLeft)
+	expectRows(t, tr, port, "after a dump", slices.Concat([]dsRow{listener}, aLeft, bLeft, established(c)))
+	socks, err := snapshot.DumpTCP(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookies := map[string]uint64{}
+	for _, s := range socks {
+		k := table.KeyOf(0, s.Local, s.Remote)
+		cookies[k.Local.String()+" "+k.Remote.String()] = s.Cookie
+	}
+	tr.View(func(tb *table.Table, _ Status) {
+		for _, k := range []string{c.c + " " + c.s, c.s + " " + c.c, listener.Local + " " + listener.Remote} {
+			want, ok := cookies[k]
+			if !ok {
+				t.Errorf("%s: not in the dump", k)
+				continue
+			}
+			if r := tb.Lookup(want); r == nil || r.Local().String()+" "+r.Remote().String() != k {
+				t.Errorf("%s: no row under the dump's cookie %d (row %v)", k, want, r)
+			}
+		}
+		if src.synthetic && tb.Stats().Adopted < 3 {
+			t.Errorf("synthetic ids: %d rows adopted, want at least c's two ends and the listener", tb.Stats().Adopted)
+		}
+	})
+	t.Logf("synthetic ids: %v", src.synthetic)
+
+	// Events under synthetic ids still reach the adopted rows.
+	c.client.Close()
+	eof(c.server)
+	expectRows(t, tr, port, "c's client closed", slices.Concat([]dsRow{listener}, aLeft, bLeft, []dsRow{
+		timeWait(c.c, c.s, tcp.FinWait2),
+		{Local: c.s, Remote: c.c, State: tcp.CloseWait, Owner: me}}))
+	c.server.Close()
+	cLeft := afterPeerClose(c.c, c.s, c.s)
+	ln.Close()
+	expectRows(t, tr, port, "all closed", slices.Concat(aLeft, bLeft, cLeft))
+}
+
+func itoa(port uint16) string { return strconv.Itoa(int(port)) }
+
+func fdOf(t *testing.T, c syscall.Conn) int {
+	t.Helper()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd int
+	raw.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
+
+func domainOf(t *testing.T, c syscall.Conn) int {
+	t.Helper()
+	d, err := unix.GetsockoptInt(fdOf(t, c), unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

@@ -1,0 +1,281 @@
+package table
+
+import (
+	"time"
+
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// Dump is one sock_diag listing and the kernel clock around it.
+type Dump struct {
+	Sockets []snapshot.Socket
+	// Start and End are CLOCK_BOOTTIME ns read just before the dump began
+	// and just after it ended: each socket was read at some instant between.
+	Start, End uint64
+	// NetNS is the network namespace the dump lists; rows of other
+	// namespaces are not judged by it. 0 means every row is judged.
+	NetNS uint32
+	// Owners says the sockets' Owners were scanned: a socket without one
+	// has no owner. When false, owners are left as they are.
+	Owners bool
+}
+
+// ReconcileStats say what merging one dump changed.
+type ReconcileStats struct {
+	Added     int // listed sockets without a row (at start-up: every socket)
+	Corrected int // rows whose state the dump changed, other than timewait expected
+	Confirmed int // inferred timewait rows the dump listed
+	Expired   int // timewait rows no longer listed
+	Vanished  int // other rows gone without an event saying so
+	Kept      int // unlisted rows kept because an event touched them during the dump
+	Unlisted  int // rows missing from this dump only, kept until the next one says the same
+	Closed    int // listed sockets skipped because they closed during the dump
+}
+
+// Add sums two ReconcileStats.
+func (s ReconcileStats) Add(o ReconcileStats) ReconcileStats {
+	return ReconcileStats{
+		Added: s.Added + o.Added, Corrected: s.Corrected + o.Corrected, Confirmed: s.Confirmed + o.Confirmed,
+		Expired: s.Expired + o.Expired, Vanished: s.Vanished + o.Vanished, Kept: s.Kept + o.Kept,
+		Unlisted: s.Unlisted + o.Unlisted, Closed: s.Closed + o.Closed,
+	}
+}
+
+// Reconcile merges a dump: at start-up it fills the table, later it
+// confirms inferred timewait rows, expires those gone, and after lost
+// events brings the table back to what the kernel holds.
+func (t *Table) Reconcile(d *Dump) ReconcileStats {
+	m := t.Merge(d.Start, d.NetNS, d.Owners)
+	for i := range d.Sockets {
+		m.Add(&d.Sockets[i], d.End)
+	}
+	return m.Done(d.End)
+}
+
+// A Merge is a Reconcile fed one socket at a time, as a dump is read: no
+// slice of 100 000 sockets is built first. Nothing else may use the table
+// until Done.
+type Merge struct {
+	t         *Table
+	d         Dump // without Sockets; End moves with each socket
+	st        ReconcileStats
+	synthetic map[Key]uint64 // built on first need
+}
+
+// Merge begins merging a dump that began at start (see Dump).
+func (t *Table) Merge(start uint64, netns uint32, owners bool) *Merge {
+	return &Merge{t: t, d: Dump{Start: start, End: start, NetNS: netns, Owners: owners}}
+}
+
+// Add merges one listed socket, which the kernel read before readBy. It
+// keeps nothing of s.
+func (m *Merge) Add(s *snapshot.Socket, readBy uint64) {
+	t, d := m.t, &m.d
+	d.End = readBy
+	if (s.Proto != snapshot.TCP && s.Proto != 0) || s.Cookie == 0 {
+		return
+	}
+	r := t.rows.lookup(s.Cookie)
+	if r == nil {
+		if m.synthetic == nil {
+			m.synthetic = t.syntheticRows()
+		}
+		r = t.adopt(m.synthetic, KeyOf(d.NetNS, s.Local, s.Remote), s.Cookie)
+	}
+	if r == nil {
+		if closed, ok := t.tombs[s.Cookie]; ok && closed >= d.Start {
+			m.st.Closed++
+			return
+		}
+		t.addListed(s, d)
+		m.st.Added++
+		return
+	}
+	r.set(flagListed, true)
+	t.mergeListed(r, s, d, &m.st)
+}
+
+// Done ends the merge of a dump that ended at end: rows it did not list
+// are judged, and what the merge changed is returned.
+func (m *Merge) Done(end uint64) ReconcileStats {
+	t, d := m.t, &m.d
+	d.End = end
+	t.sweep(d, &m.st)
+	for cookie, closed := range t.tombs {
+		if closed < d.Start {
+			delete(t.tombs, cookie)
+		}
+	}
+	t.pruneAliases()
+	t.dumpStart, t.dumpEnd = d.Start, d.End
+	t.stats.Reconciles++
+	return m.st
+}
+
+func (t *Table) addListed(s *snapshot.Socket, d *Dump) {
+	r := t.rows.add(s.Cookie)
+	r.set(flagListed, true)
+	r.set(flagFromDump, true)
+	r.netns = d.NetNS
+	r.setAddrs(s.Local, s.Remote)
+	r.state = s.State
+	r.since, r.born = d.End, d.End
+	r.set(flagTimeWait, miniSocket(s))
+	if miniSocket(s) {
+		r.ended = d.End
+		r.expires = d.Start + uint64(s.TimerLeft)
+	}
+	t.mergeOwner(r, s, d)
+	t.mergeCounters(r, s)
+}
+
+// mergeListed updates a row from its socket in the dump.
+func (t *Table) mergeListed(r *Row, s *snapshot.Socket, d *Dump, st *ReconcileStats) {
+	defer t.mergeCounters(r, s)
+	if !r.has(flagFromDump) && r.seen >= d.Start {
+		// An event at or after the dump's start is at least as new as the
+		// dump's view. Only the timewait substate, which no event reports,
+		// is taken from the dump.
+		if r.has(flagTimeWait) && r.state == tcp.FinWait2 && s.State == tcp.TimeWait {
+			r.state = tcp.TimeWait
+			r.since = d.End
+			r.set(flagSinceKnown, false)
+		}
+		if r.has(flagInferred) && miniSocket(s) {
+			r.set(flagInferred, false)
+			st.Confirmed++
+		}
+		if !r.has(flagOwnerKnown) && !r.has(flagTimeWait) && len(s.Owners) > 0 {
+			t.mergeOwner(r, s, d)
+		}
+		return
+	}
+	// The dump is newer than anything else known about the row.
+	wasTimeWait := r.has(flagTimeWait)
+	timeWait := miniSocket(s) || (wasTimeWait && s.State == tcp.FinWait2)
+	if r.has(flagInferred) && timeWait {
+		st.Confirmed++
+	} else if r.state != s.State && !(wasTimeWait && timeWait) {
+		st.Corrected++
+	}
+	if r.state != s.State {
+		r.state = s.State
+		r.since = d.End
+		r.set(flagSinceKnown, false)
+	}
+	r.set(flagInferred, false)
+	r.set(flagTimeWait, timeWait)
+	if timeWait && !wasTimeWait {
+		r.ended = d.End
+	}
+	if timeWait && s.Timer == snapshot.TimerTimeWait {
+		r.expires = d.Start + uint64(s.TimerLeft)
+	}
+	r.set(flagFromDump, true)
+	r.setAddrs(s.Local, s.Remote)
+	t.mergeOwner(r, s, d)
+}
+
+// miniSocket reports a timewait mini-socket: in TIME_WAIT, or FIN_WAIT2
+// before the peer's FIN, always with the timewait timer.
+func miniSocket(s *snapshot.Socket) bool {
+	return s.State == tcp.TimeWait || s.Timer == snapshot.TimerTimeWait
+}
+
+// mergeOwner takes the owner from the dump's scan. A socket no process
+// holds any more (a timewait mini-socket, or a full socket orphaned by
+// close(), which sock_diag lists without an inode) keeps the owner it had
+// as its former owner.
+func (t *Table) mergeOwner(r *Row, s *snapshot.Socket, d *Dump) {
+	switch {
+	case r.has(flagTimeWait):
+		r.set(flagOwnerFormer, r.has(flagOwnerKnown))
+	case len(s.Owners) > 0:
+		o := s.Owners[0]
+		if r.has(flagOwnerKnown) && r.pid != o.PID {
+			// Several processes may hold the socket (after fork); keep the
+			// one the events named if it is among them.
+			for _, other := range s.Owners[1:] {
+				if other.PID == r.pid {
+					o = other
+				}
+			}
+		}
+		if r.has(flagOwnerKnown) && !r.has(flagOwnerFormer) && r.pid == o.PID {
+			return // the events named it, and said how they knew
+		}
+		r.setOwner(tracer.Process{PID: o.PID, Comm: o.Comm, UID: s.UID}, OwnerSnapshot)
+	case !d.Owners:
+	case s.Inode == 0 && r.has(flagOwnerKnown):
+		r.set(flagOwnerFormer, true)
+	default:
+		r.clearOwner()
+	}
+}
+
+func (t *Table) mergeCounters(r *Row, s *snapshot.Socket) {
+	if s.Info == nil || r.has(flagTimeWait) {
+		return // a timewait row keeps the counters the connection ended with
+	}
+	r.setCounters(tracer.Counters{
+		BytesReceived: s.Info.BytesReceived,
+		BytesAcked:    s.Info.BytesAcked,
+		Retransmits:   s.Info.Retransmits,
+		SRTT:          s.Info.RTT,
+	})
+}
+
+// sweep removes the rows the dump should have listed but did not, and
+// rebuilds the index of half-closed timewait rows from those that stay.
+func (t *Table) sweep(d *Dump, st *ReconcileStats) {
+	clear(t.halfClosed)
+	for i := t.rows.n - 1; i >= 0; i-- {
+		r := t.rows.at(i)
+		if t.gone(r, d, st) {
+			t.rows.remove(i)
+			continue
+		}
+		if r.has(flagListed) {
+			r.set(flagListed|flagUnlisted, false)
+		}
+		if r.halfClosedTimeWait() {
+			t.halfClosed[r.Key()] = r.cookie
+		}
+	}
+}
+
+// gone judges one row after a dump.
+func (t *Table) gone(r *Row, d *Dump, st *ReconcileStats) bool {
+	switch {
+	case r.has(flagListed):
+		return false
+	case d.NetNS != 0 && r.netns != d.NetNS:
+		// No dump covers this namespace: only time ends its timewait rows.
+		if r.has(flagTimeWait) && d.End > r.ended && time.Duration(d.End-r.ended) > TimeWaitLen {
+			st.Expired++
+			return true
+		}
+		return false
+	case r.seen >= d.Start:
+		st.Kept++
+		return false
+	case r.has(flagTimeWait) && r.expires != 0 && d.Start >= r.expires:
+		// Its timer has run out: the dump did not skip it.
+		st.Expired++
+		return true
+	case !r.has(flagUnlisted):
+		// A dump walks the hash tables in batches and skips sockets when
+		// others leave the bucket it resumes in (seen under churn): one
+		// absence is not enough.
+		r.set(flagUnlisted, true)
+		st.Unlisted++
+		return false
+	case r.has(flagTimeWait):
+		st.Expired++
+	default:
+		st.Vanished++
+	}
+	return true
+}

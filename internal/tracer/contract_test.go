@@ -1,0 +1,275 @@
+package tracer
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// churn makes n loopback connections to addr and closes them, the client
+// first; a third of the clients reset instead.
+func churn(t *testing.T, ln int, addr unix.Sockaddr, socket func() int, n int) {
+	t.Helper()
+	buf := make([]byte, 1)
+	for i := range n {
+		c := socket()
+		must(t, unix.Connect(c, addr))
+		a, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+		must(t, err)
+		if i%3 == 0 {
+			must(t, unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}))
+		}
+		must(t, unix.Close(c))
+		if i%3 != 0 {
+			_, err = unix.Read(a, buf) // the FIN: CLOSE_WAIT
+			must(t, err)
+		}
+		must(t, unix.Close(a))
+	}
+}
+
+// A corrupt sample is counted and skipped: Read goes on, and every event is
+// read or counted, exactly.
+func TestCorruptSamplesAreCountedAndSkipped(t *testing.T) {
+	requireRoot(t)
+	const port, conns = 29155, 100
+	tracer := newTracer(t, Options{Port: port, corruptOneIn: 4})
+	addr := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
+	ln := mustSocket(t)
+	must(t, unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
+	must(t, unix.Bind(ln, addr))
+	must(t, unix.Listen(ln, 64))
+	churn(t, ln, addr, func() int { return mustSocket(t) }, conns)
+	must(t, unix.Close(ln))
+
+	// Per connection: 5 client transitions, 5 child transitions, 1 accept;
+	// 3, 3 and 1 with a reset; and the listener's 2.
+	const resets = (conns + 2) / 3
+	const want = conns*11 - resets*4 + 2
+	var read uint64
+	var st Stats
+	deadline := time.Now().Add(10 * time.Second)
+	for read+st.Lost() < want && time.Now().Before(deadline) {
+		tracer.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		var ev Event
+		switch err := tracer.Read(&ev); {
+		case err == nil:
+			read++
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			t.Fatalf("Read after %d events: %v", read, err)
+		}
+		var err error
+		if st, err = tracer.Stats(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkNoLossBut(t, tracer, st.Corrupt)
+	if read+st.Corrupt != want || st.Corrupt == 0 {
+		t.Errorf("read %d + corrupt %d = %d, want %d with some corrupt", read, st.Corrupt, read+st.Corrupt, want)
+	}
+}
+
+// checkNoLossBut detaches and fails if more than corrupt events were lost.
+func checkNoLossBut(t *testing.T, tracer *Tracer, corrupt uint64) {
+	t.Helper()
+	must(t, tracer.Detach())
+	st, err := tracer.Stats()
+	must(t, err)
+	if st.Lost() != corrupt || st.Corrupt != corrupt {
+		t.Errorf("lost events beyond %d corrupt ones: %+v", corrupt, st)
+	}
+}
+
+// Per-socket state goes with its socket whatever was lost: after a churn
+// with the ring buffer overflowing (one page, never read), transitions
+// recovered from the first copy and moves to CLOSE dropped, the kernel
+// program keeps state for exactly the sockets ss lists in the test's
+// network namespace.
+func TestStateGoesWithTheSocket(t *testing.T) {
+	requireRoot(t)
+	if testing.Short() {
+		t.Skip("churns 3000 connections")
+	}
+	ns := "tcpstat-state-" + strconv.Itoa(os.Getpid())
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ip("-n", ns, "link", "set", "lo", "up")
+	var nsStat unix.Stat_t
+	must(t, unix.Stat("/run/netns/"+ns, &nsStat))
+
+	for i, mode := range stateModes(t) {
+		t.Run(mode.name, func(t *testing.T) {
+			const conns, kept = 3000, 20
+			tracer := newTracer(t, Options{
+				RingBufferSize: os.Getpagesize(), mapState: mode.mapState,
+				skipFirstOneIn: 7, loseOneIn: 5,
+			})
+			if tracer.SocketStorage() == mode.mapState {
+				t.Fatalf("SocketStorage() = %v in mode %s", tracer.SocketStorage(), mode.name)
+			}
+			socket := func() int { return socketInNetns(t, "/run/netns/"+ns) }
+			addr := &unix.SockaddrInet4{Port: 29156 + i, Addr: [4]byte{127, 0, 0, 1}}
+			ln := socket()
+			must(t, unix.Bind(ln, addr))
+			must(t, unix.Listen(ln, 64))
+			var open []int
+			for range kept {
+				c := socket()
+				must(t, unix.Connect(c, addr))
+				a, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+				must(t, err)
+				open = append(open, c, a)
+			}
+			churn(t, ln, addr, socket, conns)
+
+			live := func() int { return liveSockets(t, ns) }
+			if got := waitKept(t, tracer, uint32(nsStat.Ino), live); got != 1+2*kept {
+				t.Errorf("%d live sockets, want the listener and %d connections", got, kept)
+			}
+			for _, fd := range append(open, ln) {
+				must(t, unix.Close(fd))
+			}
+			if got := waitKept(t, tracer, uint32(nsStat.Ino), live); got != 0 {
+				t.Errorf("%d live sockets after closing all", got)
+			}
+			must(t, tracer.Detach())
+			st, err := tracer.Stats()
+			must(t, err)
+			t.Logf("%+v", st)
+			if st.RingBufferFull == 0 || st.forcedLost == 0 || st.Recovered == 0 {
+				t.Errorf("the churn forced no loss of some kind: %+v", st)
+			}
+		})
+	}
+}
+
+// With every move to CLOSE dropped, the sweep frees the entries those
+// sockets left in the sockets map. The sockets stay open in CLOSE, so that
+// no newer socket at the same address takes their entries over: without
+// socket storage, reset children and a refused client; with it, the reset
+// children's accept hand-overs (their storage stays with them, rightly).
+func TestSweepFreesStateOfLostCloses(t *testing.T) {
+	requireRoot(t)
+	ns := "tcpstat-sweep-" + strconv.Itoa(os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v: %s", err, out)
+	}
+	var nsStat unix.Stat_t
+	must(t, unix.Stat("/run/netns/"+ns, &nsStat))
+	for i, mode := range stateModes(t) {
+		t.Run(mode.name, func(t *testing.T) {
+			const resets = 5
+			tracer := newTracer(t, Options{mapState: mode.mapState, loseOneIn: 1})
+			socket := func() int { return socketInNetns(t, "/run/netns/"+ns) }
+			addr := &unix.SockaddrInet4{Port: 29158 + i, Addr: [4]byte{127, 0, 0, 1}}
+			ln := socket()
+			must(t, unix.Bind(ln, addr))
+			must(t, unix.Listen(ln, 64))
+			var held []int
+			for range resets {
+				c := socket()
+				must(t, unix.Connect(c, addr))
+				a, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+				must(t, err)
+				held = append(held, a)
+				must(t, unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}))
+				must(t, unix.Close(c))
+			}
+			must(t, unix.Close(ln))
+			refused := socket()
+			held = append(held, refused)
+			if err := unix.Connect(refused, addr); !errors.Is(err, unix.ECONNREFUSED) {
+				t.Fatalf("connect to a closed port: %v, want ECONNREFUSED", err)
+			}
+			defer func() {
+				for _, fd := range held {
+					unix.Close(fd)
+				}
+			}()
+			want := uint64(resets) // the children's hand-overs
+			if mode.mapState {
+				want = resets + 1 // the children and the refused client
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				kept, err := tracer.KeptSockets()
+				must(t, err)
+				inMap := 0
+				for _, k := range kept {
+					if k.NetNS == uint32(nsStat.Ino) && k.InMap {
+						inMap++
+					}
+				}
+				if inMap == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d sockets map entries left in the namespace after 10 s", inMap)
+				}
+			}
+			// Other sockets of the host lose their CLOSE too: at least ours.
+			st, err := tracer.Stats()
+			must(t, err)
+			if st.Swept < want {
+				t.Errorf("swept %d entries, want at least %d", st.Swept, want)
+			}
+		})
+	}
+}
+
+// waitKept waits until the sockets the program keeps state for in netns
+// are those live() counts, and returns that count; it fails after 10 s.
+func waitKept(t *testing.T, tracer *Tracer, netns uint32, live func() int) int {
+	t.Helper()
+	var kept, want int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		all, err := tracer.KeptSockets()
+		must(t, err)
+		kept = 0
+		for _, k := range all {
+			if k.NetNS == netns {
+				kept++
+			}
+		}
+		if want = live(); kept == want {
+			return want
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the program keeps state for %d sockets, %d live (ss)", kept, want)
+		}
+	}
+}
+
+// liveSockets counts the full TCP sockets ss lists in netns: all but
+// timewait mini-sockets and request sockets, which have no state of ours.
+func liveSockets(t *testing.T, netns string) int {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", netns, "ss", "-tanH").Output()
+	if err != nil {
+		t.Fatalf("ss in %s: %v", netns, err)
+	}
+	n := 0
+	for s := bufio.NewScanner(strings.NewReader(string(out))); s.Scan(); {
+		f := strings.Fields(s.Text())
+		if len(f) > 0 && f[0] != "TIME-WAIT" && f[0] != "SYN-RECV" {
+			n++
+		}
+	}
+	return n
+}
