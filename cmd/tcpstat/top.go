@@ -94,19 +94,19 @@ func runTop(c *cli.Context) error {
 	} else {
 		cfg.Every = delay
 	}
-	tr, err := livetable.Start(c.Context, cfg)
+	live, err := livetable.Start(c.Context, cfg)
 	if err != nil {
 		return err
 	}
-	defer tr.Close()
+	defer live.Close()
 
 	if c.Bool("batch") {
 		// A printed table must be whole: wait for the owners of older
 		// sockets, which the screen fills in as they come.
-		if err := tr.WaitOwners(c.Context); err != nil {
+		if err := live.WaitOwners(c.Context); err != nil {
 			return nil
 		}
-		return topBatch(c, tr, opts, delay, count)
+		return topBatch(c, live, opts, delay, count)
 	}
 	screen, err := tcell.NewScreen()
 	if err != nil {
@@ -116,11 +116,11 @@ func runTop(c *cli.Context) error {
 		return fmt.Errorf("open the terminal: %w", err)
 	}
 	defer screen.Fini()
-	return topview.Interactive(c.Context, screen, tr, opts, delay)
+	return topview.Interactive(c.Context, screen, live, opts, delay)
 }
 
 // topBatch prints count refreshes (0: until interrupted), delay apart.
-func topBatch(c *cli.Context, tr *livetable.Table, opts topview.Options, delay time.Duration, count int) error {
+func topBatch(c *cli.Context, live *livetable.Table, opts topview.Options, delay time.Duration, count int) error {
 	var (
 		frame topview.Frame
 		rate  topview.Rate
@@ -134,7 +134,7 @@ func topBatch(c *cli.Context, tr *livetable.Table, opts topview.Options, delay t
 			case <-time.After(delay):
 			}
 		}
-		tr.View(frame.Capture)
+		live.View(frame.Capture)
 		if frame.Status.Err != nil {
 			return frame.Status.Err
 		}

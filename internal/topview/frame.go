@@ -16,6 +16,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 // Key is a sort order.
@@ -75,7 +76,7 @@ type Owner struct {
 	Comm   string // as the process set it: sanitise before printing
 	Known  bool
 	Former bool // no longer holds the socket (timewait, orphaned)
-	Source table.OwnerSource
+	Source tracer.OwnerSource
 }
 
 // Capture copies the table and its status; pass it to livetable.Table.View.

@@ -47,8 +47,8 @@ type viewer struct {
 
 // Interactive shows the table on screen, refreshed every interval, until
 // the user quits or ctx ends. The caller owns the screen (Init and Fini).
-func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Table, opts Options, every time.Duration) error {
-	v := &viewer{screen: screen, live: tr, opts: opts}
+func Interactive(ctx context.Context, screen tcell.Screen, live *livetable.Table, opts Options, every time.Duration) error {
+	v := &viewer{screen: screen, live: live, opts: opts}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	events, quit := make(chan tcell.Event, 16), make(chan struct{})
