@@ -674,7 +674,7 @@ func (d *decoder) row(c *table.Conn, base uint64) error {
 		if err != nil {
 			return err
 		}
-		c.OwnerSource = table.OwnerSource(src)
+		c.OwnerSource = tracer.OwnerSource(src)
 	}
 	for _, p := range []*uint64{&c.Since, &c.Born, &c.Ended, &c.Expires} {
 		if *p, err = d.absTime(base); err != nil {
