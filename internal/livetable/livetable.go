@@ -69,6 +69,14 @@ type Config struct {
 	// NetNS is the inode of the namespace Dump lists; 0 reads it from
 	// /proc/self/ns/net.
 	NetNS uint32
+	// Covers, when set, says which namespaces the last dump spoke for: a
+	// dump of many namespaces (snapshot.Scope's DumpTCP and WalkTCP, whose
+	// sockets carry their namespace). NetNS is then only the namespace of
+	// sockets that carry none.
+	Covers func(netns uint32) bool
+	// Keep, when set, says which namespaces' events the table applies; the
+	// others are dropped as they are read (a table of one namespace).
+	Keep func(netns uint32) bool
 	// OnEnd is called, with the table locked, for every connection that ends.
 	OnEnd func(*table.Row)
 	// PollReason says why there is no tracer, for the views to show.
@@ -309,6 +317,9 @@ func (t *Table) readLoop(ctx context.Context) {
 		switch {
 		case err == nil:
 			errs = 0
+			if t.cfg.Keep != nil && !t.cfg.Keep(ev.NetNS) {
+				continue
+			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			continue
 		case errors.Is(err, tracer.ErrFlushed):
@@ -439,7 +450,7 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 	if err != nil && !errors.As(err, &partial) {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
-	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: owners}
+	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: owners, Covers: t.cfg.Covers}
 	lost := t.lost()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -470,6 +481,7 @@ func (t *Table) stream(ctx context.Context, lostBefore uint64) error {
 	if err := t.cfg.Walk(ctx, func(s *snapshot.Socket) { m.Add(s, readBy()) }); err != nil {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
+	m.SetCovers(t.cfg.Covers)
 	rec := m.Done(tracer.Now())
 	lost := t.lost()
 	t.mu.Lock()
