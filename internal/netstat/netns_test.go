@@ -72,10 +72,12 @@ func setupNetns(t *testing.T, ns string) {
 		{"route", "add", "10.6.0.0/16", "via", "10.5.0.2", "dev", nsVethA},
 		{"route", "add", "10.8.0.9", "via", "10.5.0.2", "dev", nsVethA, "metric", "7"},
 		{"route", "add", "unreachable", "10.9.0.0/16"},
-		{"route", "add", "default", "via", "10.7.0.254", "dev", nsBridge},
+		// Default routes that refuse at once: a name lookup (netstat
+		// without -n) must fail fast, never wait for an answer.
+		{"route", "add", "prohibit", "default"},
 		{"-6", "route", "add", "2001:db8:5::/48", "via", "2001:db8::2", "dev", nsVethA},
 		{"-6", "route", "add", "2001:db8:6::1/128", "via", "2001:db8::2", "dev", nsVethA, "metric", "5"},
-		{"-6", "route", "add", "default", "via", "2001:db8::2", "dev", nsVethA},
+		{"-6", "route", "add", "prohibit", "default"},
 		{"neigh", "replace", "10.5.0.3", "lladdr", "02:00:00:00:00:03", "dev", nsVethA, "nud", "permanent"},
 		{"neigh", "replace", "10.7.0.254", "lladdr", "02:00:00:00:00:fe", "dev", nsBridge, "nud", "permanent"},
 		{"neigh", "replace", "2001:db8::3", "lladdr", "02:00:00:00:00:03", "dev", nsVethA, "nud", "permanent"},
