@@ -109,6 +109,10 @@ type Status struct {
 	// read (not root, or hidepid): their sockets show no owner.
 	OwnersUnreadable int
 	DumpErr          error // the last dump's error, until a dump succeeds
+	// NetNSErr says the last dump of many network namespaces left some
+	// out (a *snapshot.NetNSError: no CAP_SYS_ADMIN to join them); their
+	// sockets older than tcpstat are missing. nil when all were dumped.
+	NetNSErr error
 	// EventsEnded: events are no longer read, because the source ended
 	// (a recording's end, a closed tracer) or failed (Err says why).
 	EventsEnded bool
@@ -447,7 +451,8 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 	socks, err := t.cfg.Dump(ctx, owners)
 	end := tracer.Now()
 	var partial *snapshot.PartialError
-	if err != nil && !errors.As(err, &partial) {
+	var nsErr *snapshot.NetNSError
+	if err != nil && !errors.As(err, &partial) && !errors.As(err, &nsErr) {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
 	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: owners, Covers: t.cfg.Covers}
@@ -455,6 +460,10 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.reconciled(t.tb.Reconcile(d), lostBefore, lost, began)
+	t.st.NetNSErr = nil
+	if nsErr != nil {
+		t.st.NetNSErr = nsErr
+	}
 	if owners {
 		t.st.OwnersUnreadable = 0
 		if partial != nil {
@@ -478,7 +487,8 @@ func (t *Table) stream(ctx context.Context, lostBefore uint64) error {
 	start := tracer.Now()
 	m := t.tb.Merge(start, t.cfg.NetNS, false)
 	readBy := func() uint64 { return start + uint64(time.Since(mono)) }
-	if err := t.cfg.Walk(ctx, func(s *snapshot.Socket) { m.Add(s, readBy()) }); err != nil {
+	var nsErr *snapshot.NetNSError
+	if err := t.cfg.Walk(ctx, func(s *snapshot.Socket) { m.Add(s, readBy()) }); err != nil && !errors.As(err, &nsErr) {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
 	m.SetCovers(t.cfg.Covers)
@@ -487,6 +497,9 @@ func (t *Table) stream(ctx context.Context, lostBefore uint64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.reconciled(rec, lostBefore, lost, began)
+	if nsErr != nil {
+		t.st.NetNSErr = nsErr
+	}
 	return nil
 }
 

@@ -84,9 +84,8 @@ func (sc *Scope) namespaces() ([]Namespace, int, error) {
 
 // walk dumps the scope's namespaces, TCP of both families, and records
 // what the dump covered. A namespace that could not be joined fails the
-// dump when it is the only one, or when every namespace failed alike (no
-// CAP_SYS_ADMIN): the error names what is missing; otherwise it is
-// recorded and its rows are left alone.
+// dump when it is the only one; among many it is left out, its rows left
+// alone, and a *NetNSError says so after the others were handed out.
 func (sc *Scope) walk(ctx context.Context, fn func(*Socket) error) error {
 	nss, unreadable, err := sc.namespaces()
 	if err != nil {
@@ -108,11 +107,8 @@ func (sc *Scope) walk(ctx context.Context, fn func(*Socket) error) error {
 			failed = append(failed, r)
 		}
 	}
-	if len(failed) > 0 && (sc.only != nil || len(failed) == len(res)-countOwn(res)) {
-		if len(failed) == 1 || sc.only != nil {
-			return failed[0].Err
-		}
-		return fmt.Errorf("%w (and %d other network namespaces; --netns self dumps only tcpstat's own)", failed[0].Err, len(failed)-1)
+	if len(failed) > 0 && sc.only != nil {
+		return failed[0].Err
 	}
 	sc.mu.Lock()
 	sc.dumps++
@@ -132,22 +128,26 @@ func (sc *Scope) walk(ctx context.Context, fn func(*Socket) error) error {
 	sc.covered, sc.listed, sc.complete = covered, listed, unreadable == 0
 	sc.unreadable, sc.failed = unreadable, failed
 	sc.mu.Unlock()
+	if len(failed) > 0 {
+		return &NetNSError{Failed: len(failed), Of: len(res), First: failed[0].Err}
+	}
 	return nil
 }
 
-// countOwn counts the namespaces dumped without joining: tcpstat's own.
-func countOwn(res []NetNSResult) int {
-	self, err := CurrentNetNS()
-	if err != nil {
-		return 0
-	}
-	for _, r := range res {
-		if r.Inode == self {
-			return 1
-		}
-	}
-	return 0
+// NetNSError says a dump of every namespace could not dump some of them
+// (joining another namespace needs CAP_SYS_ADMIN). The sockets that come
+// with it are valid: those of the namespaces that were dumped, which are
+// the only ones the dump covers.
+type NetNSError struct {
+	Failed, Of int
+	First      error
 }
+
+func (e *NetNSError) Error() string {
+	return fmt.Sprintf("%d of %d network namespaces not dumped, their sockets older than tcpstat are not shown: %v", e.Failed, e.Of, e.First)
+}
+
+func (e *NetNSError) Unwrap() error { return e.First }
 
 // WalkTCP is WalkTCP (the function) over the scope's namespaces.
 func (sc *Scope) WalkTCP(ctx context.Context, fn func(s *Socket)) error {
@@ -172,19 +172,28 @@ func (sc *Scope) DumpTCP(ctx context.Context, owners bool) ([]Socket, error) {
 		socks = append(socks, *s)
 		return nil
 	})
+	var nsErr *NetNSError
+	if err != nil && !errors.As(err, &nsErr) {
+		if owners {
+			<-scanned
+		}
+		return nil, err
+	}
 	if !owners {
 		return socks, err
 	}
 	o := <-scanned
-	if err != nil {
-		return nil, err
-	}
 	var partial *PartialError
 	if o.err != nil && !errors.As(o.err, &partial) {
 		return nil, fmt.Errorf("find socket owners: %w", o.err)
 	}
 	Attach(socks, o.owners)
-	if partial != nil {
+	switch {
+	case nsErr != nil && partial != nil:
+		return socks, errors.Join(nsErr, partial)
+	case nsErr != nil:
+		return socks, nsErr
+	case partial != nil:
 		return socks, partial
 	}
 	return socks, nil
