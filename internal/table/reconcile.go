@@ -136,7 +136,7 @@ func (m *Merge) Done(end uint64) ReconcileStats {
 		}
 	}
 	t.pruneAliases()
-	t.dumpStart, t.dumpEnd = d.Start, d.End
+	t.dumpStart, t.dumpEnd, t.dumpOwners = d.Start, d.End, d.Owners
 	t.stats.Reconciles++
 	return m.st
 }
@@ -233,7 +233,7 @@ func (t *Table) mergeOwner(r *Row, s *snapshot.Socket, d *Dump) {
 		if r.has(flagOwnerKnown) && !r.has(flagOwnerFormer) && r.pid == o.PID {
 			return // the events named it, and said how they knew
 		}
-		r.setOwner(tracer.Process{PID: o.PID, Comm: o.Comm, UID: s.UID}, OwnerSnapshot)
+		r.setOwner(tracer.Process{PID: o.PID, Comm: o.Comm, UID: s.UID}, tracer.OwnerSnapshot)
 	case !d.Owners:
 	case s.Inode == 0 && r.has(flagOwnerKnown):
 		r.set(flagOwnerFormer, true)

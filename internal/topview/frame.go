@@ -16,6 +16,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 // Key is a sort order.
@@ -50,6 +51,8 @@ type Options struct {
 	Reverse bool
 	// Filter keeps the rows it matches (docs/filter.md); nil keeps all.
 	Filter *filter.Filter
+	// Color colours the state column on screen.
+	Color bool
 }
 
 // Frame is one refresh: a copy of the table taken under its lock, then
@@ -76,7 +79,7 @@ type Owner struct {
 	Comm   string // as the process set it: sanitise before printing
 	Known  bool
 	Former bool // no longer holds the socket (timewait, orphaned)
-	Source table.OwnerSource
+	Source tracer.OwnerSource
 }
 
 // Capture copies the table and its status; pass it to livetable.Table.View.

@@ -247,3 +247,56 @@ func TestNetNSColumn(t *testing.T) {
 		t.Errorf("no row in namespace 4026532999:\n%s", strings.Join(lines, "\n"))
 	}
 }
+
+// TestInteractiveColor: with Color, the state column takes the state's
+// colour (ESTABLISHED green, LISTEN teal); without, it stays plain.
+func TestInteractiveColor(t *testing.T) {
+	for _, color := range []bool{true, false} {
+		dump := func(context.Context, bool) ([]snapshot.Socket, error) { return sockets(), nil }
+		tr, err := livetable.Start(context.Background(), livetable.Config{Dump: dump, NetNS: 1, Every: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		screen := tcell.NewSimulationScreen("UTF-8")
+		if err := screen.Init(); err != nil {
+			t.Fatal(err)
+		}
+		screen.SetSize(150, 12)
+		done := make(chan error)
+		go func() {
+			done <- Interactive(context.Background(), screen, tr, Options{Sort: ByState, Color: color}, time.Hour)
+		}()
+		screen.InjectKey(tcell.KeyRune, 'q', tcell.ModNone)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		cells, width, height := screen.GetContents()
+		found := map[string]tcell.Color{}
+		for y := range height {
+			var b strings.Builder
+			for x := range width {
+				if r := cells[y*width+x].Runes; len(r) > 0 {
+					b.WriteRune(r[0])
+				} else {
+					b.WriteRune(' ')
+				}
+			}
+			line := b.String()
+			for _, state := range []string{"ESTABLISHED", "LISTEN"} {
+				if x := strings.Index(line, " "+state); x >= 0 && !strings.Contains(line, "STATE") && !strings.HasPrefix(line, "tcpstat") {
+					fg, _, _ := cells[y*width+x+1].Style.Decompose()
+					found[state] = fg
+				}
+			}
+		}
+		tr.Close()
+		screen.Fini()
+		want := map[string]tcell.Color{"ESTABLISHED": tcell.ColorGreen, "LISTEN": tcell.ColorTeal}
+		if !color {
+			want = map[string]tcell.Color{"ESTABLISHED": tcell.ColorDefault, "LISTEN": tcell.ColorDefault}
+		}
+		if diff := cmp.Diff(want, found); diff != "" {
+			t.Errorf("color %v: state colours (-want +got):\n%s", color, diff)
+		}
+	}
+}
