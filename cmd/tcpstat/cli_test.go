@@ -191,6 +191,7 @@ func TestCompletionBash(t *testing.T) {
 		{"tcpstat list --sta", "--state --statistics"},
 		{"tcpstat list --state time", "time-wait"},
 		{"tcpstat completion z", "zsh"},
+		{"tcpstat filter e", "explain"},
 	} {
 		words := strings.Fields(tc.words)
 		if strings.HasSuffix(tc.words, " ") {
@@ -278,6 +279,13 @@ func TestManPages(t *testing.T) {
 		if out, err := exec.Command(groff, "-man", "-ww", "-z", "-Tutf8", p).CombinedOutput(); err != nil || len(out) > 0 {
 			t.Errorf("%s: %v\n%s", filepath.Base(p), err, out)
 		}
+	}
+	filterPage, err := exec.Command(groff, "-man", "-Tutf8", "-P", "-c", filepath.Join(dir, "tcpstat-filter.1")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := regexp.MustCompile(`.\x08`).ReplaceAllString(string(filterPage), ""); !strings.Contains(text, "tcpstat filter explain EXPR\n") {
+		t.Errorf("tcpstat-filter(1) lacks its explain command:\n%s", text)
 	}
 	out, err := exec.Command(groff, "-man", "-Tutf8", "-P", "-c", filepath.Join(dir, "tcpstat-watch.1")).Output()
 	if err != nil {
