@@ -8,11 +8,11 @@ import (
 
 func TestRoff(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain":                 "plain",
-		".starts with a dot":    `\&.starts with a dot`,
-		"a\n'quote":             "a\n\\&'quote",
-		`back\slash`:            `back\eslash`,
-		"--port -4":             `\-\-port \-4`,
+		"plain":                "plain",
+		".starts with a dot":   `\&.starts with a dot`,
+		"a\n'quote":            "a\n\\&'quote",
+		`back\slash`:           `back\eslash`,
+		"--port -4":            `\-\-port \-4`,
 		"local → remote, 12µs": `local \[u2192] remote, 12\[u00B5]s`,
 	} {
 		if got := roff(in); got != want {
