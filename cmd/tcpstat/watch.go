@@ -23,6 +23,8 @@ func watchCommand() *cli.Command {
 			"(docs/filter.md), e.g. 'dport = :443 and not comm curl'.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (see docs/watch.md)"},
+			&cli.BoolFlag{Name: "wide", Aliases: []string{"W"}, Usage: "print every field whole, even when lines wrap"},
+			colorFlag(),
 			&cli.BoolFlag{Name: "4", Usage: "IPv4 only (filter: family inet)"},
 			&cli.BoolFlag{Name: "6", Usage: "IPv6 only (filter: family inet6)"},
 			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT` (filter: sport = :PORT or dport = :PORT)"},
@@ -48,6 +50,16 @@ func runWatch(c *cli.Context) error {
 		return err
 	}
 	opts.Filter = f
+	color, err := useColor(c, c.App.Writer)
+	if err != nil {
+		return err
+	}
+	// Only a terminal gets sized lines: what reads a pipe keeps the
+	// stable layout.
+	opts.Width, opts.Wide, opts.Color = termWidth(c.App.Writer), c.Bool("wide"), color
+	if opts.Width > 0 {
+		opts.Resized = resizes(c.Context, c.App.Writer)
+	}
 	switch {
 	case c.Bool("4"):
 		opts.Tracer.Family = 4
