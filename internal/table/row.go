@@ -234,6 +234,7 @@ type Conn struct {
 	Born           uint64
 	BornKnown      bool
 	Ended          uint64
+	Expires        uint64       // a timewait row's timer end, 0 for others
 	Dwell          []StateDwell // states the row has left, in kernel order
 	Handshake      time.Duration
 	HandshakeKnown bool
@@ -251,7 +252,7 @@ type StateDwell struct {
 func (r *Row) Conn() Conn {
 	c := Conn{
 		Cookie: r.cookie, NetNS: r.netns, Local: r.Local(), Remote: r.Remote(),
-		State: r.state, Inferred: r.Inferred(), TimeWait: r.TimeWait(), Ended: r.ended,
+		State: r.state, Inferred: r.Inferred(), TimeWait: r.TimeWait(), Ended: r.ended, Expires: r.expires,
 	}
 	if r.has(flagOwnerKnown) {
 		c.Owner, c.OwnerKnown, c.OwnerFormer, c.OwnerSource = r.owner(), true, r.has(flagOwnerFormer), r.ownerSource
