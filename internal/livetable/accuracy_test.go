@@ -39,6 +39,19 @@ type seen struct {
 	timeWait      bool   // a timewait mini-socket
 	inferred      bool
 	expired       bool // a timewait socket past its timer, until the next dump says it is gone
+	synthetic     bool // keyed by a synthetic id (before 5.12) until a dump lists it
+}
+
+// bySyntheticKey indexes the rows still keyed by synthetic ids by their
+// addresses: ss lists those sockets under their real cookies.
+func bySyntheticKey(v map[uint64]seen) map[string]seen {
+	out := map[string]seen{}
+	for _, s := range v {
+		if s.synthetic {
+			out[s.local.String()+" "+s.remote.String()] = s
+		}
+	}
+	return out
 }
 
 // tableView is the workload's rows of the table, in the namespace ss
@@ -58,7 +71,7 @@ func tableView(tr *Table) map[uint64]seen {
 				o = fo
 			}
 			expired := r.TimeWait() && r.Expires() != 0 && r.Expires() <= st.Now
-			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, former, r.TimeWait(), r.Inferred(), expired}
+			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, former, r.TimeWait(), r.Inferred(), expired, r.Synthetic()}
 		}
 	})
 	return out
@@ -164,12 +177,21 @@ func compare(tr *Table) (a agreement, err error) {
 	for _, s := range again {
 		listed[s.Cookie] = true
 	}
+	synBefore, synAfter := bySyntheticKey(before), bySyntheticKey(after)
 	for _, s := range socks {
 		a.Sockets++
 		listed[s.Cookie] = true
 		b, inBefore := before[s.Cookie]
 		f, inAfter := after[s.Cookie]
-		if _, ok := ended.Load(s.Cookie); ok && !inBefore && !inAfter {
+		key := s.Local.String() + " " + s.Remote.String()
+		if !inBefore {
+			b, inBefore = synBefore[key]
+		}
+		if !inAfter {
+			f, inAfter = synAfter[key]
+		}
+		_, endedSynthetic := endedKeys.Load(key)
+		if _, ok := ended.Load(s.Cookie); (ok || endedSynthetic) && !inBefore && !inAfter {
 			a.Between++
 			continue
 		}
@@ -218,7 +240,14 @@ func compare(tr *Table) (a agreement, err error) {
 			a.Agree++
 		}
 	}
+	listedKeys := map[string]bool{}
+	for _, s := range slices.Concat(socks, again) {
+		listedKeys[s.Local.String()+" "+s.Remote.String()] = true
+	}
 	for c, b := range before {
+		if b.synthetic && listedKeys[b.local.String()+" "+b.remote.String()] {
+			continue // listed under its real cookie
+		}
 		if _, ok := after[c]; ok && !listed[c] {
 			a.Extra++
 			if b.expired {
@@ -237,8 +266,9 @@ func heldBy(users []ssdump.User, r seen, present bool) bool {
 	return present && (r.owned || r.former) && slices.ContainsFunc(users, func(u ssdump.User) bool { return u.PID == r.pid })
 }
 
-// ended holds the cookies of the connections the table saw end.
-var ended sync.Map
+// ended holds the cookies of the connections the table saw end;
+// endedKeys, the addresses of those it saw end under synthetic ids.
+var ended, endedKeys sync.Map
 
 // startTracing loads the tracer and starts a table on it, reconciling
 // every period; both end with the test.
@@ -250,7 +280,12 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 	}
 	t.Cleanup(func() { events.Close() })
 	tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: every,
-		OnEnd: func(r *table.Row) { ended.Store(r.Cookie(), true) }})
+		OnEnd: func(r *table.Row) {
+			ended.Store(r.Cookie(), true)
+			if r.Synthetic() {
+				endedKeys.Store(r.Local().String()+" "+r.Remote().String(), true)
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
