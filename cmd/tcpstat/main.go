@@ -47,6 +47,8 @@ func commands() []*cli.Command {
 		listCommand(),
 		doctorCommand(),
 		topCommand(),
+		recordCommand(),
+		replayCommand(),
 		serveCommand(),
 		filterCommand(),
 		versionCommand(),
