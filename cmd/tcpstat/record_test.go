@@ -334,11 +334,14 @@ func TestRecordSurvivesSIGKILL(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 	base := t.TempDir()
 	torn := 0
+	// One copy of the binary for every run.
+	bin := tcpstatCommand(t).Path
 	for i := range 50 {
 		dir := filepath.Join(base, fmt.Sprint(i)) + "/"
 		ready := filepath.Join(base, fmt.Sprintf("ready-%d", i))
-		cmd := tcpstatCommand(t, "record", "-w", dir, "--port", port, "--flush", "50ms", "--checkpoint", "100ms",
+		cmd := exec.Command(bin, "record", "-w", dir, "--port", port, "--flush", "50ms", "--checkpoint", "100ms",
 			"--rotate-size", "16K", "--ready-file", ready)
+		cmd.Env = append(os.Environ(), runAsTcpstat+"=1")
 		var stderr syncBuffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {

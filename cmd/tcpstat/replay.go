@@ -64,7 +64,10 @@ func runReplay(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	files, err := replay.Files(paths)
+	files, skipped, err := replay.Files(paths)
+	for _, s := range skipped {
+		fmt.Fprintf(c.App.ErrWriter, "tcpstat: %s\n", s)
+	}
 	if err != nil {
 		return err
 	}

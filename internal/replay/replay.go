@@ -24,14 +24,19 @@ type File struct {
 	Header record.Header
 }
 
+// errNoHeader: a file without a readable header.
+var errNoHeader = errors.New("no readable header")
+
 // Files expands paths (files, or directories of rotated files) into the
-// recording files they hold, ordered by their start time.
-func Files(paths []string) ([]File, error) {
+// recording files they hold, ordered by their start time. The last file
+// of a directory may hold no whole block yet (its recorder was killed as
+// it began it): it is left out, with a note for the user in skipped.
+func Files(paths []string) (files []File, skipped []string, err error) {
 	var names []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("open recording: %w", err)
+			return nil, nil, fmt.Errorf("open recording: %w", err)
 		}
 		if !st.IsDir() {
 			names = append(names, p)
@@ -39,23 +44,35 @@ func Files(paths []string) ([]File, error) {
 		}
 		fs, err := record.Files(p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(fs) == 0 {
-			return nil, fmt.Errorf("%s holds no recording files (tcpstat-*%s)", p, record.Ext)
+			return nil, nil, fmt.Errorf("%s holds no recording files (tcpstat-*%s)", p, record.Ext)
 		}
-		names = append(names, fs...)
+		for i, f := range fs {
+			h, err := header(f)
+			if errors.Is(err, errNoHeader) && i == len(fs)-1 {
+				skipped = append(skipped, fmt.Sprintf("%s: no whole block yet (its recorder stopped as it began the file): skipped", f))
+				continue
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			files = append(files, File{Path: f, Header: h})
+		}
 	}
-	var files []File
 	for _, n := range names {
 		h, err := header(n)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		files = append(files, File{Path: n, Header: h})
 	}
+	if len(files) == 0 {
+		return nil, skipped, errors.New("no recording file with a readable header")
+	}
 	slices.SortStableFunc(files, func(a, b File) int { return a.Header.Start.Compare(b.Header.Start) })
-	return files, nil
+	return files, skipped, nil
 }
 
 // header reads a file's first record, which must be its header.
@@ -69,7 +86,7 @@ func header(path string) (record.Header, error) {
 	for {
 		err := r.Next(&rec)
 		if errors.Is(err, io.EOF) {
-			return record.Header{}, fmt.Errorf("%s: not a tcpstat recording (no readable header)", path)
+			return record.Header{}, fmt.Errorf("%s: not a tcpstat recording: %w", path, errNoHeader)
 		}
 		if err != nil {
 			return record.Header{}, err
