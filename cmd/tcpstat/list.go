@@ -62,6 +62,9 @@ Routing tables:
 Multicast routing:
   -M --multicast-routes   virtual interfaces and forwarding caches (IPv4 and IPv6)
   -Ms               their counters (Linux keeps no Solaris mrtstat: the nearest figures)
+Namespaces:
+  --netns NS        sockets of network namespace NS (an inode, a name under
+                    /var/run/netns, pid:N, self or a path); default: tcpstat's own
 Output:
   --json            one JSON document per listing (fields: docs/list.md)
   interval [count]  repeat every interval seconds, count times (-i, -m, -s, -Ms: deltas)
@@ -78,7 +81,11 @@ func listCommand() *cli.Command {
 		UsageText:       listUsage,
 		SkipFlagParsing: true,
 		Action: func(cctx *cli.Context) error {
-			cfg, err := netstat.Parse(cctx.Args().Slice())
+			args, ns, err := takeNetNS(cctx.Args().Slice())
+			if err != nil {
+				return err
+			}
+			cfg, err := netstat.Parse(args)
 			if err != nil {
 				if netstat.IsUsage(err) {
 					return cli.Exit(fmt.Sprintf("list: %v (see tcpstat list --help)", err), 2)
@@ -89,6 +96,10 @@ func listCommand() *cli.Command {
 				fmt.Fprintln(cctx.App.Writer, listUsage)
 				return nil
 			}
+			if ns != nil && cfg.Form != netstat.Sockets {
+				return cli.Exit("list: --netns lists sockets only (other forms read /proc/net, tcpstat's own namespace)", 2)
+			}
+			cfg.NetNS = ns
 			if len(cfg.FilterArgs) > 0 {
 				if cfg.Filter, err = parseFilter(cfg.FilterArgs); err != nil {
 					return err

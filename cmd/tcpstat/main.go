@@ -205,14 +205,22 @@ func nearest(typed string, candidates []string) string {
 func newApp(stdout, stderr io.Writer) *cli.App {
 	// --version prints what `tcpstat version` prints.
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version"}
-	cli.VersionPrinter = func(c *cli.Context) { printVersion(c.App.Writer, readBuildInfo()) }
+	cli.VersionPrinter = func(c *cli.Context) {
+		if err := writeVersion(c.App.Writer, c.Bool("verbose"), c.Bool("json")); err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "tcpstat: %v\n", err)
+		}
+	}
 	cmds := commands()
 	return &cli.App{
 		Name:     "tcpstat",
 		Version:  readBuildInfo().Version,
 		Usage:    "every TCP state transition on this host, live, and the connection table they make",
 		Commands: cmds,
+		Flags:    versionFlags(),
 		Action: func(c *cli.Context) error {
+			if c.Bool("verbose") || c.Bool("json") {
+				return errors.New("--verbose and --json go with --version, or after a command")
+			}
 			if c.NArg() > 0 {
 				typed := c.Args().First()
 				var names []string

@@ -16,7 +16,6 @@ import (
 	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/metrics"
-	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -43,6 +42,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "cgroup-root", Hidden: true, Usage: "cgroup v2 mount (default: from /proc/self/mountinfo)"},
 			&cli.StringFlag{Name: "pod-log-dir", Value: "/var/log/pods", Usage: "kubelet pod log `DIR`, for pod names"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from sock_diag dumps (no transition metrics)"},
+			netnsFlag(),
 		},
 		Action: runServe,
 	}
@@ -71,8 +71,17 @@ func runServe(c *cli.Context) error {
 	}
 	defer ln.Close()
 
-	obs := metrics.NewObserver(metrics.ObserverOptions{MaxPorts: c.Int("metrics.max-ports")})
-	cfg := livetable.Config{Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, OnEnd: obs.End}
+	scope, err := scopeOf(c)
+	if err != nil {
+		return err
+	}
+	oo := metrics.ObserverOptions{MaxPorts: c.Int("metrics.max-ports")}
+	if c.String("netns") != "" {
+		oo.NetNS = scope.Has // the table drops other namespaces' events after the observer saw them
+	}
+	obs := metrics.NewObserver(oo)
+	cfg := livetable.Config{OnEnd: obs.End}
+	scopedConfig(&cfg, scope, c.String("netns") != "")
 	var stats func() (tracer.Stats, error)
 	if c.Bool("poll") {
 		cfg.PollReason = "--poll"
@@ -93,6 +102,11 @@ func runServe(c *cli.Context) error {
 	}
 	defer tr.Close()
 
+	tr.View(func(_ *table.Table, st livetable.Status) {
+		if st.NetNSErr != nil {
+			fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %v\n", st.NetNSErr)
+		}
+	})
 	resolver := container.NewResolver(container.Options{CgroupRoot: c.String("cgroup-root"), PodLogDir: c.String("pod-log-dir")})
 	col := metrics.NewCollector(metrics.Options{
 		Table: tr, Observer: obs, Stats: stats,

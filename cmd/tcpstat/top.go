@@ -11,7 +11,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tcpstat/tcpstat/internal/livetable"
-	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/topview"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -29,6 +28,7 @@ func topCommand() *cli.Command {
 			"FILTER is the language of docs/filter.md, as in watch; / types one.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "batch", Aliases: []string{"b"}, Usage: "print the table to stdout instead of drawing a screen"},
+			netnsFlag(),
 			&cli.IntFlag{Name: "iterations", Aliases: []string{"n"}, Usage: "stop after `COUNT` refreshes (0: until interrupted)"},
 			&cli.Float64Flag{Name: "delay", Aliases: []string{"d"}, Value: 2, Usage: "`SECONDS` between refreshes"},
 			&cli.BoolFlag{Name: "json", Usage: "with -b, one JSON object per refresh"},
@@ -76,7 +76,12 @@ func runTop(c *cli.Context) error {
 		return errors.New("top draws on a terminal and stdout is not one: use -b for batch output")
 	}
 
-	cfg := livetable.Config{Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, PollReason: "--poll"}
+	scope, err := scopeOf(c)
+	if err != nil {
+		return err
+	}
+	cfg := livetable.Config{PollReason: "--poll"}
+	scopedConfig(&cfg, scope, c.String("netns") != "")
 	if !c.Bool("poll") {
 		events, err := tracer.New(tracer.Options{})
 		if err != nil {

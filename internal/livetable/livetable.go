@@ -72,6 +72,14 @@ type Config struct {
 	// NetNS is the inode of the namespace Dump lists; 0 reads it from
 	// /proc/self/ns/net.
 	NetNS uint32
+	// Covers, when set, says which namespaces the last dump spoke for: a
+	// dump of many namespaces (snapshot.Scope's DumpTCP and WalkTCP, whose
+	// sockets carry their namespace). NetNS is then only the namespace of
+	// sockets that carry none.
+	Covers func(netns uint32) bool
+	// Keep, when set, says which namespaces' events the table applies; the
+	// others are dropped as they are read (a table of one namespace).
+	Keep func(netns uint32) bool
 	// OnEnd is called, with the table locked, for every connection that ends.
 	OnEnd func(*table.Row)
 	// PollReason says why there is no tracer, for the views to show.
@@ -104,6 +112,10 @@ type Status struct {
 	// read (not root, or hidepid): their sockets show no owner.
 	OwnersUnreadable int
 	DumpErr          error // the last dump's error, until a dump succeeds
+	// NetNSErr says the last dump of many network namespaces left some
+	// out (a *snapshot.NetNSError: no CAP_SYS_ADMIN to join them); their
+	// sockets older than tcpstat are missing. nil when all were dumped.
+	NetNSErr error
 	// EventsEnded: events are no longer read, because the source ended
 	// (a recording's end, a closed tracer) or failed (Err says why).
 	EventsEnded bool
@@ -306,6 +318,9 @@ func (t *Table) readLoop(ctx context.Context) {
 		err := t.cfg.Events.Read(&ev)
 		switch {
 		case err == nil:
+			if t.cfg.Keep != nil && !t.cfg.Keep(ev.NetNS) {
+				continue
+			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			continue
 		case errors.Is(err, tracer.ErrFlushed):
@@ -427,14 +442,19 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 	socks, err := t.cfg.Dump(ctx, owners)
 	end := tracer.Now()
 	var partial *snapshot.PartialError
-	if err != nil && !errors.As(err, &partial) {
+	var nsErr *snapshot.NetNSError
+	if err != nil && !errors.As(err, &partial) && !errors.As(err, &nsErr) {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
-	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: owners}
+	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: owners, Covers: t.cfg.Covers}
 	lost := t.lost()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.reconciled(t.tb.Reconcile(d), lostBefore, lost, began)
+	t.st.NetNSErr = nil
+	if nsErr != nil {
+		t.st.NetNSErr = nsErr
+	}
 	if owners {
 		t.st.OwnersUnreadable = 0
 		if partial != nil {
@@ -458,14 +478,19 @@ func (t *Table) stream(ctx context.Context, lostBefore uint64) error {
 	start := tracer.Now()
 	m := t.tb.Merge(start, t.cfg.NetNS, false)
 	readBy := func() uint64 { return start + uint64(time.Since(mono)) }
-	if err := t.cfg.Walk(ctx, func(s *snapshot.Socket) { m.Add(s, readBy()) }); err != nil {
+	var nsErr *snapshot.NetNSError
+	if err := t.cfg.Walk(ctx, func(s *snapshot.Socket) { m.Add(s, readBy()) }); err != nil && !errors.As(err, &nsErr) {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
+	m.SetCovers(t.cfg.Covers)
 	rec := m.Done(tracer.Now())
 	lost := t.lost()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.reconciled(rec, lostBefore, lost, began)
+	if nsErr != nil {
+		t.st.NetNSErr = nsErr
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"strconv"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
@@ -55,7 +57,7 @@ type Collector struct {
 	connections, transitions, accepts, closes, failed               *prometheus.Desc
 	handshake, acceptWait, stateDuration, lifetime                  *prometheus.Desc
 	events, lost, recovered, socketsFull, stale, resyncs, reconcile *prometheus.Desc
-	reconciled, tracing                                             *prometheus.Desc
+	reconciled, tracing, netnsNotDumped                             *prometheus.Desc
 }
 
 // NewCollector returns a Collector; register it with a prometheus.Registry.
@@ -74,25 +76,26 @@ func NewCollector(opts Options) *Collector {
 		return prometheus.NewDesc(namespace+"_"+name, help, labels, nil)
 	}
 	return &Collector{
-		opts:          opts,
-		connections:   d("connections", "TCP sockets in the connection table by state, at scrape time.", connLabels...),
-		transitions:   d("transitions_total", "TCP state transitions by old and new state (to TIME_WAIT: the inferred timewait hand-off).", "from", "to"),
-		accepts:       d("accepts_total", "Connections returned by accept()."),
-		closes:        d("connection_closes_total", "Sockets leaving the connection, by how: timewait, done, reset, refused, timeout, abort, error.", "reason"),
-		failed:        d("connect_failures_total", "Connects that never got established, by reason and destination port (ports beyond the cap count as \"other\").", "reason", "port"),
-		handshake:     d("handshake_duration_seconds", "Time from SYN to ESTABLISHED: active opens (SYN_SENT) and passive ones (SYN_RECV).", "side"),
-		acceptWait:    d("accept_queue_wait_seconds", "Time an established connection waited in the accept queue."),
-		stateDuration: d("state_duration_seconds", "Time spent in SYN_SENT, CLOSE_WAIT and FIN_WAIT2, observed when the socket left the state.", "state"),
-		lifetime:      d("connection_lifetime_seconds", "Time from a connection's first transition to its end, for connections established and born while traced."),
-		events:        d("tracer_events_total", "Events read from the tracer."),
-		lost:          d("tracer_events_lost_total", "Events lost, by reason: ring_buffer_full, recursion (neither program ran), startup_buffer (the table's start-up buffer overflowed).", "reason"),
-		recovered:     d("tracer_recursion_recovered_total", "Transitions that interrupted the first program on the same CPU and were taken by the second."),
-		socketsFull:   d("tracer_sockets_map_full_total", "Transitions reported without owner and dwell: the socket did not fit the kernel's sockets map."),
-		stale:         d("table_stale", "1 while the table misses events and waits for its resync."),
-		resyncs:       d("table_resyncs_total", "Resyncs from a fresh dump after lost events."),
-		reconcile:     d("table_reconciles_total", "sock_diag dumps merged into the table, the first included."),
-		reconciled:    d("table_reconciled_rows_total", "Rows the periodic dumps changed: added, corrected, expired (timewait over), vanished (gone without an event).", "outcome"),
-		tracing:       d("tracing", "1 when events are traced, 0 when the table is kept from dumps alone."),
+		opts:           opts,
+		connections:    d("connections", "TCP sockets in the connection table by state, at scrape time.", connLabels...),
+		transitions:    d("transitions_total", "TCP state transitions by old and new state (to TIME_WAIT: the inferred timewait hand-off).", "from", "to"),
+		accepts:        d("accepts_total", "Connections returned by accept()."),
+		closes:         d("connection_closes_total", "Sockets leaving the connection, by how: timewait, done, reset, refused, timeout, abort, error.", "reason"),
+		failed:         d("connect_failures_total", "Connects that never got established, by reason and destination port (ports beyond the cap count as \"other\").", "reason", "port"),
+		handshake:      d("handshake_duration_seconds", "Time from SYN to ESTABLISHED: active opens (SYN_SENT) and passive ones (SYN_RECV).", "side"),
+		acceptWait:     d("accept_queue_wait_seconds", "Time an established connection waited in the accept queue."),
+		stateDuration:  d("state_duration_seconds", "Time spent in SYN_SENT, CLOSE_WAIT and FIN_WAIT2, observed when the socket left the state.", "state"),
+		lifetime:       d("connection_lifetime_seconds", "Time from a connection's first transition to its end, for connections established and born while traced."),
+		events:         d("tracer_events_total", "Events read from the tracer."),
+		lost:           d("tracer_events_lost_total", "Events lost, by reason: ring_buffer_full, recursion (neither program ran), startup_buffer (the table's start-up buffer overflowed).", "reason"),
+		recovered:      d("tracer_recursion_recovered_total", "Transitions that interrupted the first program on the same CPU and were taken by the second."),
+		socketsFull:    d("tracer_sockets_map_full_total", "Transitions reported without owner and dwell: the socket did not fit the kernel's sockets map."),
+		stale:          d("table_stale", "1 while the table misses events and waits for its resync."),
+		resyncs:        d("table_resyncs_total", "Resyncs from a fresh dump after lost events."),
+		reconcile:      d("table_reconciles_total", "sock_diag dumps merged into the table, the first included."),
+		reconciled:     d("table_reconciled_rows_total", "Rows the periodic dumps changed: added, corrected, expired (timewait over), vanished (gone without an event).", "outcome"),
+		tracing:        d("tracing", "1 when events are traced, 0 when the table is kept from dumps alone."),
+		netnsNotDumped: d("netns_not_dumped", "Network namespaces the last dump could not dump (joining them needs CAP_SYS_ADMIN): their sockets older than tcpstat are missing."),
 	}
 }
 
@@ -100,7 +103,7 @@ func NewCollector(opts Options) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.transitions, c.accepts, c.closes, c.failed,
 		c.handshake, c.acceptWait, c.stateDuration, c.lifetime, c.events, c.lost, c.recovered,
-		c.socketsFull, c.stale, c.resyncs, c.reconcile, c.reconciled, c.tracing} {
+		c.socketsFull, c.stale, c.resyncs, c.reconcile, c.reconciled, c.tracing, c.netnsNotDumped} {
 		ch <- d
 	}
 }
@@ -282,6 +285,12 @@ func (c *Collector) collectHealth(ch chan<- prometheus.Metric, st livetable.Stat
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
 	}
 	gauge(c.tracing, st.Tracing)
+	notDumped := 0
+	var nsErr *snapshot.NetNSError
+	if errors.As(st.NetNSErr, &nsErr) {
+		notDumped = nsErr.Failed
+	}
+	ch <- prometheus.MustNewConstMetric(c.netnsNotDumped, prometheus.GaugeValue, float64(notDumped))
 	gauge(c.stale, st.Stale)
 	counter(c.events, st.Events)
 	counter(c.resyncs, st.Resyncs)

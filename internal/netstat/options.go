@@ -66,6 +66,10 @@ type Config struct {
 	JSON    bool
 	Help    bool
 
+	// NetNS lists the sockets of that network namespace instead of
+	// tcpstat's own (--netns, parsed by the caller).
+	NetNS *snapshot.Namespace
+
 	Verbose      bool          // -v
 	Cache        bool          // -C: -r shows the routing cache
 	Symbolic     bool          // -N: net-tools' symbolic hardware names (nothing left to resolve)

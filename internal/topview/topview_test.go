@@ -220,6 +220,34 @@ func TestOwnerNames(t *testing.T) {
 	}
 }
 
+// TestNetNSColumn: NETNS appears when the rows span namespaces, not before.
+func TestNetNSColumn(t *testing.T) {
+	tb, st := testTable()
+	var f Frame
+	f.Capture(tb, st)
+	f.Arrange(Options{})
+	if head, _ := f.Lines(0, 1); strings.Contains(head, "NETNS") {
+		t.Errorf("one namespace, yet %q", head)
+	}
+	tb.Apply(&tracer.Event{Kind: tracer.Transition, Time: 129 * sec, Cookie: 30, NetNS: 4026532999,
+		Local: netip.MustParseAddrPort("127.0.0.1:8080"), Old: tcp.Close, New: tcp.Listen})
+	f.Capture(tb, st)
+	f.Arrange(Options{Sort: ByAge})
+	head, lines := f.Lines(0, f.Len())
+	if !strings.HasPrefix(strings.Join(strings.Fields(head), " "), "PID COMM NETNS LOCAL REMOTE STATE TIME COOKIE") {
+		t.Errorf("header %q", head)
+	}
+	found := false
+	for _, l := range lines {
+		if fs := strings.Fields(l); len(fs) == 8 && fs[2] == "4026532999" && fs[3] == "127.0.0.1:8080" && fs[5] == "LISTEN" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no row in namespace 4026532999:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
 // TestInteractiveColor: with Color, the state column takes the state's
 // colour (ESTABLISHED green, LISTEN teal); without, it stays plain.
 func TestInteractiveColor(t *testing.T) {
