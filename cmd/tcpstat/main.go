@@ -73,6 +73,15 @@ var examples = map[string][]string{
 		"tcpstat top comm nginx              # only nginx's connections",
 		"tcpstat top -b -n 1 --json          # one refresh as JSON, for scripts",
 	},
+	"record": {
+		"tcpstat record -w /var/lib/tcpstat/ --rotate-size 64M --max-size 1G",
+		"tcpstat record -w incident.tcprec --port 443",
+	},
+	"replay": {
+		"tcpstat replay --json /var/lib/tcpstat/ --from 03:10 --to 03:15",
+		"tcpstat replay --at 03:12:07 /var/lib/tcpstat/ -- dport = :443",
+		"tcpstat replay /var/lib/tcpstat/ -- comm nginx and reason reset",
+	},
 	"list": {
 		"tcpstat list -tanp                  # every TCP socket with its program",
 		"tcpstat list -tln                   # TCP listeners, numeric",
