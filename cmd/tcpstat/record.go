@@ -86,6 +86,8 @@ type recorder struct {
 	lastRB  uint64
 	lastRec uint64
 	stale   bool
+	// checkpointed is the file's size at its last checkpoint.
+	checkpointed int64
 }
 
 func runRecord(c *cli.Context) error {
@@ -179,7 +181,7 @@ func runRecord(c *cli.Context) error {
 		if err := r.tick(); err != nil {
 			return err
 		}
-		if time.Now().After(nextCheckpoint) {
+		if size := r.rec.Size(); time.Now().After(nextCheckpoint) || size-r.checkpointed >= record.CheckpointBytes {
 			nextCheckpoint = time.Now().Add(c.Duration("checkpoint"))
 			if err := r.checkpoint(); err != nil {
 				return err
@@ -236,6 +238,7 @@ func (r *recorder) rotate() error {
 		r.offset = r.clock.Time(0).UnixNano()
 		err = r.rec.Rotate(st.Now, r.clock, checkpointOf(st), r.keepRows(tb))
 	})
+	r.checkpointed = r.rec.Size()
 	return err
 }
 
@@ -244,6 +247,7 @@ func (r *recorder) checkpoint() error {
 	r.live.View(func(tb *table.Table, st livetable.Status) {
 		err = r.rec.Checkpoint(st.Now, r.offset, checkpointOf(st), r.keepRows(tb))
 	})
+	r.checkpointed = r.rec.Size()
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -13,6 +14,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/record"
 	"github.com/tcpstat/tcpstat/internal/replay"
+	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/topview"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -28,7 +30,9 @@ func replayCommand() *cli.Command {
 			"Times: RFC 3339, a time of day (03:12:07, local, on the recording's first day) or a\n" +
 			"duration before now (-15m). FILTER follows the paths after --, as in watch.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (--format json)"},
+			&cli.StringFlag{Name: "format", Value: "text", Usage: "`FORMAT`: text, json, or parquet (with --output; schema in docs/recording.md)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` instead of stdout"},
 			&cli.StringFlag{Name: "from", Usage: "start at `TIME`"},
 			&cli.StringFlag{Name: "to", Usage: "stop at `TIME`"},
 			&cli.StringFlag{Name: "at", Usage: "print the table as of `TIME`"},
@@ -79,12 +83,36 @@ func runReplay(c *cli.Context) error {
 		t, err := replay.ParseTime(c.String(name), start, now)
 		return t, err == nil, err
 	}
-	out := bufio.NewWriterSize(c.App.Writer, 256<<10)
+	form := c.String("format")
+	if c.Bool("json") {
+		form = "json"
+	}
+	if form != "text" && form != "json" && form != "parquet" {
+		return fmt.Errorf("--format %q: want text, json or parquet", form)
+	}
+	var dst io.Writer = c.App.Writer
+	if name := c.String("output"); name != "" {
+		file, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("create output: %w", err)
+		}
+		defer file.Close()
+		dst = file
+	} else if form == "parquet" {
+		return errors.New("--format parquet needs --output FILE")
+	}
+	out := bufio.NewWriterSize(dst, 256<<10)
 	defer out.Flush()
 	if at, ok, err := parse("at"); err != nil {
 		return err
 	} else if ok {
-		return replayAt(c, files, at, f, out)
+		if err := replayAt(c, files, at, f, form, out); err != nil {
+			return err
+		}
+		if err := out.Flush(); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		return nil
 	}
 	from, hasFrom, err := parse("from")
 	if err != nil {
@@ -94,16 +122,25 @@ func runReplay(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s := &streamer{json: c.Bool("json"), out: out, stderr: c.App.ErrWriter, layout: format.Layout{}}
+	s := &streamer{json: form == "json", out: out, stderr: c.App.ErrWriter, layout: format.Layout{}}
+	if form == "parquet" {
+		s.parquet = replay.NewEventWriter(out)
+	}
 	if !f.Empty() {
 		s.gate = filter.NewGate(f)
 	}
-	if !s.json {
+	if form == "text" {
 		out.WriteString(s.layout.Header())
 	}
 	in := func(t time.Time) bool { return (!hasFrom || !t.Before(from)) && (!hasTo || !t.After(to)) }
 	err = replay.Stream(files, func(file *replay.File, rec *record.Record, offset int64) error {
-		s.offset = offset
+		s.offset, s.file = offset, file
+		if s.parquet != nil && rec.Type != record.TypeEvent {
+			if rec.Type == record.TypeCorrupt {
+				fmt.Fprintf(c.App.ErrWriter, "tcpstat: %s\n", replay.TornText(rec.Corrupt))
+			}
+			return nil
+		}
 		at := record.Wall(rec.Time, offset)
 		if rec.Type != record.TypeCorrupt {
 			s.last = at
@@ -158,6 +195,11 @@ func runReplay(c *cli.Context) error {
 			return err
 		}
 	}
+	if s.parquet != nil {
+		if err := s.parquet.Close(); err != nil {
+			return err
+		}
+	}
 	if err := out.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
@@ -197,18 +239,23 @@ func shorthandFilter(c *cli.Context, f *filter.Filter) (*filter.Filter, error) {
 
 // streamer prints a recording's events as watch does.
 type streamer struct {
-	json   bool
-	out    *bufio.Writer
-	stderr io.Writer
-	layout format.Layout
-	gate   *filter.Gate
-	offset int64
-	last   time.Time
-	buf    []byte
+	json    bool
+	out     *bufio.Writer
+	stderr  io.Writer
+	layout  format.Layout
+	gate    *filter.Gate
+	parquet *replay.EventWriter
+	file    *replay.File
+	offset  int64
+	last    time.Time
+	buf     []byte
 }
 
 func (s *streamer) emit(ev *tracer.Event) error {
 	at := record.Wall(ev.Time, s.offset)
+	if s.parquet != nil {
+		return s.parquet.Write(s.file, ev, at)
+	}
 	b := s.out.AvailableBuffer()
 	if s.json {
 		b = format.AppendJSON(b, ev, at)
@@ -220,7 +267,7 @@ func (s *streamer) emit(ev *tracer.Event) error {
 }
 
 // replayAt prints the table as of at, as top -b prints a refresh.
-func replayAt(c *cli.Context, files []replay.File, at time.Time, f *filter.Filter, out io.Writer) error {
+func replayAt(c *cli.Context, files []replay.File, at time.Time, f *filter.Filter, form string, out io.Writer) error {
 	key, err := topview.ParseKey(c.String("sort"))
 	if err != nil {
 		return err
@@ -232,11 +279,17 @@ func replayAt(c *cli.Context, files []replay.File, at time.Time, f *filter.Filte
 	for _, p := range st.Problems {
 		fmt.Fprintf(c.App.ErrWriter, "tcpstat: %s\n", replay.TornText(p))
 	}
+	if form == "parquet" {
+		return replay.WriteTable(out, st, func(r *table.Row) bool {
+			s := filter.FromRow(r)
+			return f.Empty() || f.Match(&s)
+		})
+	}
 	opts := topview.Options{Sort: key, Filter: f}
 	var frame topview.Frame
 	frame.Capture(st.Table, st.Status)
 	frame.Arrange(opts)
-	if c.Bool("json") {
+	if form == "json" {
 		return frame.WriteJSON(out, st.Wall)
 	}
 	return frame.WriteText(out, st.Wall, 0, opts)

@@ -17,6 +17,11 @@ import (
 // Ext ends the name of every recording file.
 const Ext = ".tcprec"
 
+// CheckpointBytes is how much a recorder writes at most between two
+// checkpoints, whatever the interval: a reader rebuilding the table at any
+// instant decodes no more than that (about 4 million events).
+const CheckpointBytes = 64 << 20
+
 // Options configure a Recorder.
 type Options struct {
 	// Path is the recording file, or with Dir the directory of its
@@ -115,6 +120,16 @@ func (r *Recorder) Seq() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.seq
+}
+
+// Size is the bytes of the current file on disk.
+func (r *Recorder) Size() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.w == nil {
+		return 0
+	}
+	return r.w.Size()
 }
 
 // NotWritten is the events lost to write errors so far.

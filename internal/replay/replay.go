@@ -177,6 +177,7 @@ func TornText(c record.Corrupt) string {
 
 // State is the table as of an instant.
 type State struct {
+	File   *File // the file the table was rebuilt from
 	Table  *table.Table
 	Status livetable.Status
 	Wall   time.Time
@@ -220,6 +221,7 @@ func TableAt(files []File, at time.Time) (*State, error) {
 			return nil, err
 		}
 		if ok {
+			st.File = f
 			return st, nil
 		}
 	}
