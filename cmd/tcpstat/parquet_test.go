@@ -145,7 +145,7 @@ func TestReplayParquetInDuckDB(t *testing.T) {
 		// Every row of the table as of the instant is a socket whose
 		// events came before it.
 		"rows_with_events": "SELECT count(DISTINCT t.cookie) FROM '" + conns + "' t JOIN '" + events + "' e ON t.cookie = e.cookie AND e.time <= t.at",
-		"owned_open": "SELECT count(*) FROM '" + conns + "' WHERE pid IS NOT NULL AND state NOT IN ('TIME_WAIT', 'FIN_WAIT2')",
+		"owned_open":       "SELECT count(*) FROM '" + conns + "' WHERE pid IS NOT NULL AND state NOT IN ('TIME_WAIT', 'FIN_WAIT2')",
 	})
 	want := map[string]float64{"events": float64(len(evs)), "hosts": 1, "handshakes": float64(handshakes), "accepts": float64(accepts),
 		"rows": float64(rowsAtHalf), "rows_with_events": float64(rowsAtHalf), "owned_open": float64(acceptedOpen)}
