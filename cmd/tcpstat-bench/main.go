@@ -26,6 +26,7 @@ type config struct {
 	dir      string
 	keep     bool
 	atSize   int64
+	churn    bool
 }
 
 func main() {
@@ -36,6 +37,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 2*runtime.NumCPU(), "churning goroutines, one listener each")
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
+	flag.BoolVar(&cfg.churn, "churn", true, "run the churn phases (false: only -at-size)")
 	flag.Int64Var(&cfg.atSize, "at-size", 0, "also time replay --at in a synthetic recording of this many `BYTES` (0: not)")
 	flag.Parse()
 	if err := run(cfg); err != nil {
@@ -77,6 +79,9 @@ func run(cfg config) error {
 
 	fmt.Printf("churn: %d workers × loopback connect/accept/close, %s per phase, %d cores, kernel %s\n\n",
 		cfg.workers, cfg.duration, runtime.NumCPU(), kernelRelease())
+	if !cfg.churn {
+		tracers = nil
+	}
 	var results []result
 	for i, tr := range tracers {
 		out := filepath.Join(cfg.dir, fmt.Sprintf("%d-%s.out", i, tr.name()))
@@ -86,7 +91,9 @@ func run(cfg config) error {
 		}
 		results = append(results, r)
 	}
-	report(os.Stdout, results)
+	if len(results) > 0 {
+		report(os.Stdout, results)
+	}
 	if cfg.atSize > 0 {
 		return measureAt(cfg.tcpstat, cfg.dir, cfg.atSize)
 	}
