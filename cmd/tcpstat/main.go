@@ -48,6 +48,8 @@ func commands() []*cli.Command {
 		listCommand(),
 		doctorCommand(),
 		topCommand(),
+		recordCommand(),
+		replayCommand(),
 		serveCommand(),
 		filterCommand(),
 		versionCommand(),
@@ -71,6 +73,15 @@ var examples = map[string][]string{
 		"tcpstat top --sort state            # grouped by state",
 		"tcpstat top comm nginx              # only nginx's connections",
 		"tcpstat top -b -n 1 --json          # one refresh as JSON, for scripts",
+	},
+	"record": {
+		"tcpstat record -w /var/lib/tcpstat/ --rotate-size 64M --max-size 1G",
+		"tcpstat record -w incident.tcprec --port 443",
+	},
+	"replay": {
+		"tcpstat replay --json /var/lib/tcpstat/ --from 03:10 --to 03:15",
+		"tcpstat replay --at 03:12:07 /var/lib/tcpstat/ -- dport = :443",
+		"tcpstat replay /var/lib/tcpstat/ -- comm nginx and reason reset",
 	},
 	"list": {
 		"tcpstat list -tanp                  # every TCP socket with its program",
@@ -204,14 +215,22 @@ func nearest(typed string, candidates []string) string {
 func newApp(stdout, stderr io.Writer) *cli.App {
 	// --version prints what `tcpstat version` prints.
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version"}
-	cli.VersionPrinter = func(c *cli.Context) { printVersion(c.App.Writer, readBuildInfo()) }
+	cli.VersionPrinter = func(c *cli.Context) {
+		if err := writeVersion(c.App.Writer, c.Bool("verbose"), c.Bool("json")); err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "tcpstat: %v\n", err)
+		}
+	}
 	cmds := commands()
 	return &cli.App{
 		Name:     "tcpstat",
 		Version:  readBuildInfo().Version,
 		Usage:    "every TCP state transition on this host, live, and the connection table they make",
 		Commands: cmds,
+		Flags:    versionFlags(),
 		Action: func(c *cli.Context) error {
+			if c.Bool("verbose") || c.Bool("json") {
+				return errors.New("--verbose and --json go with --version, or after a command")
+			}
 			if c.NArg() > 0 {
 				typed := c.Args().First()
 				var names []string

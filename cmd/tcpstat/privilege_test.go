@@ -69,7 +69,7 @@ func (c *confined) inOwnNetNS(t *testing.T) {
 	t.Helper()
 	self := inode(t, "/proc/self/ns/net")
 	comm := "/proc/" + strconv.Itoa(c.cmd.Process.Pid) + "/comm"
-	waitFor(t, 5*time.Second, "tcpstat in its own network namespace", func() bool {
+	waitUntil(t, 5*time.Second, "tcpstat in its own network namespace", func() bool {
 		var st unix.Stat_t
 		b, _ := os.ReadFile(comm)
 		return string(b) == "tcpstat\n" && unix.Stat(c.netns, &st) == nil && uint32(st.Ino) != self
@@ -85,7 +85,7 @@ func inode(t *testing.T, path string) uint32 {
 	return uint32(st.Ino)
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(d); !ok(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -153,10 +153,10 @@ func TestLeastPrivilegeWatch(t *testing.T) {
 	os.Chmod(filepath.Dir(ready), 0o777)
 	c := startConfined(t, traceCaps, "watch", "--json", "--port", "7400", "--ready-file", ready)
 	c.inOwnNetNS(t)
-	waitFor(t, 10*time.Second, "ready file: "+c.stderr.String(), func() bool { _, err := os.Stat(ready); return err == nil })
+	waitUntil(t, 10*time.Second, "ready file: "+c.stderr.String(), func() bool { _, err := os.Stat(ready); return err == nil })
 	defer connectIn(t, c.netns, "127.0.0.1:7400")()
 	want := fmt.Sprintf(`"netns":%d,`, inode(t, c.netns))
-	waitFor(t, 10*time.Second, "handshake in watch's output", func() bool {
+	waitUntil(t, 10*time.Second, "handshake in watch's output", func() bool {
 		for _, l := range strings.Split(c.stdout.String(), "\n") {
 			if strings.Contains(l, want) && strings.Contains(l, `"old_state":"SYN_SENT","new_state":"ESTABLISHED"`) {
 				return true
@@ -189,7 +189,7 @@ func TestLeastPrivilegeServe(t *testing.T) {
 	c.inOwnNetNS(t)
 	defer connectIn(t, c.netns, "127.0.0.1:7402")()
 	var body string
-	waitFor(t, 10*time.Second, "metrics with both listeners", func() bool {
+	waitUntil(t, 10*time.Second, "metrics with both listeners", func() bool {
 		var err error
 		body, err = scrape(c.netns, "127.0.0.1:9977")
 		return err == nil && strings.Contains(body, "\ntcpstat_connections{state=\"LISTEN\"} 2\n") && strings.Contains(body, "\ntcpstat_tracing 1\n")
@@ -244,7 +244,7 @@ func TestLeastPrivilegeAgent(t *testing.T) {
 		c := startConfined(t, tc.caps, "serve", "--metrics.by", "netns", "--web.listen-address", "127.0.0.1:9978")
 		c.inOwnNetNS(t)
 		var body string
-		waitFor(t, 10*time.Second, "metrics", func() bool {
+		waitUntil(t, 10*time.Second, "metrics", func() bool {
 			var err error
 			body, err = scrape(c.netns, "127.0.0.1:9978")
 			return err == nil && strings.Contains(body, "tcpstat_netns_not_dumped")

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -40,4 +43,28 @@ func termWidth(out io.Writer) int {
 		return 0
 	}
 	return width
+}
+
+// resizes delivers out's width after each SIGWINCH until ctx ends; the
+// latest width replaces one not yet taken.
+func resizes(ctx context.Context, out io.Writer) <-chan int {
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	widths := make(chan int, 1)
+	go func() {
+		defer signal.Stop(winch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-winch:
+				select {
+				case <-widths:
+				default:
+				}
+				widths <- termWidth(out)
+			}
+		}
+	}()
+	return widths
 }

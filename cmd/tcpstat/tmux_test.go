@@ -249,3 +249,39 @@ func TestTopInTerminal(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchResize: a terminal narrowed from 120 to 80 columns gets a new
+// header and compact lines that fit: no line after that header wraps.
+func TestWatchResize(t *testing.T) {
+	const port = 29186
+	ready := filepath.Join(t.TempDir(), "ready")
+	p := startPane(t, 120, 40, "watch", "-4", "--port", strconv.Itoa(port), "--ready-file", ready)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watch not ready after 10 s:\n%s", strings.Join(p.screen(false), "\n"))
+		}
+	}
+	first := connection(t, port)
+	p.waitFor(regexp.MustCompile(fmt.Sprintf(`127\.0\.0\.1:%d\s+127\.0\.0\.1:%d\s+SYN_SENT → ESTABLISHED\s`, first, port)))
+	p.run("resize-window", "-t", "t", "-x", "80", "-y", "40")
+	p.width = 80
+	compactHeader := regexp.MustCompile(`^TIME {9}OWNER +LOCAL +REMOTE +TRANSITION +AGE$`)
+	p.waitFor(compactHeader)
+	second := connection(t, port)
+	row := regexp.MustCompile(fmt.Sprintf(`^\d\d:\d\d:\d\d\.\d{3} \S+\s+127\.0\.0\.1:%d\s+127\.0\.0\.1:%d\s+SYN_SENT→ESTAB\s`, second, port))
+	lines := p.waitFor(row)
+	after := false
+	for _, l := range p.screen(true) {
+		if compactHeader.MatchString(l) {
+			after = true
+		} else if after && utf8.RuneCountInString(l) > 80 {
+			t.Errorf("a line after the resize wraps:\n%s", l)
+		}
+	}
+	if !after {
+		t.Errorf("no 80-column header after the resize:\n%s", strings.Join(lines, "\n"))
+	}
+}

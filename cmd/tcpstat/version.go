@@ -71,19 +71,32 @@ func versionCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return fmt.Errorf("version takes no arguments, got %q", c.Args().First())
 			}
-			b := readBuildInfo()
-			if c.Bool("verbose") {
-				r := doctor.Run()
-				b.Kernel, b.Features = r.Kernel, r.Features
-			}
-			if c.Bool("json") {
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				return enc.Encode(b)
-			}
-			return printVersion(c.App.Writer, b)
+			return writeVersion(c.App.Writer, c.Bool("verbose"), c.Bool("json"))
 		},
 	}
+}
+
+// versionFlags let `tcpstat --version` take version's --verbose and --json.
+func versionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "verbose", Usage: "with --version: add the kernel and the features doctor finds"},
+		&cli.BoolFlag{Name: "json", Usage: "with --version: print it as JSON"},
+	}
+}
+
+// writeVersion prints the build, with the kernel's features if verbose.
+func writeVersion(w io.Writer, verbose, asJSON bool) error {
+	b := readBuildInfo()
+	if verbose {
+		r := doctor.Run()
+		b.Kernel, b.Features = r.Kernel, r.Features
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(b)
+	}
+	return printVersion(w, b)
 }
 
 func printVersion(w io.Writer, b buildInfo) error {

@@ -57,6 +57,9 @@ func runWatch(c *cli.Context) error {
 	// Only a terminal gets sized lines: what reads a pipe keeps the
 	// stable layout.
 	opts.Width, opts.Wide, opts.Color = termWidth(c.App.Writer), c.Bool("wide"), color
+	if opts.Width > 0 {
+		opts.Resized = resizes(c.Context, c.App.Writer)
+	}
 	switch {
 	case c.Bool("4"):
 		opts.Tracer.Family = 4

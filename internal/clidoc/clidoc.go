@@ -36,6 +36,8 @@ type Command struct {
 	Positional bool
 	// Args are the words its first argument completes to, if a fixed set.
 	Args []string
+	// Sub are its own subcommands (filter explain).
+	Sub []Command
 }
 
 // Flag is one flag with all its names.
@@ -64,6 +66,12 @@ func FromApp(app *cli.App, values Values, positional ...string) Spec {
 			cmd.Flags = usageFlags(c.UsageText, values)
 		} else {
 			cmd.Flags = flags(c.VisibleFlags(), values)
+		}
+		for _, sc := range c.VisibleCommands() {
+			if sc.Name != "help" {
+				cmd.Sub = append(cmd.Sub, Command{Name: sc.Name, Usage: sc.Usage, ArgsUsage: sc.ArgsUsage})
+				cmd.Args = append(cmd.Args, sc.Name)
+			}
 		}
 		s.Commands = append(s.Commands, cmd)
 	}

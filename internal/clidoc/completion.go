@@ -102,7 +102,8 @@ func Zsh(w io.Writer, s Spec) error {
 	for _, f := range s.Flags {
 		b.WriteString(" \\\n\t\t\t" + zshFlag(f))
 	}
-	b.WriteString("\n\t\treturn\n\tfi\n\tcase $words[2] in\n")
+	// The subcommand's arguments count from its name, as _arguments expects.
+	b.WriteString("\n\t\treturn\n\tfi\n\tlocal cmd=$words[2]\n\tshift words\n\t(( CURRENT-- ))\n\tcase $cmd in\n")
 	for _, c := range s.Commands {
 		fmt.Fprintf(&b, "\t%s)\n\t\t_arguments -s", c.Name)
 		for _, f := range c.Flags {

@@ -81,14 +81,29 @@ func commandPage(w io.Writer, s Spec, c Command) {
 		fmt.Fprintf(w, ".SH SYNOPSIS\n.nf\n%s\n.fi\n", roff(c.UsageText))
 	} else {
 		fmt.Fprintf(w, ".SH SYNOPSIS\n.B %s %s\n[\\fIoptions\\fR]", s.Name, c.Name)
+		if len(c.Sub) > 0 {
+			fmt.Fprintf(w, " \\fIcommand\\fR")
+		}
 		if c.ArgsUsage != "" {
 			fmt.Fprintf(w, " \\fI%s\\fR", roff(c.ArgsUsage))
 		}
 		fmt.Fprintln(w)
 	}
+	if len(c.Sub) > 0 {
+		fmt.Fprintf(w, ".SH COMMANDS\n")
+		for _, sc := range c.Sub {
+			args := ""
+			if sc.ArgsUsage != "" {
+				args = ` \fI` + roff(sc.ArgsUsage) + `\fR`
+			}
+			fmt.Fprintf(w, ".TP\n\\fB%s %s %s\\fR%s\n%s\n", s.Name, c.Name, sc.Name, args, roff(sc.Usage))
+		}
+	}
 	if c.Description != "" {
 		desc, examples, _ := strings.Cut(c.Description, "Examples:\n")
-		fmt.Fprintf(w, ".SH DESCRIPTION\n%s\n", roff(strings.TrimSpace(desc)))
+		if desc = strings.TrimSpace(desc); desc != "" {
+			fmt.Fprintf(w, ".SH DESCRIPTION\n%s\n", roff(desc))
+		}
 		options(w, c.Flags)
 		if examples != "" {
 			fmt.Fprintf(w, ".SH EXAMPLES\n.nf\n%s\n.fi\n", roff(examples))

@@ -80,6 +80,14 @@ func (l *Layout) Header() string {
 	return head
 }
 
+// Resize fits the columns to a terminal now width columns wide and returns
+// the header for them.
+func (l *Layout) Resize(width int) string {
+	l.Width, l.bare = width, 0 // the terminal rewrapped what it showed
+	l.cols = l.fit()
+	return l.Header()
+}
+
 // fit computes the widths for the terminal from the widest values seen.
 func (l *Layout) fit() columns {
 	c := columns{time: 15, trans: 24, age: ageWidth, reason: reasonWant, sized: true,

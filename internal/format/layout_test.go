@@ -192,3 +192,19 @@ func TestLayoutHeaderRegrow(t *testing.T) {
 		t.Errorf("no growth, yet a header: %q", got)
 	}
 }
+
+// TestLayoutResize: a narrower terminal gets the compact header and lines
+// that fit it.
+func TestLayoutResize(t *testing.T) {
+	l := &Layout{Width: 200}
+	layoutLines(l, loopback)
+	head := l.Resize(80)
+	if head != "TIME         OWNER   LOCAL           REMOTE          TRANSITION           AGE\n" {
+		t.Errorf("header after the resize: %q", head)
+	}
+	for i := range loopback {
+		if line := l.AppendLine(nil, &loopback[i], at); utf8.RuneCount(line) > 81 {
+			t.Errorf("%d columns after the resize to 80: %s", utf8.RuneCount(line)-1, line)
+		}
+	}
+}

@@ -35,6 +35,9 @@ type Options struct {
 	// Width is the terminal's width in columns, to size the lines' columns
 	// to it; 0 keeps the stable layout (output to a pipe or a file).
 	Width int
+	// Resized, when set, delivers the terminal's new width after a
+	// resize: the columns are fitted again under a new header.
+	Resized <-chan int
 	// Wide prints every field whole, whatever the width.
 	Wide bool
 	// Color colours states, close reasons and losses.
@@ -157,6 +160,13 @@ func (w *watcher) wake(now time.Time) time.Time {
 
 func (w *watcher) flush(now time.Time) error {
 	w.flushed = now
+	select {
+	case width := <-w.opts.Resized:
+		if !w.opts.JSON && w.layout.Width > 0 && width > 0 && width != w.layout.Width {
+			w.out.WriteString(w.layout.Resize(width))
+		}
+	default:
+	}
 	if err := w.out.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
