@@ -260,3 +260,21 @@ func TestLeastPrivilegeAgent(t *testing.T) {
 		c.wait(t)
 	}
 }
+
+func TestLeastPrivilegeRecord(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	rec, ready := filepath.Join(dir, "rec"), filepath.Join(dir, "ready")
+	c := startConfined(t, traceCaps, "record", "-w", rec, "--ready-file", ready)
+	c.inOwnNetNS(t)
+	waitUntil(t, 10*time.Second, "ready file: "+c.stderr.String(), func() bool { _, err := os.Stat(ready); return err == nil })
+	connectIn(t, c.netns, "127.0.0.1:7404")()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.wait(t); code != 0 {
+		t.Fatalf("exit status %d; stderr: %s", code, c.stderr.String())
+	}
+	st, err := os.Stat(rec)
+	if err != nil || st.Size() == 0 {
+		t.Errorf("recording: %v, %v", st, err)
+	}
+}
