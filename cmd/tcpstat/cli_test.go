@@ -184,7 +184,7 @@ func TestCompletionBash(t *testing.T) {
 		{"tcpstat watch --por", "--port"},
 		{"tcpstat watch --color a", "auto always"},
 		{"tcpstat top --sort s", "state"},
-		{"tcpstat top --r", "--reverse"},
+		{"tcpstat top --r", "--reverse --replay"},
 		{"tcpstat watch state fin", "fin-wait-1 fin-wait-2"},
 		{"tcpstat watch sp", "sport"},
 		{"tcpstat top co", "comm"},

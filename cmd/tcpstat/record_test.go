@@ -448,3 +448,62 @@ func TestRecordDiskFull(t *testing.T) {
 		t.Fatalf("no events around the gap:\n%s", out.String())
 	}
 }
+
+// TestRecordRotation rotates by size and on SIGHUP, keeps at most three
+// files, and each file replays on its own from its header and checkpoint.
+func TestRecordRotation(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	const port = "29415"
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec") + "/"
+	ready := filepath.Join(dir, "ready")
+	r := startInProcess(t, ready, "record", "-w", rec, "--port", port, "--flush", "50ms", "--rotate-size", "4K",
+		"--max-files", "3", "--ready-file", ready)
+	ln := listen(t, "127.83.5.1:"+port)
+	defer ln.Close()
+	files := func() []string {
+		fs, err := record.Files(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	// SIGHUP starts a new file at once.
+	first := files()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new file after SIGHUP", func() bool {
+		fs := files()
+		return len(fs) == 2 && fs[0] == first[0]
+	})
+	// Size: past 4 KiB a file is rotated; past three the oldest go.
+	seen := map[string]bool{}
+	for deadline := time.Now().Add(20 * time.Second); len(seen) < 6; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files in 20 s of traffic", len(seen))
+		}
+		traffic(t, ln, 20)
+		time.Sleep(60 * time.Millisecond)
+		for _, f := range files() {
+			seen[f] = true
+		}
+	}
+	r.stop(t)
+	fs := files()
+	if len(fs) != 3 || slices.Contains(fs, first[0]) {
+		t.Fatalf("files %q: want the newest 3 of %d", fs, len(seen))
+	}
+	for _, f := range fs {
+		recs := readRecording(t, f)
+		if recs[0].Type != record.TypeHeader || recs[1].Type != record.TypeCheckpoint {
+			t.Fatalf("%s does not begin with a header and a checkpoint", f)
+		}
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), []string{"tcpstat", "replay", "--json", f}, &out, &errOut); err != nil || errOut.Len() > 0 {
+			t.Fatalf("replay %s: %v (%s)", f, err, errOut.String())
+		}
+	}
+}

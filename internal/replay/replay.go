@@ -189,6 +189,27 @@ type State struct {
 // TableAt rebuilds the table as of wall-clock time at: from the last
 // complete checkpoint at or before it, moved on by the events up to it.
 func TableAt(files []File, at time.Time) (*State, error) {
+	c, err := seekTime(files, at)
+	if err != nil {
+		return nil, err
+	}
+	c.r.Close()
+	return c.st, nil
+}
+
+// cursor is a table rebuilt up to a point of a recording, with the reader
+// positioned right after it: next, when set, is the first event not
+// applied.
+type cursor struct {
+	st   *State
+	fi   int
+	r    *record.Reader
+	next *record.Record
+	seq  uint64 // events applied: the sequence number of the next one
+}
+
+// seekTime finds the table as of wall-clock time at.
+func seekTime(files []File, at time.Time) (*cursor, error) {
 	// The file that covers at: the last one that started before it.
 	fi := -1
 	for i := range files {
@@ -199,49 +220,84 @@ func TableAt(files []File, at time.Time) (*State, error) {
 	if fi < 0 {
 		return nil, fmt.Errorf("%s is before the recording starts (%s)", at.Format(time.RFC3339Nano), files[0].Header.Start.Format(time.RFC3339Nano))
 	}
+	boot := uint64(at.UnixNano() - files[fi].Header.ClockOffset)
+	c, err := seekIn(files, fi, func(b record.BlockInfo) bool { return b.First <= boot },
+		func(cp *record.Record) bool { return cp.Time > boot },
+		func(rec *record.Record) bool { return rec.Time > boot })
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, fmt.Errorf("%s: no whole checkpoint before %s", files[fi].Path, at.Format(time.RFC3339Nano))
+	}
+	c.st.finish(boot)
+	return c, nil
+}
+
+// seekSeq finds the table after the events before sequence number seq.
+func seekSeq(files []File, seq uint64) (*cursor, error) {
+	for fi := len(files) - 1; fi >= 0; fi-- {
+		c, err := seekIn(files, fi, func(b record.BlockInfo) bool { return b.FirstSeq <= seq },
+			func(cp *record.Record) bool { return cp.Checkpoint.Seq > seq },
+			func(rec *record.Record) bool { return rec.Seq >= seq })
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			now := c.st.Status.Now
+			if c.next != nil {
+				now = c.next.Time
+			}
+			c.st.finish(now)
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("no whole checkpoint before event %d", seq)
+}
+
+// seekIn rebuilds the table in file fi from the newest checkpoint block
+// that cand accepts and whose checkpoint is not late, up to the first
+// event stop accepts. It returns nil when there is none.
+func seekIn(files []File, fi int, cand func(record.BlockInfo) bool, late, stop func(*record.Record) bool) (*cursor, error) {
 	f := &files[fi]
 	r, err := record.Open(f.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open recording: %w", err)
 	}
-	defer r.Close()
-	boot := uint64(at.UnixNano() - f.Header.ClockOffset)
-	// Checkpoint blocks, newest first, until one holds a checkpoint at or
-	// before the instant.
 	idx := r.Index()
-	var starts []int64
-	for _, b := range idx {
-		if b.HasCheckpoint() && b.First <= boot {
-			starts = append(starts, b.Offset)
+	for i := len(idx) - 1; i >= 0; i-- {
+		if !idx[i].HasCheckpoint() || !cand(idx[i]) {
+			continue
 		}
-	}
-	for i := len(starts) - 1; i >= 0; i-- {
-		st, ok, err := rebuild(r, starts[i], boot, f)
+		c, err := rebuild(r, idx[i].Offset, f, late, stop)
 		if err != nil {
+			r.Close()
 			return nil, err
 		}
-		if ok {
-			st.File = f
-			return st, nil
+		if c != nil {
+			c.fi, c.r = fi, r
+			return c, nil
 		}
 	}
-	return nil, fmt.Errorf("%s: no whole checkpoint before %s", f.Path, at.Format(time.RFC3339Nano))
+	r.Close()
+	return nil, nil
 }
 
 // rebuild restores the first checkpoint from the block at off and applies
-// the events up to boot. ok is false when that checkpoint is after boot or
-// not whole.
-func rebuild(r *record.Reader, off int64, boot uint64, f *File) (*State, bool, error) {
+// the events until one that stop accepts. It returns nil when that
+// checkpoint is not whole or late.
+func rebuild(r *record.Reader, off int64, f *File, late, stop func(*record.Record) bool) (*cursor, error) {
 	r.SeekBlock(off)
 	var (
 		rec    record.Record
-		st     = &State{Table: table.New(table.Options{}), Offset: f.Header.ClockOffset}
+		st     = &State{File: f, Table: table.New(table.Options{}), Offset: f.Header.ClockOffset}
 		cp     record.Checkpoint
 		inCP   bool
 		rows   uint64
 		cpSeen bool
 		// repeats apply only right after the checkpoint restored.
 		repeats bool
+		seq     uint64
 	)
 	for {
 		err := r.Next(&rec)
@@ -249,7 +305,7 @@ func rebuild(r *record.Reader, off int64, boot uint64, f *File) (*State, bool, e
 			break
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		if !cpSeen && rec.Type != record.TypeCheckpoint {
 			continue
@@ -260,16 +316,15 @@ func rebuild(r *record.Reader, off int64, boot uint64, f *File) (*State, bool, e
 		switch rec.Type {
 		case record.TypeCheckpoint:
 			if cpSeen {
-				// A later checkpoint before the instant: both agree, go on
-				// with events.
-				continue
+				continue // a later checkpoint agrees: go on with events
 			}
-			if rec.Time > boot {
-				return nil, false, nil
+			if late(&rec) {
+				return nil, nil
 			}
 			cp, cpSeen, inCP = rec.Checkpoint, true, true
+			seq = cp.Seq
 			st.Offset = rec.Offset
-			st.Status = livetable.Status{Tracing: cp.Tracing, Events: cp.Seq, Lost: cp.Lost, Stale: cp.Stale, Resyncs: cp.Resyncs}
+			st.Status = livetable.Status{Tracing: cp.Tracing, Events: cp.Seq, Lost: cp.Lost, Stale: cp.Stale, Resyncs: cp.Resyncs, Now: rec.Time}
 		case record.TypeRow:
 			if inCP {
 				st.Table.Restore(&rec.Row)
@@ -277,12 +332,12 @@ func rebuild(r *record.Reader, off int64, boot uint64, f *File) (*State, bool, e
 			}
 		case record.TypeCheckEnd:
 			if inCP && rows != rec.Checkpoint.Rows {
-				return nil, false, nil
+				return nil, nil
 			}
 			repeats, inCP = inCP, false
 		case record.TypeCorrupt:
 			if inCP {
-				return nil, false, nil
+				return nil, nil
 			}
 			st.Problems = append(st.Problems, rec.Corrupt)
 		case record.TypeRepeat:
@@ -290,37 +345,43 @@ func rebuild(r *record.Reader, off int64, boot uint64, f *File) (*State, bool, e
 				st.Table.Apply(&rec.Event)
 			}
 		case record.TypeEvent:
-			if rec.Time > boot {
-				return finish(st, boot), true, nil
+			if rec.Seq < cp.Seq {
+				continue
 			}
-			if rec.Seq >= cp.Seq {
-				st.Table.Apply(&rec.Event)
-				st.Status.Events = rec.Seq + 1
+			if stop(&rec) {
+				next := rec
+				return &cursor{st: st, next: &next, seq: seq}, nil
 			}
-		case record.TypeClock:
-			st.Offset = rec.Offset
-		case record.TypeLoss:
-			if rec.Time <= boot {
-				st.Status.Lost = max(st.Status.Lost, rec.Loss.Total)
-			}
-		case record.TypeStale, record.TypeResync:
-			if rec.Time <= boot {
-				st.Status.Stale = rec.Type == record.TypeStale
-				if rec.Type == record.TypeResync {
-					st.Status.Resyncs++
-				}
-			}
+			st.Table.Apply(&rec.Event)
+			seq = rec.Seq + 1
+			st.Status.Events, st.Status.Now = seq, rec.Time
+		default:
+			st.note(&rec)
 		}
 	}
 	if !cpSeen || inCP {
-		return nil, false, nil
+		return nil, nil
 	}
-	return finish(st, boot), true, nil
+	return &cursor{st: st, seq: seq}, nil
 }
 
-func finish(st *State, boot uint64) *State {
+// note takes what a record other than an event tells about the table.
+func (st *State) note(rec *record.Record) {
+	switch rec.Type {
+	case record.TypeClock:
+		st.Offset = rec.Offset
+	case record.TypeLoss:
+		st.Status.Lost = max(st.Status.Lost, rec.Loss.Total)
+	case record.TypeStale:
+		st.Status.Stale = true
+	case record.TypeResync:
+		st.Status.Stale = false
+		st.Status.Resyncs++
+	}
+}
+
+func (st *State) finish(boot uint64) {
 	st.Table.Expire(boot)
 	st.Status.Now = boot
 	st.Wall = record.Wall(boot, st.Offset)
-	return st
 }
