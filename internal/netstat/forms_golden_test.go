@@ -110,9 +110,9 @@ func TestGoldenForms(t *testing.T) {
 		"routes":          func(w *bytes.Buffer) { writeRoutesText(w, routes, true, 0) },
 		"routes_e":        func(w *bytes.Buffer) { writeRoutesText(w, routes, true, 1) },
 		"routes_ee":       func(w *bytes.Buffer) { writeRoutesText(w, routes, false, 2) },
-		"routes6":         func(w *bytes.Buffer) { writeRoutes6Text(w, routes6, true, false) },
-		"routes6_names":   func(w *bytes.Buffer) { writeRoutes6Text(w, routes6, false, false) },
-		"routes6_cache":   func(w *bytes.Buffer) { writeRoutes6Text(w, routes6, true, true) },
+		"routes6":         func(w *bytes.Buffer) { writeRoutes6Text(w, routes6, netip.Addr.String, false) },
+		"routes6_names":   func(w *bytes.Buffer) { writeRoutes6Text(w, routes6, fixtureNames, false) },
+		"routes6_cache":   func(w *bytes.Buffer) { writeRoutes6Text(w, routes6, netip.Addr.String, true) },
 		"routes_cache":    func(w *bytes.Buffer) { writeRouteCacheText(w, 0) },
 		"routes_cache_ee": func(w *bytes.Buffer) { writeRouteCacheText(w, 2) },
 		"interfaces":      func(w *bytes.Buffer) { writeInterfacesText(w, ifs, false) },
@@ -163,6 +163,18 @@ func must2[A, B any](a A, b B, err error) (A, B) {
 		panic(err)
 	}
 	return a, b
+}
+
+// fixtureNames names addresses as netstat does without -n, with an
+// /etc/hosts that maps ::1 to localhost.
+func fixtureNames(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "[::]"
+	case a == netip.IPv6Loopback():
+		return "localhost"
+	}
+	return a.String()
 }
 
 // TestRouteFilters checks the Solaris filter semantics on fixture rows.

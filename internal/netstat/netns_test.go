@@ -14,14 +14,17 @@ import (
 // namespace, the name of the test it runs there.
 const netnsEnv = "TCPSTAT_NETSTAT_IN_NETNS"
 
-// The interfaces of the test namespace. Two names take all 15 characters
-// Linux allows (IFNAMSIZ-1), and the bridge is named like the podman bridge
-// whose long name once ran into /proc/net/igmp's colon.
+// The interfaces of the test namespace, veth pairs (the kernel matrix's
+// guests load veth, not bridge). Two names take all 15 characters Linux
+// allows (IFNAMSIZ-1), one is named like the podman bridge whose long name
+// once ran into /proc/net/igmp's colon, and one pair stays down.
 const (
 	nsVethA  = "abcdefghijklmno"
 	nsVethB  = "pqrstuvwxyz0123"
 	nsBridge = "cni-podman0"
+	nsPeer   = "cni-podman0-p"
 	nsDown   = "tcpstat-down-15"
+	nsDownB  = "tcpstat-down-p"
 )
 
 // inNetns runs body in a network namespace of its own, filled by
@@ -59,11 +62,12 @@ func setupNetns(t *testing.T, ns string) {
 	t.Helper()
 	for _, args := range [][]string{
 		{"link", "add", nsVethA, "type", "veth", "peer", "name", nsVethB},
-		{"link", "add", nsBridge, "type", "bridge"},
-		{"link", "add", nsDown, "type", "bridge"},
+		{"link", "add", nsBridge, "type", "veth", "peer", "name", nsPeer},
+		{"link", "add", nsDown, "type", "veth", "peer", "name", nsDownB},
 		{"link", "set", nsVethA, "up"},
 		{"link", "set", nsVethB, "up"},
 		{"link", "set", nsBridge, "up"},
+		{"link", "set", nsPeer, "up"},
 		{"addr", "add", "10.5.0.1/24", "brd", "10.5.0.255", "dev", nsVethA},
 		{"addr", "add", "10.4.0.2/24", "dev", nsVethB},
 		{"addr", "add", "10.7.0.1/24", "dev", nsBridge},

@@ -130,18 +130,10 @@ func readRoutes6() ([]Route6, error) {
 	return rs, nil
 }
 
-// v6Text writes an address as net-tools does: "[::]" for the unspecified
-// one unless numeric.
-func v6Text(a netip.Addr, numeric bool) string {
-	if !numeric && a.IsUnspecified() {
-		return "[::]"
-	}
-	return a.String()
-}
-
 // writeRoutes6Text writes net-tools' IPv6 table (or its cache with -C:
-// the rows flagged C).
-func writeRoutes6Text(w io.Writer, rs []Route6, numeric, cache bool) {
+// the rows flagged C), naming addresses with host: netstat without -n
+// asks getnameinfo, and shows the unspecified address as "[::]".
+func writeRoutes6Text(w io.Writer, rs []Route6, host func(netip.Addr) string, cache bool) {
 	if cache {
 		fmt.Fprintf(w, "Kernel IPv6 routing cache\n")
 	} else {
@@ -152,8 +144,8 @@ func writeRoutes6Text(w io.Writer, rs []Route6, numeric, cache bool) {
 		if r.cache != cache {
 			continue
 		}
-		dst := v6Text(r.Destination.Addr(), numeric) + "/" + strconv.Itoa(r.Destination.Bits())
-		fmt.Fprintf(w, "%-30s %-26s %-4s %-3d %-1d %6d %s\n", dst, v6Text(r.NextHop, numeric), r.Flags, r.Metric, r.RefCnt, r.Use, r.Iface)
+		dst := host(r.Destination.Addr()) + "/" + strconv.Itoa(r.Destination.Bits())
+		fmt.Fprintf(w, "%-30s %-26s %-4s %-3d %-1d %6d %s\n", dst, host(r.NextHop), r.Flags, r.Metric, r.RefCnt, r.Use, r.Iface)
 	}
 }
 

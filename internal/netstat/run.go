@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -193,7 +194,7 @@ func (r *run) ifaceCounts(ifs []Interface, doc *jsonDoc) error {
 
 // routes prints the IPv4 and/or IPv6 table (-4 -6 in the order given,
 // as netstat), the cache with -C, every table with -a, filtered by -f.
-func (r *run) routes(_ context.Context, doc *jsonDoc) error {
+func (r *run) routes(ctx context.Context, doc *jsonDoc) error {
 	c := r.c
 	fams := []bool{false}
 	switch {
@@ -207,7 +208,7 @@ func (r *run) routes(_ context.Context, doc *jsonDoc) error {
 	for _, v6 := range fams {
 		var err error
 		if v6 {
-			err = r.routes6(doc)
+			err = r.routes6(ctx, doc)
 		} else {
 			err = r.routes4(doc)
 		}
@@ -248,7 +249,7 @@ func (r *run) routes4(doc *jsonDoc) error {
 	return nil
 }
 
-func (r *run) routes6(doc *jsonDoc) error {
+func (r *run) routes6(ctx context.Context, doc *jsonDoc) error {
 	c := r.c
 	rs, err := readRoutes6()
 	if err != nil {
@@ -263,7 +264,11 @@ func (r *run) routes6(doc *jsonDoc) error {
 	if c.JSON {
 		doc.Routes6 = shown
 	} else {
-		writeRoutes6Text(r.out, shown, c.NumericHosts, c.Cache)
+		host := netip.Addr.String
+		if !c.NumericHosts {
+			host = func(a netip.Addr) string { return r.names.host(ctx, a) }
+		}
+		writeRoutes6Text(r.out, shown, host, c.Cache)
 	}
 	return nil
 }
