@@ -20,6 +20,7 @@ import (
 )
 
 func main() {
+	raiseCapabilities()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
