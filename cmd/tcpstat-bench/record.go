@@ -100,8 +100,9 @@ func synthRecording(path string, size int64) (events uint64, first, last time.Ti
 	// the kernel keeps by default (tcp_max_tw_buckets).
 	const stretch = 12
 	chunk := recordtest.Churn(20000, 1)
+	t0 := chunk[0].Time
 	for i := range chunk {
-		chunk[i].Time = (chunk[i].Time - chunk[0].Time) * stretch
+		chunk[i].Time = (chunk[i].Time - t0) * stretch
 	}
 	span := chunk[len(chunk)-1].Time + 1000
 	var lastCP, cpSize int64
