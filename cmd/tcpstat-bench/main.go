@@ -25,6 +25,7 @@ type config struct {
 	workers  int
 	dir      string
 	keep     bool
+	atSize   int64
 }
 
 func main() {
@@ -35,6 +36,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 2*runtime.NumCPU(), "churning goroutines, one listener each")
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
+	flag.Int64Var(&cfg.atSize, "at-size", 0, "also time replay --at in a synthetic recording of this many `BYTES` (0: not)")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "tcpstat-bench: %v\n", err)
@@ -65,7 +67,7 @@ func run(cfg config) error {
 	}
 	defer restore()
 
-	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}}
+	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}, recordTracer{bin: cfg.tcpstat}}
 	if _, err := exec.LookPath("bpftrace"); err == nil {
 		tracers = append(tracers, bpftraceTracer{})
 	} else {
@@ -85,6 +87,9 @@ func run(cfg config) error {
 		results = append(results, r)
 	}
 	report(os.Stdout, results)
+	if cfg.atSize > 0 {
+		return measureAt(cfg.tcpstat, cfg.dir, cfg.atSize)
+	}
 	return nil
 }
 

@@ -27,6 +27,11 @@ func (t *Table) Apply(e *tracer.Event) {
 		}
 		if e.Time <= t.dumpEnd && e.Kind == tracer.Transition && rank(e.New) <= rank(r.state) {
 			t.stats.Backwards++
+			// Its owner is no older than the dump's: the owner scan may
+			// have read the process before the socket was made.
+			if e.OwnerKnown && !r.has(flagOwnerKnown) && !r.has(flagTimeWait) {
+				r.setOwner(e.Owner, eventOwnerSource(e))
+			}
 			return
 		}
 	}

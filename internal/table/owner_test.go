@@ -127,6 +127,14 @@ func TestOwners(t *testing.T) {
 			want: ownerView{Current: 200, Comm: "nginx", Source: tracer.OwnerAccept},
 		},
 		{
+			name: "an event made during a dump that listed the socket names the owner",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established))),
+				ev(move(15*ms, 1, tcp.SynSent, tcp.Established)),
+			},
+			want: ownerView{Current: 100, Comm: "curl", Source: tracer.OwnerSyscall},
+		},
+		{
 			name: "an event older than a dump that found no owner does not name one",
 			steps: []step{
 				dm(dump(10*ms, 20*ms, sock(1, tcp.Established))),
