@@ -78,7 +78,8 @@ type Tracer struct {
 }
 
 // pollEvery bounds how long an event waits in the ring buffer: the kernel
-// program wakes the reader only once the ring buffer fills up.
+// program wakes the reader only each time another sixteenth of the ring
+// buffer fills (wakeup_bytes), not per event.
 const pollEvery = 20 * time.Millisecond
 
 // New loads and attaches the kernel program. It undoes everything it did
