@@ -212,6 +212,11 @@ const volatile __u64 wakeup_bytes = 1;
  * losses that would leave per-socket state behind. */
 const volatile __u32 test_skip_first_one_in = 0;
 const volatile __u32 test_lose_one_in = 0;
+/* Benchmark only (Options.Experiment), each dropping a guarantee: no
+ * task_comm; a single copy of the transition program, without the handled
+ * set. */
+const volatile bool exp_no_task_comm = false;
+const volatile bool exp_one_copy = false;
 /* Tests only: 1 in n events is sent with kind 0, which user space rejects. */
 const volatile __u32 test_corrupt_one_in = 0;
 /* A sockets map entry whose socket is in CLOSE and has not moved for this
@@ -572,7 +577,8 @@ static __always_inline void emit(struct sock *sk, const struct endpoint *ep, str
 		fill_counters(e, sk);
 	}
 	e->task_pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
+	if (!exp_no_task_comm)
+		bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
 	submit(e);
 }
 
@@ -681,6 +687,8 @@ static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, b
 		return 0;
 	}
 	transition(sk, oldstate, newstate);
+	if (exp_one_copy)
+		return 0;
 
 	/* A free slot, else the oldest: an entry the second copy never took
 	 * because its own guard skipped that transition. */

@@ -47,7 +47,7 @@ func measure(cfg config, tr tracer, out string) (result, error) {
 	time.Sleep(time.Second) // the last FINs and ACKs
 	var bpfFromTool uint64
 	if cmd != nil {
-		if tr.name() == "bpftrace printf" {
+		if strings.HasPrefix(tr.name(), "bpftrace") {
 			bpfFromTool = bpfRunNsOf(cmd.Process.Pid)
 		}
 		ru, err := stop(cmd)
@@ -118,7 +118,7 @@ func report(w io.Writer, results []result) {
 		pct := 100 * float64(r.captured) / float64(r.expected())
 		events := max(r.captured, 1)
 		misses := "-"
-		if strings.HasPrefix(r.tracer, "tcpstat") {
+		if strings.HasPrefix(r.tracer, "tcpstat") || strings.HasPrefix(r.tracer, "watch") {
 			misses = fmt.Sprintf("%d (%d)", r.recursionMisses, r.recovered)
 		}
 		fmt.Fprintf(tw, "%d\t%d\t%.3f%%\t%d\t%s\t%.2fµs\t%dns\t%.3fs\t%.1fMB\t\n",

@@ -199,6 +199,8 @@ type tcpstateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
+	ExpNoTaskComm      *ebpf.VariableSpec `ebpf:"exp_no_task_comm"`
+	ExpOneCopy         *ebpf.VariableSpec `ebpf:"exp_one_copy"`
 	FilterFamily       *ebpf.VariableSpec `ebpf:"filter_family"`
 	FilterPort         *ebpf.VariableSpec `ebpf:"filter_port"`
 	HaveCookieHelper   *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
@@ -258,6 +260,8 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
+	ExpNoTaskComm      *ebpf.Variable `ebpf:"exp_no_task_comm"`
+	ExpOneCopy         *ebpf.Variable `ebpf:"exp_one_copy"`
 	FilterFamily       *ebpf.Variable `ebpf:"filter_family"`
 	FilterPort         *ebpf.Variable `ebpf:"filter_port"`
 	HaveCookieHelper   *ebpf.Variable `ebpf:"have_cookie_helper"`
