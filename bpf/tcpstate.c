@@ -214,9 +214,11 @@ const volatile __u32 test_skip_first_one_in = 0;
 const volatile __u32 test_lose_one_in = 0;
 /* Benchmark only (Options.Experiment), each dropping a guarantee: no
  * task_comm; a single copy of the transition program, without the handled
- * set. */
+ * set; no events at all; no per-socket state. */
 const volatile bool exp_no_task_comm = false;
 const volatile bool exp_one_copy = false;
+const volatile bool exp_no_events = false;
+const volatile bool exp_no_state = false;
 /* Tests only: 1 in n events is sent with kind 0, which user space rejects. */
 const volatile __u32 test_corrupt_one_in = 0;
 /* A sockets map entry whose socket is in CLOSE and has not moved for this
@@ -318,6 +320,8 @@ static __always_inline struct sock_state *state_of(struct sock *sk, bool fresh)
 {
 	struct sock_state *st;
 
+	if (exp_no_state)
+		return NULL;
 	if (!use_sk_storage)
 		return map_state(sk, fresh, true);
 	st = bpf_sk_storage_get(&socket_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -456,8 +460,11 @@ static __always_inline bool probe_endpoint(struct endpoint *ep, struct sock *sk)
  * identity and its owner. NULL (counted) when the ring buffer is full. */
 static __always_inline struct event *new_event(const struct endpoint *ep, struct sock_state *st, __u8 kind, __u64 ts)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct event *e;
 
+	if (exp_no_events)
+		return NULL;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
 		return NULL;

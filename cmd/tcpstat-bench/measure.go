@@ -28,6 +28,7 @@ type result struct {
 	startup         time.Duration
 	maxRSSKiB       int64
 	traced          bool
+	programs        []program
 }
 
 func (r result) rate() float64 { return float64(r.conns) / r.elapsed.Seconds() }
@@ -47,9 +48,11 @@ func measure(cfg config, tr tracer, out string) (result, error) {
 	time.Sleep(time.Second) // the last FINs and ACKs
 	var bpfFromTool uint64
 	if cmd != nil {
-		if strings.HasPrefix(tr.name(), "bpftrace") {
-			bpfFromTool = bpfRunNsOf(cmd.Process.Pid)
+		progs := bpfProgramsOf(cmd.Process.Pid)
+		for _, p := range progs {
+			bpfFromTool += p.RunTimeNs
 		}
+		r.programs = progs
 		ru, err := stop(cmd)
 		if err != nil {
 			return r, err
@@ -63,38 +66,47 @@ func measure(cfg config, tr tracer, out string) (result, error) {
 	if err := tr.count(out, portRange{basePort, basePort + cfg.workers}, &r); err != nil {
 		return r, fmt.Errorf("read %s: %w", filepath.Base(out), err)
 	}
-	if bpfFromTool > 0 {
-		r.bpfRunNs = bpfFromTool
+	if bpfFromTool > 0 && strings.HasPrefix(tr.name(), "bpftrace") {
+		r.bpfRunNs = bpfFromTool // tcpstat reports its own in the summary
 	}
 	fmt.Fprintf(os.Stderr, "%-22s %8.0f conn/s  captured %d of %d\n", r.tracer, r.rate(), r.captured, r.expected())
+	for _, p := range r.programs {
+		fmt.Fprintf(os.Stderr, "    %-16s %10d runs  %6d ns/run  %6d ns/event\n", p.Name, p.RunCount,
+			p.RunTimeNs/max(p.RunCount, 1), p.RunTimeNs/max(r.expected(), 1))
+	}
 	return r, nil
 }
 
-// bpfRunNsOf sums the run time of the BPF programs a process holds, as
-// bpftool reports it (kernel.bpf_stats_enabled is on during the run).
-func bpfRunNsOf(pid int) uint64 {
+// program is one BPF program's run time and runs, as bpftool reports them
+// (kernel.bpf_stats_enabled is on during the run).
+type program struct {
+	Name      string `json:"name"`
+	RunTimeNs uint64 `json:"run_time_ns"`
+	RunCount  uint64 `json:"run_cnt"`
+	Pids      []struct {
+		Pid int `json:"pid"`
+	} `json:"pids"`
+}
+
+// bpfProgramsOf lists the BPF programs a process holds.
+func bpfProgramsOf(pid int) []program {
 	out, err := exec.Command("bpftool", "prog", "show", "--json").Output()
 	if err != nil {
-		return 0
+		return nil
 	}
-	var progs []struct {
-		RunTimeNs uint64 `json:"run_time_ns"`
-		Pids      []struct {
-			Pid int `json:"pid"`
-		} `json:"pids"`
+	var all, held []program
+	if json.Unmarshal(out, &all) != nil {
+		return nil
 	}
-	if json.Unmarshal(out, &progs) != nil {
-		return 0
-	}
-	var sum uint64
-	for _, p := range progs {
+	for _, p := range all {
 		for _, holder := range p.Pids {
-			if holder.Pid == pid {
-				sum += p.RunTimeNs
+			if holder.Pid == pid && p.RunCount > 0 {
+				held = append(held, p)
+				break
 			}
 		}
 	}
-	return sum
+	return held
 }
 
 func report(w io.Writer, results []result) {
@@ -117,6 +129,9 @@ func report(w io.Writer, results []result) {
 		}
 		pct := 100 * float64(r.captured) / float64(r.expected())
 		events := max(r.captured, 1)
+		if r.captured == 0 {
+			events = r.expected() // a variant that sends nothing
+		}
 		misses := "-"
 		if strings.HasPrefix(r.tracer, "tcpstat") || strings.HasPrefix(r.tracer, "watch") {
 			misses = fmt.Sprintf("%d (%d)", r.recursionMisses, r.recovered)

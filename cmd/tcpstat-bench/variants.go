@@ -24,6 +24,8 @@ var variants = map[string]kernel.Experiment{
 	"one copy":     {OneCopy: true},
 	"no accept":    {NoAccept: true},
 	"no task comm": {NoTaskComm: true},
+	"no events":    {NoEvents: true},
+	"no state":     {NoState: true},
 }
 
 func variantNames() []string {

@@ -199,6 +199,8 @@ type tcpstateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
+	ExpNoEvents        *ebpf.VariableSpec `ebpf:"exp_no_events"`
+	ExpNoState         *ebpf.VariableSpec `ebpf:"exp_no_state"`
 	ExpNoTaskComm      *ebpf.VariableSpec `ebpf:"exp_no_task_comm"`
 	ExpOneCopy         *ebpf.VariableSpec `ebpf:"exp_one_copy"`
 	FilterFamily       *ebpf.VariableSpec `ebpf:"filter_family"`
@@ -260,6 +262,8 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
+	ExpNoEvents        *ebpf.Variable `ebpf:"exp_no_events"`
+	ExpNoState         *ebpf.Variable `ebpf:"exp_no_state"`
 	ExpNoTaskComm      *ebpf.Variable `ebpf:"exp_no_task_comm"`
 	ExpOneCopy         *ebpf.Variable `ebpf:"exp_one_copy"`
 	FilterFamily       *ebpf.Variable `ebpf:"filter_family"`

@@ -75,6 +75,10 @@ type Experiment struct {
 	NoAccept bool
 	// NoTaskComm leaves Event.Task.Comm empty.
 	NoTaskComm bool
+	// NoEvents sends no event at all: what the rest of the program costs.
+	NoEvents bool
+	// NoState keeps no per-socket state: no owner, dwell or deferred birth.
+	NoState bool
 }
 
 // Tracer owns the loaded programs, their attachments and the ring buffer.
@@ -307,6 +311,8 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		"test_corrupt_one_in":    opts.corruptOneIn,
 		"exp_no_task_comm":       opts.Experiment.NoTaskComm,
 		"exp_one_copy":           opts.Experiment.OneCopy,
+		"exp_no_events":          opts.Experiment.NoEvents,
+		"exp_no_state":           opts.Experiment.NoState,
 		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
 	} {
 		v, ok := spec.Variables[name]
