@@ -278,9 +278,10 @@ static __always_inline __u64 synthetic_cookie(void)
 
 /* The socket's cookie, given once per socket: the kernel's where this
  * program may ask for it (tracing programs, 5.12+), else the one the kernel
- * already gave, else (before 5.12) a synthetic one. It stays 0 when only
- * asking could give it: the socket's next transition will. */
-static __always_inline void set_cookie(struct sock_state *st, struct sock *sk, bool may_ask)
+ * already gave (given: skc_cookie, 0 if none yet), else (before 5.12) a
+ * synthetic one. It stays 0 when only asking could give it: the socket's
+ * next transition will. */
+static __always_inline void set_cookie(struct sock_state *st, struct sock *sk, __u64 given, bool may_ask)
 {
 	if (st->cookie)
 		return;
@@ -288,7 +289,7 @@ static __always_inline void set_cookie(struct sock_state *st, struct sock *sk, b
 		st->cookie = bpf_get_socket_cookie(sk);
 		return;
 	}
-	st->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	st->cookie = given;
 	if (!st->cookie && !have_cookie_helper) {
 		st->cookie = synthetic_cookie();
 		st->synthetic = 1;
@@ -435,24 +436,28 @@ static __always_inline bool read_endpoint(struct endpoint *ep, struct sock *sk)
 	return true;
 }
 
-/* The same, for a socket found through a file (probed reads). */
-static __always_inline bool probe_endpoint(struct endpoint *ep, struct sock *sk)
+/* Room for the kernel's struct sock_common (136 bytes from 5.10 to 6.18). */
+#define SOCK_COMMON_MAX 192
+
+/* The same, for a socket found through a file: from a copy of its
+ * sock_common made with one probed read, not one read per field. */
+static __always_inline bool copy_endpoint(struct endpoint *ep, const struct sock_common *skc, struct sock *sk)
 {
-	ep->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ep->family = skc->skc_family;
 	if (ep->family == AF_INET) {
-		BPF_CORE_READ_INTO((__u32 *)ep->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)ep->daddr, sk, __sk_common.skc_daddr);
+		__builtin_memcpy(ep->saddr, &skc->skc_rcv_saddr, 4);
+		__builtin_memcpy(ep->daddr, &skc->skc_daddr, 4);
 	} else if (ep->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&ep->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&ep->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		__builtin_memcpy(ep->saddr, &skc->skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(ep->daddr, &skc->skc_v6_daddr, 16);
 	} else {
 		return false;
 	}
-	ep->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	ep->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ep->netns = BPF_CORE_READ(skc->skc_net.net, ns.inum);
+	ep->sport = skc->skc_num;
 	if (!ep->sport)
 		ep->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	ep->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ep->dport = bpf_ntohs(skc->skc_dport);
 	return true;
 }
 
@@ -623,8 +628,9 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
 		return;
 	}
-	set_cookie(st, sk, true);
-	take_accepted_owner(sk, st);
+	set_cookie(st, sk, sk->__sk_common.skc_cookie.counter, true);
+	if (oldstate != TCP_SYN_RECV) /* not yet in the accept queue */
+		take_accepted_owner(sk, st);
 	/* Only a task holding the socket lock acts on the socket from a system
 	 * call; softirq and timers never own it, whoever is current. */
 	if (owned)
@@ -755,7 +761,9 @@ static __always_inline int accepted(__s64 fd)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	__u8 skc_copy[SOCK_COMMON_MAX];
 	struct file **fds, *file;
+	struct sock_common *skc;
 	struct sock_state *st;
 	struct endpoint ep;
 	struct socket *sock;
@@ -770,16 +778,22 @@ static __always_inline int accepted(__s64 fd)
 		return 0;
 	sock = BPF_CORE_READ(file, private_data);
 	sk = BPF_CORE_READ(sock, sk);
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !probe_endpoint(&ep, sk))
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	if (bpf_core_type_size(struct sock_common) > SOCK_COMMON_MAX ||
+	    bpf_probe_read_kernel(skc_copy, bpf_core_type_size(struct sock_common), sk))
+		return 0;
+	skc = (void *)skc_copy;
+	if (!copy_endpoint(&ep, skc, sk))
 		return 0;
 
-	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	__u8 state = skc->skc_state;
 
 	st = map_state(sk, false, state != TCP_CLOSE);
 	if (!st)
 		return 0;
 	now = bpf_ktime_get_boot_ns();
-	set_cookie(st, sk, false);
+	set_cookie(st, sk, skc->skc_cookie.counter, false);
 	set_owner(st, OWNER_ACCEPT);
 	if (!st->cookie || !keep(&ep))
 		return 0;

@@ -59,6 +59,10 @@ func (v variantTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 	})
 }
 
+func (variantTracer) programs() []string { return tcpstatPrograms }
+
+func (bpftraceCountTracer) programs() []string { return []string{"inet_sock_set_s"} }
+
 func (variantTracer) count(out string, ports portRange, r *result) error {
 	return tcpstatTracer{}.count(out, ports, r)
 }
