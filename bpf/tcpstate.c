@@ -629,8 +629,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		return;
 	}
 	set_cookie(st, sk, sk->__sk_common.skc_cookie.counter, true);
-	if (oldstate != TCP_SYN_RECV) /* not yet in the accept queue */
-		take_accepted_owner(sk, st);
+	take_accepted_owner(sk, st);
 	/* Only a task holding the socket lock acts on the socket from a system
 	 * call; softirq and timers never own it, whoever is current. */
 	if (owned)
