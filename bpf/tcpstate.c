@@ -71,6 +71,7 @@ enum counter {
 	COUNTER_SWEPT,		  /* sockets map entries whose CLOSE was never seen, swept */
 	COUNTER_FORCED_SKIP,	  /* tests: runs the first copy passed over on purpose */
 	COUNTER_FORCED_LOST,	  /* tests: moves to CLOSE dropped on purpose */
+	COUNTER_RECORDS,	  /* not a count: records this CPU sent, for wakeups */
 	COUNTER_MAX,
 };
 
@@ -204,8 +205,11 @@ const volatile __u16 filter_port = 0;	/* either end; 0 for any */
 const volatile bool have_cookie_helper = true;
 /* bpf_sk_storage_get() is callable from tracing programs since 5.11. */
 const volatile bool use_sk_storage = true;
-/* Wake the consumer each time this much more is waiting: it also polls,
- * and a wakeup (an IPI) per event would cost more than the event. */
+/* Each CPU wakes the consumer once per this many records (a power of two):
+ * it also polls, and a wakeup (an IPI) per event would cost more than the
+ * event. User space sets it to a sixteenth of the ring per CPU. */
+const volatile __u64 wakeup_records = 1;
+/* The same in bytes, for exp_query_wakeup. */
 const volatile __u64 wakeup_bytes = 1;
 /* Tests only: 1 in n runs of the first copy pass the transition to the
  * second copy as a recursion would; 1 in n moves to CLOSE are dropped, the
@@ -219,6 +223,7 @@ const volatile bool exp_no_task_comm = false;
 const volatile bool exp_one_copy = false;
 const volatile bool exp_no_events = false;
 const volatile bool exp_no_state = false;
+const volatile bool exp_query_wakeup = false;
 /* Tests only: 1 in n events is sent with kind 0, which user space rejects. */
 const volatile __u32 test_corrupt_one_in = 0;
 /* A sockets map entry whose socket is in CLOSE and has not moved for this
@@ -381,20 +386,26 @@ static __always_inline void take_accepted_owner(struct sock *sk, struct sock_sta
 #define RECORD_BYTES ((sizeof(struct event) + 8 + 7) / 8 * 8)
 
 /*
- * Wakes the consumer only when this record takes the waiting data past a
- * multiple of wakeup_bytes (a sixteenth of the ring), not on every record:
- * the consumer also polls every few milliseconds, and while a slow consumer
- * catches up each forced wakeup would otherwise send an IPI. Records
- * reserved at once on two CPUs may step over a multiple together; the poll
- * picks those up.
+ * Wakes the consumer once per wakeup_records records of this CPU, not per
+ * record. Asking the ring how much is waiting (bpf_ringbuf_query) would
+ * read the consumer's position, a cache line the consumer writes from
+ * another CPU: this per-CPU count costs nothing shared. Records a quiet CPU
+ * sends without a wakeup wait for the consumer's poll.
  */
 static __always_inline void submit(struct event *e)
 {
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u32 key = COUNTER_RECORDS;
+	__u64 *n = bpf_map_lookup_elem(&counters, &key);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (avail >= RECORD_BYTES && avail / wakeup_bytes != (avail - RECORD_BYTES) / wakeup_bytes)
+	if (exp_query_wakeup) {
+		__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+		if (avail >= RECORD_BYTES && avail / wakeup_bytes != (avail - RECORD_BYTES) / wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
+	} else if (n && (++*n & (wakeup_records - 1)) == 0) {
 		flags = BPF_RB_FORCE_WAKEUP;
+	}
 	if (one_in(test_corrupt_one_in))
 		e->kind = 0;
 	bpf_ringbuf_submit(e, flags);

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ type config struct {
 	dir      string
 	keep     bool
 	levers   bool
+	only     string
 }
 
 func main() {
@@ -42,6 +44,7 @@ func main() {
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
 	flag.BoolVar(&cfg.levers, "levers", false, "also measure each variant of the kernel program: "+strings.Join(variantNames(), ", "))
+	flag.StringVar(&cfg.only, "only", "", "run only the tracers whose names contain one of these comma-separated words (and none)")
 	flag.StringVar(&consumeVariant, "consume", "", "internal: run watch --json with this variant")
 	flag.StringVar(&out, "out", "", "internal: with -consume, the output file")
 	flag.StringVar(&ready, "ready", "", "internal: with -consume, the ready file")
@@ -115,6 +118,19 @@ func run(cfg config) error {
 		fmt.Fprintln(os.Stderr, "tcpstat-bench: bpftrace not installed: skipping it (apt-get install bpftrace)")
 	}
 	tracers = append(tracers, noTracer{}) // again, to see drift
+	if cfg.only != "" {
+		tracers = slices.DeleteFunc(tracers, func(tr tracer) bool {
+			if tr.name() == "none" {
+				return false
+			}
+			for _, word := range strings.Split(cfg.only, ",") {
+				if strings.Contains(tr.name(), word) {
+					return false
+				}
+			}
+			return true
+		})
+	}
 
 	fmt.Printf("churn: %d workers × loopback connect/accept/close, %s per phase, %d cores, kernel %s\n\n",
 		cfg.workers, cfg.duration, runtime.NumCPU(), kernelRelease())

@@ -28,7 +28,7 @@ type tracer interface {
 }
 
 // tcpstatPrograms are bpf/tcpstate.c's programs that run for events.
-var tcpstatPrograms = []string{"set_state_first", "set_state_secon", "accept4_exit", "accept_exit"}
+var tcpstatPrograms = []string{"set_state_first", "set_state_second", "accept4_exit", "accept_exit"}
 
 type portRange struct{ lo, hi int }
 

@@ -26,6 +26,7 @@ var variants = map[string]kernel.Experiment{
 	"no task comm": {NoTaskComm: true},
 	"no events":    {NoEvents: true},
 	"no state":     {NoState: true},
+	"query wakeup": {QueryWakeup: true},
 }
 
 func variantNames() []string {

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -79,6 +81,9 @@ type Experiment struct {
 	NoEvents bool
 	// NoState keeps no per-socket state: no owner, dwell or deferred birth.
 	NoState bool
+	// QueryWakeup wakes the consumer by asking the ring buffer how much is
+	// waiting (bpf_ringbuf_query), as before, instead of counting records.
+	QueryWakeup bool
 }
 
 // Tracer owns the loaded programs, their attachments and the ring buffer.
@@ -324,6 +329,17 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		}
 	}
 	return nil
+}
+
+// wakeupRecords is how many records each CPU sends per wakeup: a power of
+// two near a sixteenth of the ring shared by the CPUs.
+func wakeupRecords(ringBytes uint32) uint64 {
+	records := uint64(ringBytes) / 16 / uint64(unsafe.Sizeof(tcpstateEvent{})+8) / uint64(max(runtime.NumCPU(), 1))
+	n := uint64(1)
+	for n*2 <= records {
+		n *= 2
+	}
+	return n
 }
 
 // attachAccept attaches the accept() hooks. Without them tcpstat still works:
