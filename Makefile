@@ -2,13 +2,25 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: build watch generate test lint check-generated bench bench-list test-kernels
+.PHONY: build watch man generate test lint check-generated bench bench-list test-kernels
 # urfave_cli_no_docs drops cli's man/markdown generator (blackfriday), whose
 # init alone costs a few ms of every start: listings must start fast.
 TAGS ?= urfave_cli_no_docs
 
+# The version and commit `tcpstat version` prints; `go install` builds
+# without them and fall back on the module's build info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS ?= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -tags '$(TAGS)' -o bin/tcpstat ./cmd/tcpstat
+	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/tcpstat ./cmd/tcpstat
+
+# Man pages, written from the command definitions by a hidden command (the
+# binary has no doc generator to link: see TAGS); install with
+# `install -m 644 man/*.1 /usr/local/share/man/man1/`.
+man: build
+	./bin/tcpstat man-pages --dir man
 
 # Build and run the live transition view (needs root or CAP_BPF+CAP_PERFMON).
 watch: build

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -435,4 +436,104 @@ func cgroup2Root(t *testing.T) string {
 	}
 	t.Fatal("no cgroup v2 hierarchy mounted")
 	return ""
+}
+
+// watchLine is the part of watch's JSON a filter test looks at.
+type watchLine struct {
+	Type     string `json:"type"`
+	Netns    uint32 `json:"netns"`
+	Sport    uint16 `json:"sport"`
+	Dport    uint16 `json:"dport"`
+	OldState string `json:"old_state"`
+	NewState string `json:"new_state"`
+	Reason   string `json:"reason"`
+}
+
+// TestWatchFilter traces a namespace of the test's own: a refused connect,
+// and a connection to a listener that the client closes first. The filter
+// keeps the refused connect's last event (reason is about an event), and
+// every event of the client socket, its CLOSE → SYN_SENT with port 0
+// included (held until its port is known); nothing of the server side.
+func TestWatchFilter(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	ns := netnstest.New(t)
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:2222"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ready := filepath.Join(t.TempDir(), "ready")
+	// ss groups left to right: the inner parentheses are needed.
+	expr := fmt.Sprintf("netns %s and ( reason refused or ( sport > :30000 and dport = :2222 ) )", ns.Name)
+	cmd := tcpstatCommand(t, "watch", "--json", "--ready-file", ready, expr)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitReady(t, ready, &stderr)
+
+	var client net.Conn
+	err := ns.Do(func() error {
+		if _, err := net.Dial("tcp4", "127.0.0.1:9"); err == nil {
+			return errors.New("connect to port 9 succeeded")
+		}
+		var err error
+		client, err = net.Dial("tcp4", "127.0.0.1:2222")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(client.LocalAddr().(*net.TCPAddr).Port)
+	client.Close()
+	server.Close()
+	want := []watchLine{
+		{"transition", ns.Inode, 0, 9, "SYN_SENT", "CLOSE", "refused"},
+		{"transition", ns.Inode, 0, 2222, "CLOSE", "SYN_SENT", ""},
+		{"transition", ns.Inode, port, 2222, "SYN_SENT", "ESTABLISHED", ""},
+		{"transition", ns.Inode, port, 2222, "ESTABLISHED", "FIN_WAIT1", ""},
+		{"transition", ns.Inode, port, 2222, "FIN_WAIT1", "FIN_WAIT2", ""},
+		{"transition", ns.Inode, port, 2222, "FIN_WAIT2", "TIME_WAIT", "timewait"},
+	}
+	var got []watchLine
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		got = watchLines(t, stdout.String())
+		if len(got) >= len(want) {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v; stderr: %s", err, stderr.String())
+	}
+	got = watchLines(t, stdout.String())
+	// The refused connect's source port is whatever the kernel picked.
+	if len(got) > 0 && got[0].Dport == 9 {
+		got[0].Sport = 0
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("watch %q printed\n%+v\nwant\n%+v\nstdout:\n%s", expr, got, want, stdout.String())
+	}
+}
+
+func watchLines(t *testing.T, out string) []watchLine {
+	var lines []watchLine
+	for _, l := range strings.Split(out, "\n") {
+		var w watchLine
+		if l == "" || json.Unmarshal([]byte(l), &w) != nil || w.Type != "transition" {
+			continue
+		}
+		lines = append(lines, w)
+	}
+	return lines
 }

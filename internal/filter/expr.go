@@ -198,6 +198,10 @@ func (n *portNode) kernel() bool { return true }
 
 func (n *portNode) format(b *strings.Builder) {
 	b.WriteString([...]string{local: "sport", remote: "dport"}[n.side])
+	if n.port < 0 {
+		fmt.Fprintf(b, " %s :*", opNames[n.op]) // ss compares with -1
+		return
+	}
 	fmt.Fprintf(b, " %s :%d", opNames[n.op], n.port)
 }
 

@@ -4,7 +4,8 @@ import "testing"
 
 // FuzzParse feeds arbitrary text to the parser: it must return a filter or
 // an *Error, never panic, and a filter's canonical form must parse back to
-// itself. Seeds are in testdata/fuzz/FuzzParse.
+// itself, and its compiled kernel part must decide as the expression's.
+// Seeds are in testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"state established", "( dport = :80 or dport = :443 ) and not src [::1]",
@@ -14,6 +15,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	e := testEnv(f)
+	subjects := testSubjects()[:40]
 	f.Fuzz(func(t *testing.T, in string) {
 		flt, err := parseEnv(in, e)
 		if err != nil {
@@ -30,8 +32,19 @@ func FuzzParse(f *testing.F) {
 		if again.String() != s {
 			t.Fatalf("canonical form of %q: %q, then %q", in, s, again.String())
 		}
-		flt.Split()
-		var sub Subject
-		flt.Match(&sub)
+		// The compiled kernel part decides as the expression's kernel part.
+		kf, err := flt.Kernel()
+		if err != nil {
+			if _, ok := err.(*TooLargeError); !ok {
+				t.Fatalf("Kernel(%q): %v", in, err)
+			}
+			return
+		}
+		k := flt.Split().Kernel
+		for i := range subjects {
+			if got, want := runKernel(t, kf, &subjects[i], nil), k.Match(&subjects[i]); got != want {
+				t.Fatalf("%q on %+v: kernel %v, expression %v", in, subjects[i], got, want)
+			}
+		}
 	})
 }

@@ -2,11 +2,13 @@ package topview
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
 
 	"github.com/tcpstat/tcpstat/internal/filter"
+	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 )
 
@@ -45,8 +47,8 @@ type viewer struct {
 
 // Interactive shows the table on screen, refreshed every interval, until
 // the user quits or ctx ends. The caller owns the screen (Init and Fini).
-func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Table, opts Options, every time.Duration) error {
-	v := &viewer{screen: screen, live: tr, opts: opts}
+func Interactive(ctx context.Context, screen tcell.Screen, live *livetable.Table, opts Options, every time.Duration) error {
+	v := &viewer{screen: screen, live: live, opts: opts}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	events, quit := make(chan tcell.Event, 16), make(chan struct{})
@@ -151,6 +153,13 @@ var (
 	styleHead  = tcell.StyleDefault.Reverse(true)
 	styleStale = tcell.StyleDefault.Foreground(tcell.ColorRed).Bold(true)
 	styleDim   = tcell.StyleDefault.Dim(true)
+	// toneStyles colour the state column as watch colours its lines.
+	toneStyles = map[format.Tone]tcell.Style{
+		format.Open:    tcell.StyleDefault.Foreground(tcell.ColorGreen),
+		format.Opening: tcell.StyleDefault.Foreground(tcell.ColorOlive),
+		format.Listen:  tcell.StyleDefault.Foreground(tcell.ColorTeal),
+		format.Closing: styleDim,
+	}
 )
 
 // draw formats only the rows that fit on the screen.
@@ -173,12 +182,17 @@ func (v *viewer) draw() {
 	head, lines := v.frame.Lines(v.top, rows)
 	s.PutStrStyled(0, y, pad(head, width), styleHead)
 	y++
+	stateAt := strings.Index(head, "STATE")
 	for i, line := range lines {
 		style := tcell.StyleDefault
-		if v.frame.Row(v.top + i).TimeWait() {
+		r := v.frame.Row(v.top + i)
+		if r.TimeWait() {
 			style = styleDim
 		}
 		s.PutStrStyled(0, y+i, line, style)
+		if tone := format.StateTone(displayState(r.State())); v.opts.Color && stateAt >= 0 && tone != format.Plain {
+			s.PutStrStyled(stateAt, y+i, stateText(r), toneStyles[tone])
+		}
 	}
 	bottom := help
 	if v.editing {
