@@ -64,3 +64,15 @@ KERNELS_FLAGS ?=
 test-kernels:
 	$(GO) build -o bin/test-kernels ./test/kernels
 	bin/test-kernels $(KERNELS_FLAGS)
+
+# The container image (deploy/Containerfile): a static binary FROM scratch,
+# run as a non-root user, with file capabilities permitted (not effective:
+# tcpstat raises what its pod grants). Built with podman, or buildah, from
+# the local tree: no registry. IMAGE names it.
+IMAGE ?= localhost/tcpstat:latest
+IMAGE_CAPS := cap_bpf,cap_perfmon,cap_sys_admin,cap_sys_ptrace,cap_dac_read_search+p
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -tags '$(TAGS)' -o bin/tcpstat-static ./cmd/tcpstat
+	setcap $(IMAGE_CAPS) bin/tcpstat-static
+	if command -v podman >/dev/null; then podman build -f deploy/Containerfile -t $(IMAGE) .; \
+	else buildah bud -f deploy/Containerfile -t $(IMAGE) .; fi

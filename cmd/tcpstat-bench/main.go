@@ -31,6 +31,7 @@ type config struct {
 	keep     bool
 	levers   bool
 	only     string
+	atSize   int64
 }
 
 func main() {
@@ -48,6 +49,7 @@ func main() {
 	flag.StringVar(&consumeVariant, "consume", "", "internal: run watch --json with this variant")
 	flag.StringVar(&out, "out", "", "internal: with -consume, the output file")
 	flag.StringVar(&ready, "ready", "", "internal: with -consume, the ready file")
+	flag.Int64Var(&cfg.atSize, "at-size", 0, "also time replay --at in a synthetic recording of this many `BYTES` (0: not)")
 	flag.Parse()
 	if consumeVariant != "" {
 		if err := consume(consumeVariant, out, ready); err != nil {
@@ -106,7 +108,7 @@ func run(cfg config) error {
 	}
 	defer restore()
 
-	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}}
+	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}, recordTracer{bin: cfg.tcpstat}}
 	if cfg.levers {
 		for _, name := range variantNames() {
 			tracers = append(tracers, variantTracer{name})
@@ -144,6 +146,9 @@ func run(cfg config) error {
 		results = append(results, r)
 	}
 	report(os.Stdout, results)
+	if cfg.atSize > 0 {
+		return measureAt(cfg.tcpstat, cfg.dir, cfg.atSize)
+	}
 	return nil
 }
 

@@ -119,3 +119,5 @@ func (bpftraceCountTracer) count(out string, _ portRange, r *result) error {
 		return nil
 	})
 }
+
+func (recordTracer) programs() []string { return tcpstatPrograms }
