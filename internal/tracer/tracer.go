@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -306,11 +307,15 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 	default:
 		return fmt.Errorf("address family %d: want 4, 6 or 0 for both", opts.Family)
 	}
+	set := map[string]bool{}
 	for name, value := range map[string]any{
 		"filter_family":          family,
 		"filter_port":            opts.Port,
 		"have_cookie_helper":     cookies,
 		"use_sk_storage":         storage,
+		"wakeup_records":         wakeupRecords(spec.Maps["events"].MaxEntries),
+		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
+		"sweep_after_ns":         uint64(time.Second),
 		"test_skip_first_one_in": opts.skipFirstOneIn,
 		"test_lose_one_in":       opts.loseOneIn,
 		"test_corrupt_one_in":    opts.corruptOneIn,
@@ -318,7 +323,7 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		"exp_one_copy":           opts.Experiment.OneCopy,
 		"exp_no_events":          opts.Experiment.NoEvents,
 		"exp_no_state":           opts.Experiment.NoState,
-		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
+		"exp_query_wakeup":       opts.Experiment.QueryWakeup,
 	} {
 		v, ok := spec.Variables[name]
 		if !ok {
@@ -326,6 +331,13 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		}
 		if err := v.Set(value); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
+		}
+		set[name] = true
+	}
+	// A constant left at its compiled-in value is a setting forgotten.
+	for name, v := range spec.Variables {
+		if v.Constant() && !set[name] && !strings.HasPrefix(name, "unused_") {
+			return fmt.Errorf("BPF object has a constant %s that tcpstat does not set", name)
 		}
 	}
 	return nil
