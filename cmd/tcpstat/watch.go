@@ -46,13 +46,7 @@ func runWatch(c *cli.Context) error {
 		return err
 	}
 	opts.Filter = f
-	switch {
-	case c.Bool("4"):
-		opts.Tracer.Family = 4
-	case c.Bool("6"):
-		opts.Tracer.Family = 6
-	}
-	opts.Tracer.Port = uint16(c.Uint("port"))
+	opts.Tracer.Filter = kernelFilter(f, c.App.ErrWriter)
 	// A closed stdout (`watch | head`) is an end like a signal, with the
 	// summary: a write to it fails with EPIPE instead of killing tcpstat.
 	signal.Ignore(syscall.SIGPIPE)

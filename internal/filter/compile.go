@@ -3,6 +3,7 @@ package filter
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -12,7 +13,7 @@ import (
 // TooLargeError says the kernel part does not fit the BPF program's maps:
 // user space then checks all of the expression.
 type TooLargeError struct {
-	What string // "instructions", "prefixes", "cgroup levels"
+	What string // "instructions", "prefixes", "cgroups"
 	N    int
 	Max  int
 }
@@ -37,7 +38,7 @@ func (f *Filter) Kernel() (*tracer.KernelFilter, error) {
 	}
 	c := &compiler{}
 	entry := c.gen(k.root, accept, reject)
-	kf := &tracer.KernelFilter{Prefixes: c.prefixes, CgroupLevels: c.levels, NeedsLocalPort: c.needPort, NeedsOwner: c.needOwner}
+	kf := &tracer.KernelFilter{Prefixes: c.prefixes, Cgroups: c.cgroups, NeedsLocalPort: c.needPort, NeedsOwner: c.needOwner}
 	if c.err != nil {
 		return nil, c.err
 	}
@@ -92,7 +93,7 @@ type compiler struct {
 	insns     []pending
 	prefixes  []tracer.FilterPrefix
 	sets      uint32
-	levels    []uint16
+	cgroups   []tracer.FilterCgroup
 	needPort  bool
 	needOwner bool
 	err       error
@@ -152,27 +153,23 @@ func (c *compiler) gen(n node, yes, no int) int {
 		return c.emit(tracer.FilterInsn{Op: tracer.FilterNetNS, Value: uint64(n.inode)}, yes, no)
 	case *cgroupNode:
 		c.needOwner = true
-		level := uint16(strings.Count(strings.TrimSuffix(n.cg.path, "/"), "/"))
-		slot := -1
-		for i, l := range c.levels {
-			if l == level {
-				slot = i
-			}
-		}
-		if slot < 0 {
-			if len(c.levels) == tracer.MaxCgroupLevels {
-				c.err = &TooLargeError{"cgroup levels", len(c.levels) + 1, tracer.MaxCgroupLevels}
-				return no
-			}
-			c.levels = append(c.levels, level)
-			slot = len(c.levels) - 1
-		}
 		var st syscall.Stat_t
 		if err := syscall.Stat(n.cg.dir, &st); err != nil {
 			c.err = fmt.Errorf("filter: cgroup %s: %w", n.cg.path, err)
 			return no
 		}
-		return c.emit(tracer.FilterInsn{Op: tracer.FilterCgroup, Slot: uint8(slot), Value: st.Ino}, yes, no)
+		// The root is level 0, "/a" level 1.
+		cg := tracer.FilterCgroup{ID: st.Ino, Level: uint32(strings.Count(strings.TrimSuffix(n.cg.path, "/"), "/"))}
+		slot := slices.Index(c.cgroups, cg)
+		if slot < 0 {
+			if len(c.cgroups) == tracer.MaxFilterCgroups {
+				c.err = &TooLargeError{"cgroups", len(c.cgroups) + 1, tracer.MaxFilterCgroups}
+				return no
+			}
+			c.cgroups = append(c.cgroups, cg)
+			slot = len(c.cgroups) - 1
+		}
+		return c.emit(tracer.FilterInsn{Op: tracer.FilterOwnerCgroup, Slot: uint8(slot), Value: st.Ino}, yes, no)
 	}
 	c.err = fmt.Errorf("filter: internal error: %T in the kernel part", n)
 	return no
