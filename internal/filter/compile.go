@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/tcpstat/tcpstat/internal/tracer"
@@ -21,6 +22,14 @@ type TooLargeError struct {
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("too large for the kernel's maps (%d %s, at most %d)", e.N, e.What, e.Max)
 }
+
+// kernelCgroups reports whether the BPF program can check cgroups on this
+// kernel. When the probe cannot tell (no privileges), it assumes so: the
+// tracer, which needs them too, would fail anyway.
+var kernelCgroups = sync.OnceValue(func() bool {
+	ok, err := tracer.HaveCgroupAncestors()
+	return ok || err != nil
+})
 
 // Address families as the kernel numbers them.
 const (

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 )
 
 // KernelFilter is a filter program for the BPF program (internal/filter
@@ -160,6 +162,14 @@ func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) error {
 		if err := kf.check(); err != nil {
 			return err
 		}
+		if len(kf.Cgroups) > 0 {
+			if ok, err := HaveCgroupAncestors(); err != nil {
+				return err
+			} else if !ok {
+				return errors.New("kernel filter: this kernel's tracing programs cannot tell an owner's cgroup " +
+					"ancestors (bpf_get_current_ancestor_cgroup_id): check cgroups in user space")
+			}
+		}
 		n, port, owner = uint32(len(kf.Insns)), kf.NeedsLocalPort, kf.NeedsOwner
 		for i, c := range kf.Cgroups {
 			ids[i], levels[i] = c.ID, c.Level
@@ -218,3 +228,30 @@ func filterKey(p FilterPrefix) tcpstateFilterKey {
 }
 
 var errFilterAndShorthand = errors.New("tracer options: Filter and Family/Port exclude each other; compile them into one filter")
+
+// HaveCgroupAncestors reports whether the kernel's tracing programs may
+// call bpf_get_current_ancestor_cgroup_id, which FilterOwnerCgroup needs
+// (Debian's 5.10 refuses it), by loading a program that does.
+func HaveCgroupAncestors() (bool, error) {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceRawTp,
+		AttachTo:   "inet_sock_set_state",
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R1, 0),
+			asm.FnGetCurrentAncestorCgroupId.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+	if err == nil {
+		prog.Close()
+		return true, nil
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) || errors.Is(err, unix.EINVAL) {
+		return false, nil
+	}
+	return false, fmt.Errorf("probe for bpf_get_current_ancestor_cgroup_id in tracing programs: %w", explainPermission(err))
+}
