@@ -68,16 +68,17 @@ enum filter_op {
 	FILTER_FAMILY = 1,	/* family == value */
 	FILTER_LOCAL_PORT = 2,	/* lo <= sport <= hi */
 	FILTER_REMOTE_PORT = 3, /* lo <= dport <= hi */
-	FILTER_LOCAL_SET = 4,	/* saddr in prefix set `set` */
-	FILTER_REMOTE_SET = 5,	/* daddr in prefix set `set` */
+	FILTER_LOCAL_SET = 4,	/* saddr in address set `set` (0 to 63) */
+	FILTER_REMOTE_SET = 5,	/* daddr in address set `set` */
 	FILTER_NETNS = 6,	/* netns inode == value */
 	FILTER_CGROUP = 7,	/* the owner is in filter cgroup `slot` or below it */
 };
 
-/* Jump targets that end a filter program. */
+/* Jump targets that end a filter program: bits of the set of reached
+ * instructions too, which keeps the program's walk free of branches. */
 enum filter_end {
-	FILTER_ACCEPT = 0xfe,
-	FILTER_REJECT = 0xff,
+	FILTER_ACCEPT = 62,
+	FILTER_REJECT = 63,
 };
 
 /* A socket's first transition, held back to be reported with its next
@@ -150,15 +151,17 @@ struct filter_insn {
 	__u64 value;
 };
 
-#define FILTER_MAX_INSNS 64
+#define FILTER_MAX_INSNS 62
 #define FILTER_MAX_CGROUPS 8
 
-/* A prefix of an address set in the LPM trie: the set id (its low bit the
- * family: 0 IPv4, 1 IPv6) is matched whole, then prefixlen - 32 bits of
- * the address. */
+/* A prefix in the LPM trie of the filter's address sets: the family is
+ * matched whole, then prefixlen - 32 bits of the address. Its value is the
+ * sets (bit n: set n) that hold it or a shorter prefix containing it, so
+ * that one lookup of an address, which finds the longest prefix, tells
+ * every set the address is in. */
 struct filter_key {
 	__u32 prefixlen;
-	__u32 set;
+	__u32 family;
 	__u8 addr[16];
 };
 
@@ -276,7 +279,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1); /* user space sets the size */
 	__type(key, struct filter_key);
-	__type(value, __u8);
+	__type(value, __u64);
 } filter_prefixes SEC(".maps");
 
 /* Set by user space before load. */
@@ -286,6 +289,8 @@ const volatile __u32 filter_len = 0;
  * CLOSE → SYN_SENT), or before its owner is. */
 const volatile bool filter_needs_port = false;
 const volatile bool filter_needs_owner = false;
+/* The program tests address sets. */
+const volatile bool filter_has_sets = false;
 /* The cgroups FILTER_CGROUP asks about: their ids and tree levels (the
  * root is level 0). */
 const volatile __u32 filter_cgroups = 0;
@@ -323,44 +328,34 @@ static __always_inline bool one_in(__u32 n)
 	return n && bpf_get_prandom_u32() % n == 0;
 }
 
-/* Whether addr (of family) is in the filter's prefix set `set`. An IPv4
+/* The filter's address sets addr (of family) is in, as a bit set. An IPv4
  * prefix also matches a v4-mapped IPv6 address, as in ss. */
-static __noinline bool in_set(__u32 set, const __u8 *addr, __u16 family)
+static __always_inline __u64 sets_of(const __u8 *addr, __u16 family)
 {
 	struct filter_key k = {};
+	__u64 *v, sets = 0;
 
 	if (family == AF_INET) {
 		k.prefixlen = 32 + 32;
-		k.set = set << 1;
+		k.family = AF_INET;
 		__builtin_memcpy(k.addr, addr, 4);
-		return bpf_map_lookup_elem(&filter_prefixes, &k) != NULL;
+		v = bpf_map_lookup_elem(&filter_prefixes, &k);
+		return v ? *v : 0;
 	}
 	k.prefixlen = 32 + 128;
-	k.set = set << 1 | 1;
+	k.family = AF_INET6;
 	__builtin_memcpy(k.addr, addr, 16);
-	if (bpf_map_lookup_elem(&filter_prefixes, &k))
-		return true;
-	for (int i = 0; i < 10; i++)
-		if (addr[i])
-			return false;
-	if (addr[10] != 0xff || addr[11] != 0xff)
-		return false;
+	v = bpf_map_lookup_elem(&filter_prefixes, &k);
+	if (v)
+		sets = *v;
+	if (((__u32 *)addr)[0] || ((__u32 *)addr)[1] || ((__u32 *)addr)[2] != bpf_htonl(0xffff))
+		return sets;
 	__builtin_memset(&k, 0, sizeof(k));
 	k.prefixlen = 32 + 32;
-	k.set = set << 1;
+	k.family = AF_INET;
 	__builtin_memcpy(k.addr, addr + 12, 4);
-	return bpf_map_lookup_elem(&filter_prefixes, &k) != NULL;
-}
-
-/* Marks where a taken jump leads: an instruction, or one of the ends. */
-static __always_inline void follow(__u8 to, __u64 *reached, __u64 *ends)
-{
-	if (to == FILTER_ACCEPT)
-		*ends |= 1;
-	else if (to == FILTER_REJECT)
-		*ends |= 2;
-	else if (to < FILTER_MAX_INSNS)
-		*reached |= 1ULL << to;
+	v = bpf_map_lookup_elem(&filter_prefixes, &k);
+	return v ? sets | *v : sets;
 }
 
 /*
@@ -374,14 +369,19 @@ static __always_inline void follow(__u8 to, __u64 *reached, __u64 *ends)
 static __noinline enum verdict run_filter(const struct endpoint *ep, const struct sock_state *st, bool port_unknown,
 					  bool owner_unknown)
 {
-	__u64 reached = 1; /* instruction 0 */
-	__u64 ends = 0;	   /* 1: FILTER_ACCEPT reached, 2: FILTER_REJECT */
+	__u64 reached = 1; /* instruction 0; bits 62 and 63: the ends */
+	__u64 local_sets = 0, remote_sets = 0;
+
+	if (filter_has_sets) {
+		local_sets = sets_of(ep->saddr, ep->family);
+		remote_sets = sets_of(ep->daddr, ep->family);
+	}
 
 #pragma unroll
 	for (__u32 pc = 0; pc < FILTER_MAX_INSNS; pc++) {
 		struct filter_insn *in;
 		__u32 key = pc;
-		bool ok = false, unknown = false;
+		__u64 ok = 0, unknown = 0;
 
 		if (pc >= filter_len)
 			break;
@@ -402,10 +402,10 @@ static __noinline enum verdict run_filter(const struct endpoint *ep, const struc
 			ok = ep->dport >= in->lo && ep->dport <= in->hi;
 			break;
 		case FILTER_LOCAL_SET:
-			ok = in_set(in->set, ep->saddr, ep->family);
+			ok = local_sets >> (in->set & 63) & 1;
 			break;
 		case FILTER_REMOTE_SET:
-			ok = in_set(in->set, ep->daddr, ep->family);
+			ok = remote_sets >> (in->set & 63) & 1;
 			break;
 		case FILTER_NETNS:
 			ok = ep->netns == in->value;
@@ -415,12 +415,11 @@ static __noinline enum verdict run_filter(const struct endpoint *ep, const struc
 			unknown = owner_unknown;
 			break;
 		}
-		if (ok || unknown)
-			follow(in->yes, &reached, &ends);
-		if (!ok || unknown)
-			follow(in->no, &reached, &ends);
+		/* Jumps go forward (user space checked), to an instruction or an end. */
+		reached |= ((ok | unknown) & 1) << (in->yes & 63);
+		reached |= (((ok ^ 1) | unknown) & 1) << (in->no & 63);
 	}
-	bool accept = ends & 1, reject = ends & 2;
+	bool accept = reached >> FILTER_ACCEPT & 1, reject = reached >> FILTER_REJECT & 1;
 
 	if (reject && !accept)
 		return VERDICT_DROP;

@@ -25,6 +25,7 @@ type config struct {
 	workers  int
 	dir      string
 	keep     bool
+	filters  bool
 }
 
 func main() {
@@ -35,6 +36,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 2*runtime.NumCPU(), "churning goroutines, one listener each")
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
+	flag.BoolVar(&cfg.filters, "filters", false, "also run tcpstat with a filter that rejects everything and one of 50 prefixes")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "tcpstat-bench: %v\n", err)
@@ -66,6 +68,18 @@ func run(cfg config) error {
 	defer restore()
 
 	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}}
+	if cfg.filters {
+		// The filter in the kernel: one that rejects every transition, and
+		// 50 prefixes of which the churn's loopback matches the last.
+		var prefixes []string
+		for i := range 49 {
+			prefixes = append(prefixes, fmt.Sprintf("dst 10.%d.0.0/16", i))
+		}
+		prefixes = append(prefixes, "dst 127.0.0.0/8")
+		tracers = append(tracers,
+			tcpstatTracer{bin: cfg.tcpstat, filter: "dst 192.0.2.1", label: "'dst 192.0.2.1' (rejects all)"},
+			tcpstatTracer{bin: cfg.tcpstat, filter: strings.Join(prefixes, " or "), label: "'dst … or dst 127.0.0.0/8' (50 prefixes)"})
+	}
 	if _, err := exec.LookPath("bpftrace"); err == nil {
 		tracers = append(tracers, bpftraceTracer{})
 	} else {

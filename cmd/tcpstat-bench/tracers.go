@@ -34,9 +34,19 @@ func (noTracer) name() string                                   { return "none" 
 func (noTracer) start(string) (*exec.Cmd, time.Duration, error) { return nil, 0, nil }
 func (noTracer) count(string, portRange, *result) error         { return nil }
 
-type tcpstatTracer struct{ bin string }
+// tcpstatTracer runs tcpstat watch, with a filter when label says which.
+type tcpstatTracer struct {
+	bin    string
+	filter string
+	label  string
+}
 
-func (tcpstatTracer) name() string { return "tcpstat watch --json" }
+func (t tcpstatTracer) name() string {
+	if t.label != "" {
+		return "tcpstat watch --json " + t.label
+	}
+	return "tcpstat watch --json"
+}
 
 func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 	ready := out + ".ready"
@@ -45,7 +55,11 @@ func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 		return nil, 0, err
 	}
 	defer f.Close()
-	cmd := exec.Command(t.bin, "watch", "--json", "--ready-file", ready)
+	args := []string{"watch", "--json", "--ready-file", ready}
+	if t.filter != "" {
+		args = append(args, t.filter)
+	}
+	cmd := exec.Command(t.bin, args...)
 	cmd.Stdout = f
 	cmd.Stderr = os.Stderr
 	begin := time.Now()

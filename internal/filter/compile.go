@@ -14,7 +14,7 @@ import (
 // TooLargeError says the kernel part does not fit the BPF program's maps:
 // user space then checks all of the expression.
 type TooLargeError struct {
-	What string // "instructions", "prefixes", "cgroups"
+	What string // "instructions", "prefixes", "address sets", "cgroups"
 	N    int
 	Max  int
 }
@@ -56,6 +56,9 @@ func (f *Filter) Kernel() (*tracer.KernelFilter, error) {
 	}
 	if len(c.prefixes) > tracer.MaxFilterPrefixes {
 		return nil, &TooLargeError{"prefixes", len(c.prefixes), tracer.MaxFilterPrefixes}
+	}
+	if c.sets > tracer.MaxFilterSets {
+		return nil, &TooLargeError{"address sets", int(c.sets), tracer.MaxFilterSets}
 	}
 	switch entry {
 	case accept:

@@ -19,8 +19,8 @@ import (
 // none does.
 type KernelFilter struct {
 	Insns []FilterInsn
-	// Prefixes are the address sets FilterLocalSet and FilterRemoteSet
-	// look up, in an LPM trie.
+	// Prefixes are the address sets (0 to 63) FilterLocalSet and
+	// FilterRemoteSet test, in an LPM trie.
 	Prefixes []FilterPrefix
 	// Cgroups are the cgroups FilterOwnerCgroup asks about (its Slot indexes
 	// them): the program records which of them a socket's owner is in.
@@ -61,8 +61,9 @@ const (
 
 // Limits of the kernel program's maps.
 const (
-	MaxFilterInsns    = 64
-	MaxFilterPrefixes = 1 << 14
+	MaxFilterInsns    = 62 // FilterAccept is the next index
+	MaxFilterPrefixes = 4096
+	MaxFilterSets     = 64
 	MaxFilterCgroups  = 8
 )
 
@@ -98,12 +99,20 @@ func (kf *KernelFilter) check() error {
 	if len(kf.Prefixes) > MaxFilterPrefixes {
 		return fmt.Errorf("kernel filter: %d prefixes, at most %d", len(kf.Prefixes), MaxFilterPrefixes)
 	}
+	for _, p := range kf.Prefixes {
+		if p.Set >= MaxFilterSets || !p.Prefix.IsValid() {
+			return fmt.Errorf("kernel filter: prefix %s of set %d: sets are 0 to %d", p.Prefix, p.Set, MaxFilterSets-1)
+		}
+	}
 	if len(kf.Cgroups) > MaxFilterCgroups {
 		return fmt.Errorf("kernel filter: %d cgroups, at most %d", len(kf.Cgroups), MaxFilterCgroups)
 	}
 	for i, in := range kf.Insns {
 		if in.Op < FilterFamily || in.Op > FilterOwnerCgroup {
 			return fmt.Errorf("kernel filter: instruction %d: unknown operation %d", i, in.Op)
+		}
+		if (in.Op == FilterLocalSet || in.Op == FilterRemoteSet) && in.Set >= MaxFilterSets {
+			return fmt.Errorf("kernel filter: instruction %d: no set %d", i, in.Set)
 		}
 		if in.Op == FilterOwnerCgroup && int(in.Slot) >= len(kf.Cgroups) {
 			return fmt.Errorf("kernel filter: instruction %d: no cgroup %d", i, in.Slot)
@@ -156,6 +165,7 @@ func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) error {
 		ids         [MaxFilterCgroups]uint64
 		levels      [MaxFilterCgroups]uint32
 		cgroups     uint32
+		sets        bool
 		prefixes    = 1
 	)
 	if kf != nil {
@@ -171,6 +181,7 @@ func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) error {
 			}
 		}
 		n, port, owner = uint32(len(kf.Insns)), kf.NeedsLocalPort, kf.NeedsOwner
+		sets = len(kf.Prefixes) > 0
 		for i, c := range kf.Cgroups {
 			ids[i], levels[i] = c.ID, c.Level
 		}
@@ -179,7 +190,7 @@ func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) error {
 	}
 	spec.Maps["filter_prefixes"].MaxEntries = uint32(prefixes)
 	for name, value := range map[string]any{
-		"filter_len": n, "filter_needs_port": port, "filter_needs_owner": owner,
+		"filter_len": n, "filter_needs_port": port, "filter_needs_owner": owner, "filter_has_sets": sets,
 		"filter_cgroups": cgroups, "filter_cgroup_id": ids, "filter_cgroup_level": levels,
 	} {
 		v, ok := spec.Variables[name]
@@ -204,25 +215,46 @@ func loadFilter(prog, prefixes *ebpf.Map, kf *KernelFilter) error {
 			return fmt.Errorf("load filter instruction %d: %w", i, err)
 		}
 	}
-	for _, p := range kf.Prefixes {
-		if err := prefixes.Put(filterKey(p), uint8(1)); err != nil {
-			return fmt.Errorf("load filter prefix %s: %w", p.Prefix, err)
+	for k, sets := range prefixSets(kf.Prefixes) {
+		if err := prefixes.Put(filterKey(k), sets); err != nil {
+			return fmt.Errorf("load filter prefix %s: %w", k, err)
 		}
 	}
 	return nil
 }
 
-// filterKey is a prefix's key in the LPM trie: the set id, its low bit the
-// family, matched whole, then the prefix's bits of the address.
-func filterKey(p FilterPrefix) tcpstateFilterKey {
-	k := tcpstateFilterKey{Set: p.Set << 1, Prefixlen: 32 + uint32(p.Prefix.Bits())}
-	a := p.Prefix.Addr()
+// prefixSets gives each distinct prefix the sets that hold it or a
+// shorter prefix containing it: the kernel's lookup finds the longest
+// prefix containing an address, whose value must then name every set the
+// address is in.
+func prefixSets(ps []FilterPrefix) map[netip.Prefix]uint64 {
+	own := make(map[netip.Prefix]uint64)
+	for _, p := range ps {
+		own[p.Prefix.Masked()] |= 1 << p.Set
+	}
+	out := make(map[netip.Prefix]uint64, len(own))
+	for p := range own {
+		for q, sets := range own {
+			if q.Addr().Is4() == p.Addr().Is4() && q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
+				out[p] |= sets
+			}
+		}
+	}
+	return out
+}
+
+// filterKey is a prefix's key in the LPM trie: the family, matched whole,
+// then the prefix's bits of the address.
+func filterKey(p netip.Prefix) tcpstateFilterKey {
+	k := tcpstateFilterKey{Prefixlen: 32 + uint32(p.Bits())}
+	a := p.Addr()
 	if a.Is4() {
 		b := a.As4()
 		copy(k.Addr[:], b[:])
+		k.Family = afInet
 	} else {
-		k.Set |= 1
 		k.Addr = a.As16()
+		k.Family = afInet6
 	}
 	return k
 }

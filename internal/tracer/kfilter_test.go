@@ -122,3 +122,26 @@ func TestKernelFilterChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixSets: the value of each prefix names every set that holds it
+// or a shorter prefix containing it, per family.
+func TestPrefixSets(t *testing.T) {
+	p := netip.MustParsePrefix
+	got := prefixSets([]FilterPrefix{
+		{0, p("10.0.0.0/8")}, {1, p("10.1.0.0/16")}, {2, p("10.1.2.0/24")}, {2, p("10.0.0.0/8")},
+		{3, p("0.0.0.0/0")}, {4, p("::/0")}, {4, p("fd00::/8")}, {1, p("10.1.9.9/16")},
+	})
+	want := map[netip.Prefix]uint64{
+		p("10.0.0.0/8"): 1<<0 | 1<<2 | 1<<3, p("10.1.0.0/16"): 1<<0 | 1<<1 | 1<<2 | 1<<3,
+		p("10.1.2.0/24"): 1<<0 | 1<<1 | 1<<2 | 1<<3, p("0.0.0.0/0"): 1 << 3,
+		p("::/0"): 1 << 4, p("fd00::/8"): 1 << 4,
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d prefixes, want %d: %v", len(got), len(want), got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: sets %b, want %b", k, got[k], v)
+		}
+	}
+}

@@ -90,8 +90,8 @@ const (
 type tcpstateFilterEnd uint32
 
 const (
-	tcpstateFilterEndFILTER_ACCEPT tcpstateFilterEnd = 254
-	tcpstateFilterEndFILTER_REJECT tcpstateFilterEnd = 255
+	tcpstateFilterEndFILTER_ACCEPT tcpstateFilterEnd = 62
+	tcpstateFilterEndFILTER_REJECT tcpstateFilterEnd = 63
 )
 
 type tcpstateFilterInsn struct {
@@ -110,7 +110,7 @@ type tcpstateFilterInsn struct {
 type tcpstateFilterKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
-	Set       uint32
+	Family    uint32
 	Addr      [16]uint8
 }
 
@@ -246,6 +246,7 @@ type tcpstateVariableSpecs struct {
 	FilterCgroupId     *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
 	FilterCgroupLevel  *ebpf.VariableSpec `ebpf:"filter_cgroup_level"`
 	FilterCgroups      *ebpf.VariableSpec `ebpf:"filter_cgroups"`
+	FilterHasSets      *ebpf.VariableSpec `ebpf:"filter_has_sets"`
 	FilterLen          *ebpf.VariableSpec `ebpf:"filter_len"`
 	FilterNeedsOwner   *ebpf.VariableSpec `ebpf:"filter_needs_owner"`
 	FilterNeedsPort    *ebpf.VariableSpec `ebpf:"filter_needs_port"`
@@ -317,6 +318,7 @@ type tcpstateVariables struct {
 	FilterCgroupId     *ebpf.Variable `ebpf:"filter_cgroup_id"`
 	FilterCgroupLevel  *ebpf.Variable `ebpf:"filter_cgroup_level"`
 	FilterCgroups      *ebpf.Variable `ebpf:"filter_cgroups"`
+	FilterHasSets      *ebpf.Variable `ebpf:"filter_has_sets"`
 	FilterLen          *ebpf.Variable `ebpf:"filter_len"`
 	FilterNeedsOwner   *ebpf.Variable `ebpf:"filter_needs_owner"`
 	FilterNeedsPort    *ebpf.Variable `ebpf:"filter_needs_port"`
