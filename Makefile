@@ -2,13 +2,25 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: build watch generate test lint check-generated bench bench-list test-kernels
+.PHONY: build watch man generate test lint check-generated bench bench-list test-kernels
 # urfave_cli_no_docs drops cli's man/markdown generator (blackfriday), whose
 # init alone costs a few ms of every start: listings must start fast.
 TAGS ?= urfave_cli_no_docs
 
+# The version and commit `tcpstat version` prints; `go install` builds
+# without them and fall back on the module's build info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS ?= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -tags '$(TAGS)' -o bin/tcpstat ./cmd/tcpstat
+	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/tcpstat ./cmd/tcpstat
+
+# Man pages, written from the command definitions by a hidden command (the
+# binary has no doc generator to link: see TAGS); install with
+# `install -m 644 man/*.1 /usr/local/share/man/man1/`.
+man: build
+	./bin/tcpstat man-pages --dir man
 
 # Build and run the live transition view (needs root or CAP_BPF+CAP_PERFMON).
 watch: build
@@ -50,3 +62,15 @@ KERNELS_FLAGS ?=
 test-kernels:
 	$(GO) build -o bin/test-kernels ./test/kernels
 	bin/test-kernels $(KERNELS_FLAGS)
+
+# The container image (deploy/Containerfile): a static binary FROM scratch,
+# run as a non-root user, with file capabilities permitted (not effective:
+# tcpstat raises what its pod grants). Built with podman, or buildah, from
+# the local tree: no registry. IMAGE names it.
+IMAGE ?= localhost/tcpstat:latest
+IMAGE_CAPS := cap_bpf,cap_perfmon,cap_sys_admin,cap_sys_ptrace,cap_dac_read_search+p
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -tags '$(TAGS)' -o bin/tcpstat-static ./cmd/tcpstat
+	setcap $(IMAGE_CAPS) bin/tcpstat-static
+	if command -v podman >/dev/null; then podman build -f deploy/Containerfile -t $(IMAGE) .; \
+	else buildah bud -f deploy/Containerfile -t $(IMAGE) .; fi

@@ -26,6 +26,7 @@ type config struct {
 	dir      string
 	keep     bool
 	filters  bool
+	atSize   int64
 }
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
 	flag.BoolVar(&cfg.filters, "filters", false, "also run tcpstat with a filter that rejects everything and one of 50 prefixes")
+	flag.Int64Var(&cfg.atSize, "at-size", 0, "also time replay --at in a synthetic recording of this many `BYTES` (0: not)")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "tcpstat-bench: %v\n", err)
@@ -67,7 +69,7 @@ func run(cfg config) error {
 	}
 	defer restore()
 
-	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}}
+	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}, recordTracer{bin: cfg.tcpstat}}
 	if cfg.filters {
 		// The filter in the kernel: one that rejects every transition, and
 		// 50 prefixes of which the churn's loopback matches the last.
@@ -99,6 +101,9 @@ func run(cfg config) error {
 		results = append(results, r)
 	}
 	report(os.Stdout, results)
+	if cfg.atSize > 0 {
+		return measureAt(cfg.tcpstat, cfg.dir, cfg.atSize)
+	}
 	return nil
 }
 

@@ -28,6 +28,11 @@ type result struct {
 	startup         time.Duration
 	maxRSSKiB       int64
 	traced          bool
+	// tcpstat record only: the recording's size, its events, and how long
+	// replay --json took to print them.
+	recordBytes    int64
+	recordedEvents uint64
+	replayTime     time.Duration
 }
 
 func (r result) rate() float64 { return float64(r.conns) / r.elapsed.Seconds() }
@@ -129,4 +134,12 @@ func report(w io.Writer, results []result) {
 			r.startup.Seconds(), float64(r.maxRSSKiB)/1024)
 	}
 	tw.Flush()
+	for _, r := range results {
+		if r.recordedEvents == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: %d events in %.1f MB on disk: %.2f bytes/event; replay --json of them: %s, %.2f M events/s\n",
+			r.tracer, r.recordedEvents, float64(r.recordBytes)/1e6, float64(r.recordBytes)/float64(r.recordedEvents),
+			r.replayTime.Round(time.Millisecond), float64(r.recordedEvents)/r.replayTime.Seconds()/1e6)
+	}
 }

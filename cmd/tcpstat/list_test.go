@@ -28,6 +28,11 @@ func TestListUsageErrors(t *testing.T) {
 			t.Errorf("list %q: %q does not point to --help", args, err)
 		}
 	}
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"tcpstat", "list", "--listen"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "unknown flag --listen (did you mean --listening?)") {
+		t.Errorf("list --listen: %v, want a suggestion", err)
+	}
 }
 
 func TestListHelp(t *testing.T) {
@@ -35,8 +40,11 @@ func TestListHelp(t *testing.T) {
 	if err := run(context.Background(), []string{"tcpstat", "list", "--help"}, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "-tanp") {
-		t.Errorf("list --help does not describe combined flags:\n%s", out.String())
+	for _, want := range []string{"-tanp", "1. Sockets (default)", "3. Net-to-media table   list --arp", "7. Routing tables", "9. DHCP",
+		"on Linux -p is --programs", "-f flags:[+-]LETTERS"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("list --help lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tcpstat/tcpstat/internal/livetable"
-	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/replay"
 	"github.com/tcpstat/tcpstat/internal/topview"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -29,13 +29,16 @@ func topCommand() *cli.Command {
 			"FILTER is the language of docs/filter.md, as in watch; / types one.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "batch", Aliases: []string{"b"}, Usage: "print the table to stdout instead of drawing a screen"},
+			netnsFlag(),
 			&cli.IntFlag{Name: "iterations", Aliases: []string{"n"}, Usage: "stop after `COUNT` refreshes (0: until interrupted)"},
 			&cli.Float64Flag{Name: "delay", Aliases: []string{"d"}, Value: 2, Usage: "`SECONDS` between refreshes"},
 			&cli.BoolFlag{Name: "json", Usage: "with -b, one JSON object per refresh"},
 			&cli.StringFlag{Name: "sort", Value: "age", Usage: "sort by `KEY`: age, state, pid, comm, local, remote"},
 			&cli.BoolFlag{Name: "reverse", Usage: "reverse the sort"},
 			&cli.StringFlag{Name: "filter", Usage: "show only the rows `FILTER` selects (as the FILTER argument)"},
+			&cli.StringFlag{Name: "replay", Usage: "show the recording at `PATH` (a file or a directory) with time travel instead of the live table"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
+			colorFlag(),
 		},
 		ArgsUsage: "[FILTER]",
 		Action:    runTop,
@@ -55,7 +58,11 @@ func runTop(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f}
+	color, err := useColor(c, c.App.Writer)
+	if err != nil {
+		return err
+	}
+	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f, Color: color}
 	delay := time.Duration(c.Float64("delay") * float64(time.Second))
 	if delay <= 0 {
 		return fmt.Errorf("delay %v: want a positive number of seconds", c.Float64("delay"))
@@ -70,8 +77,19 @@ func runTop(c *cli.Context) error {
 	if out, ok := c.App.Writer.(*os.File); !c.Bool("batch") && (!ok || !term.IsTerminal(int(out.Fd()))) {
 		return errors.New("top draws on a terminal and stdout is not one: use -b for batch output")
 	}
+	if c.IsSet("replay") {
+		if c.Bool("batch") {
+			return errors.New("--replay draws on a terminal: for the table as of an instant in batch, use tcpstat replay --at TIME PATH")
+		}
+		return topReplay(c, opts)
+	}
 
-	cfg := livetable.Config{Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, PollReason: "--poll"}
+	scope, err := scopeOf(c)
+	if err != nil {
+		return err
+	}
+	cfg := livetable.Config{PollReason: "--poll"}
+	scopedConfig(&cfg, scope, c.String("netns") != "")
 	if !c.Bool("poll") {
 		events, err := tracer.New(tracer.Options{})
 		if err != nil {
@@ -89,19 +107,19 @@ func runTop(c *cli.Context) error {
 	} else {
 		cfg.Every = delay
 	}
-	tr, err := livetable.Start(c.Context, cfg)
+	live, err := livetable.Start(c.Context, cfg)
 	if err != nil {
 		return err
 	}
-	defer tr.Close()
+	defer live.Close()
 
 	if c.Bool("batch") {
 		// A printed table must be whole: wait for the owners of older
 		// sockets, which the screen fills in as they come.
-		if err := tr.WaitOwners(c.Context); err != nil {
+		if err := live.WaitOwners(c.Context); err != nil {
 			return nil
 		}
-		return topBatch(c, tr, opts, delay, count)
+		return topBatch(c, live, opts, delay, count)
 	}
 	screen, err := tcell.NewScreen()
 	if err != nil {
@@ -111,11 +129,11 @@ func runTop(c *cli.Context) error {
 		return fmt.Errorf("open the terminal: %w", err)
 	}
 	defer screen.Fini()
-	return topview.Interactive(c.Context, screen, tr, opts, delay)
+	return topview.Interactive(c.Context, screen, live, opts, delay)
 }
 
 // topBatch prints count refreshes (0: until interrupted), delay apart.
-func topBatch(c *cli.Context, tr *livetable.Table, opts topview.Options, delay time.Duration, count int) error {
+func topBatch(c *cli.Context, live *livetable.Table, opts topview.Options, delay time.Duration, count int) error {
 	var (
 		frame topview.Frame
 		rate  topview.Rate
@@ -129,7 +147,7 @@ func topBatch(c *cli.Context, tr *livetable.Table, opts topview.Options, delay t
 			case <-time.After(delay):
 			}
 		}
-		tr.View(frame.Capture)
+		live.View(frame.Capture)
 		if frame.Status.Err != nil {
 			return frame.Status.Err
 		}
@@ -147,4 +165,32 @@ func topBatch(c *cli.Context, tr *livetable.Table, opts topview.Options, delay t
 		}
 	}
 	return nil
+}
+
+// topReplay shows a recording with time travel.
+func topReplay(c *cli.Context, opts topview.Options) error {
+	files, skipped, err := replay.Files([]string{c.String("replay")})
+	for _, s := range skipped {
+		fmt.Fprintf(c.App.ErrWriter, "tcpstat: %s\n", s)
+	}
+	if err != nil {
+		return err
+	}
+	p, err := replay.NewPlayer(files)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	screen, err := tcell.NewScreen()
+	if err != nil {
+		return fmt.Errorf("open the terminal: %w", err)
+	}
+	if err := screen.Init(); err != nil {
+		return fmt.Errorf("open the terminal: %w", err)
+	}
+	defer screen.Fini()
+	start := files[0].Header.Start
+	return topview.Replay(c.Context, screen, p, opts, func(s string) (time.Time, error) {
+		return replay.ParseTime(s, start, time.Now())
+	})
 }

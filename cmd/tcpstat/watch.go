@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 	"github.com/tcpstat/tcpstat/internal/watch"
 )
@@ -22,10 +23,13 @@ func watchCommand() *cli.Command {
 			"(docs/filter.md), e.g. 'dport = :443 and not comm curl'.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (see docs/watch.md)"},
+			&cli.BoolFlag{Name: "wide", Aliases: []string{"W"}, Usage: "print every field whole, even when lines wrap"},
+			colorFlag(),
 			&cli.BoolFlag{Name: "4", Usage: "IPv4 only (filter: family inet)"},
 			&cli.BoolFlag{Name: "6", Usage: "IPv6 only (filter: family inet6)"},
 			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT` (filter: sport = :PORT or dport = :PORT)"},
 			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two)"},
+			&cli.StringFlag{Name: "pod-log-dir", Value: "/var/log/pods", Usage: "with --json, kubelet pod log `DIR` for pod names"},
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the programs are attached"},
 		},
 		Action: runWatch,
@@ -47,6 +51,26 @@ func runWatch(c *cli.Context) error {
 	}
 	opts.Filter = f
 	opts.Tracer.Filter = kernelFilter(f, c.App.ErrWriter)
+	color, err := useColor(c, c.App.Writer)
+	if err != nil {
+		return err
+	}
+	// Only a terminal gets sized lines: what reads a pipe keeps the
+	// stable layout.
+	opts.Width, opts.Wide, opts.Color = termWidth(c.App.Writer), c.Bool("wide"), color
+	if opts.Width > 0 {
+		opts.Resized = resizes(c.Context, c.App.Writer)
+	}
+	if opts.JSON {
+		// Container and pod of the owner, from its cgroup (docs/watch.md).
+		ids := container.NewResolver(container.Options{PodLogDir: c.String("pod-log-dir")})
+		opts.Enrich = func(b []byte, ev *tracer.Event) []byte {
+			if !ev.OwnerKnown {
+				return b
+			}
+			return ids.Lookup(ev.Owner.Cgroup).AppendJSON(b)
+		}
+	}
 	// A closed stdout (`watch | head`) is an end like a signal, with the
 	// summary: a write to it fails with EPIPE instead of killing tcpstat.
 	signal.Ignore(syscall.SIGPIPE)

@@ -33,9 +33,10 @@ func ours(local, remote netip.AddrPort) bool {
 type seen struct {
 	state         tcp.State
 	local, remote netip.AddrPort
-	pid           uint32
-	owned         bool
-	timeWait      bool // a timewait mini-socket
+	pid           uint32 // the owner's, current or former
+	owned         bool   // pid holds the socket
+	former        bool   // pid held the socket
+	timeWait      bool   // a timewait mini-socket
 	inferred      bool
 	expired       bool // a timewait socket past its timer, until the next dump says it is gone
 }
@@ -52,8 +53,12 @@ func tableView(tr *Table) map[uint64]seen {
 				continue
 			}
 			o, known := r.Owner()
+			fo, former := r.FormerOwner()
+			if former {
+				o = fo
+			}
 			expired := r.TimeWait() && r.Expires() != 0 && r.Expires() <= st.Now
-			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, r.TimeWait(), r.Inferred(), expired}
+			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, former, r.TimeWait(), r.Inferred(), expired}
 		}
 	})
 	return out
@@ -76,26 +81,34 @@ type agreement struct {
 	Sockets      int // sockets ss listed
 	Agree        int // present with the right state, addresses and owner
 	Missing      int // ss listed it, the table did not have it
-	Late         int // of those, rows the table had a second later (events still on their way)
+	Requests     int // ss listed a SYN_RECV request socket the table did not have: only dumps show them
 	Between      int // ss listed it; it opened and closed between the two views, and the table saw it end
 	WrongState   int
 	WrongAddress int
 	WrongOwner   int // ss names users and the table another (or none)
-	FormerOwner  int // ss names no user; the table still names the last one
+	FormerOwner  int // ss names no user; the table still names the last one as holding it
 	Extra        int // the table had it before and after ss ran; ss did not list it
 	Expired      int // of those, timewait rows past their timer, left for the next dump to remove
+	Stale        bool
+	extra        []uint64 // cookies of the extra rows not expired
 }
 
+// exact is what the table's own accounting requires while it is not
+// stale: every socket ss listed agrees, but those it could not know
+// (request sockets since the last dump) and those that came and went
+// between the table's two views.
+func (a agreement) exact() bool { return a.Agree == a.Sockets-a.Between-a.Requests }
+
 func (a agreement) String() string {
-	return fmt.Sprintf("%d sockets: %d agree (%.2f%%), %d opened and closed between the table's views, %d missing (%d there a second later), %d wrong state, %d wrong address, %d wrong owner, %d former owner shown, %d extra (%d timewait past its timer)",
-		a.Sockets, a.Agree, 100*float64(a.Agree)/float64(max(1, a.Sockets-a.Between)), a.Between, a.Missing, a.Late, a.WrongState, a.WrongAddress, a.WrongOwner, a.FormerOwner, a.Extra, a.Expired)
+	return fmt.Sprintf("%d sockets: %d agree (%.2f%%), %d opened and closed between the table's views, %d request sockets only dumps show, %d missing, %d wrong state, %d wrong address, %d wrong owner, %d former owner shown, %d extra (%d timewait past its timer)",
+		a.Sockets, a.Agree, 100*float64(a.Agree)/float64(max(1, a.Sockets-a.Between-a.Requests)), a.Between, a.Requests, a.Missing, a.WrongState, a.WrongAddress, a.WrongOwner, a.FormerOwner, a.Extra, a.Expired)
 }
 
 func (a *agreement) add(b agreement) {
 	a.Sockets += b.Sockets
 	a.Agree += b.Agree
 	a.Missing += b.Missing
-	a.Late += b.Late
+	a.Requests += b.Requests
 	a.Between += b.Between
 	a.WrongState += b.WrongState
 	a.WrongAddress += b.WrongAddress
@@ -103,6 +116,7 @@ func (a *agreement) add(b agreement) {
 	a.FormerOwner += b.FormerOwner
 	a.Extra += b.Extra
 	a.Expired += b.Expired
+	a.extra = append(a.extra, b.extra...)
 }
 
 // lifeRank orders states along a connection's life, to accept a state ss
@@ -123,6 +137,7 @@ func compare(tr *Table, logf func(string, ...any)) (agreement, error) {
 			logf(f, a...)
 		}
 	}
+	_, stBefore := rows(tr)
 	before := tableView(tr)
 	socks, err := ssView()
 	if err != nil {
@@ -140,8 +155,9 @@ func compare(tr *Table, logf func(string, ...any)) (agreement, error) {
 		return agreement{}, err
 	}
 	after := tableView(tr)
-	var a agreement
-	var missing []uint64
+	_, stAfter := rows(tr)
+	// The table vouches for itself only while it has lost nothing.
+	a := agreement{Stale: stBefore.Stale || stAfter.Stale || stAfter.Lost != stBefore.Lost}
 	listed := map[uint64]bool{}
 	for _, s := range again {
 		listed[s.Cookie] = true
@@ -155,15 +171,18 @@ func compare(tr *Table, logf func(string, ...any)) (agreement, error) {
 			a.Between++
 			continue
 		}
-		if !inBefore && !inAfter {
-			a.Missing++
-			missing = append(missing, s.Cookie)
-			details("missing: %+v", s)
-			continue
-		}
 		st := s.State
 		if st == tcp.NewSynRecv {
 			st = tcp.SynRecv
+		}
+		if !inBefore && !inAfter {
+			if st == tcp.SynRecv {
+				a.Requests++
+				continue
+			}
+			a.Missing++
+			details("missing: %+v", s)
+			continue
 		}
 		view := f
 		if !inAfter || (inBefore && b.state == st) {
@@ -182,9 +201,11 @@ func compare(tr *Table, logf func(string, ...any)) (agreement, error) {
 			details("address: ss %v %v, table %v %v", s.Local, s.Remote, view.local, view.remote)
 		case view.state != st:
 			a.Agree++ // seen between two views: its owner then is not known
-		case len(s.Users) > 0 && !(view.owned && slices.ContainsFunc(s.Users, func(u ssdump.User) bool { return u.PID == view.pid })):
+		case len(s.Users) > 0 && !heldBy(s.Users, b, inBefore) && !heldBy(s.Users, f, inAfter):
+			// The view after the barrier has every accept() made before
+			// ss ran; the one before, an owner since gone (closed).
 			a.WrongOwner++
-			details("owner: ss %+v, table pid %d (known %v) %v", s.Users, view.pid, view.owned, view.state)
+			details("owner: ss %+v, table %+v then %+v", s.Users, b, f)
 		case len(s.Users) == 0 && view.owned:
 			a.FormerOwner++
 			a.Agree++
@@ -199,23 +220,16 @@ func compare(tr *Table, logf func(string, ...any)) (agreement, error) {
 				a.Expired++
 				continue
 			}
+			a.extra = append(a.extra, c)
 			details("extra: cookie %d %+v", c, b)
 		}
 	}
-	// Late rows are there once the events in flight are applied; a
-	// socket closed meanwhile has a tombstone.
-	for wait := 0; wait < 3 && a.Late < len(missing); wait++ {
-		time.Sleep(time.Second)
-		later := tableView(tr)
-		a.Late = 0
-		for _, c := range missing {
-			if _, ok := later[c]; ok {
-				a.Late++
-			}
-		}
-		logf("missing rows there %ds later: %d of %d", wait+1, a.Late, len(missing))
-	}
 	return a, nil
+}
+
+// heldBy reports a row whose owner, current or former, is among users.
+func heldBy(users []ssdump.User, r seen, present bool) bool {
+	return present && (r.owned || r.former) && slices.ContainsFunc(users, func(u ssdump.User) bool { return u.PID == r.pid })
 }
 
 // ended holds the cookies of the connections the table saw end.
@@ -247,7 +261,7 @@ func TestAccuracy(t *testing.T) {
 		t.Skip("needs root: loads the tracer")
 	}
 	if _, err := exec.LookPath("ss"); err != nil {
-		t.Skip("needs ss (iproute2) as the independent witness")
+		t.Fatal("needs ss (iproute2) as the independent witness: scripts/deps.sh installs it")
 	}
 	addr := func(a, b byte) netip.Addr { return netip.AddrFrom4([4]byte{127, 77, a, b}) }
 	mix := func(n byte, seed uint64, d time.Duration, conns int) childSpec {
@@ -279,7 +293,8 @@ func TestAccuracy(t *testing.T) {
 			t.Logf(f, a...)
 		}
 	}
-	var during agreement
+	var during agreement // the points where the table was not stale
+	stalePoints := 0
 	deadline := time.Now().Add(run)
 	for i := 0; time.Now().Before(deadline.Add(-3 * time.Second)); i++ {
 		time.Sleep(3 * time.Second)
@@ -295,7 +310,14 @@ func TestAccuracy(t *testing.T) {
 		}
 		var st Status
 		tr.View(func(_ *table.Table, s Status) { st = s })
-		t.Logf("while running, point %d: %v (last reconcile %+v)", i+1, a, st.Last)
+		t.Logf("while running, point %d: %v (stale %v; last reconcile %+v)", i+1, a, a.Stale, st.Last)
+		if a.Stale {
+			stalePoints++
+			continue
+		}
+		if !a.exact() {
+			t.Errorf("while running, point %d: the table disagrees with ss though it lost nothing: %v", i+1, a)
+		}
 		during.add(a)
 	}
 	var made loadgen.Stats
@@ -321,19 +343,23 @@ func TestAccuracy(t *testing.T) {
 	tr.View(func(_ *table.Table, s Status) { st = s })
 	t.Logf("workload: %d connections, %d refused connects, %d listeners; %d events, %d lost, %d resyncs, %d reconciles: %+v",
 		made.Connections, made.Refused, made.Listeners, st.Events, st.Lost, st.Resyncs, st.Reconciles, st.Total)
-	t.Logf("while running, all points: %v", during)
+	t.Logf("while running, the points without losses: %v; %d points stale after losses", during, stalePoints)
 	t.Logf("settled: %v", settled)
 	if settled.Sockets == 0 {
 		t.Fatal("ss listed none of the workload's sockets after it settled (its TIME_WAIT sockets should be there)")
 	}
-	if settled.Agree != settled.Sockets || settled.Extra != settled.Expired || settled.FormerOwner != 0 {
+	if settled.Stale || !settled.exact() || settled.Requests != 0 || settled.Extra != settled.Expired || settled.FormerOwner != 0 {
 		t.Errorf("settled table disagrees with ss: %v", settled)
 	}
-	// While it runs, ss and the table are not read at one instant, and the
-	// host's load delays events: disagreements are expected, a few (one run
-	// on a host loaded by other benchmarks saw 93.7%; most see over 99.4%).
-	if during.Agree < (during.Sockets-during.Between)*90/100 {
-		t.Errorf("while running, under 90%% agreement: %v", during)
+	// A row ss did not list while the workload ran (a socket the kernel
+	// freed without a transition: a timewait socket killed by a reset, a
+	// request socket that became a full one) must be gone once dumps have
+	// missed it.
+	final := tableView(tr)
+	for _, c := range during.extra {
+		if r, ok := final[c]; ok {
+			t.Errorf("row %d, extra while running, is still there after two dumps: %+v", c, r)
+		}
 	}
 }
 

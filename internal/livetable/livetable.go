@@ -23,12 +23,15 @@ import (
 )
 
 // Events is a source of tracer events: a *tracer.Tracer, or a recording.
+// It keeps the tracer's contract: a sample that cannot be decoded is
+// never returned but skipped and counted in Stats().Corrupt, which Lost()
+// includes (the table resyncs after it).
 type Events interface {
-	// Read blocks until the next event. It returns os.ErrDeadlineExceeded
-	// at the deadline, tracer.ErrFlushed after a Flush, and tracer.ErrClosed
-	// (or io.EOF, or os.ErrClosed) once the source has ended. Any other
-	// error is taken for a sample that could not be decoded: it is counted
-	// as a lost event (the table resyncs) and reading goes on.
+	// Read blocks until the next event. Reading goes on after
+	// os.ErrDeadlineExceeded (the deadline passed) and tracer.ErrFlushed
+	// (after a Flush). tracer.ErrClosed, io.EOF and os.ErrClosed end the
+	// source cleanly (a closed tracer, a recording's end); any other error
+	// ends it as a failure, reported in Status.Err.
 	Read(*tracer.Event) error
 	SetDeadline(time.Time)
 	// Flush makes Read return what is buffered, then tracer.ErrFlushed.
@@ -69,6 +72,14 @@ type Config struct {
 	// NetNS is the inode of the namespace Dump lists; 0 reads it from
 	// /proc/self/ns/net.
 	NetNS uint32
+	// Covers, when set, says which namespaces the last dump spoke for: a
+	// dump of many namespaces (snapshot.Scope's DumpTCP and WalkTCP, whose
+	// sockets carry their namespace). NetNS is then only the namespace of
+	// sockets that carry none.
+	Covers func(netns uint32) bool
+	// Keep, when set, says which namespaces' events the table applies; the
+	// others are dropped as they are read (a table of one namespace).
+	Keep func(netns uint32) bool
 	// OnEnd is called, with the table locked, for every connection that ends.
 	OnEnd func(*table.Row)
 	// PollReason says why there is no tracer, for the views to show.
@@ -84,7 +95,7 @@ type Status struct {
 	// Lost counts the events that will never be applied: those the tracer
 	// lost, Corrupt ones, and those dropped while start-up buffered them.
 	Lost       uint64
-	Corrupt    uint64 // samples the source could not decode, skipped
+	Corrupt    uint64 // of Lost: samples the source could not decode, skipped
 	Stale      bool   // events were lost and the resync is not done yet
 	Resyncs    uint64 // resyncs after losses
 	Reconciles uint64 // dumps merged, the first included
@@ -101,6 +112,10 @@ type Status struct {
 	// read (not root, or hidepid): their sockets show no owner.
 	OwnersUnreadable int
 	DumpErr          error // the last dump's error, until a dump succeeds
+	// NetNSErr says the last dump of many network namespaces left some
+	// out (a *snapshot.NetNSError: no CAP_SYS_ADMIN to join them); their
+	// sockets older than tcpstat are missing. nil when all were dumped.
+	NetNSErr error
 	// EventsEnded: events are no longer read, because the source ended
 	// (a recording's end, a closed tracer) or failed (Err says why).
 	EventsEnded bool
@@ -110,10 +125,6 @@ type Status struct {
 // maxBuffered bounds the events held while the first dump runs; past it
 // they are dropped and counted as lost, which forces a resync.
 const maxBuffered = 1 << 20
-
-// maxReadErrors is how many Read errors in a row end reading: one corrupt
-// sample is skipped, but a source that fails every Read is broken.
-const maxReadErrors = 1000
 
 // Table owns a connection table and keeps it current. Its methods may be
 // called from any goroutine.
@@ -276,8 +287,8 @@ func (t *Table) Close() {
 	t.wg.Wait()
 }
 
-// terminal reports a Read error that ends the source.
-func terminal(err error) bool {
+// cleanEnd reports a Read error that ends the source without a failure.
+func cleanEnd(err error) bool {
 	return errors.Is(err, tracer.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF)
 }
 
@@ -297,7 +308,6 @@ func (t *Table) readLoop(ctx context.Context) {
 	var (
 		ev       tracer.Event
 		deadline time.Time
-		errs     int // Read errors in a row
 	)
 	for ctx.Err() == nil {
 		// Wake up now and then to see whether the table was closed.
@@ -308,7 +318,9 @@ func (t *Table) readLoop(ctx context.Context) {
 		err := t.cfg.Events.Read(&ev)
 		switch {
 		case err == nil:
-			errs = 0
+			if t.cfg.Keep != nil && !t.cfg.Keep(ev.NetNS) {
+				continue
+			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			continue
 		case errors.Is(err, tracer.ErrFlushed):
@@ -319,17 +331,11 @@ func (t *Table) readLoop(ctx context.Context) {
 			}
 			t.mu.Unlock()
 			continue
-		case terminal(err):
-			return // the source ended: not a failure (a recording's end)
+		case cleanEnd(err):
+			return
 		default:
-			if errs++; errs >= maxReadErrors {
-				failure = fmt.Errorf("read events: %d errors in a row, the last: %w", errs, err)
-				return
-			}
-			t.mu.Lock()
-			t.st.Corrupt++
-			t.mu.Unlock()
-			continue
+			failure = fmt.Errorf("read events: %w", err)
+			return
 		}
 		t.mu.Lock()
 		t.st.Events++
@@ -401,20 +407,20 @@ func (t *Table) reconcileLoop(ctx context.Context, began time.Time) {
 	}
 }
 
-// lost is the events lost so far: the source's count, corrupt samples
-// and the start-up buffer's overflow.
+// lost is the events lost so far: the source's count (corrupt samples
+// included) and the start-up buffer's overflow.
 func (t *Table) lost() uint64 {
-	var n uint64
+	var st tracer.Stats
 	if t.cfg.Events != nil {
-		st, err := t.cfg.Events.Stats()
-		if err != nil {
+		var err error
+		if st, err = t.cfg.Events.Stats(); err != nil {
 			t.fail(fmt.Errorf("read lost event count: %w", err))
 		}
-		n = st.Lost()
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return n + t.dropped + t.st.Corrupt
+	t.st.Corrupt = max(t.st.Corrupt, st.Corrupt)
+	return st.Lost() + t.dropped
 }
 
 // reconcile dumps and merges. lostBefore is the lost count read before
@@ -436,14 +442,19 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 	socks, err := t.cfg.Dump(ctx, owners)
 	end := tracer.Now()
 	var partial *snapshot.PartialError
-	if err != nil && !errors.As(err, &partial) {
+	var nsErr *snapshot.NetNSError
+	if err != nil && !errors.As(err, &partial) && !errors.As(err, &nsErr) {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
-	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: owners}
+	d := &table.Dump{Sockets: socks, Start: start, End: end, NetNS: t.cfg.NetNS, Owners: owners, Covers: t.cfg.Covers}
 	lost := t.lost()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.reconciled(t.tb.Reconcile(d), lostBefore, lost, began)
+	t.st.NetNSErr = nil
+	if nsErr != nil {
+		t.st.NetNSErr = nsErr
+	}
 	if owners {
 		t.st.OwnersUnreadable = 0
 		if partial != nil {
@@ -467,14 +478,19 @@ func (t *Table) stream(ctx context.Context, lostBefore uint64) error {
 	start := tracer.Now()
 	m := t.tb.Merge(start, t.cfg.NetNS, false)
 	readBy := func() uint64 { return start + uint64(time.Since(mono)) }
-	if err := t.cfg.Walk(ctx, func(s *snapshot.Socket) { m.Add(s, readBy()) }); err != nil {
+	var nsErr *snapshot.NetNSError
+	if err := t.cfg.Walk(ctx, func(s *snapshot.Socket) { m.Add(s, readBy()) }); err != nil && !errors.As(err, &nsErr) {
 		return fmt.Errorf("dump sockets: %w", err)
 	}
+	m.SetCovers(t.cfg.Covers)
 	rec := m.Done(tracer.Now())
 	lost := t.lost()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.reconciled(rec, lostBefore, lost, began)
+	if nsErr != nil {
+		t.st.NetNSErr = nsErr
+	}
 	return nil
 }
 

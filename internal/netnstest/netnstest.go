@@ -17,7 +17,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 )
 
-// NS is a named network namespace under /var/run/netns with lo up.
+// NS is a named network namespace under /run/netns with lo up.
 type NS struct {
 	Name  string
 	Path  string
@@ -34,7 +34,13 @@ func New(t testing.TB) *NS {
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
 	}
-	ns := &NS{Name: name, Path: filepath.Join("/var/run/netns", name)}
+	// ip(8) names namespaces under /run/netns (Debian's build), which
+	// is /var/run/netns where /var/run links to /run; the kernel matrix's
+	// guest has /run alone.
+	ns := &NS{Name: name, Path: filepath.Join("/run/netns", name)}
+	if _, err := os.Stat(ns.Path); err != nil {
+		ns.Path = filepath.Join("/var/run/netns", name)
+	}
 	t.Cleanup(func() { ns.Delete() })
 	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("ip -n %s link set lo up: %v: %s", name, err, out)

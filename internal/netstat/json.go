@@ -86,16 +86,24 @@ func toJSON(s *snapshot.Socket, c *Config) jsonSocket {
 
 // jsonDoc is one JSON document: exactly one of the forms is set.
 type jsonDoc struct {
-	Time            string                      `json:"time"`
-	IntervalSeconds float64                     `json:"interval_seconds,omitempty"`
-	Delta           bool                        `json:"delta,omitempty"`
-	Sockets         []jsonSocket                `json:"sockets,omitempty"`
-	Summary         []jsonCount                 `json:"summary,omitempty"`
-	Statistics      map[string]map[string]int64 `json:"statistics,omitempty"`
-	Interfaces      []Interface                 `json:"interfaces,omitempty"`
-	Routes          []Route                     `json:"routes,omitempty"`
-	Groups          []Group                     `json:"groups,omitempty"`
-	Warning         string                      `json:"warning,omitempty"`
+	Time             string                      `json:"time"`
+	IntervalSeconds  float64                     `json:"interval_seconds,omitempty"`
+	Delta            bool                        `json:"delta,omitempty"`
+	Sockets          []jsonSocket                `json:"sockets,omitempty"`
+	Summary          []jsonCount                 `json:"summary,omitempty"`
+	Statistics       map[string]map[string]int64 `json:"statistics,omitempty"`
+	Interfaces       []Interface                 `json:"interfaces,omitempty"`
+	InterfaceDetails []IfaceDetail               `json:"interface_details,omitempty"`
+	InterfaceCounts  *IfaceCounts                `json:"interface_counts,omitempty"`
+	Routes           []Route                     `json:"routes,omitempty"`
+	Routes6          []Route6                    `json:"routes6,omitempty"`
+	Groups           []Group                     `json:"groups,omitempty"`
+	Memory           *SocketMemory               `json:"memory,omitempty"`
+	Multicast        *Multicast                  `json:"multicast,omitempty"`
+	MulticastStats   *McastStats                 `json:"multicast_statistics,omitempty"`
+	DHCP             string                      `json:"dhcp,omitempty"`
+	NetToMedia       []Neighbor                  `json:"net_to_media,omitempty"`
+	Warning          string                      `json:"warning,omitempty"`
 }
 
 type jsonCount struct {

@@ -14,14 +14,17 @@ import (
 // namespace, the name of the test it runs there.
 const netnsEnv = "TCPSTAT_NETSTAT_IN_NETNS"
 
-// The interfaces of the test namespace. Two names take all 15 characters
-// Linux allows (IFNAMSIZ-1), and the bridge is named like the podman bridge
-// whose long name once ran into /proc/net/igmp's colon.
+// The interfaces of the test namespace, veth pairs (the kernel matrix's
+// guests load veth, not bridge). Two names take all 15 characters Linux
+// allows (IFNAMSIZ-1), one is named like the podman bridge whose long name
+// once ran into /proc/net/igmp's colon, and one pair stays down.
 const (
 	nsVethA  = "abcdefghijklmno"
 	nsVethB  = "pqrstuvwxyz0123"
 	nsBridge = "cni-podman0"
+	nsPeer   = "cni-podman0-p"
 	nsDown   = "tcpstat-down-15"
+	nsDownB  = "tcpstat-down-p"
 )
 
 // inNetns runs body in a network namespace of its own, filled by
@@ -59,11 +62,12 @@ func setupNetns(t *testing.T, ns string) {
 	t.Helper()
 	for _, args := range [][]string{
 		{"link", "add", nsVethA, "type", "veth", "peer", "name", nsVethB},
-		{"link", "add", nsBridge, "type", "bridge"},
-		{"link", "add", nsDown, "type", "bridge"},
+		{"link", "add", nsBridge, "type", "veth", "peer", "name", nsPeer},
+		{"link", "add", nsDown, "type", "veth", "peer", "name", nsDownB},
 		{"link", "set", nsVethA, "up"},
 		{"link", "set", nsVethB, "up"},
 		{"link", "set", nsBridge, "up"},
+		{"link", "set", nsPeer, "up"},
 		{"addr", "add", "10.5.0.1/24", "brd", "10.5.0.255", "dev", nsVethA},
 		{"addr", "add", "10.4.0.2/24", "dev", nsVethB},
 		{"addr", "add", "10.7.0.1/24", "dev", nsBridge},
@@ -72,10 +76,12 @@ func setupNetns(t *testing.T, ns string) {
 		{"route", "add", "10.6.0.0/16", "via", "10.5.0.2", "dev", nsVethA},
 		{"route", "add", "10.8.0.9", "via", "10.5.0.2", "dev", nsVethA, "metric", "7"},
 		{"route", "add", "unreachable", "10.9.0.0/16"},
-		{"route", "add", "default", "via", "10.7.0.254", "dev", nsBridge},
+		// Default routes that refuse at once: a name lookup (netstat
+		// without -n) must fail fast, never wait for an answer.
+		{"route", "add", "prohibit", "default"},
 		{"-6", "route", "add", "2001:db8:5::/48", "via", "2001:db8::2", "dev", nsVethA},
 		{"-6", "route", "add", "2001:db8:6::1/128", "via", "2001:db8::2", "dev", nsVethA, "metric", "5"},
-		{"-6", "route", "add", "default", "via", "2001:db8::2", "dev", nsVethA},
+		{"-6", "route", "add", "prohibit", "default"},
 		{"neigh", "replace", "10.5.0.3", "lladdr", "02:00:00:00:00:03", "dev", nsVethA, "nud", "permanent"},
 		{"neigh", "replace", "10.7.0.254", "lladdr", "02:00:00:00:00:fe", "dev", nsBridge, "nud", "permanent"},
 		{"neigh", "replace", "2001:db8::3", "lladdr", "02:00:00:00:00:03", "dev", nsVethA, "nud", "permanent"},

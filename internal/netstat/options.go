@@ -1,10 +1,13 @@
 // Package netstat implements `tcpstat list`: net-tools netstat's forms and
-// flags (sockets, -s, -i, -r, -g), Solaris' interval/count, -P and -f,
-// state filters, a per-state summary and JSON for every form.
+// flags (sockets, -s, -i, -ie, -r, -r -6, -g, -C, -N, -v), Solaris' forms
+// mapped to what Linux keeps (-m, -M, -Ms, -D, the net-to-media table as
+// --arp, -i -I, -r -a, route filters), interval/count, -P and -f, state
+// filters, a per-state summary and JSON for every form.
 package netstat
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,11 +21,16 @@ import (
 type Form uint8
 
 const (
-	Sockets    Form = iota
-	Statistics      // -s
-	Interfaces      // -i
-	Routes          // -r
-	Groups          // -g
+	Sockets         Form = iota
+	Statistics           // -s
+	Interfaces           // -i (-ie: ifconfig-style; -I IFACE interval: Solaris' counts)
+	Routes               // -r (-6: IPv6, -C: cache, -a: every table)
+	Groups               // -g
+	Memory               // -m: socket memory
+	MulticastRoutes      // -M
+	MulticastStats       // -Ms
+	DHCP                 // -D
+	NetToMedia           // --arp: Solaris' -p
 )
 
 // Config is a parsed `tcpstat list` command line.
@@ -58,6 +66,17 @@ type Config struct {
 	JSON    bool
 	Help    bool
 
+	// NetNS lists the sockets of that network namespace instead of
+	// tcpstat's own (--netns, parsed by the caller).
+	NetNS *snapshot.Namespace
+
+	Verbose      bool          // -v
+	Cache        bool          // -C: -r shows the routing cache
+	Symbolic     bool          // -N: net-tools' symbolic hardware names (nothing left to resolve)
+	Iface        string        // -I: the interface -i, -D show
+	RouteFilters []RouteFilter // -f keyword:value with -r; see RouteFilter
+	v6First      bool          // -6 came before -4: -r lists IPv6 first, as netstat
+
 	// Interval, when not zero, repeats the form; Count limits the
 	// repetitions (0: until interrupted). For -s and -i the repeats show
 	// deltas.
@@ -77,7 +96,34 @@ var shortNames = map[byte]string{
 	'a': "all", 'c': "continuous", 'e': "extend", 'g': "groups", 'h': "help", 'i': "interfaces",
 	'l': "listening", 'n': "numeric", 'o': "timers", 'p': "programs", 'r': "route", 's': "statistics",
 	't': "tcp", 'u': "udp", 'w': "raw", 'x': "unix", 'W': "wide", '4': "inet", '6': "inet6",
-	'P': "protocol", 'f': "family", 'A': "family",
+	'P': "protocol", 'f': "family", 'A': "family", 'v': "verbose", 'C': "cache", 'F': "fib",
+	'N': "symbolic", 'm': "memory", 'M': "multicast-routes", 'D': "dhcp", 'I': "interface",
+}
+
+// longNames are the long flags, for "did you mean" (short ones map to
+// these, plus the long-only ones).
+var longNames = func() []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, n := range shortNames {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	names = append(names, "numeric-hosts", "numeric-ports", "numeric-users", "summary", "json", "state", "arp", "net-to-media")
+	slices.Sort(names)
+	return names
+}()
+
+// unsupportedShort explains the letters netstat knows and tcpstat does not.
+var unsupportedShort = map[byte]string{
+	'S': "-S (SCTP) has no listing in tcpstat; use ss -S or /proc/net/sctp/assocs",
+	'U': "-U (UDP-Lite) has no listing in tcpstat; use cat /proc/net/udplite",
+	'Z': "-Z (SELinux contexts) is not supported; use ss -Z",
+	'T': "-T (netstat's old spelling of -W): use -W",
+	'V': "-V: use tcpstat --version",
+	'd': "-d (netstat's debug flag) does nothing in netstat either; leave it out",
 }
 
 // parser holds the state of one Parse.
@@ -101,6 +147,7 @@ func (p *parser) flag(name string) error {
 	case "inet":
 		c.IPv4 = true
 	case "inet6":
+		c.v6First = c.v6First || !c.IPv4
 		c.IPv6 = true
 	case "all":
 		c.All = true
@@ -130,6 +177,21 @@ func (p *parser) flag(name string) error {
 		p.form(Routes, "-r")
 	case "groups":
 		p.form(Groups, "-g")
+	case "memory":
+		p.form(Memory, "-m")
+	case "multicast-routes":
+		p.form(MulticastRoutes, "-M")
+	case "dhcp":
+		p.form(DHCP, "-D")
+	case "arp", "net-to-media":
+		p.form(NetToMedia, "--arp")
+	case "verbose":
+		c.Verbose = true
+	case "cache":
+		c.Cache = true
+	case "fib": // net-tools' -F, the default
+	case "symbolic":
+		c.Symbolic = true
 	case "summary":
 		c.Summary = true
 	case "json":
@@ -137,9 +199,62 @@ func (p *parser) flag(name string) error {
 	case "help":
 		c.Help = true
 	default:
-		return usagef("unknown flag --%s", name)
+		return usagef("unknown flag --%s%s", name, suggest(name))
 	}
 	return nil
+}
+
+// suggest names the nearest long flag, when one is near enough.
+func suggest(name string) string {
+	best, bestDist := "", 4
+	for _, n := range longNames {
+		d := editDistance(name, n)
+		if strings.HasPrefix(n, name) && len(name) >= 3 {
+			d = 1
+		}
+		if d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean --%s?)", best)
+}
+
+// suggestShort explains an unknown letter, or names the nearest flag.
+func suggestShort(b byte, arg string) error {
+	if why, ok := unsupportedShort[b]; ok {
+		return usagef("%s", why)
+	}
+	hint := ""
+	for _, alt := range []byte{b ^ 0x20} { // the other case
+		if n, ok := shortNames[alt]; ok && (b|0x20) >= 'a' && (b|0x20) <= 'z' {
+			hint = fmt.Sprintf(" (did you mean -%c, --%s?)", alt, n)
+		}
+	}
+	return usagef("unknown flag -%c in %q%s", b, arg, hint)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func (p *parser) form(f Form, name string) {
@@ -200,7 +315,7 @@ func Parse(args []string) (Config, error) {
 			for j := 1; j < len(a); j++ {
 				name, ok := shortNames[a[j]]
 				if !ok {
-					return *c, usagef("unknown flag -%c in %q", a[j], a)
+					return *c, suggestShort(a[j], a)
 				}
 				rest := a[j+1:]
 				switch {
@@ -238,8 +353,8 @@ func Parse(args []string) (Config, error) {
 			positional = append(positional, a)
 		}
 	}
-	if len(p.forms) > 1 {
-		return *c, usagef("%s and %s are different forms; give one of -s, -i, -r, -g", p.forms[0], p.forms[1])
+	if err := p.pickForm(); err != nil {
+		return *c, err
 	}
 	if err := c.setPositional(positional); err != nil {
 		return *c, err
@@ -247,8 +362,21 @@ func Parse(args []string) (Config, error) {
 	return *c, c.check()
 }
 
+// pickForm settles the form: one at a time, except Solaris' -Ms.
+func (p *parser) pickForm() error {
+	forms := p.forms
+	if len(forms) == 2 && slices.Contains(forms, "-M") && slices.Contains(forms, "-s") {
+		p.c.Form = MulticastStats
+		return nil
+	}
+	if len(forms) > 1 {
+		return usagef("%s and %s are different forms; give one of -s, -i, -r, -g, -m, -M, -D, --arp (or -Ms)", forms[0], forms[1])
+	}
+	return nil
+}
+
 func takesValue(name string) bool {
-	return name == "protocol" || name == "family" || name == "state"
+	return name == "protocol" || name == "family" || name == "state" || name == "interface"
 }
 
 func isNumber(s string) bool {
@@ -331,12 +459,29 @@ func (c *Config) setValue(name, v string) error {
 				return usagef("unknown protocol %q for %s (want tcp, udp, raw, unix, ip or icmp)", p, flag)
 			}
 		}
+	case "I", "interface":
+		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/: \t") {
+			return usagef("%s %q is not an interface name", flag, v)
+		}
+		c.Iface = v
 	case "f", "A", "family":
+		if name == "f" && strings.Contains(v, ":") {
+			f, err := parseRouteFilter(v)
+			if err != nil {
+				return usagef("-f %s: %v", v, err)
+			}
+			if f.kind == filterAF {
+				return c.setValue("family", f.text)
+			}
+			c.RouteFilters = append(c.RouteFilters, f)
+			return nil
+		}
 		for _, f := range strings.Split(strings.ToLower(v), ",") {
 			switch f {
 			case "inet", "ipv4", "4":
 				c.IPv4 = true
 			case "inet6", "ipv6", "6":
+				c.v6First = c.v6First || !c.IPv4
 				c.IPv6 = true
 			case "unix", "local":
 				c.UNIX = true
@@ -360,23 +505,26 @@ func (c *Config) check() error {
 		return nil
 	}
 	inet := c.TCP || c.UDP || c.RAW
+	notSockets := c.Form != Sockets
 	switch {
 	case c.UNIX && (c.IPv4 || c.IPv6) && !inet:
 		return usagef("-x (unix) and -4/-6 (inet) contradict each other")
-	case c.Form != Sockets && c.Summary:
-		return usagef("--summary counts sockets; it does not combine with -s, -i, -r or -g")
-	case c.Form != Sockets && len(c.FilterArgs) > 0:
-		return usagef("a filter selects sockets; it does not combine with -s, -i, -r or -g")
-	case c.Form != Sockets && c.States != 0:
-		return usagef("--state selects sockets; it does not combine with -s, -i, -r or -g")
+	case notSockets && c.Summary:
+		return usagef("--summary counts sockets; it does not combine with another form")
+	case notSockets && len(c.FilterArgs) > 0:
+		return usagef("a filter selects sockets; it does not combine with another form")
+	case notSockets && c.States != 0:
+		return usagef("--state selects sockets; it does not combine with another form")
 	case c.States != 0 && c.Listening && !c.States.Has(tcp.Listen):
 		return usagef("-l (listening) and --state without listening contradict each other")
 	case (c.IP || c.ICMP) && c.Form != Statistics:
 		return usagef("-P ip and -P icmp select statistics; add -s")
-	case c.Form == Interfaces && c.Extend > 0:
-		return usagef("-i -e (the ifconfig-style table) is not supported; use ip -s link")
-	case c.Form == Routes && c.IPv6 && !c.IPv4:
-		return usagef("-r -6 (IPv6 routing table) is not supported; use ip -6 route")
+	case len(c.RouteFilters) > 0 && c.Form != Routes:
+		return usagef("-f keyword:value filters routes; add -r")
+	case c.Iface != "" && c.Form != Interfaces && c.Form != DHCP:
+		return usagef("-I IFACE goes with -i (or -D); add -i")
+	case c.Iface != "" && c.Form == Interfaces && c.Extend > 0:
+		return usagef("-I IFACE and -e are different layouts; give one")
 	case c.Form == Statistics && c.UNIX:
 		return usagef("-s has no UNIX statistics")
 	}

@@ -101,6 +101,16 @@ func (c *Config) wanted(s *snapshot.Socket) bool {
 	return c.Filter.Match(&sub)
 }
 
+// unixOptions dumps UNIX sockets from /proc/net/unix, which shows
+// tcpstat's own namespace only: another's comes from sock_diag (without
+// the RefCnt column).
+func (c *Config) unixOptions() snapshot.Options {
+	if c.NetNS != nil {
+		return snapshot.Options{Protos: []snapshot.Proto{snapshot.UNIX}, NetNS: c.NetNS}
+	}
+	return snapshot.Options{Protos: []snapshot.Proto{snapshot.UNIX}, Source: snapshot.Procfs}
+}
+
 // dumpSockets reads the sockets a listing shows; UNIX sockets come from
 // /proc/net/unix, the only source of netstat's RefCnt column.
 func dumpSockets(ctx context.Context, c *Config) (inet, unixs []snapshot.Socket, warn error, err error) {
@@ -111,13 +121,14 @@ func dumpSockets(ctx context.Context, c *Config) (inet, unixs []snapshot.Socket,
 			Families: sel.fams,
 			States:   c.tcpStates(),
 			Info:     c.Timers,
+			NetNS:    c.NetNS,
 		})
 		if err != nil {
 			return nil, nil, nil, err
 		}
 	}
 	if sel.unix {
-		unixs, err = snapshot.Dump(ctx, snapshot.Options{Protos: []snapshot.Proto{snapshot.UNIX}, Source: snapshot.Procfs})
+		unixs, err = snapshot.Dump(ctx, c.unixOptions())
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -463,7 +474,7 @@ func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.
 	sel := c.selection()
 	if len(sel.inet) > 0 {
 		t.header(true)
-		err := snapshot.Walk(ctx, snapshot.Options{Protos: sel.inet, Families: sel.fams, States: c.tcpStates(), Info: c.Timers},
+		err := snapshot.Walk(ctx, snapshot.Options{Protos: sel.inet, Families: sel.fams, States: c.tcpStates(), Info: c.Timers, NetNS: c.NetNS},
 			func(s *snapshot.Socket) error {
 				if owners != nil && s.Inode != 0 {
 					s.Owners = owners[s.Inode]
@@ -478,7 +489,7 @@ func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.
 		}
 	}
 	if sel.unix {
-		unixs, err := snapshot.Dump(ctx, snapshot.Options{Protos: []snapshot.Proto{snapshot.UNIX}, Source: snapshot.Procfs})
+		unixs, err := snapshot.Dump(ctx, c.unixOptions())
 		if err != nil {
 			return err
 		}

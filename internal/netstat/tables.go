@@ -26,6 +26,7 @@ type Interface struct {
 	TXErr     uint64 `json:"tx_err"`
 	TXDrop    uint64 `json:"tx_drop"`
 	TXOverrun uint64 `json:"tx_overrun"`
+	Colls     uint64 `json:"collisions"`
 	Flags     string `json:"flags"`
 	up        bool
 }
@@ -137,9 +138,53 @@ func ParseNetDev(r io.Reader) ([]Interface, error) {
 		}
 		ifs = append(ifs, Interface{Name: strings.TrimSpace(name),
 			RXOK: v[1], RXErr: v[2], RXDrop: v[3], RXOverrun: v[4],
-			TXOK: v[9], TXErr: v[10], TXDrop: v[11], TXOverrun: v[12]})
+			TXOK: v[9], TXErr: v[10], TXDrop: v[11], TXOverrun: v[12], Colls: v[13]})
 	}
 	return ifs, sc.Err()
+}
+
+// IfaceCounts is one line of Solaris' `-i -I IFACE interval` counts.
+type IfaceCounts struct {
+	Iface PacketCounts `json:"interface"`
+	Total PacketCounts `json:"total"`
+}
+
+// PacketCounts are the five columns Solaris shows per side.
+type PacketCounts struct {
+	Name       string `json:"name"`
+	InPackets  uint64 `json:"in_packets"`
+	InErrs     uint64 `json:"in_errs"`
+	OutPackets uint64 `json:"out_packets"`
+	OutErrs    uint64 `json:"out_errs"`
+	Colls      uint64 `json:"collisions"`
+}
+
+func (p *PacketCounts) add(i Interface) {
+	p.InPackets += i.RXOK
+	p.InErrs += i.RXErr
+	p.OutPackets += i.TXOK
+	p.OutErrs += i.TXErr
+	p.Colls += i.Colls
+}
+
+func (p *PacketCounts) sub(q PacketCounts) {
+	p.InPackets -= q.InPackets
+	p.InErrs -= q.InErrs
+	p.OutPackets -= q.OutPackets
+	p.OutErrs -= q.OutErrs
+	p.Colls -= q.Colls
+}
+
+func writeIfaceCountsHeader(w io.Writer, iface string) {
+	fmt.Fprintf(w, "    input   %-6s    output            input  (Total)    output\n", iface)
+	fmt.Fprintf(w, "packets errs  packets errs  colls   packets errs  packets errs  colls\n")
+}
+
+func writeIfaceCountsRow(w io.Writer, c *IfaceCounts) {
+	a, t := c.Iface, c.Total
+	line := fmt.Sprintf("%-7d %-5d %-7d %-5d %-6d  %-7d %-5d %-7d %-5d %-6d", a.InPackets, a.InErrs, a.OutPackets, a.OutErrs, a.Colls,
+		t.InPackets, t.InErrs, t.OutPackets, t.OutErrs, t.Colls)
+	fmt.Fprintln(w, strings.TrimRight(line, " "))
 }
 
 // deltaInterfaces subtracts prev's counters from cur's, by name.
@@ -162,6 +207,7 @@ func deltaInterfaces(cur, prev []Interface) []Interface {
 		out[i].TXErr -= p.TXErr
 		out[i].TXDrop -= p.TXDrop
 		out[i].TXOverrun -= p.TXOverrun
+		out[i].Colls -= p.Colls
 	}
 	return out
 }
@@ -191,6 +237,7 @@ type Route struct {
 	Window      uint64     `json:"window"`
 	IRTT        uint64     `json:"irtt"`
 	Iface       string     `json:"iface"`
+	Table       uint32     `json:"table,omitempty"` // with -a: the routing table's number (254: main, 255: local)
 	reject      bool
 }
 

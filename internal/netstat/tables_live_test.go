@@ -2,6 +2,10 @@ package netstat
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,4 +117,186 @@ func ipCounters(t *testing.T) map[string][8]uint64 {
 		m[l.Name] = [8]uint64{rx.Packets, rx.Errors, rx.Dropped + rx.Missed, rx.FIFO, tx.Packets, tx.Errors, tx.Dropped, tx.FIFO}
 	}
 	return m
+}
+
+// TestRoutesMatchNetstat compares the IPv6 table, the caches and the
+// family orders with netstat, and -r -a with ip's every table, in a test
+// namespace whose routes are known.
+func TestRoutesMatchNetstat(t *testing.T) {
+	inNetns(t, func(t *testing.T) {
+		needRoot(t, "netstat", "ip")
+		for _, flags := range [][]string{{"-rn", "-6"}, {"-6", "-rn"}, {"-r", "-6"}, {"-rn", "-4", "-6"}, {"-rn", "-6", "-4"},
+			{"-rnC"}, {"-rnCe"}, {"-rnCee"}, {"-rnC", "-6"}, {"-rnN"}, {"-rnv"}, {"-rnF"}} {
+			want := theirs(t, "netstat", flags...)
+			got := ours(t, flags...)
+			if diff := cmp.Diff(strings.Split(want, "\n"), strings.Split(got, "\n")); diff != "" {
+				t.Errorf("netstat %s vs tcpstat list %s (-netstat +tcpstat):\n%s", flags, flags, diff)
+			}
+		}
+		if !strings.Contains(ours(t, "-rn", "-6"), "2001:db8:5::/48                2001:db8::2                UG   1024 1      0 "+nsVethA+"\n") {
+			t.Errorf("-rn -6 lacks the test's gateway route")
+		}
+	})
+}
+
+// TestRouteFiltersSelect checks -f outif, dst and flags against netstat's
+// full table filtered here, column by column.
+func TestRouteFiltersSelect(t *testing.T) {
+	inNetns(t, func(t *testing.T) {
+		needRoot(t, "netstat")
+		all := strings.Split(strings.TrimSuffix(theirs(t, "netstat", "-rn"), "\n"), "\n")
+		all6 := strings.Split(strings.TrimSuffix(theirs(t, "netstat", "-rn", "-6"), "\n"), "\n")
+		keep := func(lines []string, ok func(f []string) bool) string {
+			out := lines[:2:2]
+			for _, l := range lines[2:] {
+				if ok(strings.Fields(l)) {
+					out = append(out, l)
+				}
+			}
+			return strings.Join(out, "\n") + "\n"
+		}
+		maskBits := func(m string) int {
+			ones, _ := net.IPMask(net.ParseIP(m).To4()).Size()
+			return ones
+		}
+		in10 := func(f []string) bool { return strings.HasPrefix(f[0], "10.") && maskBits(f[2]) >= 8 }
+		for _, tt := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"-rn", "-f", "outif:" + nsVethA}, keep(all, func(f []string) bool { return f[len(f)-1] == nsVethA })},
+			{[]string{"-rn", "-f", "outif:" + nsVethA, "-f", "outif:" + nsBridge}, keep(all, func(f []string) bool {
+				return f[len(f)-1] == nsVethA || f[len(f)-1] == nsBridge
+			})},
+			{[]string{"-rn", "-f", "dst:10.0.0.0/8"}, keep(all, in10)},
+			{[]string{"-rn", "-f", "dst:10.0.0.0/8", "-f", "flags:+U-G"}, keep(all, func(f []string) bool {
+				return in10(f) && strings.Contains(f[3], "U") && !strings.Contains(f[3], "G")
+			})},
+			{[]string{"-rn", "-f", "flags:UGH"}, keep(all, func(f []string) bool { return f[3] == "UGH" })},
+			{[]string{"-rn", "-f", "dst:none"}, keep(all, func(f []string) bool { return f[0] == "0.0.0.0" })},
+			{[]string{"-rn", "-f", "outif:none"}, keep(all, func(f []string) bool { return f[len(f)-1] == "-" })},
+			{[]string{"-rn", "-6", "-f", "dst:2001:db8::/32", "-f", "flags:+G"}, keep(all6, func(f []string) bool {
+				return strings.HasPrefix(f[0], "2001:db8:") && strings.Contains(f[2], "G")
+			})},
+		} {
+			got := ours(t, tt.args...)
+			if diff := cmp.Diff(strings.Split(tt.want, "\n"), strings.Split(got, "\n")); diff != "" {
+				t.Errorf("tcpstat list %s (-want +got):\n%s", tt.args, diff)
+			}
+			if strings.Count(got, "\n") < 3 {
+				t.Errorf("tcpstat list %s selects no route of the test's:\n%s", tt.args, got)
+			}
+		}
+	})
+}
+
+// TestAllRoutesMatchIP compares -rn -a with ip's listing of every table.
+func TestAllRoutesMatchIP(t *testing.T) {
+	inNetns(t, func(t *testing.T) {
+		needRoot(t, "ip")
+		var routes []struct {
+			Type, Dst, Gateway, Dev string
+		}
+		reject := map[string]bool{"unreachable": true, "prohibit": true, "blackhole": true, "throw": true}
+		if err := json.Unmarshal([]byte(theirs(t, "ip", "-j", "-4", "route", "show", "table", "all")), &routes); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, r := range routes {
+			dst := r.Dst
+			if dst == "default" {
+				dst = "0.0.0.0/0"
+			} else if !strings.Contains(dst, "/") {
+				dst += "/32"
+			}
+			gw, dev, typ := r.Gateway, r.Dev, r.Type
+			switch {
+			case typ == "":
+				typ = "unicast"
+			case reject[typ]:
+				typ = "reject"
+			}
+			if gw == "" {
+				gw = "0.0.0.0"
+			}
+			if dev == "" {
+				dev = "-" // reject routes
+			}
+			want = append(want, fmt.Sprintf("%s %s %s %s", typ, dst, gw, dev))
+		}
+		var got []string
+		lines := strings.Split(strings.TrimSuffix(ours(t, "-rn", "-a"), "\n"), "\n")
+		for _, l := range lines[2:] {
+			f := strings.Fields(l)
+			ones, _ := net.IPMask(net.ParseIP(f[2]).To4()).Size()
+			typ := "unicast"
+			switch {
+			case strings.Contains(f[3], "L"):
+				typ = "local"
+			case strings.Contains(f[3], "B"):
+				typ = "broadcast"
+			case f[3] == "!":
+				typ = "reject"
+				f[1] = "0.0.0.0"
+			}
+			got = append(got, fmt.Sprintf("%s %s/%d %s %s", typ, f[0], ones, f[1], f[len(f)-1]))
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("ip -4 route show table all vs list -rn -a (-ip +tcpstat):\n%s", diff)
+		}
+	})
+}
+
+// TestIfconfigMatchesNetstat compares -ie and -iea with netstat: every
+// line equal except the packet and byte counts, which lie between two
+// readings of the reference (netstat, or ip for 15-character names).
+func TestIfconfigMatchesNetstat(t *testing.T) {
+	t.Run("host", ifconfigMatchesNetstat)
+	t.Run("netns", func(t *testing.T) { inNetns(t, ifconfigMatchesNetstat) })
+}
+
+var countLine = regexp.MustCompile(`^        ([RT]X) packets (\d+)  bytes (\d+) \(\d+\.\d [KMGTPE]?i?B\)$`)
+
+func ifconfigMatchesNetstat(t *testing.T) {
+	needRoot(t, "netstat", "ip")
+	for _, flags := range []string{"-ie", "-iea"} {
+		before, ipBefore := theirs(t, "netstat", flags), ipCounters(t)
+		got := ours(t, flags)
+		after, ipAfter := theirs(t, "netstat", flags), ipCounters(t)
+		b, g, a := strings.Split(before, "\n"), strings.Split(got, "\n"), strings.Split(after, "\n")
+		if len(g) != len(b) || len(g) != len(a) {
+			t.Fatalf("%s: line counts: netstat %d then %d, tcpstat %d\n%s", flags, len(b), len(a), len(g), got)
+		}
+		iface := ""
+		for i := range g {
+			if name, _, ok := strings.Cut(g[i], ": flags="); ok {
+				iface = name
+			}
+			mg, mb, ma := countLine.FindStringSubmatch(g[i]), countLine.FindStringSubmatch(b[i]), countLine.FindStringSubmatch(a[i])
+			if mg == nil || mb == nil || ma == nil {
+				if g[i] != b[i] {
+					t.Errorf("%s line %d: netstat %q, tcpstat %q", flags, i+1, b[i], g[i])
+				}
+				continue
+			}
+			v, _ := strconv.ParseUint(mg[2], 10, 64)
+			lo, _ := strconv.ParseUint(mb[2], 10, 64)
+			hi, _ := strconv.ParseUint(ma[2], 10, 64)
+			if len(iface) == 15 { // net-tools shows zeros (see -i)
+				col := 0
+				if mg[1] == "TX" {
+					col = 4
+				}
+				lo, hi = ipBefore[iface][col], ipAfter[iface][col]
+			}
+			if mg[1] != mb[1] || v < lo || v > hi {
+				t.Errorf("%s %s %s packets: tcpstat %d, reference %d then %d", flags, iface, mg[1], v, lo, hi)
+			}
+		}
+		if !strings.Contains(got, "        inet ") {
+			t.Errorf("%s shows no IPv4 address:\n%s", flags, got)
+		}
+	}
 }

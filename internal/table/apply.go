@@ -27,6 +27,11 @@ func (t *Table) Apply(e *tracer.Event) {
 		}
 		if e.Time <= t.dumpEnd && e.Kind == tracer.Transition && rank(e.New) <= rank(r.state) {
 			t.stats.Backwards++
+			// Its owner is no older than the dump's: the owner scan may
+			// have read the process before the socket was made.
+			if e.OwnerKnown && !r.has(flagOwnerKnown) && !r.has(flagTimeWait) {
+				r.setOwner(e.Owner, eventOwnerSource(e))
+			}
 			return
 		}
 	}
@@ -72,12 +77,17 @@ func startsSocket(e *tracer.Event) bool {
 
 func isHandOff(e *tracer.Event) bool { return e.Inferred || e.New == tcp.TimeWait }
 
-// eventOwnerSource says how the tracer learned an event's owner.
-func eventOwnerSource(e *tracer.Event) OwnerSource {
-	if e.Kind == tracer.Accept {
-		return OwnerAccept
+// eventOwnerSource says how the tracer learned an event's owner; a source
+// that does not say (a recording made before it did) is judged by the
+// event's kind.
+func eventOwnerSource(e *tracer.Event) tracer.OwnerSource {
+	switch {
+	case e.OwnerSource != tracer.OwnerNone:
+		return e.OwnerSource
+	case e.Kind == tracer.Accept:
+		return tracer.OwnerAccept
 	}
-	return OwnerSyscall
+	return tracer.OwnerSyscall
 }
 
 func (t *Table) accept(r *Row, e *tracer.Event) {
@@ -88,7 +98,7 @@ func (t *Table) accept(r *Row, e *tracer.Event) {
 		r.setAddrs(e.Local, e.Remote)
 	}
 	if e.OwnerKnown && !r.has(flagTimeWait) {
-		r.setOwner(e.Owner, OwnerAccept)
+		r.setOwner(e.Owner, eventOwnerSource(e))
 	}
 }
 
@@ -199,9 +209,14 @@ func (t *Table) peerClosed(e *tracer.Event) {
 }
 
 // history takes what a superseded event still tells: when the socket was
-// born, how long it stayed in the states it left, and when it entered the
-// state the dump found it in.
+// born, how long it stayed in the states it left, when it entered the
+// state the dump found it in, and its owner when the dump did not scan for
+// owners (an event made between the barrier before a dump and its start
+// is applied after the dump).
 func (t *Table) history(r *Row, e *tracer.Event) {
+	if e.OwnerKnown && !t.dumpOwners && !r.has(flagOwnerKnown) && !r.has(flagTimeWait) {
+		r.setOwner(e.Owner, eventOwnerSource(e))
+	}
 	if e.Kind != tracer.Transition {
 		return
 	}

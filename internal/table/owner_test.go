@@ -14,7 +14,7 @@ import (
 type ownerView struct {
 	Current, Former uint32 // pids, 0 when none
 	Comm            string
-	Source          OwnerSource
+	Source          tracer.OwnerSource
 }
 
 func ownerOf(r *Row) ownerView {
@@ -46,7 +46,7 @@ func TestOwners(t *testing.T) {
 		{
 			name:  "a connect names its owner",
 			steps: []step{ev(move(5*ms, 1, tcp.Close, tcp.SynSent))},
-			want:  ownerView{Current: 100, Comm: "curl", Source: OwnerSyscall},
+			want:  ownerView{Current: 100, Comm: "curl", Source: tracer.OwnerSyscall},
 		},
 		{
 			name: "an accept names its owner",
@@ -54,12 +54,12 @@ func TestOwners(t *testing.T) {
 				ev(&tracer.Event{Kind: tracer.Transition, Time: 5 * ms, Cookie: 1, NetNS: testNS, Local: server, Remote: client, Old: tcp.SynRecv, New: tcp.Established}),
 				ev(accept(6*ms, 1, tcp.Established, nginx)),
 			},
-			want: ownerView{Current: 200, Comm: "nginx", Source: OwnerAccept},
+			want: ownerView{Current: 200, Comm: "nginx", Source: tracer.OwnerAccept},
 		},
 		{
 			name:  "a socket older than tcpstat gets its owner from the dump",
 			steps: []step{dm(dump(10*ms, 20*ms, sock(1, tcp.Established, curlOwner)))},
-			want:  ownerView{Current: 100, Comm: "curl", Source: OwnerSnapshot},
+			want:  ownerView{Current: 100, Comm: "curl", Source: tracer.OwnerSnapshot},
 		},
 		{
 			name: "a dump naming the events' owner keeps how the events knew",
@@ -67,7 +67,7 @@ func TestOwners(t *testing.T) {
 				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
 				dm(dump(10*ms, 20*ms, sock(1, tcp.Established, curlOwner))),
 			},
-			want: ownerView{Current: 100, Comm: "curl", Source: OwnerSyscall},
+			want: ownerView{Current: 100, Comm: "curl", Source: tracer.OwnerSyscall},
 		},
 		{
 			name: "the timewait hand-off keeps the owner as former",
@@ -75,7 +75,7 @@ func TestOwners(t *testing.T) {
 				ev(move(5*ms, 1, tcp.FinWait1, tcp.FinWait2)),
 				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
 			},
-			want: ownerView{Former: 100, Comm: "curl", Source: OwnerSyscall},
+			want: ownerView{Former: 100, Comm: "curl", Source: tracer.OwnerSyscall},
 		},
 		{
 			name: "a dump listing the timewait socket keeps the former owner",
@@ -83,7 +83,7 @@ func TestOwners(t *testing.T) {
 				ev(handOff(6*ms, 1, tcp.FinWait2, false)),
 				dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait))),
 			},
-			want: ownerView{Former: 100, Comm: "curl", Source: OwnerSyscall},
+			want: ownerView{Former: 100, Comm: "curl", Source: tracer.OwnerSyscall},
 		},
 		{
 			name: "a missed hand-off found by a dump keeps the owner as former",
@@ -91,7 +91,7 @@ func TestOwners(t *testing.T) {
 				ev(move(5*ms, 1, tcp.Established, tcp.FinWait1)),
 				dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait))),
 			},
-			want: ownerView{Former: 100, Comm: "curl", Source: OwnerSyscall},
+			want: ownerView{Former: 100, Comm: "curl", Source: tracer.OwnerSyscall},
 		},
 		{
 			name: "an orphaned socket keeps its owner as former",
@@ -99,7 +99,7 @@ func TestOwners(t *testing.T) {
 				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
 				dm(dump(10*ms, 20*ms, orphan(1, tcp.FinWait1))),
 			},
-			want: ownerView{Former: 100, Comm: "curl", Source: OwnerSyscall},
+			want: ownerView{Former: 100, Comm: "curl", Source: tracer.OwnerSyscall},
 		},
 		{
 			name: "an orphaned socket's next transition leaves its owner former",
@@ -108,7 +108,39 @@ func TestOwners(t *testing.T) {
 				dm(dump(10*ms, 20*ms, orphan(1, tcp.FinWait1))),
 				ev(move(30*ms, 1, tcp.FinWait1, tcp.Closing)),
 			},
-			want: ownerView{Former: 100, Comm: "curl", Source: OwnerSyscall},
+			want: ownerView{Former: 100, Comm: "curl", Source: tracer.OwnerSyscall},
+		},
+		{
+			name: "an event older than a dump without owners still names the owner",
+			steps: []step{
+				dm(&Dump{Sockets: []snapshot.Socket{sock(1, tcp.Established)}, Start: 10 * ms, End: 20 * ms, NetNS: testNS}),
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+			},
+			want: ownerView{Current: 100, Comm: "curl", Source: tracer.OwnerSyscall},
+		},
+		{
+			name: "an accept older than a dump without owners still names the owner",
+			steps: []step{
+				dm(&Dump{Sockets: []snapshot.Socket{sock(1, tcp.Established)}, Start: 10 * ms, End: 20 * ms, NetNS: testNS}),
+				ev(accept(5*ms, 1, tcp.Established, nginx)),
+			},
+			want: ownerView{Current: 200, Comm: "nginx", Source: tracer.OwnerAccept},
+		},
+		{
+			name: "an event made during a dump that listed the socket names the owner",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established))),
+				ev(move(15*ms, 1, tcp.SynSent, tcp.Established)),
+			},
+			want: ownerView{Current: 100, Comm: "curl", Source: tracer.OwnerSyscall},
+		},
+		{
+			name: "an event older than a dump that found no owner does not name one",
+			steps: []step{
+				dm(dump(10*ms, 20*ms, sock(1, tcp.Established))),
+				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
+			},
+			want: ownerView{},
 		},
 		{
 			name:  "a timewait socket older than tcpstat has no owner",
@@ -129,7 +161,7 @@ func TestOwners(t *testing.T) {
 				ev(move(5*ms, 1, tcp.SynSent, tcp.Established)),
 				dm(&Dump{Sockets: []snapshot.Socket{orphan(1, tcp.FinWait1)}, Start: 10 * ms, End: 20 * ms, NetNS: testNS}),
 			},
-			want: ownerView{Current: 100, Comm: "curl", Source: OwnerSyscall},
+			want: ownerView{Current: 100, Comm: "curl", Source: tracer.OwnerSyscall},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,7 +16,13 @@ type Dump struct {
 	Start, End uint64
 	// NetNS is the network namespace the dump lists; rows of other
 	// namespaces are not judged by it. 0 means every row is judged.
+	// Sockets that carry their own namespace (snapshot.Socket.NetNS, a
+	// dump of many) are placed in it.
 	NetNS uint32
+	// Covers, when set, replaces NetNS in saying which namespaces' rows the
+	// dump judges: those it listed, and those known to be gone. Rows of
+	// other namespaces (not readable, failed to dump) are left alone.
+	Covers func(netns uint32) bool
 	// Owners says the sockets' Owners were scanned: a socket without one
 	// has no owner. When false, owners are left as they are.
 	Owners bool
@@ -48,6 +54,7 @@ func (s ReconcileStats) Add(o ReconcileStats) ReconcileStats {
 // events brings the table back to what the kernel holds.
 func (t *Table) Reconcile(d *Dump) ReconcileStats {
 	m := t.Merge(d.Start, d.NetNS, d.Owners)
+	m.d.Covers = d.Covers
 	for i := range d.Sockets {
 		m.Add(&d.Sockets[i], d.End)
 	}
@@ -69,6 +76,26 @@ func (t *Table) Merge(start uint64, netns uint32, owners bool) *Merge {
 	return &Merge{t: t, d: Dump{Start: start, End: start, NetNS: netns, Owners: owners}}
 }
 
+// SetCovers says which namespaces the dump judges (Dump.Covers); call it
+// before Done.
+func (m *Merge) SetCovers(covers func(netns uint32) bool) { m.d.Covers = covers }
+
+// netnsOf is the namespace a listed socket is in.
+func (d *Dump) netnsOf(s *snapshot.Socket) uint32 {
+	if s.NetNS != 0 {
+		return s.NetNS
+	}
+	return d.NetNS
+}
+
+// covers reports whether the dump judges rows of namespace netns.
+func (d *Dump) covers(netns uint32) bool {
+	if d.Covers != nil {
+		return d.Covers(netns)
+	}
+	return d.NetNS == 0 || netns == d.NetNS
+}
+
 // Add merges one listed socket, which the kernel read before readBy. It
 // keeps nothing of s.
 func (m *Merge) Add(s *snapshot.Socket, readBy uint64) {
@@ -82,7 +109,7 @@ func (m *Merge) Add(s *snapshot.Socket, readBy uint64) {
 		if m.synthetic == nil {
 			m.synthetic = t.syntheticRows()
 		}
-		r = t.adopt(m.synthetic, KeyOf(d.NetNS, s.Local, s.Remote), s.Cookie)
+		r = t.adopt(m.synthetic, KeyOf(d.netnsOf(s), s.Local, s.Remote), s.Cookie)
 	}
 	if r == nil {
 		if closed, ok := t.tombs[s.Cookie]; ok && closed >= d.Start {
@@ -109,7 +136,7 @@ func (m *Merge) Done(end uint64) ReconcileStats {
 		}
 	}
 	t.pruneAliases()
-	t.dumpStart, t.dumpEnd = d.Start, d.End
+	t.dumpStart, t.dumpEnd, t.dumpOwners = d.Start, d.End, d.Owners
 	t.stats.Reconciles++
 	return m.st
 }
@@ -118,7 +145,7 @@ func (t *Table) addListed(s *snapshot.Socket, d *Dump) {
 	r := t.rows.add(s.Cookie)
 	r.set(flagListed, true)
 	r.set(flagFromDump, true)
-	r.netns = d.NetNS
+	r.netns = d.netnsOf(s)
 	r.setAddrs(s.Local, s.Remote)
 	r.state = s.State
 	r.since, r.born = d.End, d.End
@@ -206,7 +233,7 @@ func (t *Table) mergeOwner(r *Row, s *snapshot.Socket, d *Dump) {
 		if r.has(flagOwnerKnown) && !r.has(flagOwnerFormer) && r.pid == o.PID {
 			return // the events named it, and said how they knew
 		}
-		r.setOwner(tracer.Process{PID: o.PID, Comm: o.Comm, UID: s.UID}, OwnerSnapshot)
+		r.setOwner(tracer.Process{PID: o.PID, Comm: o.Comm, UID: s.UID}, tracer.OwnerSnapshot)
 	case !d.Owners:
 	case s.Inode == 0 && r.has(flagOwnerKnown):
 		r.set(flagOwnerFormer, true)
@@ -251,7 +278,7 @@ func (t *Table) gone(r *Row, d *Dump, st *ReconcileStats) bool {
 	switch {
 	case r.has(flagListed):
 		return false
-	case d.NetNS != 0 && r.netns != d.NetNS:
+	case !d.covers(r.netns):
 		// No dump covers this namespace: only time ends its timewait rows.
 		if r.has(flagTimeWait) && d.End > r.ended && time.Duration(d.End-r.ended) > TimeWaitLen {
 			st.Expired++

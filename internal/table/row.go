@@ -34,7 +34,7 @@ type Row struct {
 	rport         uint16
 	flags         rowFlag
 	state         tcp.State
-	ownerSource   OwnerSource
+	ownerSource   tracer.OwnerSource
 }
 
 type rowFlag uint16
@@ -140,27 +140,6 @@ func (r *Row) Ended() uint64 { return r.ended }
 // the row leaves at the first dump after it. 0 for other rows.
 func (r *Row) Expires() uint64 { return r.expires }
 
-// OwnerSource says how a row's owner was learned.
-type OwnerSource uint8
-
-const (
-	OwnerUnknown  OwnerSource = iota
-	OwnerSyscall              // the owner's own system call made a transition (connect, listen, close…)
-	OwnerAccept               // the owner accept()ed the socket
-	OwnerSnapshot             // a dump's scan of /proc/*/fd found the owner's descriptor
-)
-
-var ownerSourceNames = [...]string{OwnerUnknown: "", OwnerSyscall: "syscall", OwnerAccept: "accept", OwnerSnapshot: "snapshot"}
-
-// String is the source's name in JSON output: "syscall", "accept",
-// "snapshot", "" when unknown.
-func (s OwnerSource) String() string {
-	if int(s) < len(ownerSourceNames) {
-		return ownerSourceNames[s]
-	}
-	return "unknown"
-}
-
 // Owner is the process holding the socket, when known. Passive opens not
 // yet accepted have none; timewait mini-sockets and orphaned sockets have
 // none either, only a FormerOwner.
@@ -181,14 +160,16 @@ func (r *Row) FormerOwner() (tracer.Process, bool) {
 	return r.owner(), true
 }
 
-// OwnerSource says how the owner, current or former, was learned.
-func (r *Row) OwnerSource() OwnerSource { return r.ownerSource }
+// OwnerSource says how the owner, current or former, was learned: from
+// the events (tracer.OwnerSyscall, tracer.OwnerAccept) or from a dump's
+// scan of /proc (tracer.OwnerSnapshot); tracer.OwnerNone without owner.
+func (r *Row) OwnerSource() tracer.OwnerSource { return r.ownerSource }
 
 func (r *Row) owner() tracer.Process {
 	return tracer.Process{PID: r.pid, Comm: commNames.name(r.comm), UID: r.uid, Cgroup: r.cgroup}
 }
 
-func (r *Row) setOwner(p tracer.Process, src OwnerSource) {
+func (r *Row) setOwner(p tracer.Process, src tracer.OwnerSource) {
 	r.pid, r.uid, r.cgroup = p.PID, p.UID, p.Cgroup
 	if commNames.name(r.comm) != p.Comm {
 		commNames.release(r.comm)
@@ -201,7 +182,7 @@ func (r *Row) setOwner(p tracer.Process, src OwnerSource) {
 
 func (r *Row) clearOwner() {
 	commNames.release(r.comm)
-	r.pid, r.uid, r.cgroup, r.comm, r.ownerSource = 0, 0, 0, 0, OwnerUnknown
+	r.pid, r.uid, r.cgroup, r.comm, r.ownerSource = 0, 0, 0, 0, tracer.OwnerNone
 	r.set(flagOwnerKnown|flagOwnerFormer, false)
 }
 
@@ -247,12 +228,13 @@ type Conn struct {
 	Owner          tracer.Process // the owner, current or former
 	OwnerKnown     bool
 	OwnerFormer    bool // Owner no longer holds the socket
-	OwnerSource    OwnerSource
+	OwnerSource    tracer.OwnerSource
 	Since          uint64
 	SinceKnown     bool
 	Born           uint64
 	BornKnown      bool
 	Ended          uint64
+	Expires        uint64       // a timewait row's timer end, 0 for others
 	Dwell          []StateDwell // states the row has left, in kernel order
 	Handshake      time.Duration
 	HandshakeKnown bool
@@ -270,7 +252,7 @@ type StateDwell struct {
 func (r *Row) Conn() Conn {
 	c := Conn{
 		Cookie: r.cookie, NetNS: r.netns, Local: r.Local(), Remote: r.Remote(),
-		State: r.state, Inferred: r.Inferred(), TimeWait: r.TimeWait(), Ended: r.ended,
+		State: r.state, Inferred: r.Inferred(), TimeWait: r.TimeWait(), Ended: r.ended, Expires: r.expires,
 	}
 	if r.has(flagOwnerKnown) {
 		c.Owner, c.OwnerKnown, c.OwnerFormer, c.OwnerSource = r.owner(), true, r.has(flagOwnerFormer), r.ownerSource

@@ -80,7 +80,7 @@ func TestConnectionLife(t *testing.T) {
 	want := []Conn{{
 		Cookie: 1, NetNS: testNS,
 		Local: netip.MustParseAddrPort("127.0.0.1:40001"), Remote: server,
-		State: tcp.LastAck, Owner: curl, OwnerKnown: true, OwnerSource: OwnerSyscall,
+		State: tcp.LastAck, Owner: curl, OwnerKnown: true, OwnerSource: tracer.OwnerSyscall,
 		Since: 1004 * ms, SinceKnown: true, Born: 1 * ms, BornKnown: true, Ended: 1010 * ms,
 		Dwell: []StateDwell{
 			{tcp.Established, 999 * time.Millisecond},

@@ -46,9 +46,10 @@ type Table struct {
 	aliases map[uint64]uint64
 	onEnd   func(*Row)
 
-	// The window of the last dump merged: rows whose state it set judge
-	// events by it.
+	// The window of the last dump merged, and whether it scanned for
+	// owners: rows whose state it set judge events by it.
 	dumpStart, dumpEnd uint64
+	dumpOwners         bool
 	stats              Stats
 }
 

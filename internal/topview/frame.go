@@ -16,6 +16,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 // Key is a sort order.
@@ -50,6 +51,8 @@ type Options struct {
 	Reverse bool
 	// Filter keeps the rows it matches (docs/filter.md); nil keeps all.
 	Filter *filter.Filter
+	// Color colours the state column on screen.
+	Color bool
 }
 
 // Frame is one refresh: a copy of the table taken under its lock, then
@@ -59,7 +62,10 @@ type Frame struct {
 	Status livetable.Status
 	Counts map[tcp.State]int
 	Total  int
-	rows   []table.Row
+	// Namespaces is how many network namespaces the rows are in; views
+	// show a NETNS column when it is more than one.
+	Namespaces int
+	rows       []table.Row
 	// owners are the rows' owners, names included, resolved at capture:
 	// a copied row's owner name is an id into the table's name registry,
 	// which a later change of the table may give to another name.
@@ -73,17 +79,26 @@ type Owner struct {
 	Comm   string // as the process set it: sanitise before printing
 	Known  bool
 	Former bool // no longer holds the socket (timewait, orphaned)
-	Source table.OwnerSource
+	Source tracer.OwnerSource
 }
 
 // Capture copies the table and its status; pass it to livetable.Table.View.
 func (f *Frame) Capture(tb *table.Table, st livetable.Status) {
 	f.Status = st
 	f.rows, f.owners = f.rows[:0], f.owners[:0]
+	f.Namespaces = 0
+	var first uint32
 	for i := range tb.Len() {
 		r := tb.Row(i)
 		f.rows = append(f.rows, *r)
 		f.owners = append(f.owners, ownerOf(r))
+		// Two distinct namespaces are all the NETNS column needs to know.
+		switch ns := r.NetNS(); {
+		case f.Namespaces == 0:
+			first, f.Namespaces = ns, 1
+		case f.Namespaces == 1 && ns != first:
+			f.Namespaces = 2
+		}
 	}
 	f.Total = len(f.rows)
 }

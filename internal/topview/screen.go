@@ -2,12 +2,15 @@ package topview
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
 
 	"github.com/tcpstat/tcpstat/internal/filter"
+	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/table"
 )
 
 // Rate turns two cumulative event counts into events per second.
@@ -28,10 +31,18 @@ func (r *Rate) Update(now time.Time, events uint64) float64 {
 
 const help = "q quit  / filter  sort: t age s state p pid c comm l local r remote  R reverse  ↑↓ PgUp PgDn Home End scroll"
 
+// source is what the screen shows: a *livetable.Table, or a recording
+// being replayed.
+type source interface {
+	View(func(*table.Table, livetable.Status))
+}
+
 // viewer is the interactive screen's state.
 type viewer struct {
 	screen  tcell.Screen
-	live    *livetable.Table
+	live    source
+	clock   func() time.Time // the wall-clock time of a refresh
+	help    string
 	opts    Options
 	frame   Frame
 	rate    Rate
@@ -45,8 +56,8 @@ type viewer struct {
 
 // Interactive shows the table on screen, refreshed every interval, until
 // the user quits or ctx ends. The caller owns the screen (Init and Fini).
-func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Table, opts Options, every time.Duration) error {
-	v := &viewer{screen: screen, live: tr, opts: opts}
+func Interactive(ctx context.Context, screen tcell.Screen, live *livetable.Table, opts Options, every time.Duration) error {
+	v := &viewer{screen: screen, live: live, opts: opts, clock: time.Now, help: help}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	events, quit := make(chan tcell.Event, 16), make(chan struct{})
@@ -80,7 +91,7 @@ func Interactive(ctx context.Context, screen tcell.Screen, tr *livetable.Table, 
 
 func (v *viewer) refresh() {
 	v.live.View(v.frame.Capture)
-	v.wall = time.Now()
+	v.wall = v.clock()
 	v.perSec = v.rate.Update(v.wall, v.frame.Status.Events)
 	v.frame.Arrange(v.opts)
 }
@@ -151,6 +162,13 @@ var (
 	styleHead  = tcell.StyleDefault.Reverse(true)
 	styleStale = tcell.StyleDefault.Foreground(tcell.ColorRed).Bold(true)
 	styleDim   = tcell.StyleDefault.Dim(true)
+	// toneStyles colour the state column as watch colours its lines.
+	toneStyles = map[format.Tone]tcell.Style{
+		format.Open:    tcell.StyleDefault.Foreground(tcell.ColorGreen),
+		format.Opening: tcell.StyleDefault.Foreground(tcell.ColorOlive),
+		format.Listen:  tcell.StyleDefault.Foreground(tcell.ColorTeal),
+		format.Closing: styleDim,
+	}
 )
 
 // draw formats only the rows that fit on the screen.
@@ -173,14 +191,19 @@ func (v *viewer) draw() {
 	head, lines := v.frame.Lines(v.top, rows)
 	s.PutStrStyled(0, y, pad(head, width), styleHead)
 	y++
+	stateAt := strings.Index(head, "STATE")
 	for i, line := range lines {
 		style := tcell.StyleDefault
-		if v.frame.Row(v.top + i).TimeWait() {
+		r := v.frame.Row(v.top + i)
+		if r.TimeWait() {
 			style = styleDim
 		}
 		s.PutStrStyled(0, y+i, line, style)
+		if tone := format.StateTone(displayState(r.State())); v.opts.Color && stateAt >= 0 && tone != format.Plain {
+			s.PutStrStyled(stateAt, y+i, stateText(r), toneStyles[tone])
+		}
 	}
-	bottom := help
+	bottom := v.help
 	if v.editing {
 		bottom = "filter: " + string(v.edit) + "▏ (Enter apply, Esc cancel)"
 		if v.editErr != "" {

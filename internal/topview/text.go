@@ -2,6 +2,7 @@ package topview
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tcpstat/tcpstat/internal/format"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 )
 
@@ -37,6 +39,10 @@ func (f *Frame) Header(wall time.Time, eventsPerSec float64, opts Options) []str
 	}
 	if st.Stale {
 		first += "  STALE: events lost, resyncing"
+	}
+	var nsErr *snapshot.NetNSError
+	if errors.As(st.NetNSErr, &nsErr) {
+		first += fmt.Sprintf("  PARTIAL NETNS: %d of %d namespaces not dumped (%v)", nsErr.Failed, nsErr.Of, nsErr.First)
 	}
 	if st.OwnersUnreadable > 0 {
 		first += fmt.Sprintf("  PARTIAL OWNERS: %d processes unreadable, their sockets show none", st.OwnersUnreadable)
@@ -66,37 +72,47 @@ func (f *Frame) Header(wall time.Time, eventsPerSec float64, opts Options) []str
 	return []string{first, strings.Join(counts, "  "), third}
 }
 
-var columns = [...]string{"PID", "COMM", "LOCAL", "REMOTE", "STATE", "TIME", "COOKIE"}
+var columns = []string{"PID", "COMM", "LOCAL", "REMOTE", "STATE", "TIME", "COOKIE"}
+
+// netnsColumns add NETNS (the namespace inode) when the table holds more
+// than one network namespace.
+var netnsColumns = []string{"PID", "COMM", "NETNS", "LOCAL", "REMOTE", "STATE", "TIME", "COOKIE"}
 
 // Lines formats rows [from, from+n) of the frame (fewer at its end) under
 // a column header, each column as wide as its widest cell shown.
 func (f *Frame) Lines(from, n int) (head string, lines []string) {
 	from = max(0, min(from, f.Len()))
 	to := min(f.Len(), from+max(n, 0))
-	cells := make([][len(columns)]string, 0, to-from)
-	var width [len(columns)]int
-	for i, c := range columns {
+	cols := columns
+	if f.Namespaces > 1 {
+		cols = netnsColumns
+	}
+	cells := make([][]string, 0, to-from)
+	width := make([]int, len(cols))
+	for i, c := range cols {
 		width[i] = len(c)
 	}
 	for i := from; i < to; i++ {
 		r := f.Row(i)
-		var row [len(columns)]string
-		row[0], row[1] = ownerText(f.Owner(i))
-		row[2], row[3] = addrText(r.Local()), addrText(r.Remote())
-		row[4], row[5] = stateText(r), ageText(r, f.Status.Now)
-		row[6] = strconv.FormatUint(r.Cookie(), 10)
+		pid, comm := ownerText(f.Owner(i))
+		row := []string{pid, comm}
+		if f.Namespaces > 1 {
+			row = append(row, strconv.FormatUint(uint64(r.NetNS()), 10))
+		}
+		row = append(row, addrText(r.Local()), addrText(r.Remote()), stateText(r), ageText(r, f.Status.Now),
+			strconv.FormatUint(r.Cookie(), 10))
 		for j, c := range row {
 			width[j] = max(width[j], utf8.RuneCountInString(c))
 		}
 		cells = append(cells, row)
 	}
-	format := func(row [len(columns)]string) string {
+	format := func(row []string) string {
 		var b strings.Builder
 		for j, c := range row {
 			if j > 0 {
 				b.WriteByte(' ')
 			}
-			if j == 0 || j == 5 {
+			if cols[j] == "PID" || cols[j] == "TIME" {
 				b.WriteString(strings.Repeat(" ", width[j]-utf8.RuneCountInString(c))) // numbers right-aligned
 				b.WriteString(c)
 			} else if j < len(row)-1 {
@@ -110,7 +126,7 @@ func (f *Frame) Lines(from, n int) (head string, lines []string) {
 	for _, row := range cells {
 		lines = append(lines, format(row))
 	}
-	return format(columns), lines
+	return format(cols), lines
 }
 
 // ownerText is the PID and COMM cells: a former owner's name in
@@ -160,6 +176,7 @@ type jsonFrame struct {
 
 type jsonConn struct {
 	Cookie      uint64    `json:"cookie"`
+	NetNS       uint32    `json:"netns"`
 	State       string    `json:"state"`
 	Inferred    bool      `json:"inferred"`
 	TimeWait    bool      `json:"timewait"`
@@ -197,7 +214,7 @@ func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
 func jsonRow(r *table.Row, o Owner, now uint64, wall time.Time) jsonConn {
 	_, known := r.Since()
 	c := jsonConn{
-		Cookie: r.Cookie(), State: displayState(r.State()).String(), Inferred: r.Inferred(), TimeWait: r.TimeWait(),
+		Cookie: r.Cookie(), NetNS: r.NetNS(), State: displayState(r.State()).String(), Inferred: r.Inferred(), TimeWait: r.TimeWait(),
 		Saddr: r.Local().Addr().String(), Sport: r.Local().Port(),
 		Daddr: r.Remote().Addr().String(), Dport: r.Remote().Port(),
 		Since: wall.Add(-time.Duration(age(r, now))).UTC(), SinceKnown: known,

@@ -219,3 +219,84 @@ func TestOwnerNames(t *testing.T) {
 		t.Errorf("a name with control characters shows as %q, want them replaced by '?'", lines)
 	}
 }
+
+// TestNetNSColumn: NETNS appears when the rows span namespaces, not before.
+func TestNetNSColumn(t *testing.T) {
+	tb, st := testTable()
+	var f Frame
+	f.Capture(tb, st)
+	f.Arrange(Options{})
+	if head, _ := f.Lines(0, 1); strings.Contains(head, "NETNS") {
+		t.Errorf("one namespace, yet %q", head)
+	}
+	tb.Apply(&tracer.Event{Kind: tracer.Transition, Time: 129 * sec, Cookie: 30, NetNS: 4026532999,
+		Local: netip.MustParseAddrPort("127.0.0.1:8080"), Old: tcp.Close, New: tcp.Listen})
+	f.Capture(tb, st)
+	f.Arrange(Options{Sort: ByAge})
+	head, lines := f.Lines(0, f.Len())
+	if !strings.HasPrefix(strings.Join(strings.Fields(head), " "), "PID COMM NETNS LOCAL REMOTE STATE TIME COOKIE") {
+		t.Errorf("header %q", head)
+	}
+	found := false
+	for _, l := range lines {
+		if fs := strings.Fields(l); len(fs) == 8 && fs[2] == "4026532999" && fs[3] == "127.0.0.1:8080" && fs[5] == "LISTEN" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no row in namespace 4026532999:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// TestInteractiveColor: with Color, the state column takes the state's
+// colour (ESTABLISHED green, LISTEN teal); without, it stays plain.
+func TestInteractiveColor(t *testing.T) {
+	for _, color := range []bool{true, false} {
+		dump := func(context.Context, bool) ([]snapshot.Socket, error) { return sockets(), nil }
+		tr, err := livetable.Start(context.Background(), livetable.Config{Dump: dump, NetNS: 1, Every: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		screen := tcell.NewSimulationScreen("UTF-8")
+		if err := screen.Init(); err != nil {
+			t.Fatal(err)
+		}
+		screen.SetSize(150, 12)
+		done := make(chan error)
+		go func() {
+			done <- Interactive(context.Background(), screen, tr, Options{Sort: ByState, Color: color}, time.Hour)
+		}()
+		screen.InjectKey(tcell.KeyRune, 'q', tcell.ModNone)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		cells, width, height := screen.GetContents()
+		found := map[string]tcell.Color{}
+		for y := range height {
+			var b strings.Builder
+			for x := range width {
+				if r := cells[y*width+x].Runes; len(r) > 0 {
+					b.WriteRune(r[0])
+				} else {
+					b.WriteRune(' ')
+				}
+			}
+			line := b.String()
+			for _, state := range []string{"ESTABLISHED", "LISTEN"} {
+				if x := strings.Index(line, " "+state); x >= 0 && !strings.Contains(line, "STATE") && !strings.HasPrefix(line, "tcpstat") {
+					fg, _, _ := cells[y*width+x+1].Style.Decompose()
+					found[state] = fg
+				}
+			}
+		}
+		tr.Close()
+		screen.Fini()
+		want := map[string]tcell.Color{"ESTABLISHED": tcell.ColorGreen, "LISTEN": tcell.ColorTeal}
+		if !color {
+			want = map[string]tcell.Color{"ESTABLISHED": tcell.ColorDefault, "LISTEN": tcell.ColorDefault}
+		}
+		if diff := cmp.Diff(want, found); diff != "" {
+			t.Errorf("color %v: state colours (-want +got):\n%s", color, diff)
+		}
+	}
+}

@@ -32,6 +32,19 @@ type Options struct {
 	Filter *filter.Filter
 	// JSON prints one object per line (docs/watch.md) instead of lines.
 	JSON bool
+	// Width is the terminal's width in columns, to size the lines' columns
+	// to it; 0 keeps the stable layout (output to a pipe or a file).
+	Width int
+	// Resized, when set, delivers the terminal's new width after a
+	// resize: the columns are fitted again under a new header.
+	Resized <-chan int
+	// Wide prints every field whole, whatever the width.
+	Wide bool
+	// Color colours states, close reasons and losses.
+	Color bool
+	// Enrich, when set, appends fields to each JSON object: each field
+	// with its leading comma (container and pod names, for one).
+	Enrich func(b []byte, ev *tracer.Event) []byte
 	// ReadyFile, when set, is written with the pid once the programs are
 	// attached (tests wait for it).
 	ReadyFile string
@@ -59,12 +72,13 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	w := &watcher{tr: tr, opts: opts, out: bufio.NewWriterSize(opts.Stdout, 256<<10),
-		gone: readerGone(opts.Stdout), clock: tracer.NewClock(), buf: make([]byte, 0, 1024)}
+		gone: readerGone(opts.Stdout), clock: tracer.NewClock(), buf: make([]byte, 0, 1024),
+		layout: format.Layout{Width: opts.Width, Wide: opts.Wide, Color: opts.Color}}
 	if !opts.Filter.Empty() {
 		w.gate = filter.NewGate(opts.Filter)
 	}
 	if !opts.JSON {
-		w.out.WriteString(format.Header)
+		w.out.WriteString(w.layout.Header())
 	}
 	// The header goes out at once: a reader learns that watch runs.
 	if err := w.flush(time.Now()); err != nil {
@@ -106,6 +120,7 @@ type watcher struct {
 	opts    Options
 	gate    *filter.Gate // nil without a filter
 	out     *bufio.Writer
+	layout  format.Layout
 	gone    func() bool // stdout's reader went away; nil when unknowable
 	clock   *tracer.Clock
 	buf     []byte
@@ -145,6 +160,13 @@ func (w *watcher) wake(now time.Time) time.Time {
 
 func (w *watcher) flush(now time.Time) error {
 	w.flushed = now
+	select {
+	case width := <-w.opts.Resized:
+		if !w.opts.JSON && w.layout.Width > 0 && width > 0 && width != w.layout.Width {
+			w.out.WriteString(w.layout.Resize(width))
+		}
+	default:
+	}
 	if err := w.out.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
@@ -234,8 +256,11 @@ func (w *watcher) print(ev *tracer.Event) {
 	b := w.out.AvailableBuffer()
 	if w.opts.JSON {
 		b = format.AppendJSON(b, ev, at)
+		if w.opts.Enrich != nil {
+			b = append(w.opts.Enrich(b[:len(b)-len("}\n")], ev), "}\n"...)
+		}
 	} else {
-		b = format.AppendLine(b, ev, at)
+		b = w.layout.AppendLine(b, ev, at)
 	}
 	w.out.Write(b)
 }
@@ -261,7 +286,7 @@ func (w *watcher) reportLosses() error {
 		if w.opts.JSON {
 			w.buf = format.AppendLostJSON(w.buf[:0], now, l.reason, l.total-l.last, l.total)
 		} else {
-			w.buf = format.AppendLostLine(w.buf[:0], now, l.reason, l.total-l.last, l.total)
+			w.buf = w.layout.AppendLost(w.buf[:0], now, l.reason, l.total-l.last, l.total)
 		}
 		w.out.Write(w.buf)
 	}

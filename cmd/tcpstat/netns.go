@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+)
+
+const netnsUsage = "only network namespace `NS`: an inode, a name under /var/run/netns, pid:N, self, or a path (default: every namespace)"
+
+func netnsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "netns", Usage: netnsUsage}
+}
+
+// scopeOf is the namespaces a table of command c covers: every one, or
+// the one --netns names.
+func scopeOf(c *cli.Context) (*snapshot.Scope, error) {
+	sel := c.String("netns")
+	if sel == "" {
+		return snapshot.AllNetNS(), nil
+	}
+	ns, err := snapshot.ResolveNetNS(sel)
+	if err != nil {
+		return nil, fmt.Errorf("--netns: %w", err)
+	}
+	return snapshot.OneNetNS(ns), nil
+}
+
+// scopedConfig fills a live table's dumps from the scope: every namespace
+// dumped, or only one, whose events alone are kept.
+func scopedConfig(cfg *livetable.Config, sc *snapshot.Scope, one bool) {
+	cfg.Dump, cfg.Walk, cfg.Covers = sc.DumpTCP, sc.WalkTCP, sc.Covers
+	if one {
+		cfg.Keep = sc.Has
+	}
+}
+
+// takeNetNS removes --netns NS (or --netns=NS) from list's arguments,
+// which go to netstat's own parser, and resolves it.
+func takeNetNS(args []string) ([]string, *snapshot.Namespace, error) {
+	var rest []string
+	var sel string
+	found := false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			rest = append(rest, args[i:]...)
+			i = len(args)
+		case a == "--netns":
+			if i+1 >= len(args) {
+				return nil, nil, fmt.Errorf("--netns needs a namespace: %s", strings.TrimSuffix(strings.ReplaceAll(netnsUsage, "`", ""), " (default: every namespace)"))
+			}
+			sel, found = args[i+1], true
+			i++
+		case strings.HasPrefix(a, "--netns="):
+			sel, found = strings.TrimPrefix(a, "--netns="), true
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if !found {
+		return rest, nil, nil
+	}
+	ns, err := snapshot.ResolveNetNS(sel)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--netns: %w", err)
+	}
+	return rest, &ns, nil
+}

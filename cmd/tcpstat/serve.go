@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpstat/tcpstat/internal/container"
+	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/metrics"
+	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+// defaultListen is serve's address: localhost, so that nothing is
+// exposed unless asked for (a pod's sidecar is scraped through its pod IP:
+// give --web.listen-address :9977 there).
+const defaultListen = "127.0.0.1:9977"
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve Prometheus metrics of the connection table and the tracer",
+		Description: "Keeps the live connection table (as top does) and serves /metrics and /healthz.\n" +
+			"Connections by state are counted from the table at each scrape; transitions, closes,\n" +
+			"failed connects and the histograms add up events. TLS and basic auth: --web.config.file\n" +
+			"(Prometheus' exporter web configuration). Metrics: docs/deploy.md.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "web.listen-address", Value: defaultListen, Usage: "`ADDRESS` to serve on (localhost unless told otherwise)"},
+			&cli.StringFlag{Name: "web.config.file", Usage: "`FILE` with TLS and basic auth settings (exporter-toolkit format)"},
+			&cli.StringFlag{Name: "metrics.by", Usage: "also split connections by `LABEL`: netns or pod (series capped by --metrics.max-series)"},
+			&cli.IntFlag{Name: "metrics.max-series", Value: 100, Usage: "at most `N` netns or pod series per state; the rest add up to \"other\""},
+			&cli.IntFlag{Name: "metrics.max-ports", Value: 50, Usage: "count failed connects by destination port for at most `N` ports (0: no port label)"},
+			&cli.StringFlag{Name: "cgroup-root", Usage: "the host's cgroup v2 tree, for --metrics.by pod (default: the cgroup2 mount of /proc/self/mountinfo)"},
+			&cli.StringFlag{Name: "pod-log-dir", Value: "/var/log/pods", Usage: "kubelet pod log `DIR`, for pod names"},
+			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from sock_diag dumps (no transition metrics)"},
+			netnsFlag(),
+		},
+		Action: runServe,
+	}
+}
+
+func runServe(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", c.Args().First())
+	}
+	by := metrics.By(c.String("metrics.by"))
+	if by != metrics.ByNone && by != metrics.ByNetNS && by != metrics.ByPod {
+		return fmt.Errorf("--metrics.by %q: want netns or pod", by)
+	}
+	if c.Int("metrics.max-series") < 1 || c.Int("metrics.max-ports") < 0 {
+		return errors.New("--metrics.max-series must be at least 1 and --metrics.max-ports at least 0")
+	}
+	if f := c.String("web.config.file"); f != "" {
+		if err := web.Validate(f); err != nil {
+			return fmt.Errorf("--web.config.file %s: %w", f, err)
+		}
+	}
+	// Listen before tracing: a port in use is reported at once.
+	ln, err := net.Listen("tcp", c.String("web.listen-address"))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+
+	scope, err := scopeOf(c)
+	if err != nil {
+		return err
+	}
+	oo := metrics.ObserverOptions{MaxPorts: c.Int("metrics.max-ports")}
+	if c.String("netns") != "" {
+		oo.NetNS = scope.Has // the table drops other namespaces' events after the observer saw them
+	}
+	obs := metrics.NewObserver(oo)
+	cfg := livetable.Config{OnEnd: obs.End}
+	scopedConfig(&cfg, scope, c.String("netns") != "")
+	var stats func() (tracer.Stats, error)
+	if c.Bool("poll") {
+		cfg.PollReason = "--poll"
+	} else {
+		events, err := tracer.New(tracer.Options{})
+		if err != nil {
+			return fmt.Errorf("%w (or serve --poll: connections by state only)", err)
+		}
+		defer events.Close()
+		for _, w := range events.Warnings() {
+			fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
+		}
+		cfg.Events, stats = obs.Wrap(events), events.Stats
+	}
+	tr, err := livetable.Start(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+
+	tr.View(func(_ *table.Table, st livetable.Status) {
+		if st.NetNSErr != nil {
+			fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %v\n", st.NetNSErr)
+		}
+	})
+	resolver := container.NewResolver(container.Options{CgroupRoot: c.String("cgroup-root"), PodLogDir: c.String("pod-log-dir")})
+	col := metrics.NewCollector(metrics.Options{
+		Table: tr, Observer: obs, Stats: stats,
+		By: by, MaxSeries: c.Int("metrics.max-series"), Identity: resolver.Lookup,
+	})
+	health := func() error {
+		var err error
+		tr.View(func(_ *table.Table, st livetable.Status) { err = st.Err })
+		return err
+	}
+	return serveHTTP(c.Context, ln, metrics.Handler(metrics.Registry(col), health), c.String("web.config.file"), c.App.ErrWriter)
+}
+
+// serveHTTP serves h on ln, with TLS and basic auth from webConfig when
+// given, until ctx ends.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, webConfig string, stderr io.Writer) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	flags := &web.FlagConfig{WebListenAddresses: &[]string{ln.Addr().String()}, WebSystemdSocket: new(bool), WebConfigFile: &webConfig}
+	done := make(chan error, 1)
+	go func() { done <- web.Serve(ln, srv, flags, logger) }()
+	fmt.Fprintf(stderr, "tcpstat: serving /metrics and /healthz on %s\n", ln.Addr())
+	select {
+	case err := <-done:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shut)
+	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
