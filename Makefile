@@ -45,9 +45,11 @@ check-generated: generate
 	@git diff --exit-code --stat -- internal/tracer || { echo "BPF objects are stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- internal/tracer)" || { git status --porcelain -- internal/tracer; exit 1; }
 
-# Loopback churn with and without tracers, side by side (needs root).
+# Loopback churn with and without tracers, side by side (needs root), at 1,
+# 2 and 4 churning workers, with each variant of the kernel program.
+BENCH_FLAGS ?= -workers 1,2,4 -levers
 bench: build
-	$(GO) run ./cmd/tcpstat-bench -tcpstat ./bin/tcpstat
+	$(GO) run ./cmd/tcpstat-bench -tcpstat ./bin/tcpstat $(BENCH_FLAGS)
 
 # Times tcpstat list against ss and netstat while holding many loopback
 # sockets (needs net-tools and iproute2; heavy: run it on an idle machine).

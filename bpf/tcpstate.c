@@ -104,6 +104,7 @@ enum counter {
 	COUNTER_SWEPT,		  /* sockets map entries whose CLOSE was never seen, swept */
 	COUNTER_FORCED_SKIP,	  /* tests: runs the first copy passed over on purpose */
 	COUNTER_FORCED_LOST,	  /* tests: moves to CLOSE dropped on purpose */
+	COUNTER_RECORDS,	  /* not a count: records this CPU sent, for wakeups */
 	COUNTER_MAX,
 };
 
@@ -300,14 +301,25 @@ const volatile __u32 filter_cgroup_level[FILTER_MAX_CGROUPS] = {};
 const volatile bool have_cookie_helper = true;
 /* bpf_sk_storage_get() is callable from tracing programs since 5.11. */
 const volatile bool use_sk_storage = true;
-/* Wake the consumer each time this much more is waiting: it also polls,
- * and a wakeup (an IPI) per event would cost more than the event. */
+/* Each CPU wakes the consumer once per this many records (a power of two):
+ * it also polls, and a wakeup (an IPI) per event would cost more than the
+ * event. User space sets it to a sixteenth of the ring per CPU. */
+const volatile __u64 wakeup_records = 1;
+/* The same in bytes, for exp_query_wakeup. */
 const volatile __u64 wakeup_bytes = 1;
 /* Tests only: 1 in n runs of the first copy pass the transition to the
  * second copy as a recursion would; 1 in n moves to CLOSE are dropped, the
  * losses that would leave per-socket state behind. */
 const volatile __u32 test_skip_first_one_in = 0;
 const volatile __u32 test_lose_one_in = 0;
+/* Benchmark only (Options.Experiment), each dropping a guarantee: no
+ * task_comm; a single copy of the transition program, without the handled
+ * set; no events at all; no per-socket state. */
+const volatile bool exp_no_task_comm = false;
+const volatile bool exp_one_copy = false;
+const volatile bool exp_no_events = false;
+const volatile bool exp_no_state = false;
+const volatile bool exp_query_wakeup = false;
 /* Tests only: 1 in n events is sent with kind 0, which user space rejects. */
 const volatile __u32 test_corrupt_one_in = 0;
 /* A sockets map entry whose socket is in CLOSE and has not moved for this
@@ -483,9 +495,10 @@ static __always_inline __u64 synthetic_cookie(void)
 
 /* The socket's cookie, given once per socket: the kernel's where this
  * program may ask for it (tracing programs, 5.12+), else the one the kernel
- * already gave, else (before 5.12) a synthetic one. It stays 0 when only
- * asking could give it: the socket's next transition will. */
-static __always_inline void set_cookie(struct sock_state *st, struct sock *sk, bool may_ask)
+ * already gave (given: skc_cookie, 0 if none yet), else (before 5.12) a
+ * synthetic one. It stays 0 when only asking could give it: the socket's
+ * next transition will. */
+static __always_inline void set_cookie(struct sock_state *st, struct sock *sk, __u64 given, bool may_ask)
 {
 	if (st->cookie)
 		return;
@@ -493,7 +506,7 @@ static __always_inline void set_cookie(struct sock_state *st, struct sock *sk, b
 		st->cookie = bpf_get_socket_cookie(sk);
 		return;
 	}
-	st->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	st->cookie = given;
 	if (!st->cookie && !have_cookie_helper) {
 		st->cookie = synthetic_cookie();
 		st->synthetic = 1;
@@ -525,6 +538,8 @@ static __always_inline struct sock_state *state_of(struct sock *sk, bool fresh)
 {
 	struct sock_state *st;
 
+	if (exp_no_state)
+		return NULL;
 	if (!use_sk_storage)
 		return map_state(sk, fresh, true);
 	st = bpf_sk_storage_get(&socket_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -588,20 +603,26 @@ static __always_inline void take_accepted_owner(struct sock *sk, struct sock_sta
 #define RECORD_BYTES ((sizeof(struct event) + 8 + 7) / 8 * 8)
 
 /*
- * Wakes the consumer only when this record takes the waiting data past a
- * multiple of wakeup_bytes (a sixteenth of the ring), not on every record:
- * the consumer also polls every few milliseconds, and while a slow consumer
- * catches up each forced wakeup would otherwise send an IPI. Records
- * reserved at once on two CPUs may step over a multiple together; the poll
- * picks those up.
+ * Wakes the consumer once per wakeup_records records of this CPU, not per
+ * record. Asking the ring how much is waiting (bpf_ringbuf_query) would
+ * read the consumer's position, a cache line the consumer writes from
+ * another CPU: this per-CPU count costs nothing shared. Records a quiet CPU
+ * sends without a wakeup wait for the consumer's poll.
  */
 static __always_inline void submit(struct event *e)
 {
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u32 key = COUNTER_RECORDS;
+	__u64 *n = bpf_map_lookup_elem(&counters, &key);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (avail >= RECORD_BYTES && avail / wakeup_bytes != (avail - RECORD_BYTES) / wakeup_bytes)
+	if (exp_query_wakeup) {
+		__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+		if (avail >= RECORD_BYTES && avail / wakeup_bytes != (avail - RECORD_BYTES) / wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
+	} else if (n && (++*n & (wakeup_records - 1)) == 0) {
 		flags = BPF_RB_FORCE_WAKEUP;
+	}
 	if (one_in(test_corrupt_one_in))
 		e->kind = 0;
 	bpf_ringbuf_submit(e, flags);
@@ -648,24 +669,28 @@ static __always_inline bool read_endpoint(struct endpoint *ep, struct sock *sk)
 	return true;
 }
 
-/* The same, for a socket found through a file (probed reads). */
-static __always_inline bool probe_endpoint(struct endpoint *ep, struct sock *sk)
+/* Room for the kernel's struct sock_common (136 bytes from 5.10 to 6.18). */
+#define SOCK_COMMON_MAX 192
+
+/* The same, for a socket found through a file: from a copy of its
+ * sock_common made with one probed read, not one read per field. */
+static __always_inline bool copy_endpoint(struct endpoint *ep, const struct sock_common *skc, struct sock *sk)
 {
-	ep->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ep->family = skc->skc_family;
 	if (ep->family == AF_INET) {
-		BPF_CORE_READ_INTO((__u32 *)ep->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)ep->daddr, sk, __sk_common.skc_daddr);
+		__builtin_memcpy(ep->saddr, &skc->skc_rcv_saddr, 4);
+		__builtin_memcpy(ep->daddr, &skc->skc_daddr, 4);
 	} else if (ep->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&ep->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&ep->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		__builtin_memcpy(ep->saddr, &skc->skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(ep->daddr, &skc->skc_v6_daddr, 16);
 	} else {
 		return false;
 	}
-	ep->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	ep->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ep->netns = BPF_CORE_READ(skc->skc_net.net, ns.inum);
+	ep->sport = skc->skc_num;
 	if (!ep->sport)
 		ep->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	ep->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ep->dport = bpf_ntohs(skc->skc_dport);
 	return true;
 }
 
@@ -673,8 +698,11 @@ static __always_inline bool probe_endpoint(struct endpoint *ep, struct sock *sk)
  * identity and its owner. NULL (counted) when the ring buffer is full. */
 static __always_inline struct event *new_event(const struct endpoint *ep, struct sock_state *st, __u8 kind, __u64 ts)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct event *e;
 
+	if (exp_no_events)
+		return NULL;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
 		return NULL;
@@ -811,7 +839,8 @@ static __always_inline void emit(struct sock *sk, const struct endpoint *ep, str
 		fill_counters(e, sk);
 	}
 	e->task_pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
+	if (!exp_no_task_comm)
+		bpf_get_current_comm(&e->task_comm, sizeof(e->task_comm));
 	submit(e);
 }
 
@@ -850,7 +879,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
 		return;
 	}
-	set_cookie(st, sk, true);
+	set_cookie(st, sk, sk->__sk_common.skc_cookie.counter, true);
 	take_accepted_owner(sk, st);
 	/* Only a task holding the socket lock acts on the socket from a system
 	 * call; softirq and timers never own it, whoever is current. */
@@ -936,6 +965,8 @@ static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, b
 		return 0;
 	}
 	transition(sk, oldstate, newstate);
+	if (exp_one_copy)
+		return 0;
 
 	/* A free slot, else the oldest: an entry the second copy never took
 	 * because its own guard skipped that transition. */
@@ -995,7 +1026,9 @@ static __always_inline int accepted(__s64 fd)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	__u8 skc_copy[SOCK_COMMON_MAX];
 	struct file **fds, *file;
+	struct sock_common *skc;
 	struct sock_state *st;
 	struct endpoint ep;
 	struct socket *sock;
@@ -1010,16 +1043,22 @@ static __always_inline int accepted(__s64 fd)
 		return 0;
 	sock = BPF_CORE_READ(file, private_data);
 	sk = BPF_CORE_READ(sock, sk);
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !probe_endpoint(&ep, sk))
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	if (bpf_core_type_size(struct sock_common) > SOCK_COMMON_MAX ||
+	    bpf_probe_read_kernel(skc_copy, bpf_core_type_size(struct sock_common), sk))
+		return 0;
+	skc = (void *)skc_copy;
+	if (!copy_endpoint(&ep, skc, sk))
 		return 0;
 
-	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	__u8 state = skc->skc_state;
 
 	st = map_state(sk, false, state != TCP_CLOSE);
 	if (!st)
 		return 0;
 	now = bpf_ktime_get_boot_ns();
-	set_cookie(st, sk, false);
+	set_cookie(st, sk, skc->skc_cookie.counter, false);
 	set_owner(st, OWNER_ACCEPT);
 	if (!st->cookie || !keep(&ep, st))
 		return 0;

@@ -22,7 +22,13 @@ type tracer interface {
 	// count reads what the tracer wrote: transitions of the churn's
 	// sockets, and what the tracer itself reported.
 	count(out string, ports portRange, r *result) error
+	// programs names the BPF programs the tracer loads (as bpftool shows
+	// them: 15 characters at most).
+	programs() []string
 }
+
+// tcpstatPrograms are bpf/tcpstate.c's programs that run for events.
+var tcpstatPrograms = []string{"set_state_first", "set_state_second", "accept4_exit", "accept_exit"}
 
 type portRange struct{ lo, hi int }
 
@@ -33,6 +39,9 @@ type noTracer struct{}
 func (noTracer) name() string                                   { return "none" }
 func (noTracer) start(string) (*exec.Cmd, time.Duration, error) { return nil, 0, nil }
 func (noTracer) count(string, portRange, *result) error         { return nil }
+func (noTracer) programs() []string                             { return nil }
+func (tcpstatTracer) programs() []string                        { return tcpstatPrograms }
+func (bpftraceTracer) programs() []string                       { return []string{"inet_sock_set_s"} }
 
 // tcpstatTracer runs tcpstat watch, with a filter when label says which.
 type tcpstatTracer struct {

@@ -36,7 +36,8 @@ const (
 	tcpstateCounterCOUNTER_SWEPT        tcpstateCounter = 4
 	tcpstateCounterCOUNTER_FORCED_SKIP  tcpstateCounter = 5
 	tcpstateCounterCOUNTER_FORCED_LOST  tcpstateCounter = 6
-	tcpstateCounterCOUNTER_MAX          tcpstateCounter = 7
+	tcpstateCounterCOUNTER_RECORDS      tcpstateCounter = 7
+	tcpstateCounterCOUNTER_MAX          tcpstateCounter = 8
 )
 
 type tcpstateEvent struct {
@@ -243,6 +244,11 @@ type tcpstateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
+	ExpNoEvents        *ebpf.VariableSpec `ebpf:"exp_no_events"`
+	ExpNoState         *ebpf.VariableSpec `ebpf:"exp_no_state"`
+	ExpNoTaskComm      *ebpf.VariableSpec `ebpf:"exp_no_task_comm"`
+	ExpOneCopy         *ebpf.VariableSpec `ebpf:"exp_one_copy"`
+	ExpQueryWakeup     *ebpf.VariableSpec `ebpf:"exp_query_wakeup"`
 	FilterCgroupId     *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
 	FilterCgroupLevel  *ebpf.VariableSpec `ebpf:"filter_cgroup_level"`
 	FilterCgroups      *ebpf.VariableSpec `ebpf:"filter_cgroups"`
@@ -268,6 +274,7 @@ type tcpstateVariableSpecs struct {
 	UnusedReason       *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UseSkStorage       *ebpf.VariableSpec `ebpf:"use_sk_storage"`
 	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupRecords      *ebpf.VariableSpec `ebpf:"wakeup_records"`
 }
 
 // tcpstateObjects contains all objects after they have been loaded into the kernel.
@@ -315,6 +322,11 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
+	ExpNoEvents        *ebpf.Variable `ebpf:"exp_no_events"`
+	ExpNoState         *ebpf.Variable `ebpf:"exp_no_state"`
+	ExpNoTaskComm      *ebpf.Variable `ebpf:"exp_no_task_comm"`
+	ExpOneCopy         *ebpf.Variable `ebpf:"exp_one_copy"`
+	ExpQueryWakeup     *ebpf.Variable `ebpf:"exp_query_wakeup"`
 	FilterCgroupId     *ebpf.Variable `ebpf:"filter_cgroup_id"`
 	FilterCgroupLevel  *ebpf.Variable `ebpf:"filter_cgroup_level"`
 	FilterCgroups      *ebpf.Variable `ebpf:"filter_cgroups"`
@@ -340,6 +352,7 @@ type tcpstateVariables struct {
 	UnusedReason       *ebpf.Variable `ebpf:"unused_reason"`
 	UseSkStorage       *ebpf.Variable `ebpf:"use_sk_storage"`
 	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupRecords      *ebpf.Variable `ebpf:"wakeup_records"`
 }
 
 // tcpstatePrograms contains all programs after they have been loaded into the kernel.

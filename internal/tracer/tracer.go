@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -50,6 +52,11 @@ type Options struct {
 	// the kernel program keeps.
 	MaxSockets int
 
+	// Experiment swaps or turns off parts of the kernel program to measure
+	// what each costs (cmd/tcpstat-bench). Not for real use: all but
+	// StateInMap drop a guarantee.
+	Experiment Experiment
+
 	// For tests. syntheticCookies makes the kernel program behave as on
 	// kernels before 5.12; mapState keeps per-socket state in the sockets
 	// map as before 5.11; skipFirstOneIn makes the first copy pass over 1
@@ -59,6 +66,28 @@ type Options struct {
 	skipFirstOneIn   uint32
 	loseOneIn        uint32
 	corruptOneIn     uint32 // sends 1 in n events with kind 0
+}
+
+// Experiment is what Options.Experiment can change.
+type Experiment struct {
+	// StateInMap keeps per-socket state in the sockets map (as before
+	// 5.11) where socket storage is available.
+	StateInMap bool
+	// OneCopy attaches only the first copy of the transition program and
+	// keeps no handled set: transitions that interrupt it are lost.
+	OneCopy bool
+	// NoAccept attaches no accept() programs: accepted sockets get their
+	// owner at their next system call, and no Accept events come.
+	NoAccept bool
+	// NoTaskComm leaves Event.Task.Comm empty.
+	NoTaskComm bool
+	// NoEvents sends no event at all: what the rest of the program costs.
+	NoEvents bool
+	// NoState keeps no per-socket state: no owner, dwell or deferred birth.
+	NoState bool
+	// QueryWakeup wakes the consumer by asking the ring buffer how much is
+	// waiting (bpf_ringbuf_query), as before, instead of counting records.
+	QueryWakeup bool
 }
 
 // Tracer owns the loaded programs, their attachments and the ring buffer.
@@ -82,7 +111,8 @@ type Tracer struct {
 }
 
 // pollEvery bounds how long an event waits in the ring buffer: the kernel
-// program wakes the reader only once the ring buffer fills up.
+// program wakes the reader only each time another sixteenth of the ring
+// buffer fills (wakeup_bytes), not per event.
 const pollEvery = 20 * time.Millisecond
 
 // New loads and attaches the kernel program. It undoes everything it did
@@ -136,7 +166,7 @@ func New(opts Options) (_ *Tracer, err error) {
 		return nil, err
 	}
 	t.cookies = t.cookies && !opts.syntheticCookies
-	if !opts.mapState {
+	if !opts.mapState && !opts.Experiment.StateInMap {
 		if t.storage, err = HaveSocketStorage(); err != nil {
 			return nil, err
 		}
@@ -160,14 +190,20 @@ func New(opts Options) (_ *Tracer, err error) {
 	}
 	// The order matters: the first copy must run before the second for the
 	// same transition (probes run in the order they were attached).
-	for _, prog := range []*ebpf.Program{t.objs.SetStateFirst, t.objs.SetStateSecond} {
+	progs := []*ebpf.Program{t.objs.SetStateFirst, t.objs.SetStateSecond}
+	if opts.Experiment.OneCopy {
+		progs = progs[:1]
+	}
+	for _, prog := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
 			return nil, fmt.Errorf("attach to tracepoint sock:inet_sock_set_state: %w", explainPermission(err))
 		}
 		t.links = append(t.links, l)
 	}
-	t.attachAccept()
+	if !opts.Experiment.NoAccept {
+		t.attachAccept()
+	}
 	// The parsed kernel BTF is tens of megabytes that nothing needs once the
 	// programs are loaded; held, it slows every garbage collection.
 	btf.FlushKernelSpec()
@@ -284,6 +320,10 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		"test_skip_first_one_in": opts.skipFirstOneIn,
 		"test_lose_one_in":       opts.loseOneIn,
 		"test_corrupt_one_in":    opts.corruptOneIn,
+		"exp_no_task_comm":       opts.Experiment.NoTaskComm,
+		"exp_one_copy":           opts.Experiment.OneCopy,
+		"exp_no_events":          opts.Experiment.NoEvents,
+		"exp_no_state":           opts.Experiment.NoState,
 		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
 	} {
 		v, ok := spec.Variables[name]
@@ -295,6 +335,17 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		}
 	}
 	return nil
+}
+
+// wakeupRecords is how many records each CPU sends per wakeup: a power of
+// two near a sixteenth of the ring shared by the CPUs.
+func wakeupRecords(ringBytes uint32) uint64 {
+	records := uint64(ringBytes) / 16 / uint64(unsafe.Sizeof(tcpstateEvent{})+8) / uint64(max(runtime.NumCPU(), 1))
+	n := uint64(1)
+	for n*2 <= records {
+		n *= 2
+	}
+	return n
 }
 
 // attachAccept attaches the accept() hooks. Without them tcpstat still works:
