@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -314,9 +315,13 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 	if err := configureFilter(spec, opts.Filter); err != nil {
 		return err
 	}
+	set := map[string]bool{}
 	for name, value := range map[string]any{
 		"have_cookie_helper":     cookies,
 		"use_sk_storage":         storage,
+		"wakeup_records":         wakeupRecords(spec.Maps["events"].MaxEntries),
+		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
+		"sweep_after_ns":         uint64(time.Second),
 		"test_skip_first_one_in": opts.skipFirstOneIn,
 		"test_lose_one_in":       opts.loseOneIn,
 		"test_corrupt_one_in":    opts.corruptOneIn,
@@ -324,7 +329,7 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		"exp_one_copy":           opts.Experiment.OneCopy,
 		"exp_no_events":          opts.Experiment.NoEvents,
 		"exp_no_state":           opts.Experiment.NoState,
-		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
+		"exp_query_wakeup":       opts.Experiment.QueryWakeup,
 	} {
 		v, ok := spec.Variables[name]
 		if !ok {
@@ -332,6 +337,13 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		}
 		if err := v.Set(value); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
+		}
+		set[name] = true
+	}
+	// A constant left at its compiled-in value is a setting forgotten.
+	for name, v := range spec.Variables {
+		if v.Constant() && !set[name] && !strings.HasPrefix(name, "unused_") {
+			return fmt.Errorf("BPF object has a constant %s that tcpstat does not set", name)
 		}
 	}
 	return nil
