@@ -157,8 +157,9 @@ func shorthandFilter(family int, port uint16) (*KernelFilter, error) {
 	return kf, nil
 }
 
-// configureFilter sets the program's filter constants and sizes its maps.
-func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) error {
+// configureFilter sizes the filter's maps and returns the values of the
+// program's filter constants.
+func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) (map[string]any, error) {
 	var (
 		n           uint32
 		port, owner bool
@@ -170,13 +171,13 @@ func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) error {
 	)
 	if kf != nil {
 		if err := kf.check(); err != nil {
-			return err
+			return nil, err
 		}
 		if len(kf.Cgroups) > 0 {
 			if ok, err := HaveCgroupAncestors(); err != nil {
-				return err
+				return nil, err
 			} else if !ok {
-				return errors.New("kernel filter: this kernel's tracing programs cannot tell an owner's cgroup " +
+				return nil, errors.New("kernel filter: this kernel's tracing programs cannot tell an owner's cgroup " +
 					"ancestors (bpf_get_current_ancestor_cgroup_id): check cgroups in user space")
 			}
 		}
@@ -189,19 +190,10 @@ func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) error {
 		prefixes = max(1, len(kf.Prefixes))
 	}
 	spec.Maps["filter_prefixes"].MaxEntries = uint32(prefixes)
-	for name, value := range map[string]any{
+	return map[string]any{
 		"filter_len": n, "filter_needs_port": port, "filter_needs_owner": owner, "filter_has_sets": sets,
 		"filter_cgroups": cgroups, "filter_cgroup_id": ids, "filter_cgroup_level": levels,
-	} {
-		v, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("BPF object has no variable %s", name)
-		}
-		if err := v.Set(value); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
-		}
-	}
-	return nil
+	}, nil
 }
 
 // loadFilter fills the filter's maps before the programs run.

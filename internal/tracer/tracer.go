@@ -312,10 +312,10 @@ func sizeMaps(spec *ebpf.CollectionSpec, opts Options) error {
 
 // configure sets the program's constants; sizeMaps must have run.
 func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) error {
-	if err := configureFilter(spec, opts.Filter); err != nil {
+	values, err := configureFilter(spec, opts.Filter)
+	if err != nil {
 		return err
 	}
-	set := map[string]bool{}
 	for name, value := range map[string]any{
 		"have_cookie_helper":     cookies,
 		"use_sk_storage":         storage,
@@ -331,6 +331,10 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		"exp_no_state":           opts.Experiment.NoState,
 		"exp_query_wakeup":       opts.Experiment.QueryWakeup,
 	} {
+		values[name] = value
+	}
+	set := map[string]bool{}
+	for name, value := range values {
 		v, ok := spec.Variables[name]
 		if !ok {
 			return fmt.Errorf("BPF object has no variable %s", name)
