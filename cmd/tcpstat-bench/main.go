@@ -33,6 +33,7 @@ type config struct {
 	levers   bool
 	only     string
 	atSize   int64
+	churn    bool
 }
 
 func main() {
@@ -46,6 +47,7 @@ func main() {
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
 	flag.BoolVar(&cfg.filters, "filters", false, "also run tcpstat with a filter that rejects everything and one of 50 prefixes")
+	flag.BoolVar(&cfg.churn, "churn", true, "run the churn phases (false: only -at-size)")
 	flag.BoolVar(&cfg.levers, "levers", false, "also measure each variant of the kernel program: "+strings.Join(variantNames(), ", "))
 	flag.StringVar(&cfg.only, "only", "", "run only the tracers whose names contain one of these comma-separated words (and none)")
 	flag.StringVar(&consumeVariant, "consume", "", "internal: run watch --json with this variant")
@@ -150,6 +152,9 @@ func run(cfg config) error {
 
 	fmt.Printf("churn: %d workers × loopback connect/accept/close, %s per phase, %d cores, kernel %s\n\n",
 		cfg.workers, cfg.duration, runtime.NumCPU(), kernelRelease())
+	if !cfg.churn {
+		tracers = nil
+	}
 	var results []result
 	for i, tr := range tracers {
 		out := filepath.Join(cfg.dir, fmt.Sprintf("%d-%s.out", i, tr.name()))
@@ -159,7 +164,9 @@ func run(cfg config) error {
 		}
 		results = append(results, r)
 	}
-	report(os.Stdout, results)
+	if len(results) > 0 {
+		report(os.Stdout, results)
+	}
 	if cfg.atSize > 0 {
 		return measureAt(cfg.tcpstat, cfg.dir, cfg.atSize)
 	}
