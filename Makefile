@@ -45,9 +45,11 @@ check-generated: generate
 	@git diff --exit-code --stat -- internal/tracer || { echo "BPF objects are stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- internal/tracer)" || { git status --porcelain -- internal/tracer; exit 1; }
 
-# Loopback churn with and without tracers, side by side (needs root).
+# Loopback churn with and without tracers, side by side (needs root), at 1,
+# 2 and 4 churning workers, with each variant of the kernel program.
+BENCH_FLAGS ?= -workers 1,2,4 -levers
 bench: build
-	$(GO) run ./cmd/tcpstat-bench -tcpstat ./bin/tcpstat
+	$(GO) run ./cmd/tcpstat-bench -tcpstat ./bin/tcpstat $(BENCH_FLAGS)
 
 # Times tcpstat list against ss and netstat while holding many loopback
 # sockets (needs net-tools and iproute2; heavy: run it on an idle machine).
@@ -62,3 +64,15 @@ KERNELS_FLAGS ?=
 test-kernels:
 	$(GO) build -o bin/test-kernels ./test/kernels
 	bin/test-kernels $(KERNELS_FLAGS)
+
+# The container image (deploy/Containerfile): a static binary FROM scratch,
+# run as a non-root user, with file capabilities permitted (not effective:
+# tcpstat raises what its pod grants). Built with podman, or buildah, from
+# the local tree: no registry. IMAGE names it.
+IMAGE ?= localhost/tcpstat:latest
+IMAGE_CAPS := cap_bpf,cap_perfmon,cap_sys_admin,cap_sys_ptrace,cap_dac_read_search+p
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -tags '$(TAGS)' -o bin/tcpstat-static ./cmd/tcpstat
+	setcap $(IMAGE_CAPS) bin/tcpstat-static
+	if command -v podman >/dev/null; then podman build -f deploy/Containerfile -t $(IMAGE) .; \
+	else buildah bud -f deploy/Containerfile -t $(IMAGE) .; fi

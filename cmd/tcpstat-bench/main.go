@@ -1,7 +1,9 @@
 // Command tcpstat-bench churns loopback connections as fast as the machine
-// allows, with no tracer, with `tcpstat watch --json` writing to a file and
-// with bpftrace printing the same tracepoint, side by side in one run, and
-// reports what each costs and what each captured.
+// allows, with no tracer, with `tcpstat watch --json` writing to a file,
+// with bpftrace counting the same tracepoint in the kernel (the floor) and
+// printing it, side by side in one run, and reports what each costs and
+// what each captured. With -levers it also measures each variant of the
+// kernel program (tracer.Experiment) through the same consumer.
 //
 // Every phase is bounded in time and in connections and stops by itself.
 // It needs root (both tracers do) and only touches loopback.
@@ -14,6 +16,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,21 +29,64 @@ type config struct {
 	workers  int
 	dir      string
 	keep     bool
+	filters  bool
+	levers   bool
+	only     string
+	atSize   int64
+	churn    bool
 }
 
 func main() {
 	var cfg config
+	var workers, consumeVariant, out, ready string
 	flag.StringVar(&cfg.tcpstat, "tcpstat", "bin/tcpstat", "tcpstat binary to measure")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each churn phase")
 	flag.IntVar(&cfg.maxConns, "max-conns", 2_000_000, "connections per phase at most")
-	flag.IntVar(&cfg.workers, "workers", 2*runtime.NumCPU(), "churning goroutines, one listener each")
+	flag.StringVar(&workers, "workers", strconv.Itoa(2*runtime.NumCPU()),
+		"churning goroutines, one listener each; a list (1,2,4) runs the phases for each")
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
+	flag.BoolVar(&cfg.filters, "filters", false, "also run tcpstat with a filter that rejects everything and one of 50 prefixes")
+	flag.BoolVar(&cfg.churn, "churn", true, "run the churn phases (false: only -at-size)")
+	flag.BoolVar(&cfg.levers, "levers", false, "also measure each variant of the kernel program: "+strings.Join(variantNames(), ", "))
+	flag.StringVar(&cfg.only, "only", "", "run only the tracers whose names contain one of these comma-separated words (and none)")
+	flag.StringVar(&consumeVariant, "consume", "", "internal: run watch --json with this variant")
+	flag.StringVar(&out, "out", "", "internal: with -consume, the output file")
+	flag.StringVar(&ready, "ready", "", "internal: with -consume, the ready file")
+	flag.Int64Var(&cfg.atSize, "at-size", 0, "also time replay --at in a synthetic recording of this many `BYTES` (0: not)")
 	flag.Parse()
-	if err := run(cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "tcpstat-bench: %v\n", err)
-		os.Exit(1)
+	if consumeVariant != "" {
+		if err := consume(consumeVariant, out, ready); err != nil {
+			fmt.Fprintf(os.Stderr, "tcpstat-bench: %s: %v\n", consumeVariant, err)
+			os.Exit(1)
+		}
+		return
 	}
+	counts, err := parseWorkers(workers)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tcpstat-bench: -workers: %v\n", err)
+		os.Exit(2)
+	}
+	for _, n := range counts {
+		cfg.workers = n
+		if err := run(cfg); err != nil {
+			fmt.Fprintf(os.Stderr, "tcpstat-bench: %v\n", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// parseWorkers reads "4" or "1,2,4".
+func parseWorkers(s string) ([]int, error) {
+	var counts []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want positive numbers separated by commas", s)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
 }
 
 func run(cfg config) error {
@@ -65,16 +112,49 @@ func run(cfg config) error {
 	}
 	defer restore()
 
-	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}}
+	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}, recordTracer{bin: cfg.tcpstat}}
+	if cfg.filters {
+		// The filter in the kernel: one that rejects every transition, and
+		// 50 prefixes of which the churn's loopback matches the last.
+		var prefixes []string
+		for i := range 49 {
+			prefixes = append(prefixes, fmt.Sprintf("dst 10.%d.0.0/16", i))
+		}
+		prefixes = append(prefixes, "dst 127.0.0.0/8")
+		tracers = append(tracers,
+			tcpstatTracer{bin: cfg.tcpstat, filter: "dst 192.0.2.1", label: "'dst 192.0.2.1' (rejects all)"},
+			tcpstatTracer{bin: cfg.tcpstat, filter: strings.Join(prefixes, " or "), label: "'dst … or dst 127.0.0.0/8' (50 prefixes)"})
+	}
+	if cfg.levers {
+		for _, name := range variantNames() {
+			tracers = append(tracers, variantTracer{name})
+		}
+	}
 	if _, err := exec.LookPath("bpftrace"); err == nil {
-		tracers = append(tracers, bpftraceTracer{})
+		tracers = append(tracers, bpftraceCountTracer{portRange{basePort, basePort + cfg.workers}}, bpftraceTracer{})
 	} else {
 		fmt.Fprintln(os.Stderr, "tcpstat-bench: bpftrace not installed: skipping it (apt-get install bpftrace)")
 	}
 	tracers = append(tracers, noTracer{}) // again, to see drift
+	if cfg.only != "" {
+		tracers = slices.DeleteFunc(tracers, func(tr tracer) bool {
+			if tr.name() == "none" {
+				return false
+			}
+			for _, word := range strings.Split(cfg.only, ",") {
+				if strings.Contains(tr.name(), word) {
+					return false
+				}
+			}
+			return true
+		})
+	}
 
 	fmt.Printf("churn: %d workers × loopback connect/accept/close, %s per phase, %d cores, kernel %s\n\n",
 		cfg.workers, cfg.duration, runtime.NumCPU(), kernelRelease())
+	if !cfg.churn {
+		tracers = nil
+	}
 	var results []result
 	for i, tr := range tracers {
 		out := filepath.Join(cfg.dir, fmt.Sprintf("%d-%s.out", i, tr.name()))
@@ -84,7 +164,12 @@ func run(cfg config) error {
 		}
 		results = append(results, r)
 	}
-	report(os.Stdout, results)
+	if len(results) > 0 {
+		report(os.Stdout, results)
+	}
+	if cfg.atSize > 0 {
+		return measureAt(cfg.tcpstat, cfg.dir, cfg.atSize)
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +29,15 @@ type result struct {
 	startup         time.Duration
 	maxRSSKiB       int64
 	traced          bool
+	programs        []program
+	// tcpstat record only: the recording's size, its events, and how long
+	// replay --json took to print them.
+	recordBytes    int64
+	recordedEvents uint64
+	replayTime     time.Duration
+	// Blocks that hold only events: bytes per event without checkpoints.
+	eventBlockBytes  int64
+	eventBlockEvents uint64
 }
 
 func (r result) rate() float64 { return float64(r.conns) / r.elapsed.Seconds() }
@@ -37,6 +47,7 @@ func (r result) expected() uint64 { return uint64(10*r.conns + 2*r.listeners) }
 
 func measure(cfg config, tr tracer, out string) (result, error) {
 	r := result{tracer: tr.name()}
+	firstID := maxProgramID() + 1
 	cmd, startup, err := tr.start(out)
 	if err != nil {
 		return r, err
@@ -47,9 +58,11 @@ func measure(cfg config, tr tracer, out string) (result, error) {
 	time.Sleep(time.Second) // the last FINs and ACKs
 	var bpfFromTool uint64
 	if cmd != nil {
-		if tr.name() == "bpftrace printf" {
-			bpfFromTool = bpfRunNsOf(cmd.Process.Pid)
+		progs := programsSince(firstID, tr.programs())
+		for _, p := range progs {
+			bpfFromTool += p.RunTimeNs
 		}
+		r.programs = progs
 		ru, err := stop(cmd)
 		if err != nil {
 			return r, err
@@ -63,38 +76,55 @@ func measure(cfg config, tr tracer, out string) (result, error) {
 	if err := tr.count(out, portRange{basePort, basePort + cfg.workers}, &r); err != nil {
 		return r, fmt.Errorf("read %s: %w", filepath.Base(out), err)
 	}
-	if bpfFromTool > 0 {
-		r.bpfRunNs = bpfFromTool
+	if bpfFromTool > 0 && r.bpfRunNs == 0 {
+		r.bpfRunNs = bpfFromTool // tcpstat reports its own in the summary
 	}
 	fmt.Fprintf(os.Stderr, "%-22s %8.0f conn/s  captured %d of %d\n", r.tracer, r.rate(), r.captured, r.expected())
+	for _, p := range r.programs {
+		fmt.Fprintf(os.Stderr, "    %-16s %10d runs  %6d ns/run  %6d ns/event\n", p.Name, p.RunCount,
+			p.RunTimeNs/max(p.RunCount, 1), p.RunTimeNs/max(r.expected(), 1))
+	}
 	return r, nil
 }
 
-// bpfRunNsOf sums the run time of the BPF programs a process holds, as
-// bpftool reports it (kernel.bpf_stats_enabled is on during the run).
-func bpfRunNsOf(pid int) uint64 {
+// program is one BPF program's run time and runs, as bpftool reports them
+// (kernel.bpf_stats_enabled is on during the run).
+type program struct {
+	ID        int    `json:"id"`
+	Name      string `json:"name"`
+	RunTimeNs uint64 `json:"run_time_ns"`
+	RunCount  uint64 `json:"run_cnt"`
+}
+
+func programs() []program {
 	out, err := exec.Command("bpftool", "prog", "show", "--json").Output()
 	if err != nil {
-		return 0
+		return nil
 	}
-	var progs []struct {
-		RunTimeNs uint64 `json:"run_time_ns"`
-		Pids      []struct {
-			Pid int `json:"pid"`
-		} `json:"pids"`
+	var all []program
+	json.Unmarshal(out, &all)
+	return all
+}
+
+func maxProgramID() int {
+	id := 0
+	for _, p := range programs() {
+		id = max(id, p.ID)
 	}
-	if json.Unmarshal(out, &progs) != nil {
-		return 0
-	}
-	var sum uint64
-	for _, p := range progs {
-		for _, holder := range p.Pids {
-			if holder.Pid == pid {
-				sum += p.RunTimeNs
-			}
+	return id
+}
+
+// programsSince lists the programs loaded since firstID under the names a
+// tracer gives its programs (this bpftool shows no holder pids). Programs
+// other tests load meanwhile under the same names would be counted too.
+func programsSince(firstID int, names []string) []program {
+	var mine []program
+	for _, p := range programs() {
+		if p.ID >= firstID && p.RunCount > 0 && slices.Contains(names, p.Name) {
+			mine = append(mine, p)
 		}
 	}
-	return sum
+	return mine
 }
 
 func report(w io.Writer, results []result) {
@@ -108,23 +138,37 @@ func report(w io.Writer, results []result) {
 	}
 	base /= float64(n)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tracer\tconn/s\tvs none\tcaptured\tof expected\tcaptured %\treported lost\trecursion misses (recovered)\tconsumer CPU/event\tBPF/event\tstart-up\tmax RSS\t")
+	fmt.Fprintln(tw, "tracer\tconn/s\tvs none\tcaptured\tof expected\tcaptured %\treported lost\trecursion misses (recovered)\tconsumer CPU/event\tBPF/event\tBPF/transition\tstart-up\tmax RSS\t")
 	for _, r := range results {
 		fmt.Fprintf(tw, "%s\t%.0f\t%+.1f%%\t", r.tracer, r.rate(), 100*(r.rate()/base-1))
 		if !r.traced {
-			fmt.Fprintf(tw, "-\t%d\t-\t-\t-\t-\t-\t-\t-\t\n", r.expected())
+			fmt.Fprintf(tw, "-\t%d\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.expected())
 			continue
 		}
 		pct := 100 * float64(r.captured) / float64(r.expected())
 		events := max(r.captured, 1)
+		if r.captured == 0 {
+			events = r.expected() // a variant that sends nothing
+		}
 		misses := "-"
-		if strings.HasPrefix(r.tracer, "tcpstat") {
+		if strings.HasPrefix(r.tracer, "tcpstat") || strings.HasPrefix(r.tracer, "watch") {
 			misses = fmt.Sprintf("%d (%d)", r.recursionMisses, r.recovered)
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%.3f%%\t%d\t%s\t%.2fµs\t%dns\t%.3fs\t%.1fMB\t\n",
+		// BPF/transition counts every transition the program ran for,
+		// reported or filtered out: the churn's expected ones.
+		fmt.Fprintf(tw, "%d\t%d\t%.3f%%\t%d\t%s\t%.2fµs\t%dns\t%dns\t%.3fs\t%.1fMB\t\n",
 			r.captured, r.expected(), pct, r.lostReported, misses,
-			float64(r.cpu.Nanoseconds())/float64(events)/1000, r.bpfRunNs/events,
+			float64(r.cpu.Nanoseconds())/float64(events)/1000, r.bpfRunNs/events, r.bpfRunNs/max(r.expected(), 1),
 			r.startup.Seconds(), float64(r.maxRSSKiB)/1024)
 	}
 	tw.Flush()
+	for _, r := range results {
+		if r.recordedEvents == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: %d events in %.1f MB on disk: %.2f bytes/event with checkpoints, %.2f in blocks of events alone; replay --json of them: %s, %.2f M events/s\n",
+			r.tracer, r.recordedEvents, float64(r.recordBytes)/1e6, float64(r.recordBytes)/float64(r.recordedEvents),
+			float64(r.eventBlockBytes)/float64(max(r.eventBlockEvents, 1)),
+			r.replayTime.Round(time.Millisecond), float64(r.recordedEvents)/r.replayTime.Seconds()/1e6)
+	}
 }

@@ -22,7 +22,13 @@ type tracer interface {
 	// count reads what the tracer wrote: transitions of the churn's
 	// sockets, and what the tracer itself reported.
 	count(out string, ports portRange, r *result) error
+	// programs names the BPF programs the tracer loads (as bpftool shows
+	// them: 15 characters at most).
+	programs() []string
 }
+
+// tcpstatPrograms are bpf/tcpstate.c's programs that run for events.
+var tcpstatPrograms = []string{"set_state_first", "set_state_second", "accept4_exit", "accept_exit"}
 
 type portRange struct{ lo, hi int }
 
@@ -33,10 +39,23 @@ type noTracer struct{}
 func (noTracer) name() string                                   { return "none" }
 func (noTracer) start(string) (*exec.Cmd, time.Duration, error) { return nil, 0, nil }
 func (noTracer) count(string, portRange, *result) error         { return nil }
+func (noTracer) programs() []string                             { return nil }
+func (tcpstatTracer) programs() []string                        { return tcpstatPrograms }
+func (bpftraceTracer) programs() []string                       { return []string{"inet_sock_set_s"} }
 
-type tcpstatTracer struct{ bin string }
+// tcpstatTracer runs tcpstat watch, with a filter when label says which.
+type tcpstatTracer struct {
+	bin    string
+	filter string
+	label  string
+}
 
-func (tcpstatTracer) name() string { return "tcpstat watch --json" }
+func (t tcpstatTracer) name() string {
+	if t.label != "" {
+		return "tcpstat watch --json " + t.label
+	}
+	return "tcpstat watch --json"
+}
 
 func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 	ready := out + ".ready"
@@ -45,7 +64,11 @@ func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 		return nil, 0, err
 	}
 	defer f.Close()
-	cmd := exec.Command(t.bin, "watch", "--json", "--ready-file", ready)
+	args := []string{"watch", "--json", "--ready-file", ready}
+	if t.filter != "" {
+		args = append(args, t.filter)
+	}
+	cmd := exec.Command(t.bin, args...)
 	cmd.Stdout = f
 	cmd.Stderr = os.Stderr
 	begin := time.Now()

@@ -75,7 +75,7 @@ func TestDidYouMean(t *testing.T) {
 // TestHelpExamples: every command's help ends with two or three examples
 // of that command.
 func TestHelpExamples(t *testing.T) {
-	for _, cmd := range []string{"watch", "top", "list", "doctor", "serve", "filter", "version", "completion"} {
+	for _, cmd := range []string{"watch", "top", "list", "doctor", "record", "replay", "serve", "filter", "version", "completion"} {
 		t.Run(cmd, func(t *testing.T) {
 			out, err := tcpstatOut(t, cmd, "--help")
 			if err != nil {
@@ -180,11 +180,11 @@ func TestCompletionBash(t *testing.T) {
 		want  string
 	}{
 		{"tcpstat w", "watch"},
-		{"tcpstat ", "watch list doctor top serve filter version completion --verbose --json --help -h --version"},
+		{"tcpstat ", "watch list doctor top record replay serve filter version completion --verbose --json --help -h --version"},
 		{"tcpstat watch --por", "--port"},
 		{"tcpstat watch --color a", "auto always"},
 		{"tcpstat top --sort s", "state"},
-		{"tcpstat top --r", "--reverse"},
+		{"tcpstat top --r", "--reverse --replay"},
 		{"tcpstat watch state fin", "fin-wait-1 fin-wait-2"},
 		{"tcpstat watch sp", "sport"},
 		{"tcpstat top co", "comm"},

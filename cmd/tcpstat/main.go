@@ -20,6 +20,9 @@ import (
 )
 
 func main() {
+	if warning := raiseCapabilities(); warning != "" {
+		fmt.Fprintf(os.Stderr, "tcpstat: warning: %s\n", warning)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
@@ -47,6 +50,8 @@ func commands() []*cli.Command {
 		listCommand(),
 		doctorCommand(),
 		topCommand(),
+		recordCommand(),
+		replayCommand(),
 		serveCommand(),
 		filterCommand(),
 		versionCommand(),
@@ -70,6 +75,15 @@ var examples = map[string][]string{
 		"tcpstat top --sort state            # grouped by state",
 		"tcpstat top comm nginx              # only nginx's connections",
 		"tcpstat top -b -n 1 --json          # one refresh as JSON, for scripts",
+	},
+	"record": {
+		"tcpstat record -w /var/lib/tcpstat/ --rotate-size 64M --max-size 1G",
+		"tcpstat record -w incident.tcprec --port 443",
+	},
+	"replay": {
+		"tcpstat replay --json /var/lib/tcpstat/ --from 03:10 --to 03:15",
+		"tcpstat replay --at 03:12:07 /var/lib/tcpstat/ -- dport = :443",
+		"tcpstat replay /var/lib/tcpstat/ -- comm nginx and reason reset",
 	},
 	"list": {
 		"tcpstat list -tanp                  # every TCP socket with its program",

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/replay"
 	"github.com/tcpstat/tcpstat/internal/topview"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -35,6 +36,7 @@ func topCommand() *cli.Command {
 			&cli.StringFlag{Name: "sort", Value: "age", Usage: "sort by `KEY`: age, state, pid, comm, local, remote"},
 			&cli.BoolFlag{Name: "reverse", Usage: "reverse the sort"},
 			&cli.StringFlag{Name: "filter", Usage: "show only the rows `FILTER` selects (as the FILTER argument)"},
+			&cli.StringFlag{Name: "replay", Usage: "show the recording at `PATH` (a file or a directory) with time travel instead of the live table"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
 			colorFlag(),
 		},
@@ -74,6 +76,12 @@ func runTop(c *cli.Context) error {
 	}
 	if out, ok := c.App.Writer.(*os.File); !c.Bool("batch") && (!ok || !term.IsTerminal(int(out.Fd()))) {
 		return errors.New("top draws on a terminal and stdout is not one: use -b for batch output")
+	}
+	if c.IsSet("replay") {
+		if c.Bool("batch") {
+			return errors.New("--replay draws on a terminal: for the table as of an instant in batch, use tcpstat replay --at TIME PATH")
+		}
+		return topReplay(c, opts)
 	}
 
 	scope, err := scopeOf(c)
@@ -157,4 +165,32 @@ func topBatch(c *cli.Context, live *livetable.Table, opts topview.Options, delay
 		}
 	}
 	return nil
+}
+
+// topReplay shows a recording with time travel.
+func topReplay(c *cli.Context, opts topview.Options) error {
+	files, skipped, err := replay.Files([]string{c.String("replay")})
+	for _, s := range skipped {
+		fmt.Fprintf(c.App.ErrWriter, "tcpstat: %s\n", s)
+	}
+	if err != nil {
+		return err
+	}
+	p, err := replay.NewPlayer(files)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	screen, err := tcell.NewScreen()
+	if err != nil {
+		return fmt.Errorf("open the terminal: %w", err)
+	}
+	if err := screen.Init(); err != nil {
+		return fmt.Errorf("open the terminal: %w", err)
+	}
+	defer screen.Fini()
+	start := files[0].Header.Start
+	return topview.Replay(c.Context, screen, p, opts, func(s string) (time.Time, error) {
+		return replay.ParseTime(s, start, time.Now())
+	})
 }

@@ -61,7 +61,7 @@ func ParseMrVIF(r io.Reader, v6 bool) ([]VIF, error) {
 	if v6 {
 		want = 7
 	}
-	var vs []VIF
+	vs := []VIF{} // JSON: an empty table is [], not null
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		if n == 1 {
@@ -107,7 +107,7 @@ func ParseMrVIF(r io.Reader, v6 bool) ([]VIF, error) {
 // or ip6_mr_cache (full IPv6 addresses): then the input vif, packets,
 // bytes, wrong-interface packets and "vif:ttl" output interfaces.
 func ParseMrCache(r io.Reader, v6 bool) ([]MFCEntry, error) {
-	var es []MFCEntry
+	es := []MFCEntry{}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		if n == 1 {
@@ -159,7 +159,7 @@ func ParseMrCache(r io.Reader, v6 bool) ([]MFCEntry, error) {
 // readMulticast reads the four tables; a missing one (a kernel without
 // CONFIG_IP_MROUTE or IPv6) reads as empty.
 func readMulticast(c *Config) (*Multicast, error) {
-	m := &Multicast{}
+	m := &Multicast{VIFs: []VIF{}, Cache: []MFCEntry{}, VIFs6: []VIF{}, Cache6: []MFCEntry{}}
 	v4, v6 := c.IPv4 || !c.IPv6, c.IPv6 || !c.IPv4
 	for _, f := range []struct {
 		path string

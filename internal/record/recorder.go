@@ -17,6 +17,17 @@ import (
 // Ext ends the name of every recording file.
 const Ext = ".tcprec"
 
+// CheckpointBytes is how much a recorder writes between two checkpoints at
+// most, whatever the interval, unless the table is large (see
+// CheckpointDue): a reader rebuilding the table at an instant then decodes
+// and applies about a million events at most.
+const CheckpointBytes = 16 << 20
+
+// CheckpointDue reports whether a checkpoint is due after since bytes,
+// the last checkpoint having taken last bytes: every CheckpointBytes, but
+// no more often than keeps checkpoints to a fifth of the recording.
+func CheckpointDue(since, last int64) bool { return since >= max(CheckpointBytes, 4*last) }
+
 // Options configure a Recorder.
 type Options struct {
 	// Path is the recording file, or with Dir the directory of its
@@ -60,7 +71,14 @@ type Recorder struct {
 	needFile   bool
 	notWritten uint64
 	lastErr    error
+	// Until the first file is open, events are held: those the first
+	// checkpoint does not hold are written after it.
+	started bool
+	pre     []tracer.Event
 }
+
+// maxPre bounds the events held before the first file.
+const maxPre = 1 << 20
 
 // FileName is the name of a rotated file begun at t: names sort by time.
 func FileName(t time.Time, n int) string {
@@ -110,6 +128,16 @@ func (r *Recorder) Seq() uint64 {
 	return r.seq
 }
 
+// Size is the bytes of the current file on disk.
+func (r *Recorder) Size() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.w == nil {
+		return 0
+	}
+	return r.w.Size()
+}
+
 // NotWritten is the events lost to write errors so far.
 func (r *Recorder) NotWritten() uint64 {
 	r.mu.Lock()
@@ -146,7 +174,11 @@ func (r *Recorder) Rotate(now uint64, clock *tracer.Clock, cp Checkpoint, tb *ta
 	if r.carry {
 		gap = r.carried
 	}
-	w, err := NewWriter(f, hdr, r.seq, gap)
+	seq := r.seq
+	if !r.started {
+		seq = min(cp.Seq, r.seq)
+	}
+	w, err := NewWriter(f, hdr, seq, gap)
 	if err != nil {
 		f.Close()
 		return err
@@ -161,6 +193,13 @@ func (r *Recorder) Rotate(now uint64, clock *tracer.Clock, cp Checkpoint, tb *ta
 		return err
 	}
 	r.check(err)
+	if !r.started {
+		r.started = true
+		for i := seq; i < uint64(len(r.pre)) && r.w != nil; i++ {
+			r.check(r.w.Event(&r.pre[i]))
+		}
+		r.pre = nil
+	}
 	if r.w != nil {
 		r.check(r.w.Flush())
 	}
@@ -208,7 +247,7 @@ func (r *Recorder) check(err error) {
 		return
 	}
 	r.notWritten += we.Events
-	r.failed(fmt.Errorf("write %s: %w", r.name, we.Err))
+	r.failed(we.Err) // an *os.PathError: it names the file
 	if !r.w.Started() {
 		// Without its header the file is no recording: start over in a
 		// new one once writing works, carrying the gap.
@@ -256,6 +295,10 @@ func (r *Recorder) Event(ev *tracer.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seq++
+	if !r.started && len(r.pre) < maxPre {
+		r.pre = append(r.pre, *ev)
+		return
+	}
 	if r.w == nil {
 		r.lose(ev.Time, true)
 		return

@@ -22,7 +22,7 @@ const repeatWindow = 64
 
 // compressor is shared: EncodeAll may be called from any goroutine.
 var compressor = sync.OnceValues(func() (*zstd.Encoder, error) {
-	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false), zstd.WithWindowSize(targetRaw))
 })
 
 // Truncater is what a Writer's file may also do: undo a partial write

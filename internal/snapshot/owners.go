@@ -23,7 +23,7 @@ type PartialError struct {
 }
 
 func (e *PartialError) Error() string {
-	return fmt.Sprintf("could not read the descriptors of %d processes; their sockets show no owner (run as root to see them all)", e.Unreadable)
+	return fmt.Sprintf("could not read the descriptors of %d processes; their sockets show no owner (reading them needs CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE, or root)", e.Unreadable)
 }
 
 // Owners maps socket inodes to the processes holding them, from one scan

@@ -10,6 +10,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/table"
 )
 
 // Rate turns two cumulative event counts into events per second.
@@ -30,10 +31,18 @@ func (r *Rate) Update(now time.Time, events uint64) float64 {
 
 const help = "q quit  / filter  sort: t age s state p pid c comm l local r remote  R reverse  ↑↓ PgUp PgDn Home End scroll"
 
+// source is what the screen shows: a *livetable.Table, or a recording
+// being replayed.
+type source interface {
+	View(func(*table.Table, livetable.Status))
+}
+
 // viewer is the interactive screen's state.
 type viewer struct {
 	screen  tcell.Screen
-	live    *livetable.Table
+	live    source
+	clock   func() time.Time // the wall-clock time of a refresh
+	help    string
 	opts    Options
 	frame   Frame
 	rate    Rate
@@ -48,7 +57,7 @@ type viewer struct {
 // Interactive shows the table on screen, refreshed every interval, until
 // the user quits or ctx ends. The caller owns the screen (Init and Fini).
 func Interactive(ctx context.Context, screen tcell.Screen, live *livetable.Table, opts Options, every time.Duration) error {
-	v := &viewer{screen: screen, live: live, opts: opts}
+	v := &viewer{screen: screen, live: live, opts: opts, clock: time.Now, help: help}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	events, quit := make(chan tcell.Event, 16), make(chan struct{})
@@ -82,7 +91,7 @@ func Interactive(ctx context.Context, screen tcell.Screen, live *livetable.Table
 
 func (v *viewer) refresh() {
 	v.live.View(v.frame.Capture)
-	v.wall = time.Now()
+	v.wall = v.clock()
 	v.perSec = v.rate.Update(v.wall, v.frame.Status.Events)
 	v.frame.Arrange(v.opts)
 }
@@ -194,7 +203,7 @@ func (v *viewer) draw() {
 			s.PutStrStyled(stateAt, y+i, stateText(r), toneStyles[tone])
 		}
 	}
-	bottom := help
+	bottom := v.help
 	if v.editing {
 		bottom = "filter: " + string(v.edit) + "▏ (Enter apply, Esc cancel)"
 		if v.editErr != "" {

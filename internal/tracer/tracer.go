@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -40,11 +43,20 @@ type Options struct {
 	Family int
 	// Port keeps only sockets with this local or remote port; 0 keeps all.
 	Port uint16
+	// Filter keeps only the sockets it passes (internal/filter compiles
+	// one); nil keeps all. Family and Port are a shorthand for a filter:
+	// give either.
+	Filter *KernelFilter
 	// RingBufferSize in bytes: a power of two, at least the page size.
 	RingBufferSize int
 	// MaxSockets bounds the live sockets whose owner and state start time
 	// the kernel program keeps.
 	MaxSockets int
+
+	// Experiment swaps or turns off parts of the kernel program to measure
+	// what each costs (cmd/tcpstat-bench). Not for real use: all but
+	// StateInMap drop a guarantee.
+	Experiment Experiment
 
 	// For tests. syntheticCookies makes the kernel program behave as on
 	// kernels before 5.12; mapState keeps per-socket state in the sockets
@@ -55,6 +67,28 @@ type Options struct {
 	skipFirstOneIn   uint32
 	loseOneIn        uint32
 	corruptOneIn     uint32 // sends 1 in n events with kind 0
+}
+
+// Experiment is what Options.Experiment can change.
+type Experiment struct {
+	// StateInMap keeps per-socket state in the sockets map (as before
+	// 5.11) where socket storage is available.
+	StateInMap bool
+	// OneCopy attaches only the first copy of the transition program and
+	// keeps no handled set: transitions that interrupt it are lost.
+	OneCopy bool
+	// NoAccept attaches no accept() programs: accepted sockets get their
+	// owner at their next system call, and no Accept events come.
+	NoAccept bool
+	// NoTaskComm leaves Event.Task.Comm empty.
+	NoTaskComm bool
+	// NoEvents sends no event at all: what the rest of the program costs.
+	NoEvents bool
+	// NoState keeps no per-socket state: no owner, dwell or deferred birth.
+	NoState bool
+	// QueryWakeup wakes the consumer by asking the ring buffer how much is
+	// waiting (bpf_ringbuf_query), as before, instead of counting records.
+	QueryWakeup bool
 }
 
 // Tracer owns the loaded programs, their attachments and the ring buffer.
@@ -78,7 +112,8 @@ type Tracer struct {
 }
 
 // pollEvery bounds how long an event waits in the ring buffer: the kernel
-// program wakes the reader only once the ring buffer fills up.
+// program wakes the reader only each time another sixteenth of the ring
+// buffer fills (wakeup_bytes), not per event.
 const pollEvery = 20 * time.Millisecond
 
 // New loads and attaches the kernel program. It undoes everything it did
@@ -107,6 +142,14 @@ func New(opts Options) (_ *Tracer, err error) {
 	if err := sizeMaps(spec, opts); err != nil {
 		return nil, err
 	}
+	if opts.Family != 0 || opts.Port != 0 {
+		if opts.Filter != nil {
+			return nil, errFilterAndShorthand
+		}
+		if opts.Filter, err = shorthandFilter(opts.Family, opts.Port); err != nil {
+			return nil, err
+		}
+	}
 	// The sockets map is preallocated: the kernel fills it while the
 	// probe below parses the kernel's BTF, one core each.
 	made := make(chan mapResult, 1)
@@ -124,7 +167,7 @@ func New(opts Options) (_ *Tracer, err error) {
 		return nil, err
 	}
 	t.cookies = t.cookies && !opts.syntheticCookies
-	if !opts.mapState {
+	if !opts.mapState && !opts.Experiment.StateInMap {
 		if t.storage, err = HaveSocketStorage(); err != nil {
 			return nil, err
 		}
@@ -136,7 +179,7 @@ func New(opts Options) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create the sockets map: %w", explainPermission(err))
 	}
-	if err := t.load(spec, m); err != nil {
+	if err := t.load(spec, m, opts.Filter); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the BPF program: %+v", ve)
@@ -148,14 +191,20 @@ func New(opts Options) (_ *Tracer, err error) {
 	}
 	// The order matters: the first copy must run before the second for the
 	// same transition (probes run in the order they were attached).
-	for _, prog := range []*ebpf.Program{t.objs.SetStateFirst, t.objs.SetStateSecond} {
+	progs := []*ebpf.Program{t.objs.SetStateFirst, t.objs.SetStateSecond}
+	if opts.Experiment.OneCopy {
+		progs = progs[:1]
+	}
+	for _, prog := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
 			return nil, fmt.Errorf("attach to tracepoint sock:inet_sock_set_state: %w", explainPermission(err))
 		}
 		t.links = append(t.links, l)
 	}
-	t.attachAccept()
+	if !opts.Experiment.NoAccept {
+		t.attachAccept()
+	}
 	// The parsed kernel BTF is tens of megabytes that nothing needs once the
 	// programs are loaded; held, it slows every garbage collection.
 	btf.FlushKernelSpec()
@@ -178,7 +227,7 @@ func New(opts Options) (_ *Tracer, err error) {
 // load creates the maps, then loads the programs in two groups at once:
 // the kernel verifies one group on each core, and the two copies of the
 // transition program are most of the verifier's work.
-func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map) error {
+func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFilter) error {
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = nil
 	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{
@@ -187,6 +236,9 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map) error {
 		return err
 	}
 	defer maps.Close() // the programs hold the maps they use
+	if err := loadFilter(maps.Maps["filter_prog"], maps.Maps["filter_prefixes"], kf); err != nil {
+		return err
+	}
 	shared := &ebpf.CollectionOptions{MapReplacements: maps.Maps}
 	var first struct {
 		SetStateFirst *ebpf.Program `ebpf:"set_state_first"`
@@ -260,26 +312,29 @@ func sizeMaps(spec *ebpf.CollectionSpec, opts Options) error {
 
 // configure sets the program's constants; sizeMaps must have run.
 func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) error {
-	var family uint16
-	switch opts.Family {
-	case 0:
-	case 4:
-		family = afInet
-	case 6:
-		family = afInet6
-	default:
-		return fmt.Errorf("address family %d: want 4, 6 or 0 for both", opts.Family)
+	values, err := configureFilter(spec, opts.Filter)
+	if err != nil {
+		return err
 	}
 	for name, value := range map[string]any{
-		"filter_family":          family,
-		"filter_port":            opts.Port,
 		"have_cookie_helper":     cookies,
 		"use_sk_storage":         storage,
+		"wakeup_records":         wakeupRecords(spec.Maps["events"].MaxEntries),
+		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
+		"sweep_after_ns":         uint64(time.Second),
 		"test_skip_first_one_in": opts.skipFirstOneIn,
 		"test_lose_one_in":       opts.loseOneIn,
 		"test_corrupt_one_in":    opts.corruptOneIn,
-		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
+		"exp_no_task_comm":       opts.Experiment.NoTaskComm,
+		"exp_one_copy":           opts.Experiment.OneCopy,
+		"exp_no_events":          opts.Experiment.NoEvents,
+		"exp_no_state":           opts.Experiment.NoState,
+		"exp_query_wakeup":       opts.Experiment.QueryWakeup,
 	} {
+		values[name] = value
+	}
+	set := map[string]bool{}
+	for name, value := range values {
 		v, ok := spec.Variables[name]
 		if !ok {
 			return fmt.Errorf("BPF object has no variable %s", name)
@@ -287,8 +342,26 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		if err := v.Set(value); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
+		set[name] = true
+	}
+	// A constant left at its compiled-in value is a setting forgotten.
+	for name, v := range spec.Variables {
+		if v.Constant() && !set[name] && !strings.HasPrefix(name, "unused_") {
+			return fmt.Errorf("BPF object has a constant %s that tcpstat does not set", name)
+		}
 	}
 	return nil
+}
+
+// wakeupRecords is how many records each CPU sends per wakeup: a power of
+// two near a sixteenth of the ring shared by the CPUs.
+func wakeupRecords(ringBytes uint32) uint64 {
+	records := uint64(ringBytes) / 16 / uint64(unsafe.Sizeof(tcpstateEvent{})+8) / uint64(max(runtime.NumCPU(), 1))
+	n := uint64(1)
+	for n*2 <= records {
+		n *= 2
+	}
+	return n
 }
 
 // attachAccept attaches the accept() hooks. Without them tcpstat still works:

@@ -66,7 +66,7 @@ func TestClassify(t *testing.T) {
 		{Result: "INFRA", Infra: []string{"no result: the guest stopped before the end while internal/tcp ran (console: [    9.1] Kernel panic - not syncing: sysrq triggered crash)"}},
 		{Result: "INFRA", Infra: []string{"timed out after 10m0s while internal/tcp ran"}},
 		{Result: "FAIL", Failed: []string{
-			"internal/tracer TestSequences", "internal/tracer TestSequences/active",
+			"internal/tracer TestSequences", "internal/tracer TestSequences/active", "internal/tracer TestRootOnly",
 			"internal/tracer TestCrash", "internal/snapshot (package)",
 		}},
 	}

@@ -14,7 +14,7 @@ import (
 
 // The logs under testdata/guest are what the guest's /init writes on the
 // test port: pass.log from a real 5.10 run, the others made to cover a
-// failing subtest, a skip, a panic, a TestMain failure, doctor output, a
+// failing subtest, an expected and an unexpected skip, a panic, a TestMain failure, doctor output, a
 // VM that died mid-test and output glued to a marker.
 func TestReadGuestOutput(t *testing.T) {
 	logs, err := filepath.Glob("testdata/guest/*.log")

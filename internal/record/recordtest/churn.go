@@ -1,4 +1,6 @@
-package record
+// Package recordtest makes tracer events like those of loopback churn, for
+// the recording's tests and benchmarks.
+package recordtest
 
 import (
 	"math/rand/v2"
@@ -9,10 +11,10 @@ import (
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
-// churn makes the events of n loopback connections as the kernel reports
+// Churn makes the events of n loopback connections as the kernel reports
 // them under load: a client's active open and close, the server child's
 // passive open, accept and close, interleaved a few connections deep.
-func churn(n int, seed uint64) []tracer.Event {
+func Churn(n int, seed uint64) []tracer.Event {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	const netns = 4026531840
 	lo := netip.MustParseAddr("127.0.0.1")

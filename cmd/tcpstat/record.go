@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/filter"
+	"github.com/tcpstat/tcpstat/internal/format"
+	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/record"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
+
+func recordCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "record",
+		Usage: "write every TCP state transition and the connection table to a recording",
+		Description: "Writes a header, the connection table (as top builds it), every event, loss and\n" +
+			"stale/resync marker, and a checkpoint of the whole table every --checkpoint, in checksummed\n" +
+			"zstd blocks a crash cannot corrupt (docs/recording.md). PATH is a file, or a directory\n" +
+			"(existing, or ending in /) of files rotated by size or age. SIGHUP starts a new file.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Required: true, Usage: "recording `PATH`: a file, or a directory for rotated files"},
+			&cli.DurationFlag{Name: "checkpoint", Value: time.Minute, Usage: "write the whole table every `INTERVAL`"},
+			&cli.StringFlag{Name: "rotate-size", Usage: "start a new file past `SIZE` bytes (K, M, G suffixes)"},
+			&cli.DurationFlag{Name: "rotate-every", Usage: "start a new file every `INTERVAL`"},
+			&cli.IntFlag{Name: "max-files", Usage: "keep at most `N` files, removing the oldest"},
+			&cli.StringFlag{Name: "max-size", Usage: "keep at most `SIZE` bytes of files, removing the oldest"},
+			&cli.DurationFlag{Name: "flush", Value: time.Second, Usage: "write buffered records at least every `INTERVAL`"},
+			&cli.BoolFlag{Name: "4", Usage: "IPv4 only"},
+			&cli.BoolFlag{Name: "6", Usage: "IPv6 only"},
+			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT`"},
+			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two)"},
+			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the first checkpoint is written"},
+		},
+		Action: runRecord,
+	}
+}
+
+// parseSize reads a byte count with an optional K, M or G (powers of 1024).
+func parseSize(flag, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	switch strings.ToUpper(s[len(s)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("--%s %q: want a number of bytes, e.g. 64M", flag, s)
+	}
+	return n * mult, nil
+}
+
+// recorder is one run of tcpstat record.
+type recorder struct {
+	rec     *record.Recorder
+	live    *livetable.Table
+	tr      *tracer.Tracer
+	clock   *tracer.Clock
+	offset  int64 // the clock offset last recorded
+	keep    *filter.Filter
+	stderr  io.Writer
+	lastRB  uint64
+	lastRec uint64
+	stale   bool
+	// checkpointed is the file's size after its last checkpoint, which
+	// took checkpointSize bytes.
+	checkpointed, checkpointSize int64
+}
+
+func runRecord(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("record takes no arguments yet (a filter is given with -4, -6, --port), got %q", c.Args().First())
+	}
+	path := c.String("write")
+	st, err := os.Stat(path)
+	dir := strings.HasSuffix(path, "/") || (err == nil && st.IsDir())
+	opts := record.Options{Path: path, Dir: dir, RotateEvery: c.Duration("rotate-every"), MaxFiles: c.Int("max-files")}
+	if opts.RotateSize, err = parseSize("rotate-size", c.String("rotate-size")); err != nil {
+		return err
+	}
+	if opts.MaxSize, err = parseSize("max-size", c.String("max-size")); err != nil {
+		return err
+	}
+	if c.Duration("checkpoint") <= 0 || c.Duration("flush") <= 0 {
+		return errors.New("--checkpoint and --flush want a positive interval, e.g. 1m, 1s")
+	}
+	keep, err := viewFilter(c)
+	if err != nil {
+		return err
+	}
+	topts := tracer.Options{RingBufferSize: c.Int("ring-size"), Port: uint16(c.Uint("port"))}
+	switch {
+	case c.Bool("4"):
+		topts.Family = 4
+	case c.Bool("6"):
+		topts.Family = 6
+	}
+	host, _ := os.Hostname()
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	opts.Header = record.Header{Version: readBuildInfo().Version, Host: host, Kernel: unix.ByteSliceToString(uts.Release[:]),
+		BootID: strings.TrimSpace(string(boot)), Filter: keep.String(), Checkpoint: c.Duration("checkpoint")}
+	r := &recorder{clock: tracer.NewClock(), keep: keep, stderr: c.App.ErrWriter}
+	opts.Report = func(msg string) { fmt.Fprintf(r.stderr, "tcpstat: %s\n", msg) }
+	if r.rec, err = record.NewRecorder(opts); err != nil {
+		return err
+	}
+	if r.tr, err = tracer.New(topts); err != nil {
+		return err
+	}
+	defer r.tr.Close()
+	for _, w := range r.tr.Warnings() {
+		fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
+	}
+	// The table reads the tracer through the tap, which writes each event
+	// as it is read: the recording holds exactly what the table applied.
+	tp := &tap{Tracer: r.tr, rec: r.rec}
+	r.live, err = livetable.Start(c.Context, livetable.Config{Events: tp, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP})
+	if err != nil {
+		return err
+	}
+	defer r.live.Close()
+	if err := r.rotate(); err != nil {
+		return err
+	}
+	if ready := c.String("ready-file"); ready != "" {
+		if err := os.WriteFile(ready, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
+	}
+	// Owners of sockets older than tcpstat come with the first scan:
+	// checkpoint again once they are known.
+	owners := r.live.OwnersKnown()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	flush := time.NewTicker(c.Duration("flush"))
+	defer flush.Stop()
+	nextCheckpoint := time.Now().Add(c.Duration("checkpoint"))
+	for {
+		select {
+		case <-c.Context.Done():
+			return r.finish()
+		case <-hup:
+			if err := r.rotate(); err != nil {
+				return err
+			}
+			continue
+		case <-owners:
+			owners = nil
+			if err := r.checkpoint(); err != nil {
+				return err
+			}
+			continue
+		case <-flush.C:
+		}
+		if err := r.tick(); err != nil {
+			return err
+		}
+		if time.Now().After(nextCheckpoint) || record.CheckpointDue(r.rec.Size()-r.checkpointed, r.checkpointSize) {
+			nextCheckpoint = time.Now().Add(c.Duration("checkpoint"))
+			if err := r.checkpoint(); err != nil {
+				return err
+			}
+		}
+		if r.rec.NeedsFile() {
+			if err := r.rotate(); err != nil {
+				return err
+			}
+		}
+		r.rec.Flush()
+	}
+}
+
+// tap is the table's event source: the tracer, with every event read
+// handed to the recording first.
+type tap struct {
+	*tracer.Tracer
+	rec *record.Recorder
+}
+
+func (t *tap) Read(ev *tracer.Event) error {
+	err := t.Tracer.Read(ev)
+	if err == nil {
+		t.rec.Event(ev)
+	}
+	return err
+}
+
+// status is a checkpoint's description of the table.
+func checkpointOf(st livetable.Status) record.Checkpoint {
+	return record.Checkpoint{Seq: st.Events, Lost: st.Lost, Stale: st.Stale, Tracing: st.Tracing, Resyncs: st.Resyncs}
+}
+
+// keepRows is the table a checkpoint holds: the rows the filter selects.
+func (r *recorder) keepRows(tb *table.Table) *table.Table {
+	if r.keep.Empty() {
+		return tb
+	}
+	kept := table.New(table.Options{})
+	for i := range tb.Len() {
+		row := tb.Row(i)
+		if s := filter.FromRow(row); r.keep.Match(&s) {
+			c := row.Conn()
+			kept.Restore(&c)
+		}
+	}
+	return kept
+}
+
+func (r *recorder) rotate() error {
+	var err error
+	r.live.View(func(tb *table.Table, st livetable.Status) {
+		r.offset = r.clock.Time(0).UnixNano()
+		err = r.rec.Rotate(st.Now, r.clock, checkpointOf(st), r.keepRows(tb))
+	})
+	r.checkpointed = r.rec.Size()
+	return err
+}
+
+func (r *recorder) checkpoint() error {
+	r.rec.Flush()
+	before := r.rec.Size()
+	var err error
+	r.live.View(func(tb *table.Table, st livetable.Status) {
+		err = r.rec.Checkpoint(st.Now, r.offset, checkpointOf(st), r.keepRows(tb))
+	})
+	r.rec.Flush()
+	r.checkpointed = r.rec.Size()
+	r.checkpointSize = max(0, r.checkpointed-before)
+	return err
+}
+
+// tick records what changed since the last one: the clock, losses, the
+// table going stale or being resynced.
+func (r *recorder) tick() error {
+	now := tracer.Now()
+	r.clock.Sync()
+	if off := r.clock.Time(0).UnixNano(); off-r.offset > int64(time.Microsecond) || r.offset-off > int64(time.Microsecond) {
+		r.offset = off
+		r.rec.Clock(now, off)
+	}
+	st, err := r.tr.Stats()
+	if err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		reason      string
+		total, last uint64
+	}{
+		{format.LostRingBufferFull, st.RingBufferFull, r.lastRB},
+		{format.LostRecursion, st.RecursionLost(), r.lastRec},
+	} {
+		if l.total > l.last {
+			r.rec.Loss(now, record.Loss{Reason: l.reason, Count: l.total - l.last, Total: l.total})
+		}
+	}
+	r.lastRB, r.lastRec = st.RingBufferFull, max(r.lastRec, st.RecursionLost())
+	var live livetable.Status
+	r.live.View(func(_ *table.Table, s livetable.Status) { live = s })
+	if live.Err != nil {
+		return live.Err
+	}
+	switch {
+	case live.Stale && !r.stale:
+		r.rec.Stale(record.TypeStale, now, live.Lost)
+	case !live.Stale && r.stale:
+		r.rec.Stale(record.TypeResync, now, live.Lost)
+		// The resynced table is exact again: a reader may start here.
+		if err := r.checkpoint(); err != nil {
+			return err
+		}
+	}
+	r.stale = live.Stale
+	return nil
+}
+
+// finish stops tracing, records every event still buffered, and ends the
+// recording, synced.
+func (r *recorder) finish() error {
+	if err := r.tr.Detach(); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.live.Barrier(ctx); err != nil && !errors.Is(err, livetable.ErrEventsEnded) {
+		return fmt.Errorf("read the last events: %w", err)
+	}
+	if err := r.tick(); err != nil {
+		return err
+	}
+	var st livetable.Status
+	r.live.View(func(_ *table.Table, s livetable.Status) { st = s })
+	r.rec.Close(record.End{Events: r.rec.Seq(), Lost: st.Lost})
+	return nil
+}

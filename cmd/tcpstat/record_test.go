@@ -1,0 +1,515 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpstat/tcpstat/internal/record"
+)
+
+// inProcess runs tcpstat args in this process until stop is called.
+type inProcess struct {
+	cancel context.CancelFunc
+	done   chan error
+	stdout syncBuffer
+	stderr syncBuffer
+}
+
+func startInProcess(t *testing.T, ready string, args ...string) *inProcess {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &inProcess{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		p.done <- run(ctx, append([]string{"tcpstat"}, args...), &p.stdout, &p.stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-p.done
+	})
+	waitReady(t, ready, &p.stderr)
+	return p
+}
+
+func (p *inProcess) stop(t *testing.T) {
+	t.Helper()
+	p.cancel()
+	if err := <-p.done; err != nil {
+		t.Fatalf("%v; stderr: %s", err, p.stderr.String())
+	}
+	p.done <- nil
+}
+
+// traffic makes n connections to a listener on addr: most end with an
+// orderly close, every third with a reset, and a refused connect at the end.
+func traffic(t *testing.T, ln net.Listener, n int) {
+	t.Helper()
+	for i := range n {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 2 {
+			c.(*net.TCPConn).SetLinger(0)
+		}
+		c.Close()
+		a.Close()
+	}
+}
+
+// listen listens on an ephemeral port of addr: the same tests may run in
+// other checkouts at the same time.
+func listen(t *testing.T, addr string) (net.Listener, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// jsonEvents returns the event objects of JSON lines, without their time
+// and dwell, and those apart: two tracers (two copies of the BPF program)
+// each read the clock at the same transition, one after the other, and an
+// interrupt between them shows (up to 20 µs seen).
+func jsonEvents(t *testing.T, out string) (objs []map[string]any, times []time.Time, dwells []float64) {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, sc.Text())
+		}
+		if m["type"] != "transition" && m["type"] != "accept" {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, m["time"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dwell, _ := m["dwell_ns"].(float64)
+		delete(m, "time")
+		delete(m, "dwell_ns")
+		objs, times, dwells = append(objs, m), append(times, at), append(dwells, dwell)
+	}
+	return objs, times, dwells
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 15 s", what)
+		}
+	}
+}
+
+// TestRecordReplayMatchesWatch records real loopback traffic while watch
+// prints it: replay --json prints what watch printed, event for event.
+func TestRecordReplayMatchesWatch(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	ln, port := listen(t, "127.83.1.1")
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec") + "/"
+	w := startInProcess(t, filepath.Join(dir, "ready-w"), "watch", "--json", "--port", port, "--ready-file", filepath.Join(dir, "ready-w"))
+	r := startInProcess(t, filepath.Join(dir, "ready-r"), "record", "-w", rec, "--port", port, "--checkpoint", "300ms", "--ready-file", filepath.Join(dir, "ready-r"))
+	traffic(t, ln, 30)
+	ln.Close()
+	if _, err := net.Dial("tcp", "127.83.1.1:"+port); err == nil {
+		t.Fatal("connect to a closed port succeeded")
+	}
+	waitFor(t, "refused connect in watch's output", func() bool { return strings.Contains(w.stdout.String(), `"reason":"refused"`) })
+	w.stop(t)
+	r.stop(t)
+
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"tcpstat", "replay", "--json", rec}, &out, &errOut); err != nil {
+		t.Fatalf("replay: %v (%s)", err, errOut.String())
+	}
+	want, wantTimes, wantDwells := jsonEvents(t, w.stdout.String())
+	got, gotTimes, gotDwells := jsonEvents(t, out.String())
+	if len(want) < 30*7 {
+		t.Fatalf("watch printed %d events for 30 connections", len(want))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("replay --json against watch --json (-watch +replay):\n%s", diff)
+	}
+	// Each measured the clock offset on its own: the times agree closely.
+	for i := range wantTimes {
+		if d := gotTimes[i].Sub(wantTimes[i]); d > 100*time.Microsecond || d < -100*time.Microsecond {
+			t.Fatalf("event %d at %v in watch, %v in replay", i, wantTimes[i], gotTimes[i])
+		}
+		if d := gotDwells[i] - wantDwells[i]; d > 100e3 || d < -100e3 || (gotDwells[i] == 0) != (wantDwells[i] == 0) {
+			t.Fatalf("event %d: dwell %v ns in watch, %v ns in replay", i, wantDwells[i], gotDwells[i])
+		}
+	}
+	if strings.Contains(out.String(), `"type":"gap"`) || errOut.Len() > 0 {
+		t.Fatalf("a clean recording reads with gaps or messages: %s", errOut.String())
+	}
+}
+
+// ownRows are a frame's rows on addresses under prefix, keyed by cookie.
+func ownRows(t *testing.T, frame []byte, prefix string) map[uint64]string {
+	frames := readFrames(t, frame)
+	if len(frames) != 1 {
+		t.Fatalf("%d frames", len(frames))
+	}
+	rows := map[uint64]string{}
+	for _, c := range frames[0].Connections {
+		if !strings.HasPrefix(c.Saddr, prefix) && !strings.HasPrefix(c.Daddr, prefix) {
+			continue
+		}
+		owner := "-"
+		if c.PID != nil {
+			owner = fmt.Sprintf("%d/%s former=%v", *c.PID, *c.Comm, c.OwnerFormer)
+		}
+		state := c.State
+		rows[c.Cookie] = fmt.Sprintf("%s %s:%d %s:%d %s", state, c.Saddr, c.Sport, c.Daddr, c.Dport, owner)
+	}
+	return rows
+}
+
+// TestReplayAtMatchesTop takes a top -b --json frame while recording, then
+// rebuilds the table as of the frame's time from the recording: the same
+// sockets (cookies), states and owners.
+func TestReplayAtMatchesTop(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	ln, port := listen(t, "127.83.2.1")
+	defer ln.Close()
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec.tcprec")
+	r := startInProcess(t, filepath.Join(dir, "ready"), "record", "-w", rec, "--port", port,
+		"--checkpoint", "200ms", "--ready-file", filepath.Join(dir, "ready"))
+	// top runs from before the traffic, as the recorder does, so both
+	// saw every event (a later top knows closed sockets only from a dump,
+	// without the owner they had).
+	filter := fmt.Sprintf("sport = :%s or dport = :%s", port, port)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var top, topErr syncBuffer
+	topDone := make(chan error, 1)
+	go func() {
+		topDone <- run(ctx, []string{"tcpstat", "top", "-b", "-d", "0.25", "--json", "--filter", filter}, &top, &topErr)
+	}()
+	waitFor(t, "first top frame", func() bool { return strings.Count(top.String(), "\n") > 0 })
+	var open []net.Conn
+	for i := range 12 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch i % 4 {
+		case 0: // timewait on the client side
+			c.Close()
+			a.Close()
+		case 1: // half closed: FIN_WAIT2 and CLOSE_WAIT
+			c.Close()
+			open = append(open, a)
+		default:
+			open = append(open, c, a)
+		}
+	}
+	settled := time.Now().Add(100 * time.Millisecond)
+	time.Sleep(900 * time.Millisecond) // past checkpoints: the instant falls between two
+	closed := time.Now()
+	for _, c := range open {
+		c.Close()
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-topDone; err != nil {
+		t.Fatalf("top: %v (%s)", err, topErr.String())
+	}
+	r.stop(t)
+	// The last frame taken while nothing moved.
+	var frame []byte
+	var frameTime time.Time
+	for _, line := range strings.SplitAfter(top.String(), "\n") {
+		var f struct {
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal([]byte(line), &f) == nil && f.Time.After(settled) && f.Time.Before(closed) {
+			frame, frameTime = []byte(line), f.Time
+		}
+	}
+	if frame == nil {
+		t.Fatalf("no top frame between %v and %v:\n%s", settled, closed, top.String())
+	}
+
+	var at, atErr bytes.Buffer
+	if err := run(context.Background(), []string{"tcpstat", "replay", "--json", "--at", frameTime.Format(time.RFC3339Nano), rec}, &at, &atErr); err != nil {
+		t.Fatalf("replay --at: %v (%s)", err, atErr.String())
+	}
+	want, got := ownRows(t, frame, "127.83.2."), ownRows(t, at.Bytes(), "127.83.2.")
+	if len(want) < 20 {
+		t.Fatalf("top showed %d of the test's sockets:\n%s", len(want), frame)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("the table at %s: top -b --json live against replay --at (-top +replay):\n%s", frameTime.Format(time.RFC3339Nano), diff)
+	}
+}
+
+// readRecording reads a file whole with the recording reader.
+func readRecording(t *testing.T, path string) (recs []record.Record) {
+	t.Helper()
+	r, err := record.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for {
+		var rec record.Record
+		if err := r.Next(&rec); errors.Is(err, io.EOF) {
+			return recs
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+}
+
+// TestRecordSurvivesSIGKILL kills a recorder at random instants while
+// loopback connections churn: every file reads up to its last block, with
+// at most a torn tail.
+func TestRecordSurvivesSIGKILL(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	ln, port := listen(t, "127.83.3.1")
+	defer ln.Close()
+	stop := make(chan struct{})
+	churned := make(chan int)
+	go func() {
+		n := 0
+		defer func() { churned <- n }()
+		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline) && n < 2_000_000; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				return
+			}
+			if a, err := ln.Accept(); err == nil {
+				a.Close()
+			}
+			c.Close()
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-churned
+	}()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	base := t.TempDir()
+	torn := 0
+	// One copy of the binary for every run.
+	bin := tcpstatCommand(t).Path
+	for i := range 50 {
+		dir := filepath.Join(base, fmt.Sprint(i)) + "/"
+		ready := filepath.Join(base, fmt.Sprintf("ready-%d", i))
+		cmd := exec.Command(bin, "record", "-w", dir, "--port", port, "--flush", "50ms", "--checkpoint", "100ms",
+			"--rotate-size", "16K", "--ready-file", ready)
+		cmd.Env = append(os.Environ(), runAsTcpstat+"=1")
+		var stderr syncBuffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitReady(t, ready, &stderr)
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		files, err := record.Files(dir)
+		if err != nil || len(files) == 0 {
+			t.Fatalf("kill %d: no recording files (%v)", i, err)
+		}
+		for j, f := range files {
+			recs := readRecording(t, f)
+			if len(recs) < 2 || recs[0].Type != record.TypeHeader || recs[1].Type != record.TypeCheckpoint {
+				if j == len(files)-1 && len(recs) <= 1 {
+					continue // killed before its first block was whole
+				}
+				t.Fatalf("kill %d: %s does not begin with a header and a checkpoint", i, f)
+			}
+			for k, r := range recs {
+				if r.Type == record.TypeCorrupt && (!r.Corrupt.Torn || k != len(recs)-1 || j != len(files)-1) {
+					t.Fatalf("kill %d: %s: %+v is not the torn tail of the last file", i, f, r.Corrupt)
+				}
+				if r.Type == record.TypeCorrupt {
+					torn++
+				}
+			}
+		}
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), []string{"tcpstat", "replay", "--json", dir}, &out, &errOut); err != nil {
+			t.Fatalf("kill %d: replay: %v (%s)", i, err, errOut.String())
+		}
+	}
+	t.Logf("50 kills, %d torn tails", torn)
+}
+
+// TestRecordDiskFull records onto a small tmpfs, fills it, then frees it:
+// the recorder goes on, says so, and marks the gap in the recording.
+func TestRecordDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a tmpfs and loads the BPF program")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512k", "tcpstat-test", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	defer exec.Command("umount", mnt).Run()
+	ln, port := listen(t, "127.83.4.1")
+	dir := filepath.Join(t.TempDir(), "ready")
+	rec := filepath.Join(mnt, "rec.tcprec")
+	r := startInProcess(t, dir, "record", "-w", rec, "--port", port, "--flush", "50ms", "--ready-file", dir)
+	defer ln.Close()
+	size := func() int64 {
+		st, err := os.Stat(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	before := size()
+	traffic(t, ln, 10)
+	waitFor(t, "the first events on disk", func() bool { return size() > before+500 })
+	// Fill the file system.
+	filler, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(chunk); err != nil {
+			break
+		}
+	}
+	traffic(t, ln, 50)
+	waitFor(t, "message about the full disk", func() bool { return strings.Contains(r.stderr.String(), "no space left on device") })
+	filler.Close()
+	os.Remove(filler.Name())
+	traffic(t, ln, 10)
+	waitFor(t, "message about writing again", func() bool { return strings.Contains(r.stderr.String(), "writing again") })
+	r.stop(t)
+	if n := strings.Count(r.stderr.String(), "\n"); n != 2 || strings.Contains(r.stderr.String(), "goroutine") {
+		t.Fatalf("stderr: want two lines, one when writing failed, one when it worked again:\n%s", r.stderr.String())
+	}
+
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"tcpstat", "replay", "--json", rec}, &out, &errOut); err != nil {
+		t.Fatalf("replay: %v (%s)", err, errOut.String())
+	}
+	var gaps []map[string]any
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, `"type":"gap"`) {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatal(err)
+			}
+			gaps = append(gaps, m)
+		}
+	}
+	if len(gaps) != 1 || gaps[0]["events"].(float64) == 0 {
+		t.Fatalf("gaps %v: want one, with the events not written", gaps)
+	}
+	objs, _, _ := jsonEvents(t, out.String())
+	closes := 0
+	for _, o := range objs {
+		if o["old_state"] == "LAST_ACK" || o["new_state"] == "CLOSE" {
+			closes++
+		}
+	}
+	if closes == 0 || !slices.ContainsFunc(objs, func(o map[string]any) bool { return o["type"] == "accept" }) {
+		t.Fatalf("no events around the gap:\n%s", out.String())
+	}
+}
+
+// TestRecordRotation rotates by size and on SIGHUP, keeps at most three
+// files, and each file replays on its own from its header and checkpoint.
+func TestRecordRotation(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	ln, port := listen(t, "127.83.5.1")
+	defer ln.Close()
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec") + "/"
+	ready := filepath.Join(dir, "ready")
+	r := startInProcess(t, ready, "record", "-w", rec, "--port", port, "--flush", "50ms", "--rotate-size", "4K",
+		"--max-files", "3", "--ready-file", ready)
+	files := func() []string {
+		fs, err := record.Files(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	// SIGHUP starts a new file at once.
+	first := files()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new file after SIGHUP", func() bool {
+		fs := files()
+		return len(fs) == 2 && fs[0] == first[0]
+	})
+	// Size: past 4 KiB a file is rotated; past three the oldest go.
+	seen := map[string]bool{}
+	for deadline := time.Now().Add(20 * time.Second); len(seen) < 6; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files in 20 s of traffic", len(seen))
+		}
+		traffic(t, ln, 20)
+		time.Sleep(60 * time.Millisecond)
+		for _, f := range files() {
+			seen[f] = true
+		}
+	}
+	r.stop(t)
+	fs := files()
+	if len(fs) != 3 || slices.Contains(fs, first[0]) {
+		t.Fatalf("files %q: want the newest 3 of %d", fs, len(seen))
+	}
+	for _, f := range fs {
+		recs := readRecording(t, f)
+		if recs[0].Type != record.TypeHeader || recs[1].Type != record.TypeCheckpoint {
+			t.Fatalf("%s does not begin with a header and a checkpoint", f)
+		}
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), []string{"tcpstat", "replay", "--json", f}, &out, &errOut); err != nil || errOut.Len() > 0 {
+			t.Fatalf("replay %s: %v (%s)", f, err, errOut.String())
+		}
+	}
+}

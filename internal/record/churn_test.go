@@ -1,0 +1,7 @@
+package record
+
+import (
+	"github.com/tcpstat/tcpstat/internal/record/recordtest"
+)
+
+var churn = recordtest.Churn
