@@ -35,6 +35,9 @@ type result struct {
 	recordBytes    int64
 	recordedEvents uint64
 	replayTime     time.Duration
+	// Blocks that hold only events: bytes per event without checkpoints.
+	eventBlockBytes  int64
+	eventBlockEvents uint64
 }
 
 func (r result) rate() float64 { return float64(r.conns) / r.elapsed.Seconds() }
@@ -163,8 +166,9 @@ func report(w io.Writer, results []result) {
 		if r.recordedEvents == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "\n%s: %d events in %.1f MB on disk: %.2f bytes/event; replay --json of them: %s, %.2f M events/s\n",
+		fmt.Fprintf(w, "\n%s: %d events in %.1f MB on disk: %.2f bytes/event with checkpoints, %.2f in blocks of events alone; replay --json of them: %s, %.2f M events/s\n",
 			r.tracer, r.recordedEvents, float64(r.recordBytes)/1e6, float64(r.recordBytes)/float64(r.recordedEvents),
+			float64(r.eventBlockBytes)/float64(max(r.eventBlockEvents, 1)),
 			r.replayTime.Round(time.Millisecond), float64(r.recordedEvents)/r.replayTime.Seconds()/1e6)
 	}
 }

@@ -47,6 +47,19 @@ func (t recordTracer) count(out string, ports portRange, r *result) error {
 			return err
 		}
 		size += st.Size()
+		// Blocks of events alone, apart from those with the header and
+		// checkpoints (the host's whole table, whatever the churn).
+		rd, err := record.Open(f)
+		if err != nil {
+			return err
+		}
+		for _, b := range rd.Index() {
+			if b.Flags == 0 {
+				r.eventBlockBytes += b.Size
+				r.eventBlockEvents += uint64(b.Events)
+			}
+		}
+		rd.Close()
 	}
 	f, err := os.Create(out)
 	if err != nil {

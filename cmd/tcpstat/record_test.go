@@ -395,7 +395,16 @@ func TestRecordDiskFull(t *testing.T) {
 	rec := filepath.Join(mnt, "rec.tcprec")
 	r := startInProcess(t, dir, "record", "-w", rec, "--port", port, "--flush", "50ms", "--ready-file", dir)
 	defer ln.Close()
+	size := func() int64 {
+		st, err := os.Stat(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	before := size()
 	traffic(t, ln, 10)
+	waitFor(t, "the first events on disk", func() bool { return size() > before+500 })
 	// Fill the file system.
 	filler, err := os.Create(filepath.Join(mnt, "filler"))
 	if err != nil {
