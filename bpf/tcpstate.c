@@ -63,6 +63,39 @@ enum close_reason {
 	REASON_ERROR,
 };
 
+/* What a filter instruction tests (internal/filter compiles them). */
+enum filter_op {
+	FILTER_FAMILY = 1,	/* family == value */
+	FILTER_LOCAL_PORT = 2,	/* lo <= sport <= hi */
+	FILTER_REMOTE_PORT = 3, /* lo <= dport <= hi */
+	FILTER_LOCAL_SET = 4,	/* saddr in address set `set` (0 to 63) */
+	FILTER_REMOTE_SET = 5,	/* daddr in address set `set` */
+	FILTER_NETNS = 6,	/* netns inode == value */
+	FILTER_CGROUP = 7,	/* the owner is in filter cgroup `slot` or below it */
+};
+
+/* Jump targets that end a filter program: bits of the set of reached
+ * instructions too, which keeps the program's walk free of branches. */
+enum filter_end {
+	FILTER_ACCEPT = 62,
+	FILTER_REJECT = 63,
+};
+
+/* A socket's first transition, held back to be reported with its next
+ * one (birth_ns and birth_task_* say when and who). */
+enum pending {
+	PENDING_NONE = 0,
+	PENDING_BIRTH = 1,   /* a passive open's LISTEN → SYN_RECV */
+	PENDING_CONNECT = 2, /* CLOSE → SYN_SENT the filter could not judge (port 0) */
+};
+
+/* A socket's standing with the filter, decided once. */
+enum verdict {
+	VERDICT_UNDECIDED = 0,
+	VERDICT_PASS = 1,
+	VERDICT_DROP = 2,
+};
+
 enum counter {
 	COUNTER_RINGBUF_FULL = 0, /* events lost: ring buffer reservation failed */
 	COUNTER_RECOVERED,	  /* transitions the first copy missed, taken by the second */
@@ -106,6 +139,33 @@ struct event {
 	char task_comm[TASK_COMM_LEN];
 };
 
+/* One instruction of the filter program: test, then go to yes or no (always
+ * forward), until FILTER_ACCEPT or FILTER_REJECT. */
+struct filter_insn {
+	__u8 op; /* enum filter_op */
+	__u8 yes;
+	__u8 no;
+	__u8 slot;
+	__u16 lo;
+	__u16 hi;
+	__u32 set;
+	__u64 value;
+};
+
+#define FILTER_MAX_INSNS 62
+#define FILTER_MAX_CGROUPS 8
+
+/* A prefix in the LPM trie of the filter's address sets: the family is
+ * matched whole, then prefixlen - 32 bits of the address. Its value is the
+ * sets (bit n: set n) that hold it or a shorter prefix containing it, so
+ * that one lookup of an address, which finds the longest prefix, tells
+ * every set the address is in. */
+struct filter_key {
+	__u32 prefixlen;
+	__u32 family;
+	__u8 addr[16];
+};
+
 /* Keep these types in the object's BTF for bpf2go -type. */
 const struct event *unused_event __attribute__((unused));
 const enum event_kind *unused_kind __attribute__((unused));
@@ -113,6 +173,10 @@ const enum event_flag *unused_flag __attribute__((unused));
 const enum owner_source *unused_owner_source __attribute__((unused));
 const enum close_reason *unused_reason __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
+const enum filter_op *unused_filter_op __attribute__((unused));
+const enum filter_end *unused_filter_end __attribute__((unused));
+const struct filter_insn *unused_filter_insn __attribute__((unused));
+const struct filter_key *unused_filter_key __attribute__((unused));
 
 /* What we keep per live socket between its transitions. */
 struct sock_state {
@@ -124,11 +188,15 @@ struct sock_state {
 	char owner_comm[TASK_COMM_LEN];
 	__u8 owner_source; /* enum owner_source; OWNER_NONE: no owner known */
 	__u8 synthetic;
-	__u8 birth_pending; /* a passive open's LISTEN → SYN_RECV, not yet reported */
-	__u8 pad[1];
+	__u8 birth_pending; /* enum pending: a first transition not yet reported */
+	__u8 verdict;	    /* enum verdict: the filter's, decided once */
 	__u32 birth_task_pid; /* who was running at that birth */
 	__u64 birth_ns;
 	char birth_task_comm[TASK_COMM_LEN];
+	/* Bit i: the owner is in the filter's cgroup i (or below it). */
+	__u8 owner_in_cgroup;
+	__u8 sent_undecided; /* events went out before the verdict */
+	__u8 pad[6];
 };
 
 /* The socket's addresses and ports, read once per run. */
@@ -198,9 +266,37 @@ struct {
 	__type(value, struct handled_set);
 } handled SEC(".maps");
 
+/* The filter program: filter_len instructions from 0. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILTER_MAX_INSNS);
+	__type(key, __u32);
+	__type(value, struct filter_insn);
+} filter_prog SEC(".maps");
+
+/* The filter's address sets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1); /* user space sets the size */
+	__type(key, struct filter_key);
+	__type(value, __u64);
+} filter_prefixes SEC(".maps");
+
 /* Set by user space before load. */
-const volatile __u16 filter_family = 0; /* AF_INET, AF_INET6 or 0 for both */
-const volatile __u16 filter_port = 0;	/* either end; 0 for any */
+/* Instructions in filter_prog; 0: no filter, and no cost. */
+const volatile __u32 filter_len = 0;
+/* The filter cannot judge a socket before its local port is known (0 at
+ * CLOSE → SYN_SENT), or before its owner is. */
+const volatile bool filter_needs_port = false;
+const volatile bool filter_needs_owner = false;
+/* The program tests address sets. */
+const volatile bool filter_has_sets = false;
+/* The cgroups FILTER_CGROUP asks about: their ids and tree levels (the
+ * root is level 0). */
+const volatile __u32 filter_cgroups = 0;
+const volatile __u64 filter_cgroup_id[FILTER_MAX_CGROUPS] = {};
+const volatile __u32 filter_cgroup_level[FILTER_MAX_CGROUPS] = {};
 /* bpf_get_socket_cookie() is callable from tracing programs since 5.12. */
 const volatile bool have_cookie_helper = true;
 /* bpf_sk_storage_get() is callable from tracing programs since 5.11. */
@@ -244,18 +340,134 @@ static __always_inline bool one_in(__u32 n)
 	return n && bpf_get_prandom_u32() % n == 0;
 }
 
+/* The filter's address sets addr (of family) is in, as a bit set. An IPv4
+ * prefix also matches a v4-mapped IPv6 address, as in ss. */
+static __always_inline __u64 sets_of(const __u8 *addr, __u16 family)
+{
+	struct filter_key k = {};
+	__u64 *v, sets = 0;
+
+	if (family == AF_INET) {
+		k.prefixlen = 32 + 32;
+		k.family = AF_INET;
+		__builtin_memcpy(k.addr, addr, 4);
+		v = bpf_map_lookup_elem(&filter_prefixes, &k);
+		return v ? *v : 0;
+	}
+	k.prefixlen = 32 + 128;
+	k.family = AF_INET6;
+	__builtin_memcpy(k.addr, addr, 16);
+	v = bpf_map_lookup_elem(&filter_prefixes, &k);
+	if (v)
+		sets = *v;
+	if (((__u32 *)addr)[0] || ((__u32 *)addr)[1] || ((__u32 *)addr)[2] != bpf_htonl(0xffff))
+		return sets;
+	__builtin_memset(&k, 0, sizeof(k));
+	k.prefixlen = 32 + 32;
+	k.family = AF_INET;
+	__builtin_memcpy(k.addr, addr + 12, 4);
+	v = bpf_map_lookup_elem(&filter_prefixes, &k);
+	return v ? sets | *v : sets;
+}
+
+/*
+ * Runs the filter program. A test about what is not yet known (the local
+ * port, the owner) may go both ways: the program's instructions are taken
+ * in order, each reached by a jump from one taken before (jumps only go
+ * forward), and the verdict is whichever ends can be reached: only
+ * FILTER_ACCEPT passes, only FILTER_REJECT drops, both is undecided. Not
+ * inlined: its stack frame is its own, not added to its callers'.
+ */
+static __noinline enum verdict run_filter(const struct endpoint *ep, const struct sock_state *st, bool port_unknown,
+					  bool owner_unknown)
+{
+	__u64 reached = 1; /* instruction 0; bits 62 and 63: the ends */
+	__u64 local_sets = 0, remote_sets = 0;
+
+	if (filter_has_sets) {
+		local_sets = sets_of(ep->saddr, ep->family);
+		remote_sets = sets_of(ep->daddr, ep->family);
+	}
+
+#pragma unroll
+	for (__u32 pc = 0; pc < FILTER_MAX_INSNS; pc++) {
+		struct filter_insn *in;
+		__u32 key = pc;
+		__u64 ok = 0, unknown = 0;
+
+		if (pc >= filter_len)
+			break;
+		if (!(reached & (1ULL << pc)))
+			continue;
+		in = bpf_map_lookup_elem(&filter_prog, &key);
+		if (!in)
+			return VERDICT_PASS; /* cannot happen: user space checked the program */
+		switch (in->op) {
+		case FILTER_FAMILY:
+			ok = ep->family == in->value;
+			break;
+		case FILTER_LOCAL_PORT:
+			ok = ep->sport >= in->lo && ep->sport <= in->hi;
+			unknown = port_unknown;
+			break;
+		case FILTER_REMOTE_PORT:
+			ok = ep->dport >= in->lo && ep->dport <= in->hi;
+			break;
+		case FILTER_LOCAL_SET:
+			ok = local_sets >> (in->set & 63) & 1;
+			break;
+		case FILTER_REMOTE_SET:
+			ok = remote_sets >> (in->set & 63) & 1;
+			break;
+		case FILTER_NETNS:
+			ok = ep->netns == in->value;
+			break;
+		case FILTER_CGROUP:
+			ok = st->owner_source != OWNER_NONE && (st->owner_in_cgroup >> (in->slot & 7) & 1);
+			unknown = owner_unknown;
+			break;
+		}
+		/* Jumps go forward (user space checked), to an instruction or an end. */
+		reached |= ((ok | unknown) & 1) << (in->yes & 63);
+		reached |= (((ok ^ 1) | unknown) & 1) << (in->no & 63);
+	}
+	bool accept = reached >> FILTER_ACCEPT & 1, reject = reached >> FILTER_REJECT & 1;
+
+	if (reject && !accept)
+		return VERDICT_DROP;
+	if (accept && reject)
+		return VERDICT_UNDECIDED;
+	return VERDICT_PASS;
+}
+
 /*
  * Keep or drop: whether this socket's transitions are reported. The one
- * place where a socket is judged; its state is kept either way, so that a
- * socket that becomes wanted (a port picked at connect) has its owner.
+ * place where a socket is judged, once, as soon as the filter can tell;
+ * the verdict stays with its state, so its events all go or none does.
+ * While the filter cannot tell (it asks about a local port still 0, or an
+ * owner not yet known), its events go and user space holds them; if it is
+ * then dropped, the deciding event goes too, telling user space to let go.
+ * Its state is kept either way, so that a socket that becomes wanted has
+ * its owner. Without a filter (filter_len 0 is a constant) all of this is
+ * left out of the program.
  */
-static __always_inline bool keep(const struct endpoint *ep)
+static __always_inline bool keep(const struct endpoint *ep, struct sock_state *st)
 {
-	if (filter_family && ep->family != filter_family)
+	enum verdict v;
+
+	if (!filter_len)
+		return true;
+	if (st->verdict == VERDICT_PASS)
+		return true;
+	if (st->verdict == VERDICT_DROP)
 		return false;
-	if (filter_port && ep->sport != filter_port && ep->dport != filter_port)
-		return false;
-	return true;
+	v = run_filter(ep, st, filter_needs_port && !ep->sport, filter_needs_owner && st->owner_source == OWNER_NONE);
+	if (v == VERDICT_UNDECIDED) {
+		st->sent_undecided = 1;
+		return true;
+	}
+	st->verdict = v;
+	return v == VERDICT_PASS || st->sent_undecided;
 }
 
 static __always_inline unsigned long sock_flags(struct sock *sk)
@@ -378,6 +590,11 @@ static __always_inline void take_accepted_owner(struct sock *sk, struct sock_sta
 		st->owner_uid = q->owner_uid;
 		st->owner_cgroup = q->owner_cgroup;
 		__builtin_memcpy(st->owner_comm, q->owner_comm, sizeof(st->owner_comm));
+		st->owner_in_cgroup = q->owner_in_cgroup;
+		/* The accept program may have judged it. */
+		if (q->verdict != VERDICT_UNDECIDED)
+			st->verdict = q->verdict;
+		st->sent_undecided |= q->sent_undecided;
 	}
 	bpf_map_delete_elem(&sockets, &key);
 }
@@ -422,6 +639,11 @@ static __always_inline void set_owner(struct sock_state *st, enum owner_source s
 	st->owner_cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(&st->owner_comm, sizeof(st->owner_comm));
 	st->owner_source = source;
+	st->owner_in_cgroup = 0;
+	for (int i = 0; i < FILTER_MAX_CGROUPS; i++)
+		if (i < filter_cgroups &&
+		    bpf_get_current_ancestor_cgroup_id(filter_cgroup_level[i]) == filter_cgroup_id[i])
+			st->owner_in_cgroup |= 1 << i;
 }
 
 /* The endpoint of a socket the tracepoint hands over (direct reads). */
@@ -583,6 +805,23 @@ static __always_inline void emit_birth(const struct endpoint *ep, struct sock_st
 	submit(e);
 }
 
+/* Reports an active open's CLOSE → SYN_SENT, deferred by the filter to
+ * its next transition: as it was then, local port 0, with the task that
+ * called connect(). */
+static __always_inline void emit_connect(const struct endpoint *ep, struct sock_state *st)
+{
+	struct event *e = new_event(ep, st, KIND_TRANSITION, st->birth_ns);
+
+	if (!e)
+		return;
+	e->sport = 0;
+	e->oldstate = TCP_CLOSE;
+	e->newstate = TCP_SYN_SENT;
+	e->task_pid = st->birth_task_pid;
+	__builtin_memcpy(e->task_comm, st->birth_task_comm, sizeof(e->task_comm));
+	submit(e);
+}
+
 static __always_inline void emit(struct sock *sk, const struct endpoint *ep, struct sock_state *st, __u64 ts,
 				 int oldstate, int newstate, __u64 dwell, __u8 flags, __u8 reason)
 {
@@ -614,6 +853,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 	struct endpoint ep;
 	__u64 now, dwell = 0;
 	__u8 flags = 0, reason = REASON_NONE;
+	bool pass;
 
 	if (newstate == TCP_CLOSE && one_in(test_lose_one_in)) {
 		count(COUNTER_FORCED_LOST);
@@ -633,7 +873,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		 * (inet_csk_clone_lock; 6.1 and 6.12 show the listener's cookie,
 		 * 5.10 to 6.12 no peer). Its next transition follows in the same
 		 * softirq and reports this one too. */
-		st->birth_pending = 1;
+		st->birth_pending = PENDING_BIRTH;
 		st->birth_ns = st->entered_ns = now;
 		st->birth_task_pid = bpf_get_current_pid_tgid() >> 32;
 		bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
@@ -653,12 +893,27 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 	if (newstate == TCP_CLOSE)
 		reason = close_reason(sk, oldstate, owned, &flags);
 
-	if (keep(&ep)) {
-		if (st->birth_pending)
+	pass = keep(&ep, st);
+	if (filter_len && pass && st->verdict == VERDICT_UNDECIDED && oldstate == TCP_CLOSE &&
+	    newstate == TCP_SYN_SENT && st != &scratch) {
+		/* connect() picks the local port right after this: the next
+		 * transition can judge the socket and report this one with it,
+		 * so that a socket filtered out takes no ring buffer space. */
+		st->sent_undecided = 0;
+		st->birth_pending = PENDING_CONNECT;
+		st->birth_ns = now;
+		st->birth_task_pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
+		return;
+	}
+	if (pass) {
+		if (st->birth_pending == PENDING_BIRTH)
 			emit_birth(&ep, st);
+		else if (st->birth_pending == PENDING_CONNECT)
+			emit_connect(&ep, st);
 		emit(sk, &ep, st, now, oldstate, newstate, dwell, flags, reason);
 	}
-	st->birth_pending = 0;
+	st->birth_pending = PENDING_NONE;
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
 		queue_for_accept(sk, st);
 	if (newstate == TCP_CLOSE)
@@ -805,7 +1060,7 @@ static __always_inline int accepted(__s64 fd)
 	now = bpf_ktime_get_boot_ns();
 	set_cookie(st, sk, skc->skc_cookie.counter, false);
 	set_owner(st, OWNER_ACCEPT);
-	if (!st->cookie || !keep(&ep))
+	if (!st->cookie || !keep(&ep, st))
 		return 0;
 	e = new_event(&ep, st, KIND_ACCEPT, now);
 	if (!e)

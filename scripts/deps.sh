@@ -12,7 +12,7 @@
 # Idempotent; needs root to install.
 set -euo pipefail
 
-packages=(clang llvm libbpf-dev bpftool bpftrace iproute2 net-tools util-linux make prometheus tmux zsh fish groff-base "$@")
+packages=(clang llvm libbpf-dev bpftool bpftrace iproute2 net-tools util-linux make prometheus tmux zsh fish groff-base libcap2-bin "$@")
 # Node may come from elsewhere than Debian (its npm conflicts with Debian's).
 command -v npm >/dev/null || packages+=(nodejs npm)
 

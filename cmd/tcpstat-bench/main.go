@@ -29,9 +29,11 @@ type config struct {
 	workers  int
 	dir      string
 	keep     bool
+	filters  bool
 	levers   bool
 	only     string
 	atSize   int64
+	churn    bool
 }
 
 func main() {
@@ -44,6 +46,8 @@ func main() {
 		"churning goroutines, one listener each; a list (1,2,4) runs the phases for each")
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
+	flag.BoolVar(&cfg.filters, "filters", false, "also run tcpstat with a filter that rejects everything and one of 50 prefixes")
+	flag.BoolVar(&cfg.churn, "churn", true, "run the churn phases (false: only -at-size)")
 	flag.BoolVar(&cfg.levers, "levers", false, "also measure each variant of the kernel program: "+strings.Join(variantNames(), ", "))
 	flag.StringVar(&cfg.only, "only", "", "run only the tracers whose names contain one of these comma-separated words (and none)")
 	flag.StringVar(&consumeVariant, "consume", "", "internal: run watch --json with this variant")
@@ -109,6 +113,18 @@ func run(cfg config) error {
 	defer restore()
 
 	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}, recordTracer{bin: cfg.tcpstat}}
+	if cfg.filters {
+		// The filter in the kernel: one that rejects every transition, and
+		// 50 prefixes of which the churn's loopback matches the last.
+		var prefixes []string
+		for i := range 49 {
+			prefixes = append(prefixes, fmt.Sprintf("dst 10.%d.0.0/16", i))
+		}
+		prefixes = append(prefixes, "dst 127.0.0.0/8")
+		tracers = append(tracers,
+			tcpstatTracer{bin: cfg.tcpstat, filter: "dst 192.0.2.1", label: "FILTER rejecting all"},
+			tcpstatTracer{bin: cfg.tcpstat, filter: strings.Join(prefixes, " or "), label: "FILTER of 50 prefixes"})
+	}
 	if cfg.levers {
 		for _, name := range variantNames() {
 			tracers = append(tracers, variantTracer{name})
@@ -136,6 +152,9 @@ func run(cfg config) error {
 
 	fmt.Printf("churn: %d workers × loopback connect/accept/close, %s per phase, %d cores, kernel %s\n\n",
 		cfg.workers, cfg.duration, runtime.NumCPU(), kernelRelease())
+	if !cfg.churn {
+		tracers = nil
+	}
 	var results []result
 	for i, tr := range tracers {
 		out := filepath.Join(cfg.dir, fmt.Sprintf("%d-%s.out", i, tr.name()))
@@ -145,7 +164,9 @@ func run(cfg config) error {
 		}
 		results = append(results, r)
 	}
-	report(os.Stdout, results)
+	if len(results) > 0 {
+		report(os.Stdout, results)
+	}
 	if cfg.atSize > 0 {
 		return measureAt(cfg.tcpstat, cfg.dir, cfg.atSize)
 	}

@@ -47,6 +47,19 @@ func (t recordTracer) count(out string, ports portRange, r *result) error {
 			return err
 		}
 		size += st.Size()
+		// Blocks of events alone, apart from those with the header and
+		// checkpoints (the host's whole table, whatever the churn).
+		rd, err := record.Open(f)
+		if err != nil {
+			return err
+		}
+		for _, b := range rd.Index() {
+			if b.Flags == 0 {
+				r.eventBlockBytes += b.Size
+				r.eventBlockEvents += uint64(b.Events)
+			}
+		}
+		rd.Close()
 	}
 	f, err := os.Create(out)
 	if err != nil {
@@ -79,8 +92,8 @@ func (t recordTracer) count(out string, ports portRange, r *result) error {
 }
 
 // synthRecording writes a recording of about size bytes from synthetic
-// loopback churn (recordtest.Churn, shifted in time and cookies), with a
-// checkpoint every record.CheckpointBytes as the recorder writes them.
+// loopback churn (recordtest.Churn, shifted in time and cookies), with
+// checkpoints where the recorder writes them (record.CheckpointDue).
 func synthRecording(path string, size int64) (events uint64, first, last time.Time, err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -100,11 +113,12 @@ func synthRecording(path string, size int64) (events uint64, first, last time.Ti
 	// the kernel keeps by default (tcp_max_tw_buckets).
 	const stretch = 12
 	chunk := recordtest.Churn(20000, 1)
+	t0 := chunk[0].Time
 	for i := range chunk {
-		chunk[i].Time = (chunk[i].Time - chunk[0].Time) * stretch
+		chunk[i].Time = (chunk[i].Time - t0) * stretch
 	}
 	span := chunk[len(chunk)-1].Time + 1000
-	var lastCP int64
+	var lastCP, cpSize int64
 	for round := uint64(0); ; round++ {
 		for i := range chunk {
 			ev := chunk[i]
@@ -118,11 +132,18 @@ func synthRecording(path string, size int64) (events uint64, first, last time.Ti
 		}
 		now := chunk[len(chunk)-1].Time + boot0 + round*span
 		tb.Expire(now)
-		if w.Size()-lastCP >= record.CheckpointBytes {
-			lastCP = w.Size()
+		if record.CheckpointDue(w.Size()-lastCP, cpSize) {
+			before := w.Size()
+			if err := w.Flush(); err != nil {
+				return 0, first, last, err
+			}
 			if err := w.Checkpoint(now, hdr.ClockOffset, record.Checkpoint{Seq: w.Seq(), Tracing: true}, tb); err != nil {
 				return 0, first, last, err
 			}
+			if err := w.Flush(); err != nil {
+				return 0, first, last, err
+			}
+			lastCP, cpSize = w.Size(), w.Size()-before
 		}
 		if w.Size() >= size {
 			if err := w.Close(); err != nil {

@@ -43,9 +43,20 @@ func (noTracer) programs() []string                             { return nil }
 func (tcpstatTracer) programs() []string                        { return tcpstatPrograms }
 func (bpftraceTracer) programs() []string                       { return []string{"inet_sock_set_s"} }
 
-type tcpstatTracer struct{ bin string }
+// tcpstatTracer runs tcpstat watch, with a filter when label says which
+// (the label names an output file: no slashes).
+type tcpstatTracer struct {
+	bin    string
+	filter string
+	label  string
+}
 
-func (tcpstatTracer) name() string { return "tcpstat watch --json" }
+func (t tcpstatTracer) name() string {
+	if t.label != "" {
+		return "tcpstat watch --json " + t.label
+	}
+	return "tcpstat watch --json"
+}
 
 func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 	ready := out + ".ready"
@@ -54,7 +65,11 @@ func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 		return nil, 0, err
 	}
 	defer f.Close()
-	cmd := exec.Command(t.bin, "watch", "--json", "--ready-file", ready)
+	args := []string{"watch", "--json", "--ready-file", ready}
+	if t.filter != "" {
+		args = append(args, t.filter)
+	}
+	cmd := exec.Command(t.bin, args...)
 	cmd.Stdout = f
 	cmd.Stderr = os.Stderr
 	begin := time.Now()

@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpstat/tcpstat/internal/filter"
+	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 // filterCommand is `tcpstat filter explain EXPR`: the parsed expression and
@@ -28,7 +30,7 @@ func filterCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprint(cctx.App.Writer, f.Explain(kernelNote(f)))
+				fmt.Fprint(cctx.App.Writer, f.Explain())
 				return nil
 			},
 		}},
@@ -83,11 +85,13 @@ func viewFilter(c *cli.Context) (*filter.Filter, error) {
 	return filter.And(s, f), nil
 }
 
-// kernelNote is explain's kernel line: the BPF program checks only the
-// family and port shorthands so far.
-func kernelNote(f *filter.Filter) string {
-	if f.Split().Kernel.Empty() {
-		return ""
+// kernelFilter is the part of f the BPF program checks; nil, with a
+// warning, when it does not fit (user space then checks all of f).
+func kernelFilter(f *filter.Filter, stderr io.Writer) *tracer.KernelFilter {
+	kf, err := f.Kernel()
+	if err != nil {
+		fmt.Fprintf(stderr, "tcpstat: warning: filter: %v: user space checks all of it\n", err)
+		return nil
 	}
-	return "(not yet: the BPF program checks only -4, -6 and --port; user space checks " + f.Split().Kernel.String() + ")"
+	return kf
 }

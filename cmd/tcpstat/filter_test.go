@@ -30,7 +30,7 @@ func TestFilterExplain(t *testing.T) {
 		t.Fatal(err)
 	}
 	want0 := "expression: ( sport = :22 or sport = :80 ) and src 127.0.0.1 and comm sshd\n" +
-		"kernel:     (not yet: the BPF program checks only -4, -6 and --port; user space checks ( sport = :22 or sport = :80 ) and src 127.0.0.1)\n" +
+		"kernel:     ( sport = :22 or sport = :80 ) and src 127.0.0.1   [3 instructions, 1 prefixes]\n" +
 		"user space: comm sshd\n"
 	if out0.String() != want0 {
 		t.Errorf("explain printed\n%s\nwant\n%s", out0.String(), want0)

@@ -20,7 +20,9 @@ import (
 )
 
 func main() {
-	raiseCapabilities()
+	if warning := raiseCapabilities(); warning != "" {
+		fmt.Fprintf(os.Stderr, "tcpstat: warning: %s\n", warning)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -277,4 +278,73 @@ func TestLeastPrivilegeRecord(t *testing.T) {
 	if err != nil || st.Size() == 0 {
 		t.Errorf("recording: %v, %v", st, err)
 	}
+}
+
+// TestLeastPrivilegeFileCaps runs tcpstat as the image does in a pod:
+// a non-root user, capabilities only in the bounding set and as the
+// binary's permitted file capabilities (no ambient ones, which Kubernetes
+// does not set). tcpstat raises them on every thread and traces.
+func TestLeastPrivilegeFileCaps(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: sets file capabilities, starts a process as another user")
+	}
+	setcap, err := exec.LookPath("setcap")
+	if err != nil {
+		t.Fatal("setcap not found: run scripts/deps.sh (Debian package libcap2-bin)")
+	}
+	cmd := tcpstatCommand(t)
+	if out, err := exec.Command(setcap, "cap_bpf,cap_perfmon,cap_sys_admin,cap_sys_ptrace,cap_dac_read_search+p", cmd.Path).CombinedOutput(); err != nil {
+		t.Fatalf("setcap: %v: %s", err, out)
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	ready := filepath.Join(dir, "ready")
+	run := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--bounding-set", "-all,"+traceCaps,
+		cmd.Path, "watch", "--json", "--port", "7405", "--ready-file", ready)
+	run.Env = cmd.Env
+	var stdout, stderr syncBuffer
+	run.Stdout, run.Stderr = &stdout, &stderr
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { run.Process.Kill(); run.Wait() }()
+	if cgoBuild() {
+		// Go cannot change every thread's capabilities under cgo: the
+		// binary says what to do instead (the image is built without cgo,
+		// as are the kernel matrix's test binaries, which take the path below).
+		run.Wait()
+		if !strings.Contains(stderr.String(), "CGO_ENABLED=0") || !strings.Contains(stderr.String(), "+ep") {
+			t.Errorf("cgo build: no warning saying how to get the capabilities:\n%s", stderr.String())
+		}
+		return
+	}
+	waitUntil(t, 10*time.Second, "ready file: "+stderr.String(), func() bool { _, err := os.Stat(ready); return err == nil })
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", run.Process.Pid))
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("threads: %v %v", tasks, err)
+	}
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		if !strings.Contains(string(b), "CapEff:\t000000c000000000\n") {
+			t.Errorf("%s: effective capabilities are not CAP_BPF and CAP_PERFMON:\n%s", task, b)
+		}
+	}
+	defer connectIn(t, "/proc/self/ns/net", "127.0.0.1:7405")()
+	waitUntil(t, 10*time.Second, "the handshake in watch's output", func() bool {
+		return strings.Contains(stdout.String(), `"old_state":"SYN_SENT","new_state":"ESTABLISHED"`)
+	})
+}
+
+// cgoBuild reports whether this binary was built with cgo.
+func cgoBuild() bool {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range info.Settings {
+		if s.Key == "CGO_ENABLED" {
+			return s.Value == "1"
+		}
+	}
+	return false
 }

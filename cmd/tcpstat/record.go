@@ -86,8 +86,9 @@ type recorder struct {
 	lastRB  uint64
 	lastRec uint64
 	stale   bool
-	// checkpointed is the file's size at its last checkpoint.
-	checkpointed int64
+	// checkpointed is the file's size after its last checkpoint, which
+	// took checkpointSize bytes.
+	checkpointed, checkpointSize int64
 }
 
 func runRecord(c *cli.Context) error {
@@ -181,7 +182,7 @@ func runRecord(c *cli.Context) error {
 		if err := r.tick(); err != nil {
 			return err
 		}
-		if size := r.rec.Size(); time.Now().After(nextCheckpoint) || size-r.checkpointed >= record.CheckpointBytes {
+		if time.Now().After(nextCheckpoint) || record.CheckpointDue(r.rec.Size()-r.checkpointed, r.checkpointSize) {
 			nextCheckpoint = time.Now().Add(c.Duration("checkpoint"))
 			if err := r.checkpoint(); err != nil {
 				return err
@@ -243,11 +244,15 @@ func (r *recorder) rotate() error {
 }
 
 func (r *recorder) checkpoint() error {
+	r.rec.Flush()
+	before := r.rec.Size()
 	var err error
 	r.live.View(func(tb *table.Table, st livetable.Status) {
 		err = r.rec.Checkpoint(st.Now, r.offset, checkpointOf(st), r.keepRows(tb))
 	})
+	r.rec.Flush()
 	r.checkpointed = r.rec.Size()
+	r.checkpointSize = max(0, r.checkpointed-before)
 	return err
 }
 

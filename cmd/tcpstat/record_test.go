@@ -77,13 +77,15 @@ func traffic(t *testing.T, ln net.Listener, n int) {
 	}
 }
 
-func listen(t *testing.T, addr string) net.Listener {
+// listen listens on an ephemeral port of addr: the same tests may run in
+// other checkouts at the same time.
+func listen(t *testing.T, addr string) (net.Listener, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ln
+	return ln, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // jsonEvents returns the event objects of JSON lines, without their time
@@ -128,12 +130,11 @@ func TestRecordReplayMatchesWatch(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
 	}
-	const port = "29411"
+	ln, port := listen(t, "127.83.1.1")
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "rec") + "/"
 	w := startInProcess(t, filepath.Join(dir, "ready-w"), "watch", "--json", "--port", port, "--ready-file", filepath.Join(dir, "ready-w"))
 	r := startInProcess(t, filepath.Join(dir, "ready-r"), "record", "-w", rec, "--port", port, "--checkpoint", "300ms", "--ready-file", filepath.Join(dir, "ready-r"))
-	ln := listen(t, "127.83.1.1:"+port)
 	traffic(t, ln, 30)
 	ln.Close()
 	if _, err := net.Dial("tcp", "127.83.1.1:"+port); err == nil {
@@ -197,15 +198,16 @@ func TestReplayAtMatchesTop(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
 	}
-	const port = 29412
+	ln, port := listen(t, "127.83.2.1")
+	defer ln.Close()
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "rec.tcprec")
-	r := startInProcess(t, filepath.Join(dir, "ready"), "record", "-w", rec, "--port", fmt.Sprint(port),
+	r := startInProcess(t, filepath.Join(dir, "ready"), "record", "-w", rec, "--port", port,
 		"--checkpoint", "200ms", "--ready-file", filepath.Join(dir, "ready"))
 	// top runs from before the traffic, as the recorder does, so both
 	// saw every event (a later top knows closed sockets only from a dump,
 	// without the owner they had).
-	filter := fmt.Sprintf("sport = :%d or dport = :%d", port, port)
+	filter := fmt.Sprintf("sport = :%s or dport = :%s", port, port)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var top, topErr syncBuffer
@@ -214,8 +216,6 @@ func TestReplayAtMatchesTop(t *testing.T) {
 		topDone <- run(ctx, []string{"tcpstat", "top", "-b", "-d", "0.25", "--json", "--filter", filter}, &top, &topErr)
 	}()
 	waitFor(t, "first top frame", func() bool { return strings.Count(top.String(), "\n") > 0 })
-	ln := listen(t, fmt.Sprintf("127.83.2.1:%d", port))
-	defer ln.Close()
 	var open []net.Conn
 	for i := range 12 {
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -303,8 +303,7 @@ func TestRecordSurvivesSIGKILL(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
 	}
-	const port = "29413"
-	ln := listen(t, "127.83.3.1:"+port)
+	ln, port := listen(t, "127.83.3.1")
 	defer ln.Close()
 	stop := make(chan struct{})
 	churned := make(chan int)
@@ -391,13 +390,21 @@ func TestRecordDiskFull(t *testing.T) {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)
 	}
 	defer exec.Command("umount", mnt).Run()
-	const port = "29414"
+	ln, port := listen(t, "127.83.4.1")
 	dir := filepath.Join(t.TempDir(), "ready")
 	rec := filepath.Join(mnt, "rec.tcprec")
 	r := startInProcess(t, dir, "record", "-w", rec, "--port", port, "--flush", "50ms", "--ready-file", dir)
-	ln := listen(t, "127.83.4.1:"+port)
 	defer ln.Close()
+	size := func() int64 {
+		st, err := os.Stat(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	before := size()
 	traffic(t, ln, 10)
+	waitFor(t, "the first events on disk", func() bool { return size() > before+500 })
 	// Fill the file system.
 	filler, err := os.Create(filepath.Join(mnt, "filler"))
 	if err != nil {
@@ -455,14 +462,13 @@ func TestRecordRotation(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
 	}
-	const port = "29415"
+	ln, port := listen(t, "127.83.5.1")
+	defer ln.Close()
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "rec") + "/"
 	ready := filepath.Join(dir, "ready")
 	r := startInProcess(t, ready, "record", "-w", rec, "--port", port, "--flush", "50ms", "--rotate-size", "4K",
 		"--max-files", "3", "--ready-file", ready)
-	ln := listen(t, "127.83.5.1:"+port)
-	defer ln.Close()
 	files := func() []string {
 		fs, err := record.Files(rec)
 		if err != nil {

@@ -28,6 +28,12 @@ type pane struct {
 // wide; the pane stays after tcpstat exits, to be read.
 func startPane(t *testing.T, width, height int, args ...string) *pane {
 	t.Helper()
+	return startPaneEnv(t, nil, width, height, args...)
+}
+
+// startPaneEnv is startPane with environment variables (NAME=value) set.
+func startPaneEnv(t *testing.T, env []string, width, height int, args ...string) *pane {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
 	}
@@ -37,7 +43,7 @@ func startPane(t *testing.T, width, height int, args ...string) *pane {
 	if err := os.WriteFile(conf, []byte("set -g remain-on-exit on\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	line := "exec env " + runAsTcpstat + "=1 '" + bin + "' " + strings.Join(args, " ")
+	line := "exec env " + strings.Join(append(env, runAsTcpstat+"=1"), " ") + " '" + bin + "' " + strings.Join(args, " ")
 	p.run("-f", conf, "new-session", "-d", "-s", "t", "-x", strconv.Itoa(width), "-y", strconv.Itoa(height), line)
 	t.Cleanup(func() { exec.Command(p.tmux, "-S", p.sock, "kill-server").Run() })
 	return p
@@ -283,5 +289,48 @@ func TestWatchResize(t *testing.T) {
 	}
 	if !after {
 		t.Errorf("no 80-column header after the resize:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// TestWatchColorInTerminal: on a terminal, states are coloured; NO_COLOR
+// and --color=never turn that off, --color=always wins over NO_COLOR.
+func TestWatchColorInTerminal(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		flag  string
+		color bool
+		port  int
+	}{
+		{"auto", nil, "", true, 29187},
+		{"NO_COLOR", []string{"NO_COLOR=1"}, "", false, 29188},
+		{"never", nil, "--color=never", false, 29189},
+		{"always over NO_COLOR", []string{"NO_COLOR=1"}, "--color=always", true, 29190},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ready := filepath.Join(t.TempDir(), "ready")
+			args := []string{"watch", "-4", "--port", strconv.Itoa(tc.port), "--ready-file", ready}
+			if tc.flag != "" {
+				args = append(args, tc.flag)
+			}
+			p := startPaneEnv(t, tc.env, 80, 40, args...)
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if _, err := os.Stat(ready); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("watch not ready after 10 s:\n%s", strings.Join(p.screen(false), "\n"))
+				}
+			}
+			client := connection(t, tc.port)
+			p.waitFor(regexp.MustCompile(fmt.Sprintf(`127\.0\.0\.1:%d\s+127\.0\.0\.1:%d\s+SYN_SENT→ESTAB\s`, client, tc.port)))
+			// With -e, tmux writes the cells' colours as escapes: ESTAB in
+			// green (32), LISTEN in cyan (36).
+			screen := p.run("capture-pane", "-p", "-e", "-t", "t")
+			green, cyan := strings.Contains(screen, "\x1b[32mESTAB"), strings.Contains(screen, "\x1b[36mLISTEN")
+			if tc.color != (green && cyan) || (!tc.color && strings.Contains(screen, "\x1b[3")) {
+				t.Errorf("colour %v: ESTAB green %v, LISTEN cyan %v; screen:\n%q", tc.color, green, cyan, screen)
+			}
+		})
 	}
 }

@@ -50,6 +50,7 @@ func runWatch(c *cli.Context) error {
 		return err
 	}
 	opts.Filter = f
+	opts.Tracer.Filter = kernelFilter(f, c.App.ErrWriter)
 	color, err := useColor(c, c.App.Writer)
 	if err != nil {
 		return err
@@ -59,12 +60,6 @@ func runWatch(c *cli.Context) error {
 	opts.Width, opts.Wide, opts.Color = termWidth(c.App.Writer), c.Bool("wide"), color
 	if opts.Width > 0 {
 		opts.Resized = resizes(c.Context, c.App.Writer)
-	}
-	switch {
-	case c.Bool("4"):
-		opts.Tracer.Family = 4
-	case c.Bool("6"):
-		opts.Tracer.Family = 6
 	}
 	if opts.JSON {
 		// Container and pod of the owner, from its cgroup (docs/watch.md).
@@ -76,7 +71,6 @@ func runWatch(c *cli.Context) error {
 			return ids.Lookup(ev.Owner.Cgroup).AppendJSON(b)
 		}
 	}
-	opts.Tracer.Port = uint16(c.Uint("port"))
 	// A closed stdout (`watch | head`) is an end like a signal, with the
 	// summary: a write to it fails with EPIPE instead of killing tcpstat.
 	signal.Ignore(syscall.SIGPIPE)

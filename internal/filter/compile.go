@@ -3,7 +3,9 @@ package filter
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/tcpstat/tcpstat/internal/tracer"
@@ -12,7 +14,7 @@ import (
 // TooLargeError says the kernel part does not fit the BPF program's maps:
 // user space then checks all of the expression.
 type TooLargeError struct {
-	What string // "instructions", "prefixes", "cgroup levels"
+	What string // "instructions", "prefixes", "address sets", "cgroups"
 	N    int
 	Max  int
 }
@@ -20,6 +22,14 @@ type TooLargeError struct {
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("too large for the kernel's maps (%d %s, at most %d)", e.N, e.What, e.Max)
 }
+
+// kernelCgroups reports whether the BPF program can check cgroups on this
+// kernel. When the probe cannot tell (no privileges), it assumes so: the
+// tracer, which needs them too, would fail anyway.
+var kernelCgroups = sync.OnceValue(func() bool {
+	ok, err := tracer.HaveCgroupAncestors()
+	return ok || err != nil
+})
 
 // Address families as the kernel numbers them.
 const (
@@ -37,7 +47,7 @@ func (f *Filter) Kernel() (*tracer.KernelFilter, error) {
 	}
 	c := &compiler{}
 	entry := c.gen(k.root, accept, reject)
-	kf := &tracer.KernelFilter{Prefixes: c.prefixes, CgroupLevels: c.levels, NeedsLocalPort: c.needPort, NeedsOwner: c.needOwner}
+	kf := &tracer.KernelFilter{Prefixes: c.prefixes, Cgroups: c.cgroups, NeedsLocalPort: c.needPort, NeedsOwner: c.needOwner}
 	if c.err != nil {
 		return nil, c.err
 	}
@@ -46,6 +56,9 @@ func (f *Filter) Kernel() (*tracer.KernelFilter, error) {
 	}
 	if len(c.prefixes) > tracer.MaxFilterPrefixes {
 		return nil, &TooLargeError{"prefixes", len(c.prefixes), tracer.MaxFilterPrefixes}
+	}
+	if c.sets > tracer.MaxFilterSets {
+		return nil, &TooLargeError{"address sets", int(c.sets), tracer.MaxFilterSets}
 	}
 	switch entry {
 	case accept:
@@ -92,7 +105,7 @@ type compiler struct {
 	insns     []pending
 	prefixes  []tracer.FilterPrefix
 	sets      uint32
-	levels    []uint16
+	cgroups   []tracer.FilterCgroup
 	needPort  bool
 	needOwner bool
 	err       error
@@ -152,27 +165,23 @@ func (c *compiler) gen(n node, yes, no int) int {
 		return c.emit(tracer.FilterInsn{Op: tracer.FilterNetNS, Value: uint64(n.inode)}, yes, no)
 	case *cgroupNode:
 		c.needOwner = true
-		level := uint16(strings.Count(strings.TrimSuffix(n.cg.path, "/"), "/"))
-		slot := -1
-		for i, l := range c.levels {
-			if l == level {
-				slot = i
-			}
-		}
-		if slot < 0 {
-			if len(c.levels) == tracer.MaxCgroupLevels {
-				c.err = &TooLargeError{"cgroup levels", len(c.levels) + 1, tracer.MaxCgroupLevels}
-				return no
-			}
-			c.levels = append(c.levels, level)
-			slot = len(c.levels) - 1
-		}
 		var st syscall.Stat_t
 		if err := syscall.Stat(n.cg.dir, &st); err != nil {
 			c.err = fmt.Errorf("filter: cgroup %s: %w", n.cg.path, err)
 			return no
 		}
-		return c.emit(tracer.FilterInsn{Op: tracer.FilterCgroup, Slot: uint8(slot), Value: st.Ino}, yes, no)
+		// The root is level 0, "/a" level 1.
+		cg := tracer.FilterCgroup{ID: st.Ino, Level: uint32(strings.Count(strings.TrimSuffix(n.cg.path, "/"), "/"))}
+		slot := slices.Index(c.cgroups, cg)
+		if slot < 0 {
+			if len(c.cgroups) == tracer.MaxFilterCgroups {
+				c.err = &TooLargeError{"cgroups", len(c.cgroups) + 1, tracer.MaxFilterCgroups}
+				return no
+			}
+			c.cgroups = append(c.cgroups, cg)
+			slot = len(c.cgroups) - 1
+		}
+		return c.emit(tracer.FilterInsn{Op: tracer.FilterOwnerCgroup, Slot: uint8(slot), Value: st.Ino}, yes, no)
 	}
 	c.err = fmt.Errorf("filter: internal error: %T in the kernel part", n)
 	return no

@@ -78,10 +78,11 @@ func kernelPart(n node) node {
 	return nil // a negation is exact only if its operand is
 }
 
-// Explain describes the parsed expression and where each part runs.
-// kernelNote, when not empty, replaces the kernel line's usual remark (the
-// caller knows whether the program's maps could take it).
-func (f *Filter) Explain(kernelNote string) string {
+// Explain describes the parsed expression and where each part runs in
+// watch: what the BPF program checks (with its size), and what user space
+// checks after it. An expression whose kernel part does not fit the
+// program's maps runs in user space only, and Explain says so.
+func (f *Filter) Explain() string {
 	var b strings.Builder
 	if f.Empty() {
 		b.WriteString("expression: (empty: everything matches)\n")
@@ -89,13 +90,15 @@ func (f *Filter) Explain(kernelNote string) string {
 	}
 	fmt.Fprintf(&b, "expression: %s\n", f)
 	sp := f.Split()
+	kf, err := f.Kernel()
 	switch {
-	case kernelNote != "":
-		fmt.Fprintf(&b, "kernel:     %s\n", kernelNote)
-	case sp.Kernel.Empty():
+	case err != nil:
+		fmt.Fprintf(&b, "kernel:     (nothing: %v)\n", err)
+		sp.User = f
+	case kf == nil:
 		b.WriteString("kernel:     (nothing: every transition reaches user space)\n")
 	default:
-		fmt.Fprintf(&b, "kernel:     %s\n", sp.Kernel)
+		fmt.Fprintf(&b, "kernel:     %s   [%d instructions, %d prefixes]\n", sp.Kernel, len(kf.Insns), len(kf.Prefixes))
 	}
 	if sp.User.Empty() {
 		b.WriteString("user space: (nothing)\n")

@@ -365,7 +365,9 @@ func (n *cgroupNode) match(s *Subject) bool {
 	return s.PID != 0 && n.cg.containsPath(n.cg.pidPath(s.PID))
 }
 
-func (n *cgroupNode) kernel() bool { return true }
+// A cgroup is checked in the kernel where its tracing programs can find
+// the owner's ancestors.
+func (n *cgroupNode) kernel() bool { return kernelCgroups() }
 func (n *cgroupNode) format(b *strings.Builder) {
 	b.WriteString("cgroup " + quoteWord(n.cg.path))
 }

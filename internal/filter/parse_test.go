@@ -331,6 +331,7 @@ func TestCgroupMatch(t *testing.T) {
 }
 
 func TestSplit(t *testing.T) {
+	assumeKernelCgroups(t)
 	e := testEnv(t)
 	for _, tc := range []struct{ in, kernel, user string }{
 		{"sport = :22", "sport = :22", ""},

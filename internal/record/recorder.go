@@ -17,10 +17,16 @@ import (
 // Ext ends the name of every recording file.
 const Ext = ".tcprec"
 
-// CheckpointBytes is how much a recorder writes at most between two
-// checkpoints, whatever the interval: a reader rebuilding the table at any
-// instant decodes no more than that (about 4 million events).
-const CheckpointBytes = 64 << 20
+// CheckpointBytes is how much a recorder writes between two checkpoints at
+// most, whatever the interval, unless the table is large (see
+// CheckpointDue): a reader rebuilding the table at an instant then decodes
+// and applies about a million events at most.
+const CheckpointBytes = 16 << 20
+
+// CheckpointDue reports whether a checkpoint is due after since bytes,
+// the last checkpoint having taken last bytes: every CheckpointBytes, but
+// no more often than keeps checkpoints to a fifth of the recording.
+func CheckpointDue(since, last int64) bool { return since >= max(CheckpointBytes, 4*last) }
 
 // Options configure a Recorder.
 type Options struct {

@@ -198,3 +198,38 @@ func TestRecursionLostCountsEveryProgram(t *testing.T) {
 		t.Errorf("Lost() = %d, want ring buffer 2 + corrupt 3 + accept 1", got)
 	}
 }
+
+// Every constant of the BPF object is set before load, whatever Options
+// hold: one left at its compiled-in value is a forgotten setting (the
+// wakeup period was, once, and every event woke the consumer).
+func TestConfigureSetsEveryConstant(t *testing.T) {
+	spec, err := loadTcpstate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sizeMaps(spec, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := configure(spec, Options{}, true, true); err != nil {
+		t.Fatal(err)
+	}
+	var records uint64
+	if err := spec.Variables["wakeup_records"].Get(&records); err != nil {
+		t.Fatal(err)
+	}
+	if records < 2 || records&(records-1) != 0 {
+		t.Errorf("wakeup_records = %d with the default ring buffer, want a power of two above 1", records)
+	}
+}
+
+func TestWakeupRecords(t *testing.T) {
+	for _, size := range []uint32{4096, 1 << 16, DefaultRingBufferSize, 1 << 30} {
+		n := wakeupRecords(size)
+		if n == 0 || n&(n-1) != 0 {
+			t.Errorf("wakeupRecords(%d) = %d, want a power of two", size, n)
+		}
+		if perCPU := uint64(size) / 16 / uint64(eventSize+8); n > max(perCPU, 1) {
+			t.Errorf("wakeupRecords(%d) = %d, more than a sixteenth of the ring (%d records)", size, n, perCPU)
+		}
+	}
+}

@@ -88,6 +88,45 @@ const (
 	tcpstateEventKindKIND_ACCEPT     tcpstateEventKind = 2
 )
 
+type tcpstateFilterEnd uint32
+
+const (
+	tcpstateFilterEndFILTER_ACCEPT tcpstateFilterEnd = 62
+	tcpstateFilterEndFILTER_REJECT tcpstateFilterEnd = 63
+)
+
+type tcpstateFilterInsn struct {
+	_     structs.HostLayout
+	Op    uint8
+	Yes   uint8
+	No    uint8
+	Slot  uint8
+	Lo    uint16
+	Hi    uint16
+	Set   uint32
+	_     [4]byte
+	Value uint64
+}
+
+type tcpstateFilterKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Family    uint32
+	Addr      [16]uint8
+}
+
+type tcpstateFilterOp uint32
+
+const (
+	tcpstateFilterOpFILTER_FAMILY      tcpstateFilterOp = 1
+	tcpstateFilterOpFILTER_LOCAL_PORT  tcpstateFilterOp = 2
+	tcpstateFilterOpFILTER_REMOTE_PORT tcpstateFilterOp = 3
+	tcpstateFilterOpFILTER_LOCAL_SET   tcpstateFilterOp = 4
+	tcpstateFilterOpFILTER_REMOTE_SET  tcpstateFilterOp = 5
+	tcpstateFilterOpFILTER_NETNS       tcpstateFilterOp = 6
+	tcpstateFilterOpFILTER_CGROUP      tcpstateFilterOp = 7
+)
+
 type tcpstateHandledSet struct {
 	_    structs.HostLayout
 	Seq  uint32
@@ -129,10 +168,13 @@ type tcpstateSockState struct {
 	OwnerSource   uint8
 	Synthetic     uint8
 	BirthPending  uint8
-	Pad           [1]uint8
+	Verdict       uint8
 	BirthTaskPid  uint32
 	BirthNs       uint64
 	BirthTaskComm [16]int8
+	OwnerInCgroup uint8
+	SentUndecided uint8
+	Pad           [6]uint8
 }
 
 // loadTcpstate returns the embedded CollectionSpec for tcpstate.
@@ -189,11 +231,13 @@ type tcpstateProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateMapSpecs struct {
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	Handled       *ebpf.MapSpec `ebpf:"handled"`
-	SocketStorage *ebpf.MapSpec `ebpf:"socket_storage"`
-	Sockets       *ebpf.MapSpec `ebpf:"sockets"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	FilterPrefixes *ebpf.MapSpec `ebpf:"filter_prefixes"`
+	FilterProg     *ebpf.MapSpec `ebpf:"filter_prog"`
+	Handled        *ebpf.MapSpec `ebpf:"handled"`
+	SocketStorage  *ebpf.MapSpec `ebpf:"socket_storage"`
+	Sockets        *ebpf.MapSpec `ebpf:"sockets"`
 }
 
 // tcpstateVariableSpecs contains global variables before they are loaded into the kernel.
@@ -205,8 +249,13 @@ type tcpstateVariableSpecs struct {
 	ExpNoTaskComm      *ebpf.VariableSpec `ebpf:"exp_no_task_comm"`
 	ExpOneCopy         *ebpf.VariableSpec `ebpf:"exp_one_copy"`
 	ExpQueryWakeup     *ebpf.VariableSpec `ebpf:"exp_query_wakeup"`
-	FilterFamily       *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterPort         *ebpf.VariableSpec `ebpf:"filter_port"`
+	FilterCgroupId     *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
+	FilterCgroupLevel  *ebpf.VariableSpec `ebpf:"filter_cgroup_level"`
+	FilterCgroups      *ebpf.VariableSpec `ebpf:"filter_cgroups"`
+	FilterHasSets      *ebpf.VariableSpec `ebpf:"filter_has_sets"`
+	FilterLen          *ebpf.VariableSpec `ebpf:"filter_len"`
+	FilterNeedsOwner   *ebpf.VariableSpec `ebpf:"filter_needs_owner"`
+	FilterNeedsPort    *ebpf.VariableSpec `ebpf:"filter_needs_port"`
 	HaveCookieHelper   *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
 	SweepAfterNs       *ebpf.VariableSpec `ebpf:"sweep_after_ns"`
 	TestCorruptOneIn   *ebpf.VariableSpec `ebpf:"test_corrupt_one_in"`
@@ -214,6 +263,10 @@ type tcpstateVariableSpecs struct {
 	TestSkipFirstOneIn *ebpf.VariableSpec `ebpf:"test_skip_first_one_in"`
 	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFilterEnd    *ebpf.VariableSpec `ebpf:"unused_filter_end"`
+	UnusedFilterInsn   *ebpf.VariableSpec `ebpf:"unused_filter_insn"`
+	UnusedFilterKey    *ebpf.VariableSpec `ebpf:"unused_filter_key"`
+	UnusedFilterOp     *ebpf.VariableSpec `ebpf:"unused_filter_op"`
 	UnusedFlag         *ebpf.VariableSpec `ebpf:"unused_flag"`
 	UnusedKeptSocket   *ebpf.VariableSpec `ebpf:"unused_kept_socket"`
 	UnusedKind         *ebpf.VariableSpec `ebpf:"unused_kind"`
@@ -244,17 +297,21 @@ func (o *tcpstateObjects) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateMaps struct {
-	Counters      *ebpf.Map `ebpf:"counters"`
-	Events        *ebpf.Map `ebpf:"events"`
-	Handled       *ebpf.Map `ebpf:"handled"`
-	SocketStorage *ebpf.Map `ebpf:"socket_storage"`
-	Sockets       *ebpf.Map `ebpf:"sockets"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	FilterPrefixes *ebpf.Map `ebpf:"filter_prefixes"`
+	FilterProg     *ebpf.Map `ebpf:"filter_prog"`
+	Handled        *ebpf.Map `ebpf:"handled"`
+	SocketStorage  *ebpf.Map `ebpf:"socket_storage"`
+	Sockets        *ebpf.Map `ebpf:"sockets"`
 }
 
 func (m *tcpstateMaps) Close() error {
 	return _TcpstateClose(
 		m.Counters,
 		m.Events,
+		m.FilterPrefixes,
+		m.FilterProg,
 		m.Handled,
 		m.SocketStorage,
 		m.Sockets,
@@ -270,8 +327,13 @@ type tcpstateVariables struct {
 	ExpNoTaskComm      *ebpf.Variable `ebpf:"exp_no_task_comm"`
 	ExpOneCopy         *ebpf.Variable `ebpf:"exp_one_copy"`
 	ExpQueryWakeup     *ebpf.Variable `ebpf:"exp_query_wakeup"`
-	FilterFamily       *ebpf.Variable `ebpf:"filter_family"`
-	FilterPort         *ebpf.Variable `ebpf:"filter_port"`
+	FilterCgroupId     *ebpf.Variable `ebpf:"filter_cgroup_id"`
+	FilterCgroupLevel  *ebpf.Variable `ebpf:"filter_cgroup_level"`
+	FilterCgroups      *ebpf.Variable `ebpf:"filter_cgroups"`
+	FilterHasSets      *ebpf.Variable `ebpf:"filter_has_sets"`
+	FilterLen          *ebpf.Variable `ebpf:"filter_len"`
+	FilterNeedsOwner   *ebpf.Variable `ebpf:"filter_needs_owner"`
+	FilterNeedsPort    *ebpf.Variable `ebpf:"filter_needs_port"`
 	HaveCookieHelper   *ebpf.Variable `ebpf:"have_cookie_helper"`
 	SweepAfterNs       *ebpf.Variable `ebpf:"sweep_after_ns"`
 	TestCorruptOneIn   *ebpf.Variable `ebpf:"test_corrupt_one_in"`
@@ -279,6 +341,10 @@ type tcpstateVariables struct {
 	TestSkipFirstOneIn *ebpf.Variable `ebpf:"test_skip_first_one_in"`
 	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFilterEnd    *ebpf.Variable `ebpf:"unused_filter_end"`
+	UnusedFilterInsn   *ebpf.Variable `ebpf:"unused_filter_insn"`
+	UnusedFilterKey    *ebpf.Variable `ebpf:"unused_filter_key"`
+	UnusedFilterOp     *ebpf.Variable `ebpf:"unused_filter_op"`
 	UnusedFlag         *ebpf.Variable `ebpf:"unused_flag"`
 	UnusedKeptSocket   *ebpf.Variable `ebpf:"unused_kept_socket"`
 	UnusedKind         *ebpf.Variable `ebpf:"unused_kind"`

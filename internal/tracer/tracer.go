@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,10 @@ type Options struct {
 	Family int
 	// Port keeps only sockets with this local or remote port; 0 keeps all.
 	Port uint16
+	// Filter keeps only the sockets it passes (internal/filter compiles
+	// one); nil keeps all. Family and Port are a shorthand for a filter:
+	// give either.
+	Filter *KernelFilter
 	// RingBufferSize in bytes: a power of two, at least the page size.
 	RingBufferSize int
 	// MaxSockets bounds the live sockets whose owner and state start time
@@ -137,6 +142,14 @@ func New(opts Options) (_ *Tracer, err error) {
 	if err := sizeMaps(spec, opts); err != nil {
 		return nil, err
 	}
+	if opts.Family != 0 || opts.Port != 0 {
+		if opts.Filter != nil {
+			return nil, errFilterAndShorthand
+		}
+		if opts.Filter, err = shorthandFilter(opts.Family, opts.Port); err != nil {
+			return nil, err
+		}
+	}
 	// The sockets map is preallocated: the kernel fills it while the
 	// probe below parses the kernel's BTF, one core each.
 	made := make(chan mapResult, 1)
@@ -166,7 +179,7 @@ func New(opts Options) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create the sockets map: %w", explainPermission(err))
 	}
-	if err := t.load(spec, m); err != nil {
+	if err := t.load(spec, m, opts.Filter); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the BPF program: %+v", ve)
@@ -214,7 +227,7 @@ func New(opts Options) (_ *Tracer, err error) {
 // load creates the maps, then loads the programs in two groups at once:
 // the kernel verifies one group on each core, and the two copies of the
 // transition program are most of the verifier's work.
-func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map) error {
+func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFilter) error {
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = nil
 	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{
@@ -223,6 +236,9 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map) error {
 		return err
 	}
 	defer maps.Close() // the programs hold the maps they use
+	if err := loadFilter(maps.Maps["filter_prog"], maps.Maps["filter_prefixes"], kf); err != nil {
+		return err
+	}
 	shared := &ebpf.CollectionOptions{MapReplacements: maps.Maps}
 	var first struct {
 		SetStateFirst *ebpf.Program `ebpf:"set_state_first"`
@@ -296,21 +312,16 @@ func sizeMaps(spec *ebpf.CollectionSpec, opts Options) error {
 
 // configure sets the program's constants; sizeMaps must have run.
 func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) error {
-	var family uint16
-	switch opts.Family {
-	case 0:
-	case 4:
-		family = afInet
-	case 6:
-		family = afInet6
-	default:
-		return fmt.Errorf("address family %d: want 4, 6 or 0 for both", opts.Family)
+	values, err := configureFilter(spec, opts.Filter)
+	if err != nil {
+		return err
 	}
 	for name, value := range map[string]any{
-		"filter_family":          family,
-		"filter_port":            opts.Port,
 		"have_cookie_helper":     cookies,
 		"use_sk_storage":         storage,
+		"wakeup_records":         wakeupRecords(spec.Maps["events"].MaxEntries),
+		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
+		"sweep_after_ns":         uint64(time.Second),
 		"test_skip_first_one_in": opts.skipFirstOneIn,
 		"test_lose_one_in":       opts.loseOneIn,
 		"test_corrupt_one_in":    opts.corruptOneIn,
@@ -318,14 +329,25 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		"exp_one_copy":           opts.Experiment.OneCopy,
 		"exp_no_events":          opts.Experiment.NoEvents,
 		"exp_no_state":           opts.Experiment.NoState,
-		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
+		"exp_query_wakeup":       opts.Experiment.QueryWakeup,
 	} {
+		values[name] = value
+	}
+	set := map[string]bool{}
+	for name, value := range values {
 		v, ok := spec.Variables[name]
 		if !ok {
 			return fmt.Errorf("BPF object has no variable %s", name)
 		}
 		if err := v.Set(value); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
+		}
+		set[name] = true
+	}
+	// A constant left at its compiled-in value is a setting forgotten.
+	for name, v := range spec.Variables {
+		if v.Constant() && !set[name] && !strings.HasPrefix(name, "unused_") {
+			return fmt.Errorf("BPF object has a constant %s that tcpstat does not set", name)
 		}
 	}
 	return nil

@@ -75,7 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.outDir, "out", "artifacts/kernels", "where logs, doctor output and the matrix are written")
 	modules := fs.String("modules", "veth,inet_diag,tcp_diag,udp_diag,raw_diag,unix_diag",
 		"comma-separated kernel modules the guest loads (with their dependencies) before the tests")
-	tools := fs.String("guest-tools", "ip,ss,netstat,unshare", "comma-separated host programs copied into the guest with their libraries, when installed")
+	tools := fs.String("guest-tools", "ip,ss,netstat,unshare,bash", "comma-separated host programs copied into the guest with their libraries, when installed")
 	fs.StringVar(&o.busybox, "busybox", "/bin/busybox", "statically linked busybox for the guest (Debian busybox-static)")
 	fs.StringVar(&o.mirrors.Main, "mirror", sys.Main, "Debian archive URI (default: from the system's apt sources)")
 	fs.StringVar(&o.mirrors.Security, "security-mirror", sys.Security, "Debian security archive URI (default: from the system's apt sources)")
