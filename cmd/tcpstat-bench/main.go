@@ -122,8 +122,8 @@ func run(cfg config) error {
 		}
 		prefixes = append(prefixes, "dst 127.0.0.0/8")
 		tracers = append(tracers,
-			tcpstatTracer{bin: cfg.tcpstat, filter: "dst 192.0.2.1", label: "'dst 192.0.2.1' (rejects all)"},
-			tcpstatTracer{bin: cfg.tcpstat, filter: strings.Join(prefixes, " or "), label: "'dst … or dst 127.0.0.0/8' (50 prefixes)"})
+			tcpstatTracer{bin: cfg.tcpstat, filter: "dst 192.0.2.1", label: "FILTER rejecting all"},
+			tcpstatTracer{bin: cfg.tcpstat, filter: strings.Join(prefixes, " or "), label: "FILTER of 50 prefixes"})
 	}
 	if cfg.levers {
 		for _, name := range variantNames() {

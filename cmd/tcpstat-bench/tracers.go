@@ -43,7 +43,8 @@ func (noTracer) programs() []string                             { return nil }
 func (tcpstatTracer) programs() []string                        { return tcpstatPrograms }
 func (bpftraceTracer) programs() []string                       { return []string{"inet_sock_set_s"} }
 
-// tcpstatTracer runs tcpstat watch, with a filter when label says which.
+// tcpstatTracer runs tcpstat watch, with a filter when label says which
+// (the label names an output file: no slashes).
 type tcpstatTracer struct {
 	bin    string
 	filter string

@@ -35,15 +35,12 @@ func AppendLostLine(b []byte, at time.Time, reason string, count, total uint64) 
 	return fmt.Appendf(b, " !! LOST %d events (%s; %d in all)\n", count, reason, total)
 }
 
-// Summary is what a run of watch read and lost. Corrupt counts samples the
-// caller itself rejected; the tracer's own count is in Stats.
+// Summary is what a run of watch read and lost; the tracer counts corrupt
+// samples with its other losses (Stats.Corrupt).
 type Summary struct {
-	Events  uint64
-	Corrupt uint64
-	Stats   tracer.Stats
+	Events uint64
+	Stats  tracer.Stats
 }
-
-func (s Summary) corrupt() uint64 { return s.Corrupt + s.Stats.Corrupt }
 
 // AppendSummaryJSON appends the "summary" object written when watch ends.
 func AppendSummaryJSON(b []byte, at time.Time, s Summary) []byte {
@@ -52,14 +49,14 @@ func AppendSummaryJSON(b []byte, at time.Time, s Summary) []byte {
 	return fmt.Appendf(b, `","events":%d,"lost":%d,"lost_ring_buffer_full":%d,"lost_recursion":%d,`+
 		`"lost_corrupt":%d,"recursion_misses":%d,"recursion_recovered":%d,"sockets_map_full":%d,`+
 		`"bpf_run_ns":%d,"bpf_runs":%d}`+"\n",
-		s.Events, s.Stats.Lost()+s.Corrupt, s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.corrupt(),
+		s.Events, s.Stats.Lost(), s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.Stats.Corrupt,
 		s.Stats.RecursionMisses, s.Stats.Recovered, s.Stats.SocketsFull, s.Stats.RunTime.Nanoseconds(), s.Stats.RunCount)
 }
 
 // AppendSummaryLine is the human form of AppendSummaryJSON.
 func AppendSummaryLine(b []byte, s Summary) []byte {
 	b = fmt.Appendf(b, "%d events, %d lost (ring buffer full %d, recursion %d, corrupt %d); ",
-		s.Events, s.Stats.Lost()+s.Corrupt, s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.corrupt())
+		s.Events, s.Stats.Lost(), s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.Stats.Corrupt)
 	b = fmt.Appendf(b, "%d nested transitions recovered by the second program", s.Stats.Recovered)
 	if s.Stats.SocketsFull > 0 {
 		b = fmt.Appendf(b, "; %d without owner: sockets map full", s.Stats.SocketsFull)

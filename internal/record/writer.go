@@ -57,7 +57,6 @@ type Writer struct {
 	recent [repeatWindow]tracer.Event
 	// recentFrom is the oldest sequence number recent holds.
 	recentFrom uint64
-	nRows      uint64
 
 	started   bool // a block holding the header is on disk
 	gap       Gap  // what failed writes lost, until a block carries it

@@ -34,7 +34,6 @@ func writeRecording(t *testing.T, evs []tracer.Event) []File {
 	start := time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC)
 	offset := start.UnixNano() - int64(evs[0].Time)
 	tb := table.New(table.Options{})
-	var paths []string
 	var w *record.Writer
 	var f *os.File
 	for i := range evs {
@@ -54,7 +53,6 @@ func writeRecording(t *testing.T, evs []tracer.Event) []File {
 			if w, err = record.NewWriter(f, hdr, uint64(i), record.Gap{}); err != nil {
 				t.Fatal(err)
 			}
-			paths = append(paths, path)
 		}
 		if i%2000 == 0 || i%(len(evs)/2) == 0 {
 			if err := w.Checkpoint(evs[i].Time, offset, record.Checkpoint{Seq: uint64(i)}, tb); err != nil {

@@ -83,21 +83,21 @@ func header(path string) (record.Header, error) {
 	}
 	defer r.Close()
 	var rec record.Record
-	for {
-		err := r.Next(&rec)
-		if errors.Is(err, io.EOF) {
-			return record.Header{}, fmt.Errorf("%s: not a tcpstat recording: %w", path, errNoHeader)
-		}
-		if err != nil {
-			return record.Header{}, err
-		}
-		if rec.Type == record.TypeHeader {
-			return rec.Header, nil
-		}
-		if rec.Type != record.TypeCorrupt {
-			return record.Header{}, fmt.Errorf("%s: not a tcpstat recording (no header)", path)
-		}
+	err = r.Next(&rec)
+	switch {
+	case errors.Is(err, io.EOF):
+		return record.Header{}, fmt.Errorf("%s: not a tcpstat recording: %w", path, errNoHeader)
+	case err != nil:
+		return record.Header{}, err
+	case rec.Type == record.TypeCorrupt && rec.Corrupt.Offset == 0 && rec.Corrupt.Torn:
+		// Killed before its first block was whole.
+		return record.Header{}, fmt.Errorf("%s: %w", path, errNoHeader)
+	case rec.Type == record.TypeCorrupt:
+		return record.Header{}, fmt.Errorf("the header is unreadable: %s", TornText(rec.Corrupt))
+	case rec.Type != record.TypeHeader:
+		return record.Header{}, fmt.Errorf("%s: not a tcpstat recording (no header)", path)
 	}
+	return rec.Header, nil
 }
 
 // ParseTime reads a time given on the command line: RFC 3339, a time of

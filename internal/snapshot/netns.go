@@ -35,14 +35,6 @@ type Namespace struct {
 // exiting process rarely leaves a namespace unreachable.
 const maxPaths = 4
 
-// Label is how views name a namespace: its first name, else its inode.
-func (n *Namespace) Label() string {
-	if len(n.Names) > 0 {
-		return n.Names[0]
-	}
-	return strconv.FormatUint(uint64(n.Inode), 10)
-}
-
 // NamespacesError says some processes' namespaces could not be read (not
 // root: reading another user's /proc/PID/ns/net needs CAP_SYS_PTRACE).
 // The namespaces returned with it are the ones that could.

@@ -18,17 +18,15 @@ type Scope struct {
 	mu sync.Mutex
 	// After the last dump: namespaces dumped or found gone, whether the
 	// namespace listing was complete (a row of an unlisted namespace is
-	// then of one that ended), and what went wrong.
+	// then of one that ended).
 	covered  map[uint32]bool
 	listed   map[uint32]bool
 	complete bool
 	// gone holds namespaces an earlier dump listed and a later one did not,
 	// with the number of the dump that missed them: their rows are judged
 	// (and leave) even when the listing was not complete.
-	gone       map[uint32]int
-	dumps      int
-	unreadable int
-	failed     []NetNSResult
+	gone  map[uint32]int
+	dumps int
 }
 
 // AllNetNS is the scope of every network namespace. Joining others needs
@@ -59,15 +57,6 @@ func (sc *Scope) Covers(netns uint32) bool {
 // goneFor is how many dumps a vanished namespace stays judged: enough for
 // its rows to be missed twice.
 const goneFor = 8
-
-// Unreadable is how many processes' namespaces the last listing could not
-// read (CAP_SYS_PTRACE), and Failed the namespaces the last dump could not
-// dump, with why; gone ones are not failures.
-func (sc *Scope) Unreadable() (int, []NetNSResult) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	return sc.unreadable, sc.failed
-}
 
 // namespaces lists the scope's namespaces.
 func (sc *Scope) namespaces() ([]Namespace, int, error) {
@@ -126,7 +115,6 @@ func (sc *Scope) walk(ctx context.Context, fn func(*Socket) error) error {
 		}
 	}
 	sc.covered, sc.listed, sc.complete = covered, listed, unreadable == 0
-	sc.unreadable, sc.failed = unreadable, failed
 	sc.mu.Unlock()
 	if len(failed) > 0 {
 		return &NetNSError{Failed: len(failed), Of: len(res), First: failed[0].Err}

@@ -116,19 +116,20 @@ var errGone = errors.New("output closed")
 
 // watcher prints events and losses; it owns the output buffer.
 type watcher struct {
-	tr      *tracer.Tracer
-	opts    Options
-	gate    *filter.Gate // nil without a filter
-	out     *bufio.Writer
-	layout  format.Layout
-	gone    func() bool // stdout's reader went away; nil when unknowable
-	clock   *tracer.Clock
-	buf     []byte
-	sum     format.Summary
-	lastRB  uint64
-	lastRec uint64
-	flushed time.Time // last flush of out
-	tick    time.Time // next loss report
+	tr          *tracer.Tracer
+	opts        Options
+	gate        *filter.Gate // nil without a filter
+	out         *bufio.Writer
+	layout      format.Layout
+	gone        func() bool // stdout's reader went away; nil when unknowable
+	clock       *tracer.Clock
+	buf         []byte
+	sum         format.Summary
+	lastRB      uint64
+	lastRec     uint64
+	lastCorrupt uint64
+	flushed     time.Time // last flush of out
+	tick        time.Time // next loss report
 }
 
 // closed turns the end of stdout's reader (a closed pipe: `watch | head`)
@@ -237,9 +238,9 @@ func (w *watcher) loop(done func() bool) error {
 		case errors.Is(err, tracer.ErrClosed):
 			return nil
 		default:
-			// A sample the decoder rejects: count it, say so, go on.
-			w.sum.Corrupt++
-			fmt.Fprintf(w.opts.Stderr, "tcpstat: %v\n", err)
+			// The tracer skips and counts corrupt samples itself: what
+			// reaches here ends reading.
+			return fmt.Errorf("read events: %w", err)
 		}
 	}
 }
@@ -279,6 +280,7 @@ func (w *watcher) reportLosses() error {
 	}{
 		{format.LostRingBufferFull, st.RingBufferFull, w.lastRB},
 		{format.LostRecursion, st.RecursionLost(), w.lastRec},
+		{format.LostCorrupt, st.Corrupt, w.lastCorrupt},
 	} {
 		if l.total <= l.last {
 			continue
@@ -290,7 +292,7 @@ func (w *watcher) reportLosses() error {
 		}
 		w.out.Write(w.buf)
 	}
-	w.lastRB, w.lastRec = st.RingBufferFull, max(w.lastRec, st.RecursionLost())
+	w.lastRB, w.lastRec, w.lastCorrupt = st.RingBufferFull, max(w.lastRec, st.RecursionLost()), st.Corrupt
 	return w.flush(now)
 }
 

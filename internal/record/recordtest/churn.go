@@ -25,12 +25,11 @@ func Churn(n int, seed uint64) []tracer.Event {
 	now := uint64(1_000_000_000_000)
 	cookie := uint64(1 << 20)
 	type conn struct {
-		c, s   uint64
-		cport  uint16
-		sport  uint16
-		step   int
-		t      uint64
-		closed bool
+		c, s  uint64
+		cport uint16
+		sport uint16
+		step  int
+		t     uint64
 	}
 	var live []*conn
 	started := 0
