@@ -1,6 +1,8 @@
 package topview
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,50 +85,78 @@ var netnsColumns = []string{"PID", "COMM", "NETNS", "LOCAL", "REMOTE", "STATE", 
 func (f *Frame) Lines(from, n int) (head string, lines []string) {
 	from = max(0, min(from, f.Len()))
 	to := min(f.Len(), from+max(n, 0))
+	var b strings.Builder
+	f.writeLines(&b, from, to, func(line string) {
+		if head == "" {
+			head = line
+			return
+		}
+		lines = append(lines, line)
+	})
+	return head, lines
+}
+
+// writeLines measures rows [from, to) for the column widths, then formats
+// them one at a time and hands each line to emit, the column header first:
+// no row's cells outlive its line, so a 100 000-row frame never holds its
+// whole text.
+func (f *Frame) writeLines(b *strings.Builder, from, to int, emit func(string)) {
 	cols := columns
 	if f.Namespaces > 1 {
 		cols = netnsColumns
 	}
-	cells := make([][]string, 0, to-from)
 	width := make([]int, len(cols))
 	for i, c := range cols {
 		width[i] = len(c)
 	}
+	row := make([]string, 0, len(cols))
 	for i := from; i < to; i++ {
-		r := f.Row(i)
-		pid, comm := ownerText(f.Owner(i))
-		row := []string{pid, comm}
-		if f.Namespaces > 1 {
-			row = append(row, strconv.FormatUint(uint64(r.NetNS()), 10))
-		}
-		row = append(row, addrText(r.Local()), addrText(r.Remote()), stateText(r), ageText(r, f.Status.Now),
-			strconv.FormatUint(r.Cookie(), 10))
+		row = f.cells(row[:0], i)
 		for j, c := range row {
 			width[j] = max(width[j], utf8.RuneCountInString(c))
 		}
-		cells = append(cells, row)
 	}
 	format := func(row []string) string {
-		var b strings.Builder
+		b.Reset()
 		for j, c := range row {
 			if j > 0 {
 				b.WriteByte(' ')
 			}
 			if cols[j] == "PID" || cols[j] == "TIME" {
-				b.WriteString(strings.Repeat(" ", width[j]-utf8.RuneCountInString(c))) // numbers right-aligned
+				padSpaces(b, width[j]-utf8.RuneCountInString(c)) // numbers right-aligned
 				b.WriteString(c)
 			} else if j < len(row)-1 {
-				b.WriteString(c + strings.Repeat(" ", width[j]-utf8.RuneCountInString(c)))
+				b.WriteString(c)
+				padSpaces(b, width[j]-utf8.RuneCountInString(c))
 			} else {
 				b.WriteString(c)
 			}
 		}
 		return b.String()
 	}
-	for _, row := range cells {
-		lines = append(lines, format(row))
+	emit(format(cols))
+	for i := from; i < to; i++ {
+		row = f.cells(row[:0], i)
+		emit(format(row))
 	}
-	return format(cols), lines
+}
+
+// cells appends the i-th shown row's cells to row.
+func (f *Frame) cells(row []string, i int) []string {
+	r := f.Row(i)
+	pid, comm := ownerText(f.Owner(i))
+	row = append(row, pid, comm)
+	if f.Namespaces > 1 {
+		row = append(row, strconv.FormatUint(uint64(r.NetNS()), 10))
+	}
+	return append(row, addrText(r.Local()), addrText(r.Remote()), stateText(r), ageText(r, f.Status.Now),
+		strconv.FormatUint(r.Cookie(), 10))
+}
+
+func padSpaces(b *strings.Builder, n int) {
+	for range n {
+		b.WriteByte(' ')
+	}
 }
 
 // ownerText is the PID and COMM cells: a former owner's name in
@@ -144,18 +174,18 @@ func ownerText(o Owner) (pid, comm string) {
 // WriteText writes the whole frame as top -b does: header, a blank line,
 // the column header and every row.
 func (f *Frame) WriteText(w io.Writer, wall time.Time, eventsPerSec float64, opts Options) error {
-	var b strings.Builder
+	bw := bufio.NewWriterSize(w, 64<<10)
 	for _, l := range f.Header(wall, eventsPerSec, opts) {
-		b.WriteString(l + "\n")
+		bw.WriteString(l + "\n")
 	}
-	head, lines := f.Lines(0, f.Len())
-	b.WriteString("\n" + head + "\n")
-	for _, l := range lines {
-		b.WriteString(l + "\n")
-	}
-	b.WriteString("\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	bw.WriteString("\n")
+	var b strings.Builder
+	f.writeLines(&b, 0, f.Len(), func(line string) {
+		bw.WriteString(line)
+		bw.WriteByte('\n')
+	})
+	bw.WriteString("\n")
+	return bw.Flush()
 }
 
 // jsonFrame is one refresh in --json output.
@@ -195,20 +225,32 @@ type jsonConn struct {
 // WriteJSON writes the frame as one JSON object on one line. wall is the
 // wall-clock time of Status.Now, to convert the kernel's boot-time stamps.
 func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
-	out := jsonFrame{
+	head := jsonFrame{
 		Time: wall, Tracing: f.Status.Tracing, Events: f.Status.Events, Lost: f.Status.Lost, Corrupt: f.Status.Corrupt,
 		Stale: f.Status.Stale, Resyncs: f.Status.Resyncs, OwnersUnreadable: f.Status.OwnersUnreadable, Total: f.Total,
-		Connections: make([]jsonConn, 0, f.Len()),
+		Connections: []jsonConn{},
 	}
-	for i := range f.Len() {
-		out.Connections = append(out.Connections, jsonRow(f.Row(i), f.Owner(i), f.Status.Now, wall))
-	}
-	b, err := json.Marshal(out)
+	b, err := json.Marshal(head)
 	if err != nil {
 		return fmt.Errorf("encode frame: %w", err)
 	}
-	_, err = w.Write(append(b, '\n'))
-	return err
+	// Connections is the last field: stream the rows into its brackets one
+	// at a time instead of marshalling a slice of every row.
+	b = bytes.TrimSuffix(b, []byte("]}"))
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(b)
+	for i := range f.Len() {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		c, err := json.Marshal(jsonRow(f.Row(i), f.Owner(i), f.Status.Now, wall))
+		if err != nil {
+			return fmt.Errorf("encode frame: %w", err)
+		}
+		bw.Write(c)
+	}
+	bw.WriteString("]}\n")
+	return bw.Flush()
 }
 
 func jsonRow(r *table.Row, o Owner, now uint64, wall time.Time) jsonConn {
