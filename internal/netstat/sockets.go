@@ -2,6 +2,7 @@ package netstat
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -458,6 +459,43 @@ func (t *textWriter) unixRow(s *snapshot.Socket) {
 
 // streamSocketsText writes netstat's socket tables as the kernel hands
 // the sockets over, without collecting them first.
+// inetRows writes one protocol's rows, IPv4 then IPv6 as netstat orders
+// them. Each family's dump walks the kernel's whole hash table, so the
+// IPv6 dump runs beside the IPv4 one, its rows kept until IPv4's are out.
+func (t *textWriter) inetRows(p snapshot.Proto, fams []snapshot.Family, owners map[uint64][]snapshot.Owner) error {
+	walk := func(tw *textWriter, fam snapshot.Family) error {
+		c := tw.c
+		opts := snapshot.Options{Protos: []snapshot.Proto{p}, Families: []snapshot.Family{fam}, States: c.tcpStates(), Info: c.Timers, NetNS: c.NetNS}
+		return snapshot.Walk(tw.ctx, opts, func(s *snapshot.Socket) error {
+			if owners != nil && s.Inode != 0 {
+				s.Owners = owners[s.Inode]
+			}
+			if c.wanted(s) {
+				tw.inetRow(s)
+			}
+			return nil
+		})
+	}
+	if len(fams) == 1 {
+		return walk(t, fams[0])
+	}
+	var later bytes.Buffer
+	lw := bufio.NewWriterSize(&later, 64<<10)
+	lt := &textWriter{w: lw, c: t.c, names: t.names, ctx: t.ctx, line: make([]byte, 0, 256), addr: make([]byte, 0, 64)}
+	done := make(chan error, 1)
+	go func() { done <- walk(lt, fams[1]) }()
+	err := walk(t, fams[0])
+	if err2 := <-done; err == nil {
+		err = err2
+	}
+	if err != nil {
+		return err
+	}
+	lw.Flush()
+	_, err = later.WriteTo(t.w)
+	return err
+}
+
 func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.Writer, nm *names) error {
 	t := &textWriter{w: w, c: c, names: nm, ctx: ctx, line: make([]byte, 0, 256), addr: make([]byte, 0, 64)}
 	var owners map[uint64][]snapshot.Owner
@@ -474,18 +512,10 @@ func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.
 	sel := c.selection()
 	if len(sel.inet) > 0 {
 		t.header(true)
-		err := snapshot.Walk(ctx, snapshot.Options{Protos: sel.inet, Families: sel.fams, States: c.tcpStates(), Info: c.Timers, NetNS: c.NetNS},
-			func(s *snapshot.Socket) error {
-				if owners != nil && s.Inode != 0 {
-					s.Owners = owners[s.Inode]
-				}
-				if c.wanted(s) {
-					t.inetRow(s)
-				}
-				return nil
-			})
-		if err != nil {
-			return err
+		for _, p := range sel.inet {
+			if err := t.inetRows(p, sel.fams, owners); err != nil {
+				return err
+			}
 		}
 	}
 	if sel.unix {

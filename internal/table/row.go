@@ -113,6 +113,11 @@ func addrBytes(a netip.Addr, v6 bool) [16]byte {
 	return b
 }
 
+// Synthetic reports a row keyed by a synthetic id: the kernel (before
+// 5.12) gave its events no cookie, and no dump has listed the socket since
+// to give the row its real one. Match it by Key meanwhile.
+func (r *Row) Synthetic() bool { return r.has(flagSynthetic) }
+
 // State is the socket's TCP state as the kernel would list it now.
 func (r *Row) State() tcp.State { return r.state }
 
