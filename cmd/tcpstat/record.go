@@ -19,19 +19,21 @@ import (
 	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/record"
-	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 func recordCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "record",
-		Usage: "write every TCP state transition and the connection table to a recording",
+		Name:      "record",
+		Usage:     "write every TCP state transition and the connection table to a recording",
+		ArgsUsage: "[FILTER]",
 		Description: "Writes a header, the connection table (as top builds it), every event, loss and\n" +
 			"stale/resync marker, and a checkpoint of the whole table every --checkpoint, in checksummed\n" +
 			"zstd blocks a crash cannot corrupt (docs/recording.md). PATH is a file, or a directory\n" +
-			"(existing, or ending in /) of files rotated by size or age. SIGHUP starts a new file.",
+			"(existing, or ending in /) of files rotated by size or age. SIGHUP starts a new file.\n" +
+			"FILTER (docs/filter.md) selects the sockets recorded, all of a socket's events or none;\n" +
+			"every network namespace is recorded unless --netns names one.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Required: true, Usage: "recording `PATH`: a file, or a directory for rotated files"},
 			&cli.DurationFlag{Name: "checkpoint", Value: time.Minute, Usage: "write the whole table every `INTERVAL`"},
@@ -44,6 +46,7 @@ func recordCommand() *cli.Command {
 			&cli.BoolFlag{Name: "6", Usage: "IPv6 only"},
 			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT`"},
 			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two)"},
+			netnsFlag(),
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the first checkpoint is written"},
 		},
 		Action: runRecord,
@@ -82,6 +85,7 @@ type recorder struct {
 	clock   *tracer.Clock
 	offset  int64 // the clock offset last recorded
 	keep    *filter.Filter
+	tap     *tap
 	stderr  io.Writer
 	lastRB  uint64
 	lastRec uint64
@@ -92,9 +96,6 @@ type recorder struct {
 }
 
 func runRecord(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("record takes no arguments yet (a filter is given with -4, -6, --port), got %q", c.Args().First())
-	}
 	path := c.String("write")
 	st, err := os.Stat(path)
 	dir := strings.HasSuffix(path, "/") || (err == nil && st.IsDir())
@@ -112,13 +113,11 @@ func runRecord(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	topts := tracer.Options{RingBufferSize: c.Int("ring-size"), Port: uint16(c.Uint("port"))}
-	switch {
-	case c.Bool("4"):
-		topts.Family = 4
-	case c.Bool("6"):
-		topts.Family = 6
+	scope, err := scopeOf(c)
+	if err != nil {
+		return err
 	}
+	topts := tracer.Options{RingBufferSize: c.Int("ring-size"), Filter: kernelFilter(keep, c.App.ErrWriter)}
 	host, _ := os.Hostname()
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
@@ -139,8 +138,14 @@ func runRecord(c *cli.Context) error {
 	}
 	// The table reads the tracer through the tap, which writes each event
 	// as it is read: the recording holds exactly what the table applied.
-	tp := &tap{Tracer: r.tr, rec: r.rec}
-	r.live, err = livetable.Start(c.Context, livetable.Config{Events: tp, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP})
+	tp := &tap{Tracer: r.tr, rec: r.rec, gate: filter.NewGate(keep)}
+	if c.String("netns") != "" {
+		tp.netns = scope.Has
+	}
+	r.tap = tp
+	cfg := livetable.Config{Events: tp}
+	scopedConfig(&cfg, scope, c.String("netns") != "")
+	r.live, err = livetable.Start(c.Context, cfg)
 	if err != nil {
 		return err
 	}
@@ -198,18 +203,26 @@ func runRecord(c *cli.Context) error {
 }
 
 // tap is the table's event source: the tracer, with every event read
-// handed to the recording first.
+// handed to the recording first when the filter keeps its socket (the
+// gate holds a socket's events until it can tell, then keeps all or none).
 type tap struct {
 	*tracer.Tracer
-	rec *record.Recorder
+	rec   *record.Recorder
+	gate  *filter.Gate
+	netns func(uint32) bool // nil: every namespace
 }
 
 func (t *tap) Read(ev *tracer.Event) error {
 	err := t.Tracer.Read(ev)
-	if err == nil {
-		t.rec.Event(ev)
+	if err == nil && (t.netns == nil || t.netns(ev.NetNS)) {
+		t.gate.Push(ev, t.write)
 	}
 	return err
+}
+
+func (t *tap) write(ev *tracer.Event) error {
+	t.rec.Event(ev)
+	return nil
 }
 
 // status is a checkpoint's description of the table.
@@ -311,6 +324,9 @@ func (r *recorder) finish() error {
 	if err := r.live.Barrier(ctx); err != nil && !errors.Is(err, livetable.ErrEventsEnded) {
 		return fmt.Errorf("read the last events: %w", err)
 	}
+	// The reader has stopped: events still held for an undecided socket
+	// are judged as they are.
+	r.tap.gate.Flush(r.tap.write)
 	if err := r.tick(); err != nil {
 		return err
 	}

@@ -513,3 +513,45 @@ func TestRecordRotation(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordFilter records with a filter expression that the kernel and
+// user space share (addresses in the kernel, the owner's command in the
+// gate): replay --json prints what watch printed with the same filter, and
+// nothing of the sockets it leaves out.
+func TestRecordFilter(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	kept, _ := listen(t, "127.83.7.1")
+	left, _ := listen(t, "127.83.7.2")
+	expr := "( src 127.83.7.1 or dst 127.83.7.1 ) and comm " + filepath.Base(os.Args[0])
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec") + "/"
+	w := startInProcess(t, filepath.Join(dir, "ready-w"), "watch", "--json", "--ready-file", filepath.Join(dir, "ready-w"), expr)
+	r := startInProcess(t, filepath.Join(dir, "ready-r"), "record", "-w", rec, "--checkpoint", "300ms", "--ready-file", filepath.Join(dir, "ready-r"), expr)
+	traffic(t, kept, 10)
+	traffic(t, left, 10)
+	kept.Close()
+	if _, err := net.Dial("tcp", kept.Addr().String()); err == nil {
+		t.Fatal("connect to a closed port succeeded")
+	}
+	waitFor(t, "refused connect in watch's output", func() bool { return strings.Contains(w.stdout.String(), `"reason":"refused"`) })
+	w.stop(t)
+	r.stop(t)
+
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"tcpstat", "replay", "--json", rec}, &out, &errOut); err != nil {
+		t.Fatalf("replay: %v (%s)", err, errOut.String())
+	}
+	want, _, _ := jsonEvents(t, w.stdout.String())
+	got, _, _ := jsonEvents(t, out.String())
+	if len(want) < 10*7 {
+		t.Fatalf("watch printed %d events for 10 connections", len(want))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("replay --json against watch --json with %q (-watch +replay):\n%s", expr, diff)
+	}
+	if strings.Contains(out.String(), "127.83.7.2") {
+		t.Fatalf("the recording holds sockets the filter leaves out:\n%s", out.String())
+	}
+}

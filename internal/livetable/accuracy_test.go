@@ -103,6 +103,7 @@ type agreement struct {
 	Extra        int // the table had it before and after ss ran; ss did not list it
 	Expired      int // of those, timewait rows past their timer, left for the next dump to remove
 	Stale        bool
+	synthetic    bool     // the table held rows keyed by synthetic ids
 	extra        []uint64 // cookies of the extra rows not expired
 	details      []string // the first disagreements, described
 }
@@ -112,6 +113,13 @@ type agreement struct {
 // (request sockets since the last dump) and those that came and went
 // between the table's two views.
 func (a agreement) exact() bool { return a.Agree == a.Sockets-a.Between-a.Requests }
+
+// exactButStates is exact but for wrong states, which the table counts
+// itself (Stats.Mismatched: a transition that skipped the row's state
+// shows the one before was never reported).
+func (a agreement) exactButStates() bool {
+	return a.Agree+a.WrongState == a.Sockets-a.Between-a.Requests
+}
 
 func (a agreement) String() string {
 	return fmt.Sprintf("%d sockets: %d agree (%.2f%%), %d opened and closed between the table's views, %d request sockets only dumps show, %d missing, %d wrong state, %d wrong address, %d wrong owner, %d former owner shown, %d extra (%d timewait past its timer)",
@@ -178,6 +186,7 @@ func compare(tr *Table) (a agreement, err error) {
 		listed[s.Cookie] = true
 	}
 	synBefore, synAfter := bySyntheticKey(before), bySyntheticKey(after)
+	a.synthetic = len(synBefore)+len(synAfter) > 0
 	for _, s := range socks {
 		a.Sockets++
 		listed[s.Cookie] = true
@@ -355,7 +364,12 @@ func TestAccuracy(t *testing.T) {
 			stalePoints++
 			continue
 		}
-		if !a.exact() {
+		if !a.exactButStates() && a.synthetic && a.Agree+a.WrongState+a.WrongOwner == a.Sockets-a.Between-a.Requests {
+			// Known gap before 5.12: a socket a dump listed before its
+			// events (under a synthetic id) were applied gets a second row,
+			// and the dump's row has no owner until the synthetic one goes.
+			t.Logf("while running, point %d: %d wrong owners under synthetic ids", i+1, a.WrongOwner)
+		} else if !a.exactButStates() {
 			t.Errorf("while running, point %d: the table disagrees with ss though it lost nothing: %v", i+1, a)
 		}
 		during.add(a)
@@ -393,6 +407,12 @@ func TestAccuracy(t *testing.T) {
 	}
 	if settled.Stale || !settled.exact() || settled.Requests != 0 || settled.Extra != settled.Expired || settled.FormerOwner != 0 {
 		t.Errorf("settled table disagrees with ss: %v", settled)
+	}
+	var mismatched uint64
+	tr.View(func(tb *table.Table, _ Status) { mismatched = tb.Stats().Mismatched })
+	t.Logf("transitions that skipped the row's state: %d", mismatched)
+	if uint64(during.WrongState) > mismatched {
+		t.Errorf("while running, %d wrong states, more than the %d transitions the table saw skip a state", during.WrongState, mismatched)
 	}
 	// A row ss did not list while the workload ran (a socket the kernel
 	// freed without a transition: a timewait socket killed by a reset, a
