@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,9 +31,7 @@ func needTool(t *testing.T, name string) string {
 	if err == nil {
 		return path
 	}
-	if _, apt := exec.LookPath("apt-get"); apt != nil {
-		t.Skipf("%s is missing and there is no apt-get to install it (a minimal guest)", name)
-	}
+	testenv.SkipInMinimalGuest(t, name+" is missing and there is no apt-get to install it")
 	if os.Geteuid() == 0 {
 		t.Fatalf("%s is missing: run scripts/deps.sh", name)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -81,6 +82,7 @@ func tcpstatContainer(t *testing.T, spec corev1.PodSpec) corev1.Container {
 }
 
 func TestManifests(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "deploy/ and docs/ are not copied into the guest")
 	dss, deps, svcs, sms := manifests(t)
 	if len(dss) != 1 || len(deps) != 1 || len(svcs) != 1 || len(sms) != 1 {
 		t.Fatalf("want a DaemonSet, a sidecar Deployment, a Service and a ServiceMonitor; got %d, %d, %d, %d", len(dss), len(deps), len(svcs), len(sms))
@@ -186,6 +188,7 @@ func checkArgs(t *testing.T, who string, args []string) {
 // TestManifestReasons: every added capability, host path, mount and host
 // namespace carries a one-line reason (a comment on its line).
 func TestManifestReasons(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "deploy/ and docs/ are not copied into the guest")
 	needs := regexp.MustCompile(`^\s*(- (BPF|PERFMON|SYS_ADMIN|SYS_PTRACE|DAC_READ_SEARCH)\b|path: /|mountPath: |hostPID: |hostNetwork: |shareProcessNamespace: |- --web.listen-address)`)
 	files, _ := filepath.Glob("../../deploy/*.yaml")
 	for _, f := range files {
@@ -208,6 +211,7 @@ func TestManifestReasons(t *testing.T) {
 // manifests expect and exposes the metrics port; docs/deploy.md names
 // every capability the manifests add, and the port.
 func TestImageAndDocsPromises(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "deploy/ and docs/ are not copied into the guest")
 	cf, err := os.ReadFile("../../deploy/Containerfile")
 	if err != nil {
 		t.Fatal(err)

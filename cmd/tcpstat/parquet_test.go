@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 // duckdbDir is where scripts/deps.sh installs DuckDB's Node package.
 func duckdbDir(t *testing.T) string {
 	t.Helper()
+	testenv.SkipInMinimalGuest(t, "there is no Node.js for DuckDB")
 	if _, err := exec.LookPath("node"); err != nil {
 		if os.Geteuid() == 0 {
 			t.Fatal("node is missing: run scripts/deps.sh")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 	"io"
 	"net"
 	"os"
@@ -150,6 +151,7 @@ func scrape(netns, addr string) (string, error) {
 }
 
 func TestLeastPrivilegeWatch(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
 	ready := filepath.Join(t.TempDir(), "ready")
 	os.Chmod(filepath.Dir(ready), 0o777)
 	c := startConfined(t, traceCaps, "watch", "--json", "--port", "7400", "--ready-file", ready)
@@ -172,6 +174,7 @@ func TestLeastPrivilegeWatch(t *testing.T) {
 }
 
 func TestLeastPrivilegeTop(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
 	c := startConfined(t, traceCaps, "top", "-b", "-n", "4", "-d", "0.5", "--netns", "self")
 	c.inOwnNetNS(t)
 	defer connectIn(t, c.netns, "127.0.0.1:7401")()
@@ -186,6 +189,7 @@ func TestLeastPrivilegeTop(t *testing.T) {
 }
 
 func TestLeastPrivilegeServe(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
 	c := startConfined(t, traceCaps, "serve", "--netns", "self", "--web.listen-address", "127.0.0.1:9977")
 	c.inOwnNetNS(t)
 	defer connectIn(t, c.netns, "127.0.0.1:7402")()
@@ -208,6 +212,7 @@ func TestLeastPrivilegeServe(t *testing.T) {
 // TestLeastPrivilegeMissing: with one capability fewer, each command
 // fails with an error that names it.
 func TestLeastPrivilegeMissing(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
 	for _, tc := range []struct {
 		caps, missing string
 		args          []string
@@ -235,6 +240,7 @@ func TestLeastPrivilegeMissing(t *testing.T) {
 // CAP_SYS_ADMIN (and CAP_SYS_PTRACE to find them through /proc); without
 // it, it says the namespaces were left out and names the capability.
 func TestLeastPrivilegeAgent(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
 	ns := netnstest.New(t)
 	defer connectIn(t, ns.Path, "127.0.0.1:7403")()
 	series := fmt.Sprintf("\ntcpstat_connections{netns=\"%d\",state=\"LISTEN\"} 1\n", ns.Inode)
@@ -263,6 +269,7 @@ func TestLeastPrivilegeAgent(t *testing.T) {
 }
 
 func TestLeastPrivilegeRecord(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
 	dir := t.TempDir()
 	os.Chmod(dir, 0o777)
 	rec, ready := filepath.Join(dir, "rec"), filepath.Join(dir, "ready")
@@ -285,6 +292,7 @@ func TestLeastPrivilegeRecord(t *testing.T) {
 // binary's permitted file capabilities (no ambient ones, which Kubernetes
 // does not set). tcpstat raises them on every thread and traces.
 func TestLeastPrivilegeFileCaps(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: sets file capabilities, starts a process as another user")
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -124,6 +125,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// clockSlack bounds how far apart two tracers' clock reads of one
+// transition may be: up to 20 µs seen on the host, about 1 ms in the kernel
+// matrix's emulated guest; an error in the clock offset is seconds.
+const clockSlack = 10 * time.Millisecond
+
 // TestRecordReplayMatchesWatch records real loopback traffic while watch
 // prints it: replay --json prints what watch printed, event for event.
 func TestRecordReplayMatchesWatch(t *testing.T) {
@@ -158,10 +164,10 @@ func TestRecordReplayMatchesWatch(t *testing.T) {
 	}
 	// Each measured the clock offset on its own: the times agree closely.
 	for i := range wantTimes {
-		if d := gotTimes[i].Sub(wantTimes[i]); d > 100*time.Microsecond || d < -100*time.Microsecond {
+		if d := gotTimes[i].Sub(wantTimes[i]); d > clockSlack || d < -clockSlack {
 			t.Fatalf("event %d at %v in watch, %v in replay", i, wantTimes[i], gotTimes[i])
 		}
-		if d := gotDwells[i] - wantDwells[i]; d > 100e3 || d < -100e3 || (gotDwells[i] == 0) != (wantDwells[i] == 0) {
+		if d := gotDwells[i] - wantDwells[i]; d > float64(clockSlack) || d < -float64(clockSlack) || (gotDwells[i] == 0) != (wantDwells[i] == 0) {
 			t.Fatalf("event %d: dwell %v ns in watch, %v ns in replay", i, wantDwells[i], gotDwells[i])
 		}
 	}
@@ -303,6 +309,9 @@ func TestRecordSurvivesSIGKILL(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
 	}
+	// 50 recorder start-ups take minutes under emulation, past the guest's
+	// limit per package; the format's own tests run there.
+	testenv.SkipInMinimalGuest(t, "50 recorder start-ups outlast the emulated guest's time limit")
 	ln, port := listen(t, "127.83.3.1")
 	defer ln.Close()
 	stop := make(chan struct{})

@@ -3,6 +3,7 @@ package filter
 import (
 	"bufio"
 	"errors"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -31,7 +32,7 @@ func defaultEnv() *env {
 	return &env{
 		servicesPath: "/etc/services",
 		procRoot:     "/proc",
-		netnsDir:     "/var/run/netns",
+		netnsDir:     snapshot.NetNSDir,
 		cgroupRoot:   cgroup2Mount("/proc/self/mounts"),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -37,6 +38,7 @@ func TestScrape(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (tracer, network namespaces)")
 	}
+	testenv.SkipInMinimalGuest(t, "there is no promtool")
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
 		t.Fatal("promtool not found: run scripts/deps.sh (Debian package prometheus)")

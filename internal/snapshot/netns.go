@@ -15,8 +15,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NetNSDir is where iproute2 names network namespaces (ip netns add).
-const NetNSDir = "/var/run/netns"
+// NetNSDir is where iproute2 names network namespaces (ip netns add):
+// /var/run/netns, which is /run/netns on systems where /var/run links
+// there, and /run/netns where there is no /var/run at all (a minimal
+// userland, such as the kernel matrix's guest).
+var NetNSDir = func() string {
+	if _, err := os.Stat("/var/run"); err != nil {
+		return "/run/netns"
+	}
+	return "/var/run/netns"
+}()
 
 // Namespace is one network namespace and the paths that reach it. A
 // sock_diag socket lists the sockets of the namespace it was made in, so

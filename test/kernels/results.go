@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 	"os"
 	"strconv"
 	"strings"
@@ -105,10 +106,9 @@ func parseGuestOutput(data []byte) *guestReport {
 }
 
 // GuestSkipMarker is what a test's skip message says when the kernel
-// matrix's guest cannot give it what it needs (a busybox userland has no apt,
-// no terminal multiplexer, no Node.js). Any other skip in the guest counts
-// as a failure.
-const GuestSkipMarker = "(a minimal guest)"
+// matrix's guest cannot give it what it needs (internal/testenv). Any other
+// skip in the guest counts as a failure.
+const GuestSkipMarker = testenv.Marker
 
 func expectedSkip(output []string) bool {
 	for _, l := range output {
