@@ -89,12 +89,13 @@ func TestWithoutPrivileges(t *testing.T) {
 // waitReady waits for watch's ready file: the programs are attached.
 func waitReady(t *testing.T, path string, stderr *syncBuffer) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	// Loading the BPF program takes seconds under emulation (the kernel matrix).
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(path); err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no ready file after 10 s; stderr: %s", stderr.String())
+			t.Fatalf("no ready file after 60 s; stderr: %s", stderr.String())
 		}
 	}
 }
