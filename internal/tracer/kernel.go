@@ -94,27 +94,10 @@ func explainPermission(err error) error {
 // bpf_get_socket_cookie() (Linux 5.12 and later), by loading a program
 // that does.
 func HaveSocketCookieHelper() (bool, error) {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceRawTp,
-		AttachTo:   "inet_sock_set_state",
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord), // the struct sock argument
-			asm.FnGetSocketCookie.Call(),
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
+	return probeTracing("bpf_get_socket_cookie", asm.Instructions{
+		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord), // the struct sock argument
+		asm.FnGetSocketCookie.Call(),
 	})
-	if err == nil {
-		prog.Close()
-		return true, nil
-	}
-	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) || errors.Is(err, unix.EINVAL) {
-		return false, nil
-	}
-	return false, fmt.Errorf("probe for bpf_get_socket_cookie in tracing programs: %w", explainPermission(err))
 }
 
 // HaveSocketStorage reports whether tracing programs may keep socket local
@@ -129,20 +112,25 @@ func HaveSocketStorage() (bool, error) {
 		return false, fmt.Errorf("probe for socket storage: create a map: %w", explainPermission(err))
 	}
 	defer storage.Close()
+	return probeTracing("socket storage", asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord), // the struct sock argument
+		asm.LoadMapPtr(asm.R1, storage.FD()),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkStorageGet.Call(),
+	})
+}
+
+// probeTracing reports whether the kernel loads a tracing program on
+// inet_sock_set_state made of body (then return 0): false when the verifier
+// refuses it, an error when loading fails for another reason.
+func probeTracing(what string, body asm.Instructions) (bool, error) {
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceRawTp,
-		AttachTo:   "inet_sock_set_state",
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord), // the struct sock argument
-			asm.LoadMapPtr(asm.R1, storage.FD()),
-			asm.Mov.Imm(asm.R3, 0),
-			asm.Mov.Imm(asm.R4, 0),
-			asm.FnSkStorageGet.Call(),
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceRawTp,
+		AttachTo:     "inet_sock_set_state",
+		License:      "GPL",
+		Instructions: append(body, asm.Mov.Imm(asm.R0, 0), asm.Return()),
 	})
 	if err == nil {
 		prog.Close()
@@ -152,7 +140,7 @@ func HaveSocketStorage() (bool, error) {
 	if errors.As(err, &ve) || errors.Is(err, unix.EINVAL) {
 		return false, nil
 	}
-	return false, fmt.Errorf("probe for socket storage in tracing programs: %w", explainPermission(err))
+	return false, fmt.Errorf("probe for %s in tracing programs: %w", what, explainPermission(err))
 }
 
 var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}

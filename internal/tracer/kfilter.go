@@ -7,7 +7,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"golang.org/x/sys/unix"
 )
 
 // KernelFilter is a filter program for the BPF program (internal/filter
@@ -257,25 +256,8 @@ var errFilterAndShorthand = errors.New("tracer options: Filter and Family/Port e
 // call bpf_get_current_ancestor_cgroup_id, which FilterOwnerCgroup needs
 // (Debian's 5.10 refuses it), by loading a program that does.
 func HaveCgroupAncestors() (bool, error) {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceRawTp,
-		AttachTo:   "inet_sock_set_state",
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R1, 0),
-			asm.FnGetCurrentAncestorCgroupId.Call(),
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
+	return probeTracing("bpf_get_current_ancestor_cgroup_id", asm.Instructions{
+		asm.Mov.Imm(asm.R1, 0),
+		asm.FnGetCurrentAncestorCgroupId.Call(),
 	})
-	if err == nil {
-		prog.Close()
-		return true, nil
-	}
-	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) || errors.Is(err, unix.EINVAL) {
-		return false, nil
-	}
-	return false, fmt.Errorf("probe for bpf_get_current_ancestor_cgroup_id in tracing programs: %w", explainPermission(err))
 }
