@@ -319,7 +319,9 @@ func TestStatisticsMatchProc(t *testing.T) {
 				t.Errorf("%s.%s missing from -s --json", s.Name, k)
 				continue
 			}
-			if got < lo || got > hi {
+			// CurrEstab is a gauge, not a counter: it may leave the range
+			// of the two reads while sockets of other tests open and close.
+			if k != "CurrEstab" && (got < lo || got > hi) {
 				t.Errorf("%s.%s = %d, /proc said %d then %d", s.Name, k, got, lo, hi)
 			}
 		}
