@@ -85,7 +85,7 @@ type recorder struct {
 	clock   *tracer.Clock
 	offset  int64 // the clock offset last recorded
 	keep    *filter.Filter
-	tap     *tap
+	gate    *filter.Gate // guarded by the live table's lock
 	stderr  io.Writer
 	lastRB  uint64
 	lastRec uint64
@@ -136,14 +136,12 @@ func runRecord(c *cli.Context) error {
 	for _, w := range r.tr.Warnings() {
 		fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
 	}
-	// The table reads the tracer through the tap, which writes each event
-	// as it is read: the recording holds exactly what the table applied.
-	tp := &tap{Tracer: r.tr, rec: r.rec, gate: filter.NewGate(keep)}
-	if c.String("netns") != "" {
-		tp.netns = scope.Has
-	}
-	r.tap = tp
-	cfg := livetable.Config{Events: tp}
+	// The table hands every event it takes to the gate, which writes the
+	// events of the sockets the filter keeps, all of a socket's or none, in
+	// the same critical section: a checkpoint taken in a View holds exactly
+	// the events recorded so far (see keepRows for those still held).
+	r.gate = filter.NewGate(keep)
+	cfg := livetable.Config{Events: r.tr, OnEvent: func(ev *tracer.Event) { r.gate.Push(ev, r.write) }}
 	scopedConfig(&cfg, scope, c.String("netns") != "")
 	r.live, err = livetable.Start(c.Context, cfg)
 	if err != nil {
@@ -202,35 +200,21 @@ func runRecord(c *cli.Context) error {
 	}
 }
 
-// tap is the table's event source: the tracer, with every event read
-// handed to the recording first when the filter keeps its socket (the
-// gate holds a socket's events until it can tell, then keeps all or none).
-type tap struct {
-	*tracer.Tracer
-	rec   *record.Recorder
-	gate  *filter.Gate
-	netns func(uint32) bool // nil: every namespace
-}
-
-func (t *tap) Read(ev *tracer.Event) error {
-	err := t.Tracer.Read(ev)
-	if err == nil && (t.netns == nil || t.netns(ev.NetNS)) {
-		t.gate.Push(ev, t.write)
-	}
-	return err
-}
-
-func (t *tap) write(ev *tracer.Event) error {
-	t.rec.Event(ev)
+func (r *recorder) write(ev *tracer.Event) error {
+	r.rec.Event(ev)
 	return nil
 }
 
-// status is a checkpoint's description of the table.
-func checkpointOf(st livetable.Status) record.Checkpoint {
-	return record.Checkpoint{Seq: st.Events, Lost: st.Lost, Stale: st.Stale, Tracing: st.Tracing, Resyncs: st.Resyncs}
+// checkpointOf describes the table for a checkpoint, taken in a View: the
+// recording's events so far are the ones the table has applied.
+func (r *recorder) checkpointOf(st livetable.Status) record.Checkpoint {
+	return record.Checkpoint{Seq: r.rec.Seq(), Lost: st.Lost, Stale: st.Stale, Tracing: st.Tracing, Resyncs: st.Resyncs}
 }
 
-// keepRows is the table a checkpoint holds: the rows the filter selects.
+// keepRows is the table a checkpoint holds: the rows the filter selects,
+// judged as the gate judges their events. A socket whose events the gate
+// still holds is left out: its events, all of them, come after the
+// checkpoint.
 func (r *recorder) keepRows(tb *table.Table) *table.Table {
 	if r.keep.Empty() {
 		return tb
@@ -238,7 +222,7 @@ func (r *recorder) keepRows(tb *table.Table) *table.Table {
 	kept := table.New(table.Options{})
 	for i := range tb.Len() {
 		row := tb.Row(i)
-		if s := filter.FromRow(row); r.keep.Match(&s) {
+		if s := filter.FromRow(row); r.gate.MatchRow(&s, row.Cookie()) {
 			c := row.Conn()
 			kept.Restore(&c)
 		}
@@ -250,7 +234,7 @@ func (r *recorder) rotate() error {
 	var err error
 	r.live.View(func(tb *table.Table, st livetable.Status) {
 		r.offset = r.clock.Time(0).UnixNano()
-		err = r.rec.Rotate(st.Now, r.clock, checkpointOf(st), r.keepRows(tb))
+		err = r.rec.Rotate(st.Now, r.clock, r.checkpointOf(st), r.keepRows(tb))
 	})
 	r.checkpointed = r.rec.Size()
 	return err
@@ -261,7 +245,7 @@ func (r *recorder) checkpoint() error {
 	before := r.rec.Size()
 	var err error
 	r.live.View(func(tb *table.Table, st livetable.Status) {
-		err = r.rec.Checkpoint(st.Now, r.offset, checkpointOf(st), r.keepRows(tb))
+		err = r.rec.Checkpoint(st.Now, r.offset, r.checkpointOf(st), r.keepRows(tb))
 	})
 	r.rec.Flush()
 	r.checkpointed = r.rec.Size()
@@ -326,7 +310,7 @@ func (r *recorder) finish() error {
 	}
 	// The reader has stopped: events still held for an undecided socket
 	// are judged as they are.
-	r.tap.gate.Flush(r.tap.write)
+	r.live.View(func(*table.Table, livetable.Status) { r.gate.Flush(r.write) })
 	if err := r.tick(); err != nil {
 		return err
 	}
