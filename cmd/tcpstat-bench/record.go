@@ -14,13 +14,20 @@ import (
 )
 
 // recordTracer is `tcpstat record` into a directory; count replays it.
-type recordTracer struct{ bin string }
+type recordTracer struct {
+	bin     string
+	profile bool // write a CPU profile beside the output (OUT.pprof)
+}
 
 func (recordTracer) name() string { return "tcpstat record" }
 
 func (t recordTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 	ready := out + ".ready"
-	cmd := exec.Command(t.bin, "record", "-w", out+".d/", "--ready-file", ready)
+	args := []string{"record", "-w", out + ".d/", "--ready-file", ready}
+	if t.profile {
+		args = append(args, "--cpuprofile", out+".pprof")
+	}
+	cmd := exec.Command(t.bin, args...)
 	cmd.Stderr = os.Stderr
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {

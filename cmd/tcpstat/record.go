@@ -48,8 +48,9 @@ func recordCommand() *cli.Command {
 			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two)"},
 			netnsFlag(),
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the first checkpoint is written"},
+			cpuProfileFlag(),
 		},
-		Action: runRecord,
+		Action: profiled(runRecord),
 	}
 }
 

@@ -31,8 +31,9 @@ func watchCommand() *cli.Command {
 			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two)"},
 			&cli.StringFlag{Name: "pod-log-dir", Value: "/var/log/pods", Usage: "with --json, kubelet pod log `DIR` for pod names"},
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the programs are attached"},
+			cpuProfileFlag(),
 		},
-		Action: runWatch,
+		Action: profiled(runWatch),
 	}
 }
 

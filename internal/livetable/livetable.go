@@ -309,16 +309,12 @@ func (t *Table) readLoop(ctx context.Context) {
 		t.mu.Unlock()
 		close(t.readerDone)
 	}()
-	var (
-		ev       tracer.Event
-		deadline time.Time
-	)
+	var ev tracer.Event
+	// Wake up now and then to see whether the table was closed. While
+	// events come, ctx is checked at each; a deadline that passed then
+	// ends the first wait, which sets the next one.
+	t.cfg.Events.SetDeadline(time.Now().Add(250 * time.Millisecond))
 	for ctx.Err() == nil {
-		// Wake up now and then to see whether the table was closed.
-		if now := time.Now(); deadline.Sub(now) < 100*time.Millisecond {
-			deadline = now.Add(250 * time.Millisecond)
-			t.cfg.Events.SetDeadline(deadline)
-		}
 		err := t.cfg.Events.Read(&ev)
 		switch {
 		case err == nil:
@@ -326,6 +322,7 @@ func (t *Table) readLoop(ctx context.Context) {
 				continue
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			t.cfg.Events.SetDeadline(time.Now().Add(250 * time.Millisecond))
 			continue
 		case errors.Is(err, tracer.ErrFlushed):
 			t.mu.Lock()
