@@ -2,9 +2,11 @@ package filter
 
 import (
 	"bufio"
+	"context"
 	"errors"
-	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 )
 
 var errNoZone = errors.New("zones are not supported")
@@ -24,9 +28,16 @@ type env struct {
 	netnsDir     string
 	cgroupRoot   string
 
+	// lookupHost resolves a host name (/etc/hosts, then DNS, as ss's
+	// getaddrinfo does).
+	lookupHost func(ctx context.Context, name string) ([]netip.Addr, error)
+
 	once     sync.Once
 	services map[string]uint16
 }
+
+// hostTimeout bounds a host name's resolution.
+const hostTimeout = 5 * time.Second
 
 func defaultEnv() *env {
 	return &env{
@@ -34,6 +45,9 @@ func defaultEnv() *env {
 		procRoot:     "/proc",
 		netnsDir:     snapshot.NetNSDir,
 		cgroupRoot:   cgroup2Mount("/proc/self/mounts"),
+		lookupHost: func(ctx context.Context, name string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", name)
+		},
 	}
 }
 
