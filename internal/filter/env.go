@@ -3,7 +3,6 @@ package filter
 import (
 	"bufio"
 	"errors"
-	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +11,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tcpstat/tcpstat/internal/container"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 )
 
 var errNoZone = errors.New("zones are not supported")
@@ -23,9 +25,13 @@ type env struct {
 	procRoot     string
 	netnsDir     string
 	cgroupRoot   string
+	podLogDir    string
 
 	once     sync.Once
 	services map[string]uint16
+	// ids names owners' containers and pods; made when a condition
+	// first needs it, unless given.
+	ids *container.Resolver
 }
 
 func defaultEnv() *env {
@@ -34,7 +40,16 @@ func defaultEnv() *env {
 		procRoot:     "/proc",
 		netnsDir:     snapshot.NetNSDir,
 		cgroupRoot:   cgroup2Mount("/proc/self/mounts"),
+		podLogDir:    "/var/log/pods",
 	}
+}
+
+// containers is the resolver of container, pod and pod_namespace.
+func (e *env) containers() *container.Resolver {
+	if e.ids == nil {
+		e.ids = container.NewResolver(container.Options{CgroupRoot: e.cgroupRoot, PodLogDir: e.podLogDir, ProcRoot: e.procRoot})
+	}
+	return e.ids
 }
 
 // cgroup2Mount is where the cgroup v2 hierarchy is mounted (the one whose
