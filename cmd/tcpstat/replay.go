@@ -89,9 +89,11 @@ func runReplay(c *cli.Context) error {
 	}
 	defer closeOutput()
 	out := bufio.NewWriterSize(dst, 256<<10)
-	if at, ok, err := parse("at"); err != nil {
+	at, hasAt, err := parse("at")
+	if err != nil {
 		return err
-	} else if ok {
+	}
+	if hasAt {
 		err = replayAt(c, files, at, f, form, out)
 	} else {
 		s := &streamer{json: form == "json", out: out, stderr: c.App.ErrWriter}
