@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -17,7 +18,7 @@ import (
 // keywords are the words that start a condition.
 var keywords = []string{
 	"state", "exclude", "excl", "src", "dst", "sport", "dport", "autobound",
-	"pid", "comm", "uid", "netns", "cgroup", "reason", "family",
+	"pid", "comm", "uid", "netns", "cgroup", "container", "pod", "pod_namespace", "reason", "family",
 }
 
 // parser is a recursive-descent parser over the token list. ss's grammar
@@ -237,6 +238,21 @@ func (p *parser) condition() (node, error) {
 			return nil, err
 		}
 		return negate(&cgroupNode{cg}, neg), nil
+	case "container", "pod", "pod_namespace":
+		p.next()
+		neg, err := p.eqOrNeq(t)
+		if err != nil {
+			return nil, err
+		}
+		v, err := p.value(t, containerValues[kw])
+		if err != nil {
+			return nil, err
+		}
+		n, err := p.containerCond(kw, v)
+		if err != nil {
+			return nil, err
+		}
+		return negate(n, neg), nil
 	case "reason":
 		p.next()
 		neg, err := p.eqOrNeq(t)
@@ -278,6 +294,55 @@ func (p *parser) condition() (node, error) {
 		e.Hint = "conditions start with " + strings.Join(keywords, ", ")
 	}
 	return nil, e
+}
+
+// containerValues say what each container condition takes.
+var containerValues = map[string]string{
+	"container":     "a container id, its first 12 or more digits, or a glob",
+	"pod":           "a pod name, namespace/name, UID or glob",
+	"pod_namespace": "a Kubernetes namespace or glob",
+}
+
+// containerCond checks a container, pod or pod_namespace value: a glob,
+// or a word of the shape the condition compares with, so that a typo
+// (an upper-case name, a short id) is an error instead of matching
+// nothing.
+func (p *parser) containerCond(kw string, v token) (node, error) {
+	n := &containerNode{pattern: v.text, glob: strings.ContainsAny(v.text, "*?["), ids: p.env.containers()}
+	switch kw {
+	case "container":
+		n.field = fieldContainer
+	case "pod":
+		n.field = fieldPod
+	default:
+		n.field = fieldPodNamespace
+	}
+	if n.glob {
+		if _, err := path.Match(n.pattern, ""); err != nil {
+			return nil, errorf(v.col, "bad glob %q", v.text)
+		}
+		return n, nil
+	}
+	ok := false
+	switch n.field {
+	case fieldContainer:
+		ok = len(v.text) >= container.ShortID && len(v.text) <= 64 && strings.Trim(v.text, "0123456789abcdef") == ""
+	case fieldPod:
+		ns, name, qualified := strings.Cut(v.text, "/")
+		ok = qualified && isDNSName(ns) && isDNSName(name) || !qualified && isDNSName(v.text)
+	case fieldPodNamespace:
+		ok = isDNSName(v.text)
+	}
+	if !ok {
+		return nil, errorf(v.col, "%s needs %s, not %q", kw, containerValues[kw], v.text)
+	}
+	return n, nil
+}
+
+// isDNSName reports whether s could be a Kubernetes name (or a pod UID):
+// lowercase letters, digits, '-' and '.', at most 253 bytes.
+func isDNSName(s string) bool {
+	return s != "" && len(s) <= 253 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == ""
 }
 
 // commLen is the longest command name the kernel keeps (TASK_COMM_LEN-1).

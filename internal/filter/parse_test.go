@@ -23,6 +23,7 @@ func testEnv(t testing.TB) *env {
 	dir := t.TempDir()
 	e.netnsDir = filepath.Join(dir, "netns")
 	e.cgroupRoot = filepath.Join(dir, "cgroup")
+	e.podLogDir = filepath.Join(dir, "pods")
 	for _, d := range []string{e.netnsDir, filepath.Join(e.cgroupRoot, "system.slice/nginx.service/worker")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -185,7 +186,7 @@ func TestParseErrors(t *testing.T) {
 		{"state", `filter: state needs a state name, found the end at column 6`},
 		{"state new-syn-recv", `filter: state "new-syn-recv" is a kernel detail at column 7; request sockets are "syn-recv"`},
 		{"dpot = :80", `filter: unknown condition "dpot" at column 1; did you mean "dport"?`},
-		{"xyzzy", `filter: unknown condition "xyzzy" at column 1; conditions start with state, exclude, excl, src, dst, sport, dport, autobound, pid, comm, uid, netns, cgroup, reason, family`},
+		{"xyzzy", `filter: unknown condition "xyzzy" at column 1; conditions start with state, exclude, excl, src, dst, sport, dport, autobound, pid, comm, uid, netns, cgroup, container, pod, pod_namespace, reason, family`},
 		{"sport = :99999", `filter: port "99999" is out of range at column 9`},
 		{"sport = :nosuch", `filter: "nosuch" is neither a port nor a TCP service in testdata/services at column 9`},
 		{"dport = :domain", `filter: "domain" is neither a port nor a TCP service in testdata/services at column 9`},
