@@ -85,7 +85,7 @@ type recorder struct {
 	clock   *tracer.Clock
 	offset  int64 // the clock offset last recorded
 	keep    *filter.Filter
-	tap     *tap
+	gate    *filter.Gate // guarded by the live table's lock
 	stderr  io.Writer
 	lastRB  uint64
 	lastRec uint64
@@ -96,20 +96,10 @@ type recorder struct {
 }
 
 func runRecord(c *cli.Context) error {
-	path := c.String("write")
-	st, err := os.Stat(path)
-	dir := strings.HasSuffix(path, "/") || (err == nil && st.IsDir())
-	opts := record.Options{Path: path, Dir: dir, RotateEvery: c.Duration("rotate-every"), MaxFiles: c.Int("max-files")}
-	if opts.RotateSize, err = parseSize("rotate-size", c.String("rotate-size")); err != nil {
-		return err
-	}
-	if opts.MaxSize, err = parseSize("max-size", c.String("max-size")); err != nil {
-		return err
-	}
 	if c.Duration("checkpoint") <= 0 || c.Duration("flush") <= 0 {
 		return errors.New("--checkpoint and --flush want a positive interval, e.g. 1m, 1s")
 	}
-	keep, err := viewFilter(c)
+	keep, err := viewFilter(c, nil)
 	if err != nil {
 		return err
 	}
@@ -117,33 +107,28 @@ func runRecord(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	topts := tracer.Options{RingBufferSize: c.Int("ring-size"), Filter: kernelFilter(keep, c.App.ErrWriter)}
-	host, _ := os.Hostname()
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
-	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	opts.Header = record.Header{Version: readBuildInfo().Version, Host: host, Kernel: unix.ByteSliceToString(uts.Release[:]),
-		BootID: strings.TrimSpace(string(boot)), Filter: keep.String(), Checkpoint: c.Duration("checkpoint")}
+	opts, err := recordOptions(c, keep)
+	if err != nil {
+		return err
+	}
 	r := &recorder{clock: tracer.NewClock(), keep: keep, stderr: c.App.ErrWriter}
 	opts.Report = func(msg string) { fmt.Fprintf(r.stderr, "tcpstat: %s\n", msg) }
 	if r.rec, err = record.NewRecorder(opts); err != nil {
 		return err
 	}
-	if r.tr, err = tracer.New(topts); err != nil {
+	if r.tr, err = tracer.New(tracer.Options{RingBufferSize: c.Int("ring-size"), Filter: kernelFilter(keep, c.App.ErrWriter)}); err != nil {
 		return err
 	}
 	defer r.tr.Close()
 	for _, w := range r.tr.Warnings() {
 		fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
 	}
-	// The table reads the tracer through the tap, which writes each event
-	// as it is read: the recording holds exactly what the table applied.
-	tp := &tap{Tracer: r.tr, rec: r.rec, gate: filter.NewGate(keep)}
-	if c.String("netns") != "" {
-		tp.netns = scope.Has
-	}
-	r.tap = tp
-	cfg := livetable.Config{Events: tp}
+	// The table hands every event it takes to the gate, which writes the
+	// events of the sockets the filter keeps, all of a socket's or none, in
+	// the same critical section: a checkpoint taken in a View holds exactly
+	// the events recorded so far (see keepRows for those still held).
+	r.gate = filter.NewGate(keep)
+	cfg := livetable.Config{Events: r.tr, OnEvent: func(ev *tracer.Event) { r.gate.Push(ev, r.write) }}
 	scopedConfig(&cfg, scope, c.String("netns") != "")
 	r.live, err = livetable.Start(c.Context, cfg)
 	if err != nil {
@@ -158,18 +143,46 @@ func runRecord(c *cli.Context) error {
 			return fmt.Errorf("write ready file: %w", err)
 		}
 	}
+	return r.run(c.Context, c.Duration("flush"), c.Duration("checkpoint"))
+}
+
+// recordOptions are the recording's files and header as the flags say.
+func recordOptions(c *cli.Context, keep *filter.Filter) (record.Options, error) {
+	path := c.String("write")
+	st, err := os.Stat(path)
+	dir := strings.HasSuffix(path, "/") || (err == nil && st.IsDir())
+	opts := record.Options{Path: path, Dir: dir, RotateEvery: c.Duration("rotate-every"), MaxFiles: c.Int("max-files")}
+	if opts.RotateSize, err = parseSize("rotate-size", c.String("rotate-size")); err != nil {
+		return opts, err
+	}
+	if opts.MaxSize, err = parseSize("max-size", c.String("max-size")); err != nil {
+		return opts, err
+	}
+	host, _ := os.Hostname()
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	opts.Header = record.Header{Version: readBuildInfo().Version, Host: host, Kernel: unix.ByteSliceToString(uts.Release[:]),
+		BootID: strings.TrimSpace(string(boot)), Filter: keep.String(), Checkpoint: c.Duration("checkpoint")}
+	return opts, nil
+}
+
+// run records until ctx ends: flushes every flush, a checkpoint every
+// checkpoint (or sooner, by size), a new file on SIGHUP or when rotation
+// is due.
+func (r *recorder) run(ctx context.Context, flush, checkpoint time.Duration) error {
 	// Owners of sockets older than tcpstat come with the first scan:
 	// checkpoint again once they are known.
 	owners := r.live.OwnersKnown()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	flush := time.NewTicker(c.Duration("flush"))
-	defer flush.Stop()
-	nextCheckpoint := time.Now().Add(c.Duration("checkpoint"))
+	flushes := time.NewTicker(flush)
+	defer flushes.Stop()
+	nextCheckpoint := time.Now().Add(checkpoint)
 	for {
 		select {
-		case <-c.Context.Done():
+		case <-ctx.Done():
 			return r.finish()
 		case <-hup:
 			if err := r.rotate(); err != nil {
@@ -182,13 +195,13 @@ func runRecord(c *cli.Context) error {
 				return err
 			}
 			continue
-		case <-flush.C:
+		case <-flushes.C:
 		}
 		if err := r.tick(); err != nil {
 			return err
 		}
 		if time.Now().After(nextCheckpoint) || record.CheckpointDue(r.rec.Size()-r.checkpointed, r.checkpointSize) {
-			nextCheckpoint = time.Now().Add(c.Duration("checkpoint"))
+			nextCheckpoint = time.Now().Add(checkpoint)
 			if err := r.checkpoint(); err != nil {
 				return err
 			}
@@ -202,35 +215,21 @@ func runRecord(c *cli.Context) error {
 	}
 }
 
-// tap is the table's event source: the tracer, with every event read
-// handed to the recording first when the filter keeps its socket (the
-// gate holds a socket's events until it can tell, then keeps all or none).
-type tap struct {
-	*tracer.Tracer
-	rec   *record.Recorder
-	gate  *filter.Gate
-	netns func(uint32) bool // nil: every namespace
-}
-
-func (t *tap) Read(ev *tracer.Event) error {
-	err := t.Tracer.Read(ev)
-	if err == nil && (t.netns == nil || t.netns(ev.NetNS)) {
-		t.gate.Push(ev, t.write)
-	}
-	return err
-}
-
-func (t *tap) write(ev *tracer.Event) error {
-	t.rec.Event(ev)
+func (r *recorder) write(ev *tracer.Event) error {
+	r.rec.Event(ev)
 	return nil
 }
 
-// status is a checkpoint's description of the table.
-func checkpointOf(st livetable.Status) record.Checkpoint {
-	return record.Checkpoint{Seq: st.Events, Lost: st.Lost, Stale: st.Stale, Tracing: st.Tracing, Resyncs: st.Resyncs}
+// checkpointOf describes the table for a checkpoint, taken in a View: the
+// recording's events so far are the ones the table has applied.
+func (r *recorder) checkpointOf(st livetable.Status) record.Checkpoint {
+	return record.Checkpoint{Seq: r.rec.Seq(), Lost: st.Lost, Stale: st.Stale, Tracing: st.Tracing, Resyncs: st.Resyncs}
 }
 
-// keepRows is the table a checkpoint holds: the rows the filter selects.
+// keepRows is the table a checkpoint holds: the rows the filter selects,
+// judged as the gate judges their events. A socket whose events the gate
+// still holds is left out: its events, all of them, come after the
+// checkpoint.
 func (r *recorder) keepRows(tb *table.Table) *table.Table {
 	if r.keep.Empty() {
 		return tb
@@ -238,7 +237,7 @@ func (r *recorder) keepRows(tb *table.Table) *table.Table {
 	kept := table.New(table.Options{})
 	for i := range tb.Len() {
 		row := tb.Row(i)
-		if s := filter.FromRow(row); r.keep.Match(&s) {
+		if s := filter.FromRow(row); r.gate.MatchRow(&s, row.Cookie()) {
 			c := row.Conn()
 			kept.Restore(&c)
 		}
@@ -250,7 +249,7 @@ func (r *recorder) rotate() error {
 	var err error
 	r.live.View(func(tb *table.Table, st livetable.Status) {
 		r.offset = r.clock.Time(0).UnixNano()
-		err = r.rec.Rotate(st.Now, r.clock, checkpointOf(st), r.keepRows(tb))
+		err = r.rec.Rotate(st.Now, r.clock, r.checkpointOf(st), r.keepRows(tb))
 	})
 	r.checkpointed = r.rec.Size()
 	return err
@@ -261,7 +260,7 @@ func (r *recorder) checkpoint() error {
 	before := r.rec.Size()
 	var err error
 	r.live.View(func(tb *table.Table, st livetable.Status) {
-		err = r.rec.Checkpoint(st.Now, r.offset, checkpointOf(st), r.keepRows(tb))
+		err = r.rec.Checkpoint(st.Now, r.offset, r.checkpointOf(st), r.keepRows(tb))
 	})
 	r.rec.Flush()
 	r.checkpointed = r.rec.Size()
@@ -326,7 +325,7 @@ func (r *recorder) finish() error {
 	}
 	// The reader has stopped: events still held for an undecided socket
 	// are judged as they are.
-	r.tap.gate.Flush(r.tap.write)
+	r.live.View(func(*table.Table, livetable.Status) { r.gate.Flush(r.write) })
 	if err := r.tick(); err != nil {
 		return err
 	}

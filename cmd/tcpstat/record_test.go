@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tcpstat/tcpstat/internal/testenv"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +22,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcpstat/tcpstat/internal/record"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 )
 
 // inProcess runs tcpstat args in this process until stop is called.
@@ -55,6 +58,17 @@ func (p *inProcess) stop(t *testing.T) {
 		t.Fatalf("%v; stderr: %s", err, p.stderr.String())
 	}
 	p.done <- nil
+}
+
+// alive fails the test if the command has ended.
+func (p *inProcess) alive(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		t.Fatalf("tcpstat ended: %v; stderr: %s", err, p.stderr.String())
+	default:
+	}
 }
 
 // traffic makes n connections to a listener on addr: most end with an
@@ -296,6 +310,115 @@ func TestReplayAtMatchesTop(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("the table at %s: top -b --json live against replay --at (-top +replay):\n%s", frameTime.Format(time.RFC3339Nano), diff)
+	}
+}
+
+// fullListener listens on addr with an accept queue of one and fills it:
+// the kernel drops the SYNs of further connects, which stay in SYN_SENT.
+func fullListener(t *testing.T, addr string) (port int) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	sa := &unix.SockaddrInet4{Addr: netip.MustParseAddr(addr).As4()}
+	if err := unix.Bind(fd, sa); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port = got.(*unix.SockaddrInet4).Port
+	c, err := net.Dial("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return port
+}
+
+// TestRecordCheckpointsWhileSocketUndecided records with a filter on ports
+// while a connect waits in SYN_SENT: its first event (local port 0) waits
+// in the gate for the socket's identity across several checkpoints, which
+// must leave the socket to the events that follow them. The connect's
+// events are recorded once it ends, and replay --at a moment during the
+// wait shows it in SYN_SENT.
+func TestRecordCheckpointsWhileSocketUndecided(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	const addr = "127.83.6.1"
+	port := fullListener(t, addr)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec.tcprec")
+	ready := filepath.Join(dir, "ready")
+	r := startInProcess(t, ready, "record", "-w", rec, "--port", fmt.Sprint(port), "--flush", "20ms", "--checkpoint", "50ms", "--ready-file", ready)
+	checkpoints := func() (n int) {
+		for _, x := range readRecording(t, rec) {
+			if x.Type == record.TypeCheckpoint {
+				n++
+			}
+		}
+		return n
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
+		if err == nil {
+			c.Close()
+		}
+		dialed <- err
+	}()
+	// The connect is in SYN_SENT once the kernel lists it.
+	waitFor(t, "a connect in SYN_SENT", func() bool {
+		out, _ := exec.Command("ss", "-Htn", "state", "syn-sent", "dst", net.JoinHostPort(addr, fmt.Sprint(port))).Output()
+		return strings.Count(string(out), "\n") == 1
+	})
+	during := time.Now()
+	before := checkpoints()
+	waitFor(t, "three checkpoints during the connect", func() bool {
+		r.alive(t)
+		return checkpoints() >= before+3
+	})
+	cancel()
+	if err := <-dialed; err == nil {
+		t.Fatal("the connect to a full accept queue was accepted")
+	}
+	r.stop(t)
+
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"tcpstat", "replay", "--json", rec}, &out, &errOut); err != nil {
+		t.Fatalf("replay: %v (%s)", err, errOut.String())
+	}
+	events, _, _ := jsonEvents(t, out.String())
+	var waited []string
+	for _, e := range events {
+		if e["daddr"] == addr && e["old_state"] != "ESTABLISHED" && e["new_state"] != "ESTABLISHED" {
+			waited = append(waited, fmt.Sprintf("%v>%v", e["old_state"], e["new_state"]))
+		}
+	}
+	if want := []string{"CLOSE>SYN_SENT", "SYN_SENT>CLOSE"}; !slices.Equal(waited, want) {
+		t.Fatalf("the waiting connect's events in the recording: %v, want %v\n%s", waited, want, out.String())
+	}
+	var at, atErr bytes.Buffer
+	if err := run(context.Background(), []string{"tcpstat", "replay", "--json", "--at", during.Format(time.RFC3339Nano), rec}, &at, &atErr); err != nil {
+		t.Fatalf("replay --at: %v (%s)", err, atErr.String())
+	}
+	var states []string
+	for _, row := range ownRows(t, at.Bytes(), addr) {
+		states = append(states, strings.Fields(row)[0])
+	}
+	slices.Sort(states)
+	// The listener, the connect that filled its queue from both ends, and
+	// the one waiting.
+	if want := []string{"ESTABLISHED", "ESTABLISHED", "LISTEN", "SYN_SENT"}; !slices.Equal(states, want) {
+		t.Fatalf("replay --at %s: %v, want %v\n%s", during.Format(time.RFC3339Nano), states, want, at.String())
 	}
 }
 

@@ -27,8 +27,10 @@ func topCommand() *cli.Command {
 			"state marks an inferred timewait hand-off; a '>' before a time, a state entered before\n" +
 			"tcpstat saw the socket; a command in parentheses, the former owner of a socket no\n" +
 			"process holds any more (TIME_WAIT, or orphaned by close while its connection ends).\n" +
+			"POD (namespace/name, or a container's short id outside Kubernetes) appears when an owner\n" +
+			"runs in a container, NETNS when the table spans more than one network namespace.\n" +
 			"FILTER is the language of docs/filter.md, as in watch; / types one.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "batch", Aliases: []string{"b"}, Usage: "print the table to stdout instead of drawing a screen"},
 			netnsFlag(),
 			&cli.IntFlag{Name: "iterations", Aliases: []string{"n"}, Usage: "stop after `COUNT` refreshes (0: until interrupted)"},
@@ -40,7 +42,7 @@ func topCommand() *cli.Command {
 			&cli.StringFlag{Name: "replay", Usage: "show the recording at `PATH` (a file or a directory) with time travel instead of the live table"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
 			colorFlag(),
-		},
+		}, containerFlags()...),
 		ArgsUsage: "[FILTER]",
 		Action:    runTop,
 	}
@@ -55,7 +57,9 @@ func runTop(c *cli.Context) error {
 	if c.IsSet("filter") {
 		words = append([]string{c.String("filter")}, words...)
 	}
-	f, err := parseFilter(words)
+	// One resolver names containers and pods for the filter and the POD column.
+	ids := containerResolver(c)
+	f, err := parseFilter(words, ids)
 	if err != nil {
 		return err
 	}
@@ -63,7 +67,7 @@ func runTop(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f, Color: color}
+	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f, Color: color, Containers: ids}
 	delay := time.Duration(c.Float64("delay") * float64(time.Second))
 	if delay <= 0 {
 		return fmt.Errorf("delay %v: want a positive number of seconds", c.Float64("delay"))

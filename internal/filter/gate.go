@@ -52,7 +52,7 @@ func NewGate(f *Filter) *Gate {
 				g.needPort = g.needPort || n.side == local
 			case *hostNode:
 				g.needPort = g.needPort || n.side == local && n.port >= 0
-			case *ownerNode, *commNode, *cgroupNode:
+			case *ownerNode, *commNode, *cgroupNode, *containerNode:
 				g.needOwner = true
 			}
 		})
@@ -62,6 +62,23 @@ func NewGate(f *Filter) *Gate {
 
 // Held is the number of events waiting for their socket's identity.
 func (g *Gate) Held() int { return g.held }
+
+// MatchRow judges a table row (s, with the socket's cookie) as the gate
+// judges its events: with the identity decided for the socket, if it was;
+// and not at all while its events are held, since they are yet to pass.
+func (g *Gate) MatchRow(s *Subject, cookie uint64) bool {
+	if g.f.Empty() {
+		return true
+	}
+	switch st := g.socks[cookie]; {
+	case st == nil:
+	case len(st.held) > 0:
+		return false
+	case st.decided:
+		withIdentity(s, &st.ident)
+	}
+	return g.f.Match(s)
+}
 
 // ends reports an event after which the socket has no further events.
 func ends(ev *tracer.Event) bool {

@@ -112,3 +112,34 @@ func TestGateFlush(t *testing.T) {
 		t.Errorf("flushed (-want +got):\n%s held %d", diff, g.Held())
 	}
 }
+
+// TestGateMatchRow judges rows as the gate judges their sockets' events:
+// not while the socket's events are held, and with the identity decided
+// once it is.
+func TestGateMatchRow(t *testing.T) {
+	f, err := parseEnv("comm nginx", testEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGate(f)
+	stream := gateStream()
+	nothing := func(*tracer.Event) error { return nil }
+	// Cookie 2, the passive open, up to its accept by nginx.
+	row := func(ev *tracer.Event) (Subject, uint64) { return FromEvent(ev), ev.Cookie }
+	for _, ev := range stream[:4] {
+		g.Push(&ev, nothing)
+	}
+	if s, c := row(&stream[3]); g.MatchRow(&s, c) {
+		t.Error("a row whose socket's events are held matched")
+	}
+	g.Push(&stream[4], nothing)
+	// Another process acts on it: its row now names that owner, and
+	// still matches, as its events do.
+	if s, c := row(&stream[7]); !g.MatchRow(&s, c) {
+		t.Error("the row of a socket decided as nginx's did not match after another process acted on it")
+	}
+	// curl's socket, decided at its first event, stays out.
+	if s, c := row(&stream[5]); g.MatchRow(&s, c) {
+		t.Error("curl's row matched comm nginx")
+	}
+}

@@ -241,6 +241,34 @@ func TestDualStack(t *testing.T) {
 	timeWait := func(local, remote string, state tcp.State) dsRow {
 		return dsRow{Local: local, Remote: remote, State: state, Inferred: true, TimeWait: true, Former: me}
 	}
+	// halfClosed is the row of the end that closed first, once its peer
+	// acknowledged the FIN: a timewait socket in FIN_WAIT2, or still the
+	// full socket when the ACK found it locked by its owner, in the middle
+	// of close(2) (the kernel then keeps the socket on a timer; seen under
+	// load). The kernel's own word decides which.
+	halfClosed := func(closer, peer string) dsRow {
+		t.Helper()
+		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
+			socks, err := snapshot.DumpTCP(context.Background(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range socks {
+				k := table.KeyOf(0, s.Local, s.Remote)
+				if k.Local.String() != closer || k.Remote.String() != peer || s.State != tcp.FinWait2 {
+					continue
+				}
+				if s.Timer == snapshot.TimerTimeWait {
+					return timeWait(closer, peer, tcp.FinWait2)
+				}
+				t.Logf("%s: FIN_WAIT2 as a full socket, on a timer", closer)
+				return dsRow{Local: closer, Remote: peer, State: tcp.FinWait2, Owner: me}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s → %s: not in FIN_WAIT2 after %v", closer, peer, waitTimeout)
+			}
+		}
+	}
 	// afterPeerClose is what is left of a half-closed timewait socket when
 	// its peer's LAST_ACK → CLOSE is seen: TIME_WAIT, or nothing when the
 	// timewait socket answered with a reset.
@@ -265,7 +293,7 @@ func TestDualStack(t *testing.T) {
 	a.client.Close()
 	eof(a.server)
 	expectRows(t, tr, port, "a's client closed", []dsRow{listener,
-		timeWait(a.c, a.s, tcp.FinWait2),
+		halfClosed(a.c, a.s),
 		{Local: a.s, Remote: a.c, State: tcp.CloseWait, Owner: me}})
 	a.server.Close()
 	aLeft := afterPeerClose(a.c, a.s, a.s)
@@ -277,7 +305,7 @@ func TestDualStack(t *testing.T) {
 	b.server.Close()
 	eof(b.client)
 	expectRows(t, tr, port, "b's server closed", slices.Concat([]dsRow{listener}, aLeft, []dsRow{
-		timeWait(b.s, b.c, tcp.FinWait2),
+		halfClosed(b.s, b.c),
 		{Local: b.c, Remote: b.s, State: tcp.CloseWait, Owner: me}}))
 	b.client.Close()
 	bLeft := afterPeerClose(b.s, b.c, b.c)
@@ -333,12 +361,28 @@ func TestDualStack(t *testing.T) {
 	c.client.Close()
 	eof(c.server)
 	expectRows(t, tr, port, "c's client closed", slices.Concat([]dsRow{listener}, aLeft, bLeft, []dsRow{
-		timeWait(c.c, c.s, tcp.FinWait2),
+		halfClosed(c.c, c.s),
 		{Local: c.s, Remote: c.c, State: tcp.CloseWait, Owner: me}}))
 	c.server.Close()
 	cLeft := afterPeerClose(c.c, c.s, c.s)
+	expectRows(t, tr, port, "c's server closed", slices.Concat([]dsRow{listener}, aLeft, bLeft, cLeft))
+
+	// A FIN_WAIT2 timeout longer than TIME_WAIT's keeps the first closer a
+	// full socket until its peer closes (tcp_fin_time > TCP_TIMEWAIT_LEN).
+	d := dial("127.77.202.5")
+	fd := fdOf(t, d.client.(*net.TCPConn))
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_LINGER2, 120); err != nil {
+		t.Fatal(err)
+	}
+	d.client.Close()
+	eof(d.server)
+	if r := halfClosed(d.c, d.s); r.TimeWait {
+		t.Fatalf("%s with TCP_LINGER2 120 s: a timewait socket, want the full socket", d.c)
+	}
+	d.server.Close()
+	dLeft := afterPeerClose(d.c, d.s, d.s)
 	ln.Close()
-	expectRows(t, tr, port, "all closed", slices.Concat(aLeft, bLeft, cLeft))
+	expectRows(t, tr, port, "all closed", slices.Concat(aLeft, bLeft, cLeft, dLeft))
 }
 
 func itoa(port uint16) string { return strconv.Itoa(int(port)) }

@@ -82,6 +82,10 @@ type Config struct {
 	Keep func(netns uint32) bool
 	// OnEnd is called, with the table locked, for every connection that ends.
 	OnEnd func(*table.Row)
+	// OnEvent is called, with the table locked, for every event the table
+	// takes (counted in Status.Events), in order: a View sees the table
+	// and what OnEvent did with the same events (a recording's tap).
+	OnEvent func(*tracer.Event)
 	// PollReason says why there is no tracer, for the views to show.
 	PollReason string
 }
@@ -342,6 +346,9 @@ func (t *Table) readLoop(ctx context.Context) {
 		}
 		t.mu.Lock()
 		t.st.Events++
+		if t.cfg.OnEvent != nil {
+			t.cfg.OnEvent(&ev)
+		}
 		switch {
 		case !t.buffering:
 			t.tb.Apply(&ev)

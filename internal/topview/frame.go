@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/table"
@@ -53,6 +54,9 @@ type Options struct {
 	Filter *filter.Filter
 	// Color colours the state column on screen.
 	Color bool
+	// Containers names the owners' containers and pods for the POD column
+	// and the JSON; nil: no POD column. The filter typed after / uses it.
+	Containers *container.Resolver
 }
 
 // Frame is one refresh, in one of two forms. Capture copies the table under
@@ -69,7 +73,14 @@ type Frame struct {
 	// Namespaces is how many network namespaces the rows are in; views
 	// show a NETNS column when it is more than one.
 	Namespaces int
-	rows       []table.Row
+	// Pods says a row's owner is in a container or pod: views show a POD
+	// column (set by Arrange, with Options.Containers).
+	Pods bool
+	rows []table.Row
+	// ids are the rows' owners' containers and pods, resolved once per
+	// capture (Arrange) when Options.Containers is set.
+	ids     []container.Identity
+	idsDone bool
 	// owners are the rows' owners, names included, resolved at capture:
 	// a copied row's owner name is an id into the table's name registry,
 	// which a later change of the table may give to another name.
@@ -84,6 +95,7 @@ type Frame struct {
 type Owner struct {
 	PID    uint32
 	Comm   string // as the process set it: sanitise before printing
+	Cgroup uint64 // cgroup v2 id; 0 when a /proc scan found the owner
 	Known  bool
 	Former bool // no longer holds the socket (timewait, orphaned)
 	Source tracer.OwnerSource
@@ -94,6 +106,7 @@ func (f *Frame) Capture(tb *table.Table, st livetable.Status) {
 	f.Status = st
 	f.tb = nil
 	f.rows, f.owners = f.rows[:0], f.owners[:0]
+	f.Pods, f.idsDone = false, false
 	for i := range tb.Len() {
 		r := tb.Row(i)
 		f.rows = append(f.rows, *r)
@@ -111,6 +124,7 @@ func (f *Frame) Bind(tb *table.Table, st livetable.Status) {
 	f.tb = tb
 	// A frame bound once is bound at every refresh: drop the copies.
 	f.rows, f.owners = nil, nil
+	f.Pods, f.idsDone = false, false
 	f.countNamespaces()
 	f.Total = tb.Len()
 }
@@ -164,16 +178,50 @@ func (f *Frame) ownerAt(j int32) Owner {
 
 func ownerOf(r *table.Row) Owner {
 	if p, ok := r.Owner(); ok {
-		return Owner{PID: p.PID, Comm: p.Comm, Known: true, Source: r.OwnerSource()}
+		return Owner{PID: p.PID, Comm: p.Comm, Cgroup: p.Cgroup, Known: true, Source: r.OwnerSource()}
 	}
 	if p, ok := r.FormerOwner(); ok {
-		return Owner{PID: p.PID, Comm: p.Comm, Known: true, Former: true, Source: r.OwnerSource()}
+		return Owner{PID: p.PID, Comm: p.Comm, Cgroup: p.Cgroup, Known: true, Former: true, Source: r.OwnerSource()}
 	}
 	return Owner{}
 }
 
+// resolve names the rows' containers and pods, once per capture: most
+// rows share a few owners, so each cgroup (or pid, for owners found by a
+// /proc scan) is looked up once.
+func (f *Frame) resolve(ids *container.Resolver) {
+	if f.idsDone || ids == nil {
+		return
+	}
+	f.idsDone = true
+	f.ids = f.ids[:0]
+	type key struct {
+		cgroup uint64
+		pid    uint32
+	}
+	seen := make(map[key]container.Identity)
+	for i := range int32(f.size()) {
+		o := f.ownerAt(i)
+		var id container.Identity
+		if o.Known {
+			k := key{cgroup: o.Cgroup}
+			if k.cgroup == 0 {
+				k.pid = o.PID
+			}
+			var ok bool
+			if id, ok = seen[k]; !ok {
+				id = ids.Owner(k.cgroup, k.pid)
+				seen[k] = id
+			}
+		}
+		f.ids = append(f.ids, id)
+		f.Pods = f.Pods || !id.IsZero()
+	}
+}
+
 // Arrange counts states, filters and sorts.
 func (f *Frame) Arrange(opts Options) {
+	f.resolve(opts.Containers)
 	if f.Counts == nil {
 		f.Counts = make(map[tcp.State]int)
 	}
@@ -234,6 +282,15 @@ func (f *Frame) Row(i int) *table.Row { return f.at(f.order[i]) }
 
 // Owner is the owner of the i-th row shown, as captured.
 func (f *Frame) Owner(i int) Owner { return f.ownerAt(f.order[i]) }
+
+// Identity is the container and pod of the i-th row shown; zero without
+// Options.Containers.
+func (f *Frame) Identity(i int) container.Identity {
+	if !f.idsDone {
+		return container.Identity{}
+	}
+	return f.ids[f.order[i]]
+}
 
 // displayState names request sockets as ss and netstat do.
 func displayState(s tcp.State) tcp.State {

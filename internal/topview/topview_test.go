@@ -18,6 +18,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/topview/topviewtest"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
@@ -163,9 +164,9 @@ func TestInteractive(t *testing.T) {
 	}
 	screen.InjectKey(tcell.KeyEnter, 0, tcell.ModNone)
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(screenText(screen), `filter: unmatched ")" at column 13`) {
+	for !strings.Contains(topviewtest.ScreenText(screen), `filter: unmatched ")" at column 13`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no error in the status line:\n%s", screenText(screen))
+			t.Fatalf("no error in the status line:\n%s", topviewtest.ScreenText(screen))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -176,7 +177,7 @@ func TestInteractive(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	text := screenText(screen)
+	text := topviewtest.ScreenText(screen)
 	for _, want := range []string{"(1 shown)", `filter "comm sshd"`, "sort state", "sshd", "[::1]:22"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("screen lacks %q:\n%s", want, text)
@@ -185,23 +186,6 @@ func TestInteractive(t *testing.T) {
 	if strings.Contains(text, "nginx") {
 		t.Errorf("filtered screen shows nginx:\n%s", text)
 	}
-}
-
-// screenText is what the simulated terminal shows, a line per row.
-func screenText(screen tcell.SimulationScreen) string {
-	cells, width, height := screen.GetContents()
-	var lines []string
-	for y := range height {
-		var b strings.Builder
-		for x := range width {
-			c := cells[y*width+x]
-			if len(c.Runes) > 0 {
-				b.WriteRune(c.Runes[0])
-			}
-		}
-		lines = append(lines, strings.TrimRight(b.String(), " "))
-	}
-	return strings.Join(lines, "\n")
 }
 
 func mustParse(t testing.TB, expr string) *filter.Filter {
