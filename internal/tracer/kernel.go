@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -160,6 +161,10 @@ func TracefsDir() string {
 func ensureTracefs() error {
 	dir := TracefsDir()
 	if dir == "" {
+		// Mounted but root's (0700): the ids are there, unreadable.
+		if _, err := os.Stat(tracefsDirs[0] + "/events"); errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("tracefs at %s is not readable: reading its tracepoint ids needs CAP_DAC_READ_SEARCH", tracefsDirs[0])
+		}
 		if err := unix.Mount("nodev", tracefsDirs[0], "tracefs", 0, ""); err != nil {
 			return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %w", tracefsDirs[0], err)
 		}
