@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/replay"
+	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/topview"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -151,21 +152,31 @@ func topBatch(c *cli.Context, live *livetable.Table, opts topview.Options, delay
 			case <-time.After(delay):
 			}
 		}
-		live.View(frame.Capture)
-		if frame.Status.Err != nil {
-			return frame.Status.Err
-		}
-		frame.Arrange(opts)
-		wall := time.Now()
-		perSec := rate.Update(wall, frame.Status.Events)
+		// The frame is sorted and written from the table's own rows
+		// under its lock: copying 100 000 rows per refresh would double
+		// the memory of the table. Events wait in the ring buffer
+		// meanwhile; any it cannot hold are counted and resynced.
 		var err error
-		if c.Bool("json") {
-			err = frame.WriteJSON(w, wall)
-		} else {
-			err = frame.WriteText(w, wall, perSec, opts)
-		}
+		live.View(func(tb *table.Table, st livetable.Status) {
+			frame.Bind(tb, st)
+			defer frame.Unbind()
+			if err = st.Err; err != nil {
+				return
+			}
+			frame.Arrange(opts)
+			wall := time.Now()
+			perSec := rate.Update(wall, frame.Status.Events)
+			if c.Bool("json") {
+				err = frame.WriteJSON(w, wall)
+			} else {
+				err = frame.WriteText(w, wall, perSec, opts)
+			}
+			if err != nil {
+				err = fmt.Errorf("write the table: %w", err)
+			}
+		})
 		if err != nil {
-			return fmt.Errorf("write the table: %w", err)
+			return err
 		}
 	}
 	return nil

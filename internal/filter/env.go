@@ -2,8 +2,11 @@ package filter
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,12 +30,19 @@ type env struct {
 	cgroupRoot   string
 	podLogDir    string
 
+	// lookupHost resolves a host name (/etc/hosts, then DNS, as ss's
+	// getaddrinfo does).
+	lookupHost func(ctx context.Context, name string) ([]netip.Addr, error)
+
 	once     sync.Once
 	services map[string]uint16
 	// ids names owners' containers and pods; made when a condition
 	// first needs it, unless given.
 	ids *container.Resolver
 }
+
+// hostTimeout bounds a host name's resolution.
+const hostTimeout = 5 * time.Second
 
 func defaultEnv() *env {
 	return &env{
@@ -41,6 +51,9 @@ func defaultEnv() *env {
 		netnsDir:     snapshot.NetNSDir,
 		cgroupRoot:   cgroup2Mount("/proc/self/mounts"),
 		podLogDir:    "/var/log/pods",
+		lookupHost: func(ctx context.Context, name string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", name)
+		},
 	}
 }
 

@@ -1,6 +1,9 @@
 package filter
 
 import (
+	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"os/user"
 	"path"
@@ -575,9 +578,12 @@ func (e *env) host(v token, sd side) (node, error) {
 	}
 	if addr != "" && addr != "*" {
 		pfx, err := parsePrefix(addr)
+		if err != nil && hostName(addr) {
+			return e.hostByName(v, n, addr)
+		}
 		if err != nil {
 			return nil, &Error{Col: v.col, Msg: "an address or prefix is expected rather than " + strconv.Quote(addr),
-				Hint: "e.g. 10.0.0.0/8, [::1], 127.0.0.1:80"}
+				Hint: "e.g. 10.0.0.0/8, [::1], 127.0.0.1:80, localhost"}
 		}
 		if n.v6 >= 0 && pfx.Addr().Is6() != (n.v6 == 1) {
 			return nil, errorf(v.col, "%s is not an %s address", addr, [...]string{"inet", "inet6"}[n.v6])
@@ -585,6 +591,57 @@ func (e *env) host(v token, sd side) (node, error) {
 		n.prefix = pfx
 	}
 	return n, nil
+}
+
+// hostName reports a word that can be a host name: letters, digits, '-'
+// and '.', with a letter somewhere.
+func hostName(w string) bool {
+	letter := false
+	for _, r := range w {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
+			letter = true
+		case r >= '0' && r <= '9' || r == '-' || r == '.':
+		default:
+			return false
+		}
+	}
+	return letter
+}
+
+// hostByName is n for each address name resolves to (of n's family, if
+// it names one), any of them: what ss makes of a host name.
+func (e *env) hostByName(v token, n *hostNode, name string) (node, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), hostTimeout)
+	defer cancel()
+	addrs, err := e.lookupHost(ctx, name)
+	if err != nil {
+		var dns *net.DNSError
+		if errors.As(err, &dns) {
+			err = errors.New(dns.Err)
+		}
+		return nil, errorf(v.col, "cannot resolve host name %q: %v", name, err)
+	}
+	var any node
+	seen := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		a = a.Unmap().WithZone("")
+		if seen[a] || n.v6 >= 0 && a.Is6() != (n.v6 == 1) {
+			continue
+		}
+		seen[a] = true
+		one := *n
+		one.prefix = netip.PrefixFrom(a, a.BitLen())
+		if any == nil {
+			any = &one
+		} else {
+			any = &orNode{any, &one}
+		}
+	}
+	if any == nil {
+		return nil, errorf(v.col, "host name %q has no %s address", name, [...]string{"inet", "inet6"}[max(n.v6, 0)])
+	}
+	return any, nil
 }
 
 // parsePrefix reads an address (a full-length prefix) or ADDR/LEN, with the

@@ -2,6 +2,7 @@ package topview
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ const (
 // directories: their inodes stand in for cgroup ids). nginx, found by the
 // /proc scan without a cgroup id, is in the pod too, by its cgroup path in
 // a made-up /proc; sshd and curl are host processes.
-func podFrame(t *testing.T, opts Options) (*Frame, Options) {
+func podFrame(t *testing.T, opts Options, bound bool) (*Frame, Options) {
 	root, logs, proc := t.TempDir(), t.TempDir(), t.TempDir()
 	cart := filepath.Join("kubepods.slice", "kubepods-burstable.slice", "kubepods-burstable-pod"+strings.ReplaceAll(podUID, "-", "_")+".slice", "cri-containerd-"+podCID+".scope")
 	docker := filepath.Join("system.slice", "docker-"+strings.Repeat("ab", 32)+".scope")
@@ -71,7 +72,11 @@ func podFrame(t *testing.T, opts Options) (*Frame, Options) {
 		opts.Filter = f
 	}
 	var f Frame
-	f.Capture(tb, st)
+	if bound {
+		f.Bind(tb, st)
+	} else {
+		f.Capture(tb, st)
+	}
 	f.Arrange(opts)
 	return &f, opts
 }
@@ -87,23 +92,25 @@ func TestPodColumn(t *testing.T) {
 		{"top-pods-filter.txt", Options{Filter: mustParse(t, "pod shop/cart-0")}, false},
 		{"top-pods-docker.txt", Options{Filter: mustParse(t, "container * and not pod *")}, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f, opts := podFrame(t, tc.opts)
-			if !f.Pods {
-				t.Error("Pods is false with containers in the table")
-			}
-			var b bytes.Buffer
-			var err error
-			if tc.json {
-				err = f.WriteJSON(&b, wall)
-			} else {
-				err = f.WriteText(&b, wall, 1234, opts)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden.Check(t, tc.name, b.Bytes())
-		})
+		for _, bound := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/bound=%v", tc.name, bound), func(t *testing.T) {
+				f, opts := podFrame(t, tc.opts, bound)
+				if !f.Pods {
+					t.Error("Pods is false with containers in the table")
+				}
+				var b bytes.Buffer
+				var err error
+				if tc.json {
+					err = f.WriteJSON(&b, wall)
+				} else {
+					err = f.WriteText(&b, wall, 1234, opts)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				golden.Check(t, tc.name, b.Bytes())
+			})
+		}
 	}
 	// Without a resolver, or with only host processes, there is no column.
 	var f Frame

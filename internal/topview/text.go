@@ -212,9 +212,12 @@ type jsonFrame struct {
 	Resyncs uint64    `json:"resyncs"`
 	// OwnersUnreadable is how many processes the last owner scan could not
 	// read: their sockets show no owner.
-	OwnersUnreadable int        `json:"owners_unreadable"`
-	Total            int        `json:"total"`
-	Connections      []jsonConn `json:"connections"`
+	OwnersUnreadable int `json:"owners_unreadable"`
+	// OwnerScan is how the last owner scan found the descriptors: "bpf
+	// task_file iterator" or "/proc/*/fd walk"; absent before one.
+	OwnerScan   string     `json:"owner_scan,omitempty"`
+	Total       int        `json:"total"`
+	Connections []jsonConn `json:"connections"`
 }
 
 type jsonConn struct {
@@ -246,7 +249,8 @@ type jsonConn struct {
 func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
 	head := jsonFrame{
 		Time: wall, Tracing: f.Status.Tracing, Events: f.Status.Events, Lost: f.Status.Lost, Corrupt: f.Status.Corrupt,
-		Stale: f.Status.Stale, Resyncs: f.Status.Resyncs, OwnersUnreadable: f.Status.OwnersUnreadable, Total: f.Total,
+		Stale: f.Status.Stale, Resyncs: f.Status.Resyncs, OwnersUnreadable: f.Status.OwnersUnreadable,
+		OwnerScan: f.Status.OwnerScan, Total: f.Total,
 		Connections: []jsonConn{},
 	}
 	b, err := json.Marshal(head)
