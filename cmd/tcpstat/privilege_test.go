@@ -43,14 +43,15 @@ type confined struct {
 
 func startConfined(t *testing.T, caps string, args ...string) *confined {
 	t.Helper()
-	return startConfinedWith(t, "", caps, args...)
+	return startConfinedWith(t, "", nil, caps, args...)
 }
 
 // startConfinedWith is startConfined with setup: shell commands, each
 // ending in " && ", run as root in tcpstat's network namespace and, when
 // given, a mount namespace of its own (a container's mounts), before the
-// user and capabilities are dropped.
-func startConfinedWith(t *testing.T, setup, caps string, args ...string) *confined {
+// user and capabilities are dropped; and wrap, a command that runs setpriv
+// (its last argument).
+func startConfinedWith(t *testing.T, setup string, wrap []string, caps string, args ...string) *confined {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: starts processes as another user with chosen capabilities")
@@ -68,7 +69,7 @@ func startConfinedWith(t *testing.T, setup, caps string, args ...string) *confin
 	if setup != "" {
 		unshare = append(unshare, "--mount")
 	}
-	cmd := exec.Command("unshare", append(append(unshare, "sh", "-c", script, "sh"), append(setpriv, args...)...)...)
+	cmd := exec.Command("unshare", append(append(append(unshare, "sh", "-c", script, "sh"), wrap...), append(setpriv, args...)...)...)
 	cmd.Env = append(os.Environ(), runAsTcpstat+"=1")
 	c := &confined{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
@@ -248,7 +249,7 @@ func TestLeastPrivilegeSidecarTracefs(t *testing.T) {
 			port := strconv.Itoa(7404 + i)
 			ready := filepath.Join(t.TempDir(), "ready")
 			os.Chmod(filepath.Dir(ready), 0o777)
-			c := startConfinedWith(t, tc.setup, tc.caps, "watch", "--json", "--port", port, "--ready-file", ready)
+			c := startConfinedWith(t, tc.setup, nil, tc.caps, "watch", "--json", "--port", port, "--ready-file", ready)
 			c.inOwnNetNS(t)
 			waitUntil(t, 10*time.Second, "ready file: "+c.stderr.String(), func() bool { _, err := os.Stat(ready); return err == nil })
 			// The test process listens, connects and accepts in
@@ -290,6 +291,21 @@ func TestLeastPrivilegeSidecarTracefs(t *testing.T) {
 				t.Errorf("an accept without the accept() hooks:\n%s", c.stdout.String())
 			}
 		})
+	}
+}
+
+// TestLeastPrivilegeSeccomp: with CAP_BPF and CAP_PERFMON but under a
+// seccomp filter that answers bpf() with EPERM, as podman's default
+// profile does without CAP_SYS_ADMIN (docs/deploy.md), watch fails with
+// an error that names the filter, not the capabilities it holds.
+func TestLeastPrivilegeSeccomp(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
+	c := startConfinedWith(t, "", []string{"env", execUnderSeccomp + "=1", os.Args[0]}, traceCaps, "watch", "--port", "7407")
+	code := c.wait(t)
+	msg := strings.TrimSpace(c.stderr.String())
+	want := "tcpstat has the capabilities tracing needs but runs under a seccomp filter, which may refuse bpf() and perf_event_open()"
+	if code == 0 || !strings.Contains(msg, want) || strings.Count(msg, "\n") != 0 {
+		t.Errorf("exit status %d, stderr %q; want one line saying %q", code, msg, want)
 	}
 }
 
