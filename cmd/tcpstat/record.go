@@ -105,7 +105,7 @@ func runRecord(c *cli.Context) error {
 	if c.Duration("checkpoint") <= 0 || c.Duration("flush") <= 0 {
 		return errors.New("--checkpoint and --flush want a positive interval, e.g. 1m, 1s")
 	}
-	keep, err := viewFilter(c)
+	keep, err := viewFilter(c, nil)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func runReplay(c *cli.Context) error {
 	if len(paths) == 0 {
 		return cli.Exit("replay: needs a recording, e.g. tcpstat replay /var/lib/tcpstat/", 2)
 	}
-	f, err := parseFilter(words)
+	f, err := parseFilter(words, nil)
 	if err != nil {
 		return err
 	}

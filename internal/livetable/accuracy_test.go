@@ -95,7 +95,7 @@ type agreement struct {
 	Agree        int // present with the right state, addresses and owner
 	Missing      int // ss listed it, the table did not have it
 	Requests     int // ss listed a SYN_RECV request socket the table did not have: only dumps show them
-	Between      int // ss listed it; it opened and closed between the two views, and the table saw it end
+	Between      int // ss listed it; the table saw it end, and it opened (or was accepted) and closed between the two views
 	WrongState   int
 	WrongAddress int
 	WrongOwner   int // ss names users and the table another (or none)
@@ -237,6 +237,11 @@ func compare(tr *Table) (a agreement, err error) {
 			details("address: ss %v %v, table %v %v", s.Local, s.Remote, view.local, view.remote)
 		case view.state != st:
 			a.Agree++ // seen between two views: its owner then is not known
+		case len(s.Users) > 0 && inBefore && !inAfter && !b.owned && !b.former:
+			// Not yet accepted in the view before, closed by the view
+			// after: its accept() came between the two, unseen by either
+			// (seen in the emulated guest).
+			a.Between++
 		case len(s.Users) > 0 && !heldBy(s.Users, b, inBefore) && !heldBy(s.Users, f, inAfter):
 			// The view after the barrier has every accept() made before
 			// ss ran; the one before, an owner since gone (closed).

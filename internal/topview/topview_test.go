@@ -3,6 +3,7 @@ package topview
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -64,22 +65,35 @@ func TestBatchOutput(t *testing.T) {
 		{"top-filter.txt", Options{Filter: mustParse(t, "comm nginx")}, false},
 		{"top.json", Options{}, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var f Frame
-			f.Capture(testTable())
-			f.Arrange(tc.opts)
-			var b bytes.Buffer
-			var err error
-			if tc.json {
-				err = f.WriteJSON(&b, wall)
-			} else {
-				err = f.WriteText(&b, wall, 1234, tc.opts)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden.Check(t, tc.name, b.Bytes())
-		})
+		// A frame bound to the table writes exactly what a copy of it does.
+		for _, bound := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/bound=%v", tc.name, bound), func(t *testing.T) {
+				var f Frame
+				if bound {
+					f.Bind(testTable())
+				} else {
+					f.Capture(testTable())
+				}
+				f.Arrange(tc.opts)
+				var b bytes.Buffer
+				var err error
+				if tc.json {
+					err = f.WriteJSON(&b, wall)
+				} else {
+					err = f.WriteText(&b, wall, 1234, tc.opts)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				golden.Check(t, tc.name, b.Bytes())
+				if bound {
+					f.Unbind()
+					if f.Len() != 0 {
+						t.Errorf("unbound frame shows %d rows", f.Len())
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -96,15 +110,21 @@ func TestSort(t *testing.T) {
 		{Options{Sort: ByLocal}, []uint64{10, 11, 14, 12, 20, 21, 13}},
 		{Options{Sort: ByRemote, Filter: mustParse(t, "sport = :8080 or dport = :8080")}, []uint64{10, 21, 20, 12, 11, 14}},
 	} {
-		var f Frame
-		f.Capture(testTable())
-		f.Arrange(tc.opts)
-		var got []uint64
-		for i := range f.Len() {
-			got = append(got, f.Row(i).Cookie())
-		}
-		if diff := cmp.Diff(tc.want, got); diff != "" {
-			t.Errorf("%+v: cookies (-want +got):\n%s", tc.opts, diff)
+		for _, bound := range []bool{false, true} {
+			var f Frame
+			if bound {
+				f.Bind(testTable())
+			} else {
+				f.Capture(testTable())
+			}
+			f.Arrange(tc.opts)
+			var got []uint64
+			for i := range f.Len() {
+				got = append(got, f.Row(i).Cookie())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("%+v, bound %v: cookies (-want +got):\n%s", tc.opts, bound, diff)
+			}
 		}
 	}
 }
