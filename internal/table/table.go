@@ -61,7 +61,7 @@ type Stats struct {
 	Mismatched uint64 // transitions whose old state was not the row's state
 	Ended      uint64 // connections closed or handed to timewait
 	Reconciles uint64 // dumps merged
-	PeerClosed uint64 // timewait sockets moved to TIME_WAIT (or gone, if they reset it) by their local peer's close
+	PeerClosed uint64 // timewait rows moved to TIME_WAIT (or gone, when the peer got a reset: no timewait socket) by their local peer's close
 	Adopted    uint64 // rows keyed by a synthetic id given their real cookie by a dump
 }
 
