@@ -431,6 +431,12 @@ func TestPeerClose(t *testing.T) {
 		t.Skip("needs root: loads the tracer")
 	}
 	tr := startTracing(t, time.Hour)
+	// The owner scan's dump comes after start-up's; after it, none.
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := tr.WaitOwners(ctx); err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.77.200.1:0")
 	if err != nil {
 		t.Fatal(err)
