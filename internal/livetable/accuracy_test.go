@@ -235,9 +235,11 @@ func compare(tr *Table) (a agreement, err error) {
 			details("address: ss %v %v, table %v %v", s.Local, s.Remote, view.local, view.remote)
 		case view.state != st:
 			a.Agree++ // seen between two views: its owner then is not known
-		case len(s.Users) > 0 && !heldBy(s.Users, b, inBefore) && !heldBy(s.Users, f, inAfter):
+		case len(s.Users) > 0 && !heldBy(s.Users, b, inBefore) && !heldBy(s.Users, f, inAfter) && !endedHeldBy(s.Users, s.Cookie, inAfter):
 			// The view after the barrier has every accept() made before
-			// ss ran; the one before, an owner since gone (closed).
+			// ss ran; the one before, an owner since gone (closed). A
+			// socket that closed before the view after had the owner
+			// the table gave it at its end.
 			a.WrongOwner++
 			details("owner: ss %+v, table %+v then %+v", s.Users, b, f)
 		case len(s.Users) == 0 && view.owned:
@@ -268,13 +270,21 @@ func compare(tr *Table) (a agreement, err error) {
 	return a, nil
 }
 
+// endedHeldBy reports a socket missing from the view after ss ran that
+// the table saw end owned by one of users.
+func endedHeldBy(users []ssdump.User, cookie uint64, inAfter bool) bool {
+	pid, ok := ended.Load(cookie)
+	return !inAfter && ok && pid.(uint32) != 0 && slices.ContainsFunc(users, func(u ssdump.User) bool { return u.PID == pid.(uint32) })
+}
+
 // heldBy reports a row whose owner, current or former, is among users.
 func heldBy(users []ssdump.User, r seen, present bool) bool {
 	return present && (r.owned || r.former) && slices.ContainsFunc(users, func(u ssdump.User) bool { return u.PID == r.pid })
 }
 
-// ended holds the cookies of the connections the table saw end;
-// endedKeys, the addresses of those it saw end under synthetic ids.
+// ended holds the cookies of the connections the table saw end, each with
+// the pid of its owner then (0 if none); endedKeys, the addresses of those
+// it saw end under synthetic ids.
 var ended, endedKeys sync.Map
 
 // startTracing loads the tracer and starts a table on it, reconciling
@@ -288,7 +298,14 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 	t.Cleanup(func() { events.Close() })
 	tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: every,
 		OnEnd: func(r *table.Row) {
-			ended.Store(r.Cookie(), true)
+			o, known := r.Owner()
+			if fo, former := r.FormerOwner(); former {
+				o, known = fo, true
+			}
+			if !known {
+				o.PID = 0
+			}
+			ended.Store(r.Cookie(), o.PID)
 			if r.Synthetic() {
 				endedKeys.Store(r.Local().String()+" "+r.Remote().String(), true)
 			}
