@@ -482,6 +482,22 @@ func TestPeerClose(t *testing.T) {
 		}
 		return end{}, false
 	}
+	// expect waits for the server end's row to be want (or gone).
+	expect := func(what string, want end, present bool) {
+		t.Helper()
+		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
+			if err := barrier(tr); err != nil {
+				t.Fatal(err)
+			}
+			s, ok := state()
+			if s == want && ok == present {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("server end %s, %v: %+v (present %v), want %+v (present %v)", what, waitTimeout, s, ok, want, present)
+			}
+		}
+	}
 	overflows := timeWaitOverflows(t)
 	server.Close()
 	if _, err := client.Read(make([]byte, 1)); err == nil {
@@ -494,7 +510,7 @@ func TestPeerClose(t *testing.T) {
 	if kind == fullSocket {
 		half = end{State: tcp.FinWait2}
 	}
-	waitFor(t, tr, func([]row, Status) bool { s, _ := state(); return s == half })
+	expect(fmt.Sprintf("after its close (%v)", kind), half, true)
 	_, st := rows(tr)
 	var peerClosed uint64
 	tr.View(func(tb *table.Table, _ Status) { peerClosed = tb.Stats().PeerClosed })
@@ -506,19 +522,7 @@ func TestPeerClose(t *testing.T) {
 	case noSocket:
 		want, present = end{}, false
 	}
-	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
-		if err := barrier(tr); err != nil {
-			t.Fatal(err)
-		}
-		s, ok := state()
-		if s == want && ok == present {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server end (%v) %v after the client's close: %+v (present %v), want %+v (present %v)",
-				kind, waitTimeout, s, ok, want, present)
-		}
-	}
+	expect(fmt.Sprintf("after the client's close (%v)", kind), want, present)
 	var after uint64
 	tr.View(func(tb *table.Table, _ Status) { after = tb.Stats().PeerClosed })
 	if kind != fullSocket && after != peerClosed+1 {
