@@ -127,31 +127,17 @@ func TestManifests(t *testing.T) {
 	if !slices.Contains(sidecar.Args, "--netns=self") {
 		t.Error("sidecar: not scoped to its pod's namespace (--netns=self)")
 	}
-	if spec := deps[0].Spec.Template.Spec; len(spec.Volumes) != 0 || spec.HostPID || spec.HostNetwork {
-		t.Error("sidecar: host paths or host namespaces")
+	// The sidecar's one host path: tracefs, whose tracepoint ids the
+	// accept() programs are attached by (a container's /sys has none).
+	if spec := deps[0].Spec.Template.Spec; spec.HostPID || spec.HostNetwork {
+		t.Error("sidecar: host namespaces")
 	}
+	checkHostPaths(t, "sidecar", deps[0].Spec.Template.Spec, sidecar, map[string]string{"/sys/kernel/tracing": "/sys/kernel/tracing"})
 	spec := dss[0].Spec.Template.Spec
 	if !spec.HostPID || spec.HostNetwork {
 		t.Errorf("node agent: hostPID %v hostNetwork %v, want the host's processes in the pod's own network namespace", spec.HostPID, spec.HostNetwork)
 	}
-	wantPaths := map[string]string{"/sys/fs/cgroup": "/host/cgroup", "/var/run/netns": "/var/run/netns", "/var/log/pods": "/var/log/pods", "/sys/kernel/tracing": "/sys/kernel/tracing"}
-	mounts := map[string]corev1.VolumeMount{}
-	for _, m := range agent.VolumeMounts {
-		mounts[m.Name] = m
-	}
-	for _, v := range spec.Volumes {
-		if v.HostPath == nil {
-			continue
-		}
-		m, ok := mounts[v.Name]
-		if !ok || wantPaths[v.HostPath.Path] != m.MountPath || !m.ReadOnly {
-			t.Errorf("node agent: host path %s mounted at %q (read-only %v), want %q read-only", v.HostPath.Path, m.MountPath, m.ReadOnly, wantPaths[v.HostPath.Path])
-		}
-		delete(wantPaths, v.HostPath.Path)
-	}
-	if len(wantPaths) != 0 {
-		t.Errorf("node agent: host paths missing: %v", wantPaths)
-	}
+	checkHostPaths(t, "node agent", spec, agent, map[string]string{"/sys/fs/cgroup": "/host/cgroup", "/var/run/netns": "/var/run/netns", "/var/log/pods": "/var/log/pods", "/sys/kernel/tracing": "/sys/kernel/tracing"})
 	if !slices.Contains(agent.Args, "--cgroup-root=/host/cgroup") {
 		t.Error("node agent: --cgroup-root does not point at the host's cgroup tree")
 	}
@@ -161,6 +147,29 @@ func TestManifests(t *testing.T) {
 	if ep := sms[0].Spec.Endpoints; len(ep) != 1 || ep[0].Port != "metrics" || ep[0].Path != "/metrics" ||
 		sms[0].Spec.Selector.MatchLabels["app.kubernetes.io/name"] != svcs[0].Labels["app.kubernetes.io/name"] {
 		t.Errorf("service monitor does not scrape the service's metrics port: %+v", sms[0].Spec)
+	}
+}
+
+// checkHostPaths: the pod's host paths are exactly want's (host path →
+// mount path), each mounted read-only in tcpstat's container.
+func checkHostPaths(t *testing.T, who string, spec corev1.PodSpec, c corev1.Container, want map[string]string) {
+	t.Helper()
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m
+	}
+	for _, v := range spec.Volumes {
+		if v.HostPath == nil {
+			continue
+		}
+		m, ok := mounts[v.Name]
+		if mp, wanted := want[v.HostPath.Path]; !ok || !wanted || mp != m.MountPath || !m.ReadOnly {
+			t.Errorf("%s: host path %s mounted at %q (read-only %v), want %q read-only", who, v.HostPath.Path, m.MountPath, m.ReadOnly, mp)
+		}
+		delete(want, v.HostPath.Path)
+	}
+	if len(want) != 0 {
+		t.Errorf("%s: host paths missing: %v", who, want)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -26,7 +27,7 @@ func filterCommand() *cli.Command {
 				if cctx.NArg() == 0 {
 					return cli.Exit("filter explain: needs an expression, e.g. tcpstat filter explain 'dport = :443'", 2)
 				}
-				f, err := parseFilter(cctx.Args().Slice())
+				f, err := parseFilter(cctx.Args().Slice(), nil)
 				if err != nil {
 					return err
 				}
@@ -38,9 +39,10 @@ func filterCommand() *cli.Command {
 }
 
 // parseFilter parses a filter given as command-line words; a mistake in it
-// exits with status 2.
-func parseFilter(args []string) (*filter.Filter, error) {
-	f, err := filter.ParseArgs(args)
+// exits with status 2. ids names owners' containers and pods (nil: the
+// filter's own resolver, on the host's cgroup mount and /var/log/pods).
+func parseFilter(args []string, ids *container.Resolver) (*filter.Filter, error) {
+	f, err := filter.ParseArgsWith(args, filter.Options{Containers: ids})
 	if err != nil {
 		var fe *filter.Error
 		if errors.As(err, &fe) {
@@ -54,8 +56,8 @@ func parseFilter(args []string) (*filter.Filter, error) {
 // viewFilter is a view's filter: its arguments, and the shorthands -4, -6
 // and --port, which mean family inet, family inet6 and (sport = :PORT or
 // dport = :PORT).
-func viewFilter(c *cli.Context) (*filter.Filter, error) {
-	f, err := parseFilter(c.Args().Slice())
+func viewFilter(c *cli.Context, ids *container.Resolver) (*filter.Filter, error) {
+	f, err := parseFilter(c.Args().Slice(), ids)
 	if err != nil {
 		return nil, err
 	}
@@ -94,4 +96,17 @@ func kernelFilter(f *filter.Filter, stderr io.Writer) *tracer.KernelFilter {
 		return nil
 	}
 	return kf
+}
+
+// containerFlags say where a view finds owners' containers and pods.
+func containerFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "cgroup-root", Usage: "the host's cgroup v2 `DIR`, for container and pod names (default: the cgroup2 mount of /proc/self/mountinfo)"},
+		&cli.StringFlag{Name: "pod-log-dir", Value: "/var/log/pods", Usage: "kubelet pod log `DIR`, for pod names"},
+	}
+}
+
+// containerResolver names owners' containers and pods as containerFlags say.
+func containerResolver(c *cli.Context) *container.Resolver {
+	return container.NewResolver(container.Options{CgroupRoot: c.String("cgroup-root"), PodLogDir: c.String("pod-log-dir")})
 }

@@ -58,7 +58,7 @@ func TestFilterMistakes(t *testing.T) {
 		{[]string{"filter", "explain", "state establised"}, `tcpstat: filter: unknown state "establised" at column 7; did you mean "established"?`},
 		{[]string{"list", "-tan", "sport", "=", ":nosuchservice"}, `tcpstat: filter: "nosuchservice" is neither a port nor a TCP service in /etc/services at column 9`},
 		{[]string{"watch", "(", "dport", "=", ":80"}, `tcpstat: filter: unclosed "(" at column 1`},
-		{[]string{"top", "-b", "dst", "10.0.0.300"}, `tcpstat: filter: an address or prefix is expected rather than "10.0.0.300" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80`},
+		{[]string{"top", "-b", "dst", "10.0.0.300"}, `tcpstat: filter: an address or prefix is expected rather than "10.0.0.300" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80, localhost`},
 	} {
 		cmd := tcpstatCommand(t, tc.args...)
 		var stdout, stderr bytes.Buffer
@@ -83,6 +83,9 @@ func TestFilterMistakes(t *testing.T) {
 var ssComparisons = []struct{ expr, ss string }{
 	{"sport = :ssh", ""},
 	{"sport = :22", ""},
+	{"dst localhost", ""}, // host names as /etc/hosts has them
+	{"src localhost:22", ""},
+	{"dst localhost and not sport = :22", ""},
 	{"dport = :ssh", ""},
 	{"sport eq :http", ""},
 	{"sport == :https", ""},

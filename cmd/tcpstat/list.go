@@ -101,7 +101,7 @@ func listCommand() *cli.Command {
 			}
 			cfg.NetNS = ns
 			if len(cfg.FilterArgs) > 0 {
-				if cfg.Filter, err = parseFilter(cfg.FilterArgs); err != nil {
+				if cfg.Filter, err = parseFilter(cfg.FilterArgs, nil); err != nil {
 					return err
 				}
 			}

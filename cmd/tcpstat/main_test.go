@@ -5,16 +5,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while a command writes to it.
@@ -100,11 +105,44 @@ func waitReady(t *testing.T, path string, stderr *syncBuffer) {
 	}
 }
 
+// seccompExec installs, on this thread, a filter refusing bpf() with EPERM
+// and execs args under it (the filter is kept across exec and setuid).
+func seccompExec(args []string) error {
+	runtime.LockOSThread()
+	path, err := exec.LookPath(args[0])
+	if err != nil {
+		return err
+	}
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.SYS_BPF},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0); err != nil {
+		return fmt.Errorf("install the seccomp filter: %w", err)
+	}
+	return syscall.Exec(path, args, os.Environ())
+}
+
 // runAsTcpstat makes this test binary act as tcpstat: tests run it in a
 // child process (in test VMs there is no Go toolchain to build one).
 const runAsTcpstat = "TCPSTAT_TEST_RUN_MAIN"
 
+// execUnderSeccomp makes this test binary install a seccomp filter that
+// answers bpf() with EPERM, as some container runtimes' default profiles do
+// without CAP_SYS_ADMIN, and exec its arguments under it.
+const execUnderSeccomp = "TCPSTAT_TEST_EXEC_UNDER_SECCOMP"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(execUnderSeccomp) == "1" {
+		os.Unsetenv(execUnderSeccomp)
+		if err := seccompExec(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(127)
+		}
+	}
 	if os.Getenv(runAsTcpstat) == "1" {
 		os.Args = append([]string{"tcpstat"}, os.Args[1:]...)
 		main()

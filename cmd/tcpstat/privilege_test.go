@@ -26,8 +26,10 @@ import (
 // non-root user (65534) with only the capabilities named for it, in a
 // network namespace of its own as a sidecar's pod gives it.
 const (
-	traceCaps   = "+bpf,+perfmon"
-	agentCapSet = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search"
+	traceCaps = "+bpf,+perfmon"
+	// sidecarCapSet is deploy/sidecar.yaml's (sidecarCaps).
+	sidecarCapSet = "+bpf,+perfmon,+sys_ptrace,+dac_read_search"
+	agentCapSet   = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search"
 )
 
 // confined is tcpstat run by `unshare --net` (lo up) and `setpriv` as
@@ -41,6 +43,16 @@ type confined struct {
 
 func startConfined(t *testing.T, caps string, args ...string) *confined {
 	t.Helper()
+	return startConfinedWith(t, "", nil, caps, args...)
+}
+
+// startConfinedWith is startConfined with setup: shell commands, each
+// ending in " && ", run as root in tcpstat's network namespace and, when
+// given, a mount namespace of its own (a container's mounts), before the
+// user and capabilities are dropped; and wrap, a command that runs setpriv
+// (its last argument).
+func startConfinedWith(t *testing.T, setup string, wrap []string, caps string, args ...string) *confined {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: starts processes as another user with chosen capabilities")
 	}
@@ -52,8 +64,12 @@ func startConfined(t *testing.T, caps string, args ...string) *confined {
 	bin := tcpstatCommand(t).Path
 	setpriv := []string{"setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
 		"--inh-caps", "-all," + caps, "--ambient-caps", "-all," + caps, "--bounding-set", "-all," + caps, bin}
-	script := `ip link set lo up && exec "$@"`
-	cmd := exec.Command("unshare", append([]string{"--net", "sh", "-c", script, "sh"}, append(setpriv, args...)...)...)
+	script := `ip link set lo up && ` + setup + `exec "$@"`
+	unshare := []string{"--net"}
+	if setup != "" {
+		unshare = append(unshare, "--mount")
+	}
+	cmd := exec.Command("unshare", append(append(append(unshare, "sh", "-c", script, "sh"), wrap...), append(setpriv, args...)...)...)
 	cmd.Env = append(os.Environ(), runAsTcpstat+"=1")
 	c := &confined{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
@@ -206,6 +222,90 @@ func TestLeastPrivilegeServe(t *testing.T) {
 		if strings.Contains(l, "warning") && !strings.Contains(l, "tracefs") {
 			t.Errorf("warning: %s", l)
 		}
+	}
+}
+
+// TestLeastPrivilegeSidecarTracefs runs watch with the sidecar's
+// capabilities in a mount namespace with a /sys of its own, as a
+// container has: no tracefs in it, the accept() tracepoints cannot be
+// attached and a warning says so; with the host's tracefs mounted
+// read-only at /sys/kernel/tracing (deploy/sidecar.yaml's host path) they
+// are, and an accept names its owner; without CAP_DAC_READ_SEARCH the
+// root-only tracefs cannot be read and the warning names the capability.
+func TestLeastPrivilegeSidecarTracefs(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
+	host := t.TempDir()
+	ownSys := `mount -t sysfs sysfs /sys && `
+	withTracefs := `mount --bind /sys/kernel/tracing ` + host + ` && ` + ownSys + `mount --bind -o ro ` + host + ` /sys/kernel/tracing && `
+	for i, tc := range []struct {
+		name, setup, caps string
+		warning           string // "": none, the accept hooks attached
+	}{
+		{"container /sys", ownSys, sidecarCapSet, "tracefs is not mounted and mounting it at /sys/kernel/tracing failed: operation not permitted"},
+		{"tracefs host path", withTracefs, sidecarCapSet, ""},
+		{"tracefs host path without CAP_DAC_READ_SEARCH", withTracefs, traceCaps, "tracefs at /sys/kernel/tracing is not readable: reading its tracepoint ids needs CAP_DAC_READ_SEARCH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := strconv.Itoa(7404 + i)
+			ready := filepath.Join(t.TempDir(), "ready")
+			os.Chmod(filepath.Dir(ready), 0o777)
+			c := startConfinedWith(t, tc.setup, nil, tc.caps, "watch", "--json", "--port", port, "--ready-file", ready)
+			c.inOwnNetNS(t)
+			waitUntil(t, 10*time.Second, "ready file: "+c.stderr.String(), func() bool { _, err := os.Stat(ready); return err == nil })
+			// The test process listens, connects and accepts in
+			// tcpstat's namespace.
+			defer connectIn(t, c.netns, "127.0.0.1:"+port)()
+			accept := `{"type":"accept",`
+			owner := fmt.Sprintf(`"pid":%d,`, os.Getpid())
+			accepted := func() bool {
+				for _, l := range strings.Split(c.stdout.String(), "\n") {
+					if strings.HasPrefix(l, accept) && strings.Contains(l, owner) && strings.Contains(l, `"sport":`+port+`,`) {
+						return true
+					}
+				}
+				return false
+			}
+			if tc.warning == "" {
+				waitUntil(t, 10*time.Second, "accept by the test process in watch's output", accepted)
+			} else {
+				waitUntil(t, 10*time.Second, "handshake in watch's output", func() bool {
+					return strings.Contains(c.stdout.String(), `"old_state":"SYN_RECV","new_state":"ESTABLISHED"`)
+				})
+			}
+			c.cmd.Process.Signal(syscall.SIGTERM)
+			if code := c.wait(t); code != 0 {
+				t.Errorf("exit status %d; stderr: %s", code, c.stderr.String())
+			}
+			var warnings []string
+			for _, l := range strings.Split(strings.TrimSpace(c.stderr.String()), "\n") {
+				if strings.Contains(l, "warning") {
+					warnings = append(warnings, l)
+				}
+			}
+			switch {
+			case tc.warning == "" && len(warnings) > 0:
+				t.Errorf("warnings with tracefs mounted: %q", warnings)
+			case tc.warning != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], tc.warning)):
+				t.Errorf("warnings %q, want one saying %q", warnings, tc.warning)
+			case tc.warning != "" && accepted():
+				t.Errorf("an accept without the accept() hooks:\n%s", c.stdout.String())
+			}
+		})
+	}
+}
+
+// TestLeastPrivilegeSeccomp: with CAP_BPF and CAP_PERFMON but under a
+// seccomp filter that answers bpf() with EPERM, as podman's default
+// profile does without CAP_SYS_ADMIN (docs/deploy.md), watch fails with
+// an error that names the filter, not the capabilities it holds.
+func TestLeastPrivilegeSeccomp(t *testing.T) {
+	testenv.SkipInMinimalGuest(t, "busybox's setpriv has no --reuid and there is no setcap")
+	c := startConfinedWith(t, "", []string{"env", execUnderSeccomp + "=1", os.Args[0]}, traceCaps, "watch", "--port", "7407")
+	code := c.wait(t)
+	msg := strings.TrimSpace(c.stderr.String())
+	want := "tcpstat has the capabilities tracing needs but runs under a seccomp filter, which may refuse bpf() and perf_event_open()"
+	if code == 0 || !strings.Contains(msg, want) || strings.Count(msg, "\n") != 0 {
+		t.Errorf("exit status %d, stderr %q; want one line saying %q", code, msg, want)
 	}
 }
 

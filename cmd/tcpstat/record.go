@@ -96,20 +96,10 @@ type recorder struct {
 }
 
 func runRecord(c *cli.Context) error {
-	path := c.String("write")
-	st, err := os.Stat(path)
-	dir := strings.HasSuffix(path, "/") || (err == nil && st.IsDir())
-	opts := record.Options{Path: path, Dir: dir, RotateEvery: c.Duration("rotate-every"), MaxFiles: c.Int("max-files")}
-	if opts.RotateSize, err = parseSize("rotate-size", c.String("rotate-size")); err != nil {
-		return err
-	}
-	if opts.MaxSize, err = parseSize("max-size", c.String("max-size")); err != nil {
-		return err
-	}
 	if c.Duration("checkpoint") <= 0 || c.Duration("flush") <= 0 {
 		return errors.New("--checkpoint and --flush want a positive interval, e.g. 1m, 1s")
 	}
-	keep, err := viewFilter(c)
+	keep, err := viewFilter(c, nil)
 	if err != nil {
 		return err
 	}
@@ -117,19 +107,16 @@ func runRecord(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	topts := tracer.Options{RingBufferSize: c.Int("ring-size"), Filter: kernelFilter(keep, c.App.ErrWriter)}
-	host, _ := os.Hostname()
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
-	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	opts.Header = record.Header{Version: readBuildInfo().Version, Host: host, Kernel: unix.ByteSliceToString(uts.Release[:]),
-		BootID: strings.TrimSpace(string(boot)), Filter: keep.String(), Checkpoint: c.Duration("checkpoint")}
+	opts, err := recordOptions(c, keep)
+	if err != nil {
+		return err
+	}
 	r := &recorder{clock: tracer.NewClock(), keep: keep, stderr: c.App.ErrWriter}
 	opts.Report = func(msg string) { fmt.Fprintf(r.stderr, "tcpstat: %s\n", msg) }
 	if r.rec, err = record.NewRecorder(opts); err != nil {
 		return err
 	}
-	if r.tr, err = tracer.New(topts); err != nil {
+	if r.tr, err = tracer.New(tracer.Options{RingBufferSize: c.Int("ring-size"), Filter: kernelFilter(keep, c.App.ErrWriter)}); err != nil {
 		return err
 	}
 	defer r.tr.Close()
@@ -156,18 +143,46 @@ func runRecord(c *cli.Context) error {
 			return fmt.Errorf("write ready file: %w", err)
 		}
 	}
+	return r.run(c.Context, c.Duration("flush"), c.Duration("checkpoint"))
+}
+
+// recordOptions are the recording's files and header as the flags say.
+func recordOptions(c *cli.Context, keep *filter.Filter) (record.Options, error) {
+	path := c.String("write")
+	st, err := os.Stat(path)
+	dir := strings.HasSuffix(path, "/") || (err == nil && st.IsDir())
+	opts := record.Options{Path: path, Dir: dir, RotateEvery: c.Duration("rotate-every"), MaxFiles: c.Int("max-files")}
+	if opts.RotateSize, err = parseSize("rotate-size", c.String("rotate-size")); err != nil {
+		return opts, err
+	}
+	if opts.MaxSize, err = parseSize("max-size", c.String("max-size")); err != nil {
+		return opts, err
+	}
+	host, _ := os.Hostname()
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	opts.Header = record.Header{Version: readBuildInfo().Version, Host: host, Kernel: unix.ByteSliceToString(uts.Release[:]),
+		BootID: strings.TrimSpace(string(boot)), Filter: keep.String(), Checkpoint: c.Duration("checkpoint")}
+	return opts, nil
+}
+
+// run records until ctx ends: flushes every flush, a checkpoint every
+// checkpoint (or sooner, by size), a new file on SIGHUP or when rotation
+// is due.
+func (r *recorder) run(ctx context.Context, flush, checkpoint time.Duration) error {
 	// Owners of sockets older than tcpstat come with the first scan:
 	// checkpoint again once they are known.
 	owners := r.live.OwnersKnown()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	flush := time.NewTicker(c.Duration("flush"))
-	defer flush.Stop()
-	nextCheckpoint := time.Now().Add(c.Duration("checkpoint"))
+	flushes := time.NewTicker(flush)
+	defer flushes.Stop()
+	nextCheckpoint := time.Now().Add(checkpoint)
 	for {
 		select {
-		case <-c.Context.Done():
+		case <-ctx.Done():
 			return r.finish()
 		case <-hup:
 			if err := r.rotate(); err != nil {
@@ -180,13 +195,13 @@ func runRecord(c *cli.Context) error {
 				return err
 			}
 			continue
-		case <-flush.C:
+		case <-flushes.C:
 		}
 		if err := r.tick(); err != nil {
 			return err
 		}
 		if time.Now().After(nextCheckpoint) || record.CheckpointDue(r.rec.Size()-r.checkpointed, r.checkpointSize) {
-			nextCheckpoint = time.Now().Add(c.Duration("checkpoint"))
+			nextCheckpoint = time.Now().Add(checkpoint)
 			if err := r.checkpoint(); err != nil {
 				return err
 			}

@@ -60,7 +60,7 @@ func runReplay(c *cli.Context) error {
 	if len(paths) == 0 {
 		return cli.Exit("replay: needs a recording, e.g. tcpstat replay /var/lib/tcpstat/", 2)
 	}
-	f, err := parseFilter(words)
+	f, err := parseFilter(words, nil)
 	if err != nil {
 		return err
 	}
@@ -83,127 +83,59 @@ func runReplay(c *cli.Context) error {
 		t, err := replay.ParseTime(c.String(name), start, now)
 		return t, err == nil, err
 	}
-	form := c.String("format")
-	if c.Bool("json") {
-		form = "json"
+	form, dst, closeOutput, err := replayOutput(c)
+	if err != nil {
+		return err
 	}
-	if form != "text" && form != "json" && form != "parquet" {
-		return fmt.Errorf("--format %q: want text, json or parquet", form)
-	}
-	var dst io.Writer = c.App.Writer
-	if name := c.String("output"); name != "" {
-		file, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			return fmt.Errorf("create output: %w", err)
-		}
-		defer file.Close()
-		dst = file
-	} else if form == "parquet" {
-		return errors.New("--format parquet needs --output FILE")
-	}
+	defer closeOutput()
 	out := bufio.NewWriterSize(dst, 256<<10)
-	defer out.Flush()
-	if at, ok, err := parse("at"); err != nil {
-		return err
-	} else if ok {
-		if err := replayAt(c, files, at, f, form, out); err != nil {
-			return err
-		}
-		if err := out.Flush(); err != nil {
-			return fmt.Errorf("write output: %w", err)
-		}
-		return nil
-	}
-	from, hasFrom, err := parse("from")
+	at, hasAt, err := parse("at")
 	if err != nil {
 		return err
 	}
-	to, hasTo, err := parse("to")
-	if err != nil {
-		return err
-	}
-	s := &streamer{json: form == "json", out: out, stderr: c.App.ErrWriter, layout: format.Layout{}}
-	if form == "parquet" {
-		s.parquet = replay.NewEventWriter(out)
-	}
-	if !f.Empty() {
-		s.gate = filter.NewGate(f)
-	}
-	if form == "text" {
-		out.WriteString(s.layout.Header())
-	}
-	in := func(t time.Time) bool { return (!hasFrom || !t.Before(from)) && (!hasTo || !t.After(to)) }
-	err = replay.Stream(files, func(file *replay.File, rec *record.Record, offset int64) error {
-		s.offset, s.file = offset, file
-		if s.parquet != nil && rec.Type != record.TypeEvent {
-			if rec.Type == record.TypeCorrupt {
-				fmt.Fprintf(c.App.ErrWriter, "tcpstat: %s\n", replay.TornText(rec.Corrupt))
-			}
-			return nil
-		}
-		at := record.Wall(rec.Time, offset)
-		if rec.Type != record.TypeCorrupt {
-			s.last = at
-		}
-		switch rec.Type {
-		case record.TypeEvent:
-			if !in(at) {
-				return nil
-			}
-			if s.gate != nil {
-				return s.gate.Push(&rec.Event, s.emit)
-			}
-			return s.emit(&rec.Event)
-		case record.TypeLoss:
-			if in(at) {
-				if s.json {
-					s.buf = format.AppendLostJSON(s.buf[:0], at, rec.Loss.Reason, rec.Loss.Count, rec.Loss.Total)
-				} else {
-					s.buf = s.layout.AppendLost(s.buf[:0], at, rec.Loss.Reason, rec.Loss.Count, rec.Loss.Total)
-				}
-				s.out.Write(s.buf)
-			}
-		case record.TypeStale, record.TypeResync:
-			if in(at) && s.json {
-				s.out.Write(replay.AppendStaleJSON(s.buf[:0], rec.Type, at, rec.Checkpoint.Lost))
-			}
-		case record.TypeGap:
-			if in(at) {
-				if s.json {
-					s.out.Write(replay.AppendGapJSON(s.buf[:0], rec.Gap, offset))
-				} else {
-					s.out.Write(replay.AppendGapLine(s.buf[:0], at, fmt.Sprintf("%d events not written (%s)", rec.Gap.Events, rec.Gap.Reason)))
-				}
-			}
-		case record.TypeCorrupt:
-			fmt.Fprintf(c.App.ErrWriter, "tcpstat: %s\n", replay.TornText(rec.Corrupt))
-			if in(s.last) {
-				if s.json {
-					s.out.Write(replay.AppendCorruptJSON(s.buf[:0], rec.Corrupt, s.last))
-				} else {
-					s.out.Write(replay.AppendGapLine(s.buf[:0], s.last, replay.TornText(rec.Corrupt)))
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if s.gate != nil {
-		if err := s.gate.Flush(s.emit); err != nil {
+	if hasAt {
+		err = replayAt(c, files, at, f, form, out)
+	} else {
+		s := &streamer{json: form == "json", out: out, stderr: c.App.ErrWriter}
+		if s.from, s.hasFrom, err = parse("from"); err != nil {
 			return err
 		}
-	}
-	if s.parquet != nil {
-		if err := s.parquet.Close(); err != nil {
+		if s.to, s.hasTo, err = parse("to"); err != nil {
 			return err
 		}
+		err = s.stream(files, f, form == "parquet")
+	}
+	if err != nil {
+		return err
 	}
 	if err := out.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+// replayOutput is where replay writes, in which --format: standard
+// output, or the --output file (which parquet needs).
+func replayOutput(c *cli.Context) (form string, dst io.Writer, closeOutput func(), err error) {
+	form = c.String("format")
+	if c.Bool("json") {
+		form = "json"
+	}
+	if form != "text" && form != "json" && form != "parquet" {
+		return "", nil, nil, fmt.Errorf("--format %q: want text, json or parquet", form)
+	}
+	name := c.String("output")
+	if name == "" {
+		if form == "parquet" {
+			return "", nil, nil, errors.New("--format parquet needs --output FILE")
+		}
+		return form, c.App.Writer, func() {}, nil
+	}
+	file, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("create output: %w", err)
+	}
+	return form, file, func() { file.Close() }, nil
 }
 
 // shorthandFilter adds -4, -6 and --port to f, as viewFilter does.
@@ -239,16 +171,104 @@ func shorthandFilter(c *cli.Context, f *filter.Filter) (*filter.Filter, error) {
 
 // streamer prints a recording's events as watch does.
 type streamer struct {
-	json    bool
-	out     *bufio.Writer
-	stderr  io.Writer
-	layout  format.Layout
-	gate    *filter.Gate
-	parquet *replay.EventWriter
-	file    *replay.File
-	offset  int64
-	last    time.Time
-	buf     []byte
+	json           bool
+	out            *bufio.Writer
+	stderr         io.Writer
+	layout         format.Layout
+	gate           *filter.Gate
+	parquet        *replay.EventWriter
+	from, to       time.Time
+	hasFrom, hasTo bool
+	file           *replay.File
+	offset         int64
+	last           time.Time
+	buf            []byte
+}
+
+// stream prints the recording's events, and its losses, gaps and torn
+// tails, between --from and --to, that f selects.
+func (s *streamer) stream(files []replay.File, f *filter.Filter, parquet bool) error {
+	if parquet {
+		s.parquet = replay.NewEventWriter(s.out)
+	}
+	if !f.Empty() {
+		s.gate = filter.NewGate(f)
+	}
+	if !parquet && !s.json {
+		s.out.WriteString(s.layout.Header())
+	}
+	if err := replay.Stream(files, s.record); err != nil {
+		return err
+	}
+	if s.gate != nil {
+		if err := s.gate.Flush(s.emit); err != nil {
+			return err
+		}
+	}
+	if s.parquet != nil {
+		return s.parquet.Close()
+	}
+	return nil
+}
+
+// in reports a time between --from and --to.
+func (s *streamer) in(t time.Time) bool {
+	return (!s.hasFrom || !t.Before(s.from)) && (!s.hasTo || !t.After(s.to))
+}
+
+// record prints one record of the recording.
+func (s *streamer) record(file *replay.File, rec *record.Record, offset int64) error {
+	s.offset, s.file = offset, file
+	if rec.Type == record.TypeCorrupt {
+		fmt.Fprintf(s.stderr, "tcpstat: %s\n", replay.TornText(rec.Corrupt))
+	}
+	if s.parquet != nil && rec.Type != record.TypeEvent {
+		return nil
+	}
+	at := record.Wall(rec.Time, offset)
+	if rec.Type != record.TypeCorrupt {
+		s.last = at
+	}
+	switch rec.Type {
+	case record.TypeEvent:
+		if !s.in(at) {
+			return nil
+		}
+		if s.gate != nil {
+			return s.gate.Push(&rec.Event, s.emit)
+		}
+		return s.emit(&rec.Event)
+	case record.TypeLoss:
+		if s.in(at) {
+			if s.json {
+				s.buf = format.AppendLostJSON(s.buf[:0], at, rec.Loss.Reason, rec.Loss.Count, rec.Loss.Total)
+			} else {
+				s.buf = s.layout.AppendLost(s.buf[:0], at, rec.Loss.Reason, rec.Loss.Count, rec.Loss.Total)
+			}
+			s.out.Write(s.buf)
+		}
+	case record.TypeStale, record.TypeResync:
+		if s.in(at) && s.json {
+			s.out.Write(replay.AppendStaleJSON(s.buf[:0], rec.Type, at, rec.Checkpoint.Lost))
+		}
+	case record.TypeGap:
+		if s.in(at) {
+			if s.json {
+				s.out.Write(replay.AppendGapJSON(s.buf[:0], rec.Gap, offset))
+			} else {
+				s.out.Write(replay.AppendGapLine(s.buf[:0], at, fmt.Sprintf("%d events not written (%s)", rec.Gap.Events, rec.Gap.Reason)))
+			}
+		}
+	case record.TypeCorrupt:
+		if s.in(s.last) {
+			if s.json {
+				s.out.Write(replay.AppendCorruptJSON(s.buf[:0], rec.Corrupt, s.last))
+			} else {
+				s.out.Write(replay.AppendGapLine(s.buf[:0], s.last, replay.TornText(rec.Corrupt)))
+			}
+		}
+	}
+	return nil
 }
 
 func (s *streamer) emit(ev *tracer.Event) error {

@@ -66,4 +66,21 @@ func TestReplayFromTo(t *testing.T) {
 	if got := strings.Count(out.String(), "\n"); got != port9001 || port9001 == 0 {
 		t.Fatalf("%d events of port 9001's sockets, want %d", got, port9001)
 	}
+
+	// Mistakes end the command with one line saying what is wrong.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--at", "1999-01-01T00:00:00Z"}, "1999-01-01T00:00:00Z is before the recording starts (2026-11-30T03:12:07Z)"},
+		{[]string{"--from", "yesterday"}, `"yesterday"`},
+		{[]string{"--format", "xml"}, `--format "xml": want text, json or parquet`},
+		{[]string{"--format", "parquet"}, "--format parquet needs --output FILE"},
+	} {
+		out.Reset()
+		err := run(context.Background(), append(append([]string{"tcpstat", "replay"}, tc.args...), path), &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("replay %s: error %v, want one line with %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/replay"
+	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/topview"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -26,8 +27,10 @@ func topCommand() *cli.Command {
 			"state marks an inferred timewait hand-off; a '>' before a time, a state entered before\n" +
 			"tcpstat saw the socket; a command in parentheses, the former owner of a socket no\n" +
 			"process holds any more (TIME_WAIT, or orphaned by close while its connection ends).\n" +
+			"POD (namespace/name, or a container's short id outside Kubernetes) appears when an owner\n" +
+			"runs in a container, NETNS when the table spans more than one network namespace.\n" +
 			"FILTER is the language of docs/filter.md, as in watch; / types one.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "batch", Aliases: []string{"b"}, Usage: "print the table to stdout instead of drawing a screen"},
 			netnsFlag(),
 			&cli.IntFlag{Name: "iterations", Aliases: []string{"n"}, Usage: "stop after `COUNT` refreshes (0: until interrupted)"},
@@ -39,7 +42,7 @@ func topCommand() *cli.Command {
 			&cli.StringFlag{Name: "replay", Usage: "show the recording at `PATH` (a file or a directory) with time travel instead of the live table"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from a sock_diag dump at each refresh"},
 			colorFlag(),
-		},
+		}, containerFlags()...),
 		ArgsUsage: "[FILTER]",
 		Action:    runTop,
 	}
@@ -54,7 +57,9 @@ func runTop(c *cli.Context) error {
 	if c.IsSet("filter") {
 		words = append([]string{c.String("filter")}, words...)
 	}
-	f, err := parseFilter(words)
+	// One resolver names containers and pods for the filter and the POD column.
+	ids := containerResolver(c)
+	f, err := parseFilter(words, ids)
 	if err != nil {
 		return err
 	}
@@ -62,7 +67,7 @@ func runTop(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f, Color: color}
+	opts := topview.Options{Sort: key, Reverse: c.Bool("reverse"), Filter: f, Color: color, Containers: ids}
 	delay := time.Duration(c.Float64("delay") * float64(time.Second))
 	if delay <= 0 {
 		return fmt.Errorf("delay %v: want a positive number of seconds", c.Float64("delay"))
@@ -147,21 +152,31 @@ func topBatch(c *cli.Context, live *livetable.Table, opts topview.Options, delay
 			case <-time.After(delay):
 			}
 		}
-		live.View(frame.Capture)
-		if frame.Status.Err != nil {
-			return frame.Status.Err
-		}
-		frame.Arrange(opts)
-		wall := time.Now()
-		perSec := rate.Update(wall, frame.Status.Events)
+		// The frame is sorted and written from the table's own rows
+		// under its lock: copying 100 000 rows per refresh would double
+		// the memory of the table. Events wait in the ring buffer
+		// meanwhile; any it cannot hold are counted and resynced.
 		var err error
-		if c.Bool("json") {
-			err = frame.WriteJSON(w, wall)
-		} else {
-			err = frame.WriteText(w, wall, perSec, opts)
-		}
+		live.View(func(tb *table.Table, st livetable.Status) {
+			frame.Bind(tb, st)
+			defer frame.Unbind()
+			if err = st.Err; err != nil {
+				return
+			}
+			frame.Arrange(opts)
+			wall := time.Now()
+			perSec := rate.Update(wall, frame.Status.Events)
+			if c.Bool("json") {
+				err = frame.WriteJSON(w, wall)
+			} else {
+				err = frame.WriteText(w, wall, perSec, opts)
+			}
+			if err != nil {
+				err = fmt.Errorf("write the table: %w", err)
+			}
+		})
 		if err != nil {
-			return fmt.Errorf("write the table: %w", err)
+			return err
 		}
 	}
 	return nil

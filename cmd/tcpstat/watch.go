@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 	"github.com/tcpstat/tcpstat/internal/watch"
 )
@@ -19,9 +18,9 @@ func watchCommand() *cli.Command {
 		Description: "One line per transition: time, owning process, local → remote, OLD → NEW and the time\n" +
 			"spent in the old state. TIME_WAIT is marked * (inferred): the kernel hands the socket to a\n" +
 			"timewait mini-socket without reporting it. Lost events are reported as they happen and at exit.\n" +
-			"FILTER is ss's filter language with pid, comm, uid, netns, cgroup, reason and family\n" +
-			"(docs/filter.md), e.g. 'dport = :443 and not comm curl'.",
-		Flags: []cli.Flag{
+			"FILTER is ss's filter language with pid, comm, uid, netns, cgroup, container, pod,\n" +
+			"pod_namespace, reason and family (docs/filter.md), e.g. 'dport = :443 and not comm curl'.",
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (see docs/watch.md)"},
 			&cli.BoolFlag{Name: "wide", Aliases: []string{"W"}, Usage: "print every field whole, even when lines wrap"},
 			colorFlag(),
@@ -29,9 +28,8 @@ func watchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "6", Usage: "IPv6 only (filter: family inet6)"},
 			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT` (filter: sport = :PORT or dport = :PORT)"},
 			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two)"},
-			&cli.StringFlag{Name: "pod-log-dir", Value: "/var/log/pods", Usage: "with --json, kubelet pod log `DIR` for pod names"},
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the programs are attached"},
-		},
+		}, containerFlags()...),
 		Action: runWatch,
 	}
 }
@@ -45,7 +43,9 @@ func runWatch(c *cli.Context) error {
 		Stdout:    c.App.Writer,
 		Stderr:    c.App.ErrWriter,
 	}
-	f, err := viewFilter(c)
+	// One resolver names containers and pods for the filter and the JSON.
+	ids := containerResolver(c)
+	f, err := viewFilter(c, ids)
 	if err != nil {
 		return err
 	}
@@ -63,12 +63,11 @@ func runWatch(c *cli.Context) error {
 	}
 	if opts.JSON {
 		// Container and pod of the owner, from its cgroup (docs/watch.md).
-		ids := container.NewResolver(container.Options{PodLogDir: c.String("pod-log-dir")})
 		opts.Enrich = func(b []byte, ev *tracer.Event) []byte {
 			if !ev.OwnerKnown {
 				return b
 			}
-			return ids.Lookup(ev.Owner.Cgroup).AppendJSON(b)
+			return ids.Owner(ev.Owner.Cgroup, ev.Owner.PID).AppendJSON(b)
 		}
 	}
 	// A closed stdout (`watch | head`) is an end like a signal, with the

@@ -55,6 +55,25 @@ func (id Identity) AppendJSON(b []byte) []byte {
 	return b
 }
 
+// Short names the pod or container in a few characters, as a table column
+// shows it: the pod's namespace/name, its UID where /var/log/pods is not
+// mounted, or, outside a pod, the container id's first 12 digits (docker
+// ps's short form); "" for a host process.
+func (id Identity) Short() string {
+	switch {
+	case id.PodName != "":
+		return id.PodNamespace + "/" + id.PodName
+	case id.PodUID != "":
+		return id.PodUID
+	case len(id.Container) > ShortID:
+		return id.Container[:ShortID]
+	}
+	return id.Container
+}
+
+// ShortID is the length of a container id's short form.
+const ShortID = 12
+
 // IsZero reports whether nothing is known.
 func (id Identity) IsZero() bool { return id == Identity{} }
 

@@ -233,3 +233,56 @@ func TestAppendJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupPID resolves owners known only by pid (a /proc scan's) through
+// a made-up /proc/PID/cgroup, and a pod that appears in /var/log/pods after
+// the first read.
+func TestLookupPID(t *testing.T) {
+	proc, logs := t.TempDir(), t.TempDir()
+	write := func(pid, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(proc, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proc, pid, "cgroup"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A hybrid host lists v1 hierarchies before the v2 line.
+	write("100", "12:cpu,cpuacct:/kubepods/pod"+uid+"/"+cid+"\n0::/kubepods/burstable/pod"+uid+"/"+cid+"\n")
+	write("200", "0::/system.slice/sshd.service\n")
+	r := NewResolver(Options{CgroupRoot: t.TempDir(), PodLogDir: logs, ProcRoot: proc, Rescan: 1})
+	want := Identity{Container: cid, PodUID: uid, QoS: "burstable"}
+	if diff := cmp.Diff(want, r.Owner(0, 100)); diff != "" {
+		t.Errorf("pid 100 before its pod log: (-want +got)\n%s", diff)
+	}
+	if err := os.Mkdir(filepath.Join(logs, "shop_cart-0_"+uid), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want.PodNamespace, want.PodName = "shop", "cart-0"
+	if diff := cmp.Diff(want, r.LookupPID(100)); diff != "" {
+		t.Errorf("pid 100: (-want +got)\n%s", diff)
+	}
+	for _, pid := range []uint32{0, 200, 300} {
+		if got := r.LookupPID(pid); !got.IsZero() {
+			t.Errorf("pid %d: %+v, want none", pid, got)
+		}
+	}
+}
+
+func TestShort(t *testing.T) {
+	for _, tc := range []struct {
+		id   Identity
+		want string
+	}{
+		{Identity{}, ""},
+		{Identity{Runtime: "docker", Container: cid}, cid[:12]},
+		{Identity{Container: cid, PodUID: uid}, uid},
+		{Identity{Container: cid, PodUID: uid, PodNamespace: "shop", PodName: "cart-0"}, "shop/cart-0"},
+		{Identity{PodUID: uid, PodNamespace: "shop", PodName: "cart-0"}, "shop/cart-0"},
+	} {
+		if got := tc.id.Short(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.id, got, tc.want)
+		}
+	}
+}

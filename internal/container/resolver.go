@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,8 +24,11 @@ type Options struct {
 	// <namespace>_<name>_<uid>; default /var/log/pods. Absent is fine.
 	PodLogDir string
 	// Rescan is the least time between two walks of the cgroup tree for an
-	// unknown id; default 1 s.
+	// unknown id, and how long a process's cgroup path read by LookupPID
+	// is kept; default 1 s.
 	Rescan time.Duration
+	// ProcRoot is where LookupPID reads /proc/PID/cgroup; default /proc.
+	ProcRoot string
 }
 
 // Resolver maps cgroup ids (the tracer's Process.Cgroup: the cgroup
@@ -39,6 +43,10 @@ type Resolver struct {
 	pods    map[string][2]string // pod UID → namespace, name
 	scanned time.Time
 	scanErr error
+	// byPID caches LookupPID; it is emptied every Rescan (pids are reused).
+	byPID     map[uint32]Identity
+	pidsSince time.Time
+	podsRead  time.Time
 }
 
 // NewResolver returns a Resolver; it reads nothing until asked.
@@ -52,7 +60,81 @@ func NewResolver(opts Options) *Resolver {
 	if opts.Rescan <= 0 {
 		opts.Rescan = time.Second
 	}
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
 	return &Resolver{opts: opts}
+}
+
+// Owner is the identity of a process known by its cgroup id (the tracer's
+// owners) or, when that is 0, by its pid (owners found by a scan of /proc,
+// which gives no cgroup id).
+func (r *Resolver) Owner(cgroup uint64, pid uint32) Identity {
+	if cgroup != 0 {
+		return r.Lookup(cgroup)
+	}
+	return r.LookupPID(pid)
+}
+
+// LookupPID returns the identity of process pid from its cgroup path in
+// /proc/PID/cgroup; the zero Identity for a host process or one that has
+// exited. A pid's answer is kept for up to Rescan.
+func (r *Resolver) LookupPID(pid uint32) Identity {
+	if pid == 0 {
+		return Identity{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.pidsSince) >= r.opts.Rescan {
+		r.byPID, r.pidsSince = make(map[uint32]Identity), time.Now()
+	}
+	if ident, ok := r.byPID[pid]; ok {
+		return ident
+	}
+	ident := r.lookupPath(procCgroup(filepath.Join(r.opts.ProcRoot, strconv.FormatUint(uint64(pid), 10), "cgroup")))
+	r.byPID[pid] = ident
+	return ident
+}
+
+// LookupPath returns the identity of a cgroup v2 path, as /proc/PID/cgroup
+// gives it, with the pod's name where /var/log/pods has it.
+func (r *Resolver) LookupPath(path string) Identity {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lookupPath(path)
+}
+
+// lookupPath is LookupPath with r.mu held. An unknown pod UID rereads
+// /var/log/pods, at most once per Rescan.
+func (r *Resolver) lookupPath(path string) Identity {
+	ident := Parse(path)
+	if ident.PodUID == "" {
+		return ident
+	}
+	n, ok := r.pods[ident.PodUID]
+	if !ok && (r.pods == nil || time.Since(r.podsRead) >= r.opts.Rescan) {
+		r.pods, r.podsRead = podNames(r.opts.PodLogDir), time.Now()
+		n, ok = r.pods[ident.PodUID]
+	}
+	if ok {
+		ident.PodNamespace, ident.PodName = n[0], n[1]
+	}
+	return ident
+}
+
+// procCgroup reads the cgroup v2 path of a /proc/PID/cgroup file ("0::"
+// line), "" if it cannot.
+func procCgroup(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return p
+		}
+	}
+	return ""
 }
 
 // Lookup returns the identity of cgroup id, the zero Identity for a host
@@ -82,7 +164,7 @@ func (r *Resolver) Err() error {
 // scan walks the cgroup tree and /var/log/pods, with r.mu held.
 func (r *Resolver) scan() {
 	r.scanned = time.Now()
-	r.pods = podNames(r.opts.PodLogDir)
+	r.pods, r.podsRead = podNames(r.opts.PodLogDir), r.scanned
 	byID := map[uint64]Identity{}
 	root := r.opts.CgroupRoot
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpstat/tcpstat/internal/sockfds"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
@@ -38,6 +39,8 @@ type Report struct {
 	Checks   []Check   `json:"checks"`
 	Features []Feature `json:"features"`
 }
+
+const taskFilesCheck = "BPF task_file iterator (iter/task_file, Linux 5.8+)"
 
 // Run examines the kernel. It loads and attaches the real tracer once, as
 // the final word on whether tracing works, and detaches it at once.
@@ -104,6 +107,11 @@ func Run() Report {
 	check("BPF run-time statistics (kernel.bpf_stats_enabled)", "BPF time per event in watch's summary and the benchmark",
 		boolErr(strings.TrimSpace(string(stats)) == "1",
 			"off: tcpstat's BPF time per event is not measured (sysctl kernel.bpf_stats_enabled=1)"), "on")
+	haveTaskFiles := false
+	if privileged {
+		haveTaskFiles = check(taskFilesCheck, "finding socket owners (list -p, top) in one pass of the kernel, else a walk of /proc/*/fd",
+			sockfds.Scan(func(uint32, uint32, uint64) {}), "loads and runs")
+	}
 	haveDiag := check("netlink sock_diag", "socket listings (list) and the live table's dumps (top)", sockDiagErr(), "available")
 
 	var tracerErr error
@@ -127,6 +135,8 @@ func Run() Report {
 		"tracing programs cannot read cookies on this kernel: sockets get synthetic ids until listed"))
 	r.Features = append(r.Features, feature("per-socket kernel state freed with its socket", tracing && haveStorage, tracing && !haveStorage,
 		"kept in an LRU map instead (Linux < 5.11), swept every 10 s of sockets whose close was lost"))
+	r.Features = append(r.Features, feature("socket owners in one kernel pass", haveTaskFiles, false,
+		"owners come from a walk of /proc/*/fd, slower with many sockets"))
 	r.Features = append(r.Features, feature("list: netstat-style listings", true, !haveDiag,
 		"sock_diag unavailable: listings read /proc/net instead (no cookies, no tcp_info)"))
 	r.Features = append(r.Features, feature("top: live connection table", tracing && haveDiag, tracing && !haveDiag,

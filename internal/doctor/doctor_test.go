@@ -28,7 +28,7 @@ func TestRunFindsWhatTracingNeeds(t *testing.T) {
 	for _, name := range []string{
 		"kernel BTF (/sys/kernel/btf/vmlinux)", "tracepoint sock:inet_sock_set_state",
 		"BPF ring buffer", "tracer loads and attaches", "netlink sock_diag",
-		"BPF map iterators (iter/bpf_map_elem, Linux 5.9+)",
+		"BPF map iterators (iter/bpf_map_elem, Linux 5.9+)", taskFilesCheck,
 	} {
 		c, ok := checks[name]
 		if !ok {
@@ -41,7 +41,7 @@ func TestRunFindsWhatTracingNeeds(t *testing.T) {
 	for _, f := range r.Features {
 		status[f.Name] = f.Status
 	}
-	for _, name := range []string{"watch: live TCP transitions", "list: netstat-style listings"} {
+	for _, name := range []string{"watch: live TCP transitions", "list: netstat-style listings", "socket owners in one kernel pass"} {
 		if status[name] != "available" {
 			t.Errorf("%s: %q, want available", name, status[name])
 		}

@@ -2,9 +2,11 @@ package filter
 
 import (
 	"bufio"
+	"context"
 	"errors"
-	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +14,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tcpstat/tcpstat/internal/container"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 )
 
 var errNoZone = errors.New("zones are not supported")
@@ -23,10 +28,21 @@ type env struct {
 	procRoot     string
 	netnsDir     string
 	cgroupRoot   string
+	podLogDir    string
+
+	// lookupHost resolves a host name (/etc/hosts, then DNS, as ss's
+	// getaddrinfo does).
+	lookupHost func(ctx context.Context, name string) ([]netip.Addr, error)
 
 	once     sync.Once
 	services map[string]uint16
+	// ids names owners' containers and pods; made when a condition
+	// first needs it, unless given.
+	ids *container.Resolver
 }
+
+// hostTimeout bounds a host name's resolution.
+const hostTimeout = 5 * time.Second
 
 func defaultEnv() *env {
 	return &env{
@@ -34,7 +50,19 @@ func defaultEnv() *env {
 		procRoot:     "/proc",
 		netnsDir:     snapshot.NetNSDir,
 		cgroupRoot:   cgroup2Mount("/proc/self/mounts"),
+		podLogDir:    "/var/log/pods",
+		lookupHost: func(ctx context.Context, name string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", name)
+		},
 	}
+}
+
+// containers is the resolver of container, pod and pod_namespace.
+func (e *env) containers() *container.Resolver {
+	if e.ids == nil {
+		e.ids = container.NewResolver(container.Options{CgroupRoot: e.cgroupRoot, PodLogDir: e.podLogDir, ProcRoot: e.procRoot})
+	}
+	return e.ids
 }
 
 // cgroup2Mount is where the cgroup v2 hierarchy is mounted (the one whose

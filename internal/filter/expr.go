@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -370,6 +371,59 @@ func (n *cgroupNode) match(s *Subject) bool {
 func (n *cgroupNode) kernel() bool { return kernelCgroups() }
 func (n *cgroupNode) format(b *strings.Builder) {
 	b.WriteString("cgroup " + quoteWord(n.cg.path))
+}
+
+// containerField is what a container condition compares.
+type containerField uint8
+
+const (
+	fieldContainer    containerField = iota // the container id
+	fieldPod                                // the pod's name, namespace/name or UID
+	fieldPodNamespace                       // the pod's namespace
+)
+
+var containerFieldNames = [...]string{fieldContainer: "container", fieldPod: "pod", fieldPodNamespace: "pod_namespace"}
+
+// containerNode matches the owner's container or pod, as its cgroup path
+// and /var/log/pods name them. An owner outside any container, or unknown,
+// matches none (and so every "not").
+type containerNode struct {
+	field   containerField
+	pattern string
+	glob    bool
+	ids     *container.Resolver
+}
+
+func (n *containerNode) match(s *Subject) bool {
+	if !s.OwnerKnown {
+		return false
+	}
+	id := n.ids.Owner(s.Cgroup, s.PID)
+	switch n.field {
+	case fieldContainer:
+		// docker ps's short form and longer prefixes name a container too.
+		return n.is(id.Container) || !n.glob && id.Container != "" && strings.HasPrefix(id.Container, n.pattern)
+	case fieldPod:
+		return n.is(id.PodName) || n.is(id.PodUID) || id.PodName != "" && n.is(id.PodNamespace+"/"+id.PodName)
+	}
+	return n.is(id.PodNamespace)
+}
+
+// is compares one name with the pattern; an unknown name matches nothing.
+func (n *containerNode) is(v string) bool {
+	if v == "" {
+		return false
+	}
+	if n.glob {
+		ok, _ := path.Match(n.pattern, v)
+		return ok
+	}
+	return v == n.pattern
+}
+
+func (n *containerNode) kernel() bool { return false }
+func (n *containerNode) format(b *strings.Builder) {
+	b.WriteString(containerFieldNames[n.field] + " " + quoteWord(n.pattern))
 }
 
 // reasonNode matches the transition that ends a connection for a reason.

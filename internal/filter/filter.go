@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
@@ -41,6 +42,28 @@ func Parse(expr string) (*Filter, error) {
 // joins with blanks as ss does; error columns count in the joined text.
 func ParseArgs(args []string) (*Filter, error) {
 	return Parse(strings.Join(args, " "))
+}
+
+// Options say where an expression's names are resolved; the zero value is
+// the host's (Parse).
+type Options struct {
+	// Containers names the containers and pods of owners, for the
+	// container, pod and pod_namespace conditions. nil: a resolver of the
+	// filter's own, on the cgroup v2 mount and /var/log/pods. A view that
+	// shows pods passes its own, so that both agree.
+	Containers *container.Resolver
+}
+
+// ParseWith is Parse with options.
+func ParseWith(expr string, o Options) (*Filter, error) {
+	e := defaultEnv()
+	e.ids = o.Containers
+	return parseEnv(expr, e)
+}
+
+// ParseArgsWith is ParseArgs with options.
+func ParseArgsWith(args []string, o Options) (*Filter, error) {
+	return ParseWith(strings.Join(args, " "), o)
 }
 
 func parseEnv(expr string, e *env) (*Filter, error) {
@@ -97,7 +120,7 @@ func (f *Filter) Source() string {
 // can tell per-socket from per-event conditions.
 type Uses struct {
 	State  bool // state, exclude
-	Owner  bool // pid, comm, uid, cgroup
+	Owner  bool // pid, comm, uid, cgroup, container, pod, pod_namespace
 	Reason bool
 }
 
@@ -118,7 +141,7 @@ func uses(root node) Uses {
 		switch n.(type) {
 		case *stateNode:
 			u.State = true
-		case *ownerNode, *commNode, *cgroupNode:
+		case *ownerNode, *commNode, *cgroupNode, *containerNode:
 			u.Owner = true
 		case *reasonNode:
 			u.Reason = true

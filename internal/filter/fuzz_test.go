@@ -11,6 +11,7 @@ func FuzzParse(f *testing.F) {
 		"state established", "( dport = :80 or dport = :443 ) and not src [::1]",
 		"sport = :22 | dport = :22 & state established", "dst inet6:[::1]:80", "comm ng*",
 		"exclude listening exclude time-wait", "src 10.0.0.0/8:http", `comm a\ b`,
+		"pod shop/cart-0 or not container *", "pod_namespace != kube-*",
 	} {
 		f.Add(s)
 	}

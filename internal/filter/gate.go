@@ -52,7 +52,7 @@ func NewGate(f *Filter) *Gate {
 				g.needPort = g.needPort || n.side == local
 			case *hostNode:
 				g.needPort = g.needPort || n.side == local && n.port >= 0
-			case *ownerNode, *commNode, *cgroupNode:
+			case *ownerNode, *commNode, *cgroupNode, *containerNode:
 				g.needOwner = true
 			}
 		})

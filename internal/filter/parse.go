@@ -1,12 +1,16 @@
 package filter
 
 import (
+	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"os/user"
 	"path"
 	"strconv"
 	"strings"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -14,7 +18,7 @@ import (
 // keywords are the words that start a condition.
 var keywords = []string{
 	"state", "exclude", "excl", "src", "dst", "sport", "dport", "autobound",
-	"pid", "comm", "uid", "netns", "cgroup", "reason", "family",
+	"pid", "comm", "uid", "netns", "cgroup", "container", "pod", "pod_namespace", "reason", "family",
 }
 
 // parser is a recursive-descent parser over the token list. ss's grammar
@@ -234,6 +238,21 @@ func (p *parser) condition() (node, error) {
 			return nil, err
 		}
 		return negate(&cgroupNode{cg}, neg), nil
+	case "container", "pod", "pod_namespace":
+		p.next()
+		neg, err := p.eqOrNeq(t)
+		if err != nil {
+			return nil, err
+		}
+		v, err := p.value(t, containerValues[kw])
+		if err != nil {
+			return nil, err
+		}
+		n, err := p.containerCond(kw, v)
+		if err != nil {
+			return nil, err
+		}
+		return negate(n, neg), nil
 	case "reason":
 		p.next()
 		neg, err := p.eqOrNeq(t)
@@ -275,6 +294,55 @@ func (p *parser) condition() (node, error) {
 		e.Hint = "conditions start with " + strings.Join(keywords, ", ")
 	}
 	return nil, e
+}
+
+// containerValues say what each container condition takes.
+var containerValues = map[string]string{
+	"container":     "a container id, its first 12 or more digits, or a glob",
+	"pod":           "a pod name, namespace/name, UID or glob",
+	"pod_namespace": "a Kubernetes namespace or glob",
+}
+
+// containerCond checks a container, pod or pod_namespace value: a glob,
+// or a word of the shape the condition compares with, so that a typo
+// (an upper-case name, a short id) is an error instead of matching
+// nothing.
+func (p *parser) containerCond(kw string, v token) (node, error) {
+	n := &containerNode{pattern: v.text, glob: strings.ContainsAny(v.text, "*?["), ids: p.env.containers()}
+	switch kw {
+	case "container":
+		n.field = fieldContainer
+	case "pod":
+		n.field = fieldPod
+	default:
+		n.field = fieldPodNamespace
+	}
+	if n.glob {
+		if _, err := path.Match(n.pattern, ""); err != nil {
+			return nil, errorf(v.col, "bad glob %q", v.text)
+		}
+		return n, nil
+	}
+	ok := false
+	switch n.field {
+	case fieldContainer:
+		ok = len(v.text) >= container.ShortID && len(v.text) <= 64 && strings.Trim(v.text, "0123456789abcdef") == ""
+	case fieldPod:
+		ns, name, qualified := strings.Cut(v.text, "/")
+		ok = qualified && isDNSName(ns) && isDNSName(name) || !qualified && isDNSName(v.text)
+	case fieldPodNamespace:
+		ok = isDNSName(v.text)
+	}
+	if !ok {
+		return nil, errorf(v.col, "%s needs %s, not %q", kw, containerValues[kw], v.text)
+	}
+	return n, nil
+}
+
+// isDNSName reports whether s could be a Kubernetes name (or a pod UID):
+// lowercase letters, digits, '-' and '.', at most 253 bytes.
+func isDNSName(s string) bool {
+	return s != "" && len(s) <= 253 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == ""
 }
 
 // commLen is the longest command name the kernel keeps (TASK_COMM_LEN-1).
@@ -510,9 +578,12 @@ func (e *env) host(v token, sd side) (node, error) {
 	}
 	if addr != "" && addr != "*" {
 		pfx, err := parsePrefix(addr)
+		if err != nil && hostName(addr) {
+			return e.hostByName(v, n, addr)
+		}
 		if err != nil {
 			return nil, &Error{Col: v.col, Msg: "an address or prefix is expected rather than " + strconv.Quote(addr),
-				Hint: "e.g. 10.0.0.0/8, [::1], 127.0.0.1:80"}
+				Hint: "e.g. 10.0.0.0/8, [::1], 127.0.0.1:80, localhost"}
 		}
 		if n.v6 >= 0 && pfx.Addr().Is6() != (n.v6 == 1) {
 			return nil, errorf(v.col, "%s is not an %s address", addr, [...]string{"inet", "inet6"}[n.v6])
@@ -520,6 +591,57 @@ func (e *env) host(v token, sd side) (node, error) {
 		n.prefix = pfx
 	}
 	return n, nil
+}
+
+// hostName reports a word that can be a host name: letters, digits, '-'
+// and '.', with a letter somewhere.
+func hostName(w string) bool {
+	letter := false
+	for _, r := range w {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
+			letter = true
+		case r >= '0' && r <= '9' || r == '-' || r == '.':
+		default:
+			return false
+		}
+	}
+	return letter
+}
+
+// hostByName is n for each address name resolves to (of n's family, if
+// it names one), any of them: what ss makes of a host name.
+func (e *env) hostByName(v token, n *hostNode, name string) (node, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), hostTimeout)
+	defer cancel()
+	addrs, err := e.lookupHost(ctx, name)
+	if err != nil {
+		var dns *net.DNSError
+		if errors.As(err, &dns) {
+			err = errors.New(dns.Err)
+		}
+		return nil, errorf(v.col, "cannot resolve host name %q: %v", name, err)
+	}
+	var any node
+	seen := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		a = a.Unmap().WithZone("")
+		if seen[a] || n.v6 >= 0 && a.Is6() != (n.v6 == 1) {
+			continue
+		}
+		seen[a] = true
+		one := *n
+		one.prefix = netip.PrefixFrom(a, a.BitLen())
+		if any == nil {
+			any = &one
+		} else {
+			any = &orNode{any, &one}
+		}
+	}
+	if any == nil {
+		return nil, errorf(v.col, "host name %q has no %s address", name, [...]string{"inet", "inet6"}[max(n.v6, 0)])
+	}
+	return any, nil
 }
 
 // parsePrefix reads an address (a full-length prefix) or ADDR/LEN, with the

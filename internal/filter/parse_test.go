@@ -1,6 +1,8 @@
 package filter
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,6 +23,7 @@ func testEnv(t testing.TB) *env {
 	dir := t.TempDir()
 	e.netnsDir = filepath.Join(dir, "netns")
 	e.cgroupRoot = filepath.Join(dir, "cgroup")
+	e.podLogDir = filepath.Join(dir, "pods")
 	for _, d := range []string{e.netnsDir, filepath.Join(e.cgroupRoot, "system.slice/nginx.service/worker")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -28,6 +31,16 @@ func testEnv(t testing.TB) *env {
 	}
 	if err := os.WriteFile(filepath.Join(e.netnsDir, "blue"), nil, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	hosts := map[string][]netip.Addr{
+		"db.example": {netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("::ffff:10.0.0.5")},
+		"v4only":     {netip.MustParseAddr("10.0.0.6")},
+	}
+	e.lookupHost = func(_ context.Context, name string) ([]netip.Addr, error) {
+		if a, ok := hosts[name]; ok {
+			return a, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 	}
 	return e
 }
@@ -51,6 +64,11 @@ func TestParseCanonical(t *testing.T) {
 		{"state LISTEN", "state listening"},
 		{"state fin_wait2", "state fin-wait-2"},
 		{"sport = :ssh", "sport = :22"},
+		{"dst db.example", "dst 10.0.0.5 or dst 2001:db8::5"},
+		{"dst inet:db.example:5432", "dst inet:10.0.0.5:5432"},
+		{"not src v4only", "not src 10.0.0.6"},
+		{"src v4only and dport = :80", "src 10.0.0.6 and dport = :80"},
+		{"src db.example and dport = :80", "( src 10.0.0.5 or src 2001:db8::5 ) and dport = :80"},
 		{"sport eq :ssh", "sport = :22"},
 		{"sport == 22", "sport = :22"},
 		{"sport :www", "sport = :80"},
@@ -168,14 +186,13 @@ func TestParseErrors(t *testing.T) {
 		{"state", `filter: state needs a state name, found the end at column 6`},
 		{"state new-syn-recv", `filter: state "new-syn-recv" is a kernel detail at column 7; request sockets are "syn-recv"`},
 		{"dpot = :80", `filter: unknown condition "dpot" at column 1; did you mean "dport"?`},
-		{"xyzzy", `filter: unknown condition "xyzzy" at column 1; conditions start with state, exclude, excl, src, dst, sport, dport, autobound, pid, comm, uid, netns, cgroup, reason, family`},
+		{"xyzzy", `filter: unknown condition "xyzzy" at column 1; conditions start with state, exclude, excl, src, dst, sport, dport, autobound, pid, comm, uid, netns, cgroup, container, pod, pod_namespace, reason, family`},
 		{"sport = :99999", `filter: port "99999" is out of range at column 9`},
 		{"sport = :nosuch", `filter: "nosuch" is neither a port nor a TCP service in testdata/services at column 9`},
 		{"dport = :domain", `filter: "domain" is neither a port nor a TCP service in testdata/services at column 9`},
 		{"sport =", `filter: sport needs a port, found the end at column 8`},
 		{"sport = and", `filter: sport needs a port, found "and" at column 9`},
-		{"dst 10.0.0.300", `filter: an address or prefix is expected rather than "10.0.0.300" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80`},
-		{"dst localhost", `filter: an address or prefix is expected rather than "localhost" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80`},
+		{"dst 10.0.0.300", `filter: an address or prefix is expected rather than "10.0.0.300" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80, localhost`},
 		{"dst [::1", `filter: missing "]" in "[::1" at column 5`},
 		{"dst unix:/tmp/x", `filter: unix addresses are not TCP at column 5`},
 		{"dst inet6:10.0.0.1", `filter: 10.0.0.1 is not an inet6 address at column 5`},
@@ -197,6 +214,9 @@ func TestParseErrors(t *testing.T) {
 		{"netns red", `filter: no network namespace "red" (` + e.netnsDir + `/red: no such file or directory) at column 7`},
 		{"netns ../x", `filter: netns "../x" is not a name under ` + e.netnsDir + ` at column 7`},
 		{"cgroup /nope", `filter: no cgroup "/nope" under ` + e.cgroupRoot + ` at column 8`},
+		{"dst nowhere.example", `filter: cannot resolve host name "nowhere.example": no such host at column 5`},
+		{"src inet6:v4only", `filter: host name "v4only" has no inet6 address at column 5`},
+		{"dst 10.0.0.0/33", `filter: an address or prefix is expected rather than "10.0.0.0/33" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80, localhost`},
 		{"dev eth0", `filter: ss's "dev" is not supported (the state tracepoint carries no device or mark) at column 1`},
 		{"sport = :22 && & dport", `filter: expected a condition, found "&" at column 16`},
 	} {

@@ -115,7 +115,10 @@ type Status struct {
 	// OwnersUnreadable is how many processes the last owner scan could not
 	// read (not root, or hidepid): their sockets show no owner.
 	OwnersUnreadable int
-	DumpErr          error // the last dump's error, until a dump succeeds
+	// OwnerScan names how the last owner scan found the descriptors
+	// (snapshot.ScanIterator or snapshot.ScanProc); empty before one.
+	OwnerScan string
+	DumpErr   error // the last dump's error, until a dump succeeds
 	// NetNSErr says the last dump of many network namespaces left some
 	// out (a *snapshot.NetNSError: no CAP_SYS_ADMIN to join them); their
 	// sockets older than tcpstat are missing. nil when all were dumped.
@@ -466,6 +469,9 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 		t.st.OwnersUnreadable = 0
 		if partial != nil {
 			t.st.OwnersUnreadable = partial.Unreadable
+		}
+		if sc := snapshot.LastOwnerScan(); sc != nil {
+			t.st.OwnerScan = sc.Method
 		}
 	}
 	return nil

@@ -62,30 +62,13 @@ type DevCounters struct {
 // ParseNetDevFull parses /proc/net/dev keeping all 16 counters.
 func ParseNetDevFull(r io.Reader) (map[string]DevCounters, error) {
 	m := make(map[string]DevCounters)
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		if n <= 2 {
-			continue
-		}
-		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			return nil, fmt.Errorf("line %d: no interface name", n)
-		}
-		fs := strings.Fields(rest)
-		if len(fs) < 16 {
-			return nil, fmt.Errorf("line %d: want 16 counters, got %d", n, len(fs))
-		}
-		var v [16]uint64
-		for i := range v {
-			x, err := strconv.ParseUint(fs[i], 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %w", n, err)
-			}
-			v[i] = x
-		}
-		m[strings.TrimSpace(name)] = DevCounters{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]}
+	err := netDevRows(r, func(name string, v *[16]uint64) {
+		m[name] = DevCounters{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]}
+	})
+	if err != nil {
+		return nil, err
 	}
-	return m, sc.Err()
+	return m, nil
 }
 
 // ParseIfInet6 parses /proc/net/if_inet6: address (32 hex digits),

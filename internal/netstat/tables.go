@@ -111,10 +111,23 @@ func readSysUint(path string, base int) (uint64, error) {
 	return strconv.ParseUint(s, base, 64)
 }
 
-// ParseNetDev parses /proc/net/dev (two header lines, then
-// "name: 8 receive counters 8 transmit counters").
+// ParseNetDev parses /proc/net/dev into the counters netstat -i shows.
 func ParseNetDev(r io.Reader) ([]Interface, error) {
 	var ifs []Interface
+	err := netDevRows(r, func(name string, v *[16]uint64) {
+		ifs = append(ifs, Interface{Name: name,
+			RXOK: v[1], RXErr: v[2], RXDrop: v[3], RXOverrun: v[4],
+			TXOK: v[9], TXErr: v[10], TXDrop: v[11], TXOverrun: v[12], Colls: v[13]})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ifs, nil
+}
+
+// netDevRows reads /proc/net/dev (two header lines, then "name: 8
+// receive counters 8 transmit counters"), a row at a time.
+func netDevRows(r io.Reader, row func(name string, v *[16]uint64)) error {
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		if n <= 2 {
@@ -122,25 +135,23 @@ func ParseNetDev(r io.Reader) ([]Interface, error) {
 		}
 		name, rest, ok := strings.Cut(sc.Text(), ":")
 		if !ok {
-			return nil, fmt.Errorf("line %d: no interface name", n)
+			return fmt.Errorf("line %d: no interface name", n)
 		}
 		fs := strings.Fields(rest)
 		if len(fs) < 16 {
-			return nil, fmt.Errorf("line %d: want 16 counters, got %d", n, len(fs))
+			return fmt.Errorf("line %d: want 16 counters, got %d", n, len(fs))
 		}
 		var v [16]uint64
 		for i := range v {
 			x, err := strconv.ParseUint(fs[i], 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("line %d: %w", n, err)
+				return fmt.Errorf("line %d: %w", n, err)
 			}
 			v[i] = x
 		}
-		ifs = append(ifs, Interface{Name: strings.TrimSpace(name),
-			RXOK: v[1], RXErr: v[2], RXDrop: v[3], RXOverrun: v[4],
-			TXOK: v[9], TXErr: v[10], TXDrop: v[11], TXOverrun: v[12], Colls: v[13]})
+		row(strings.TrimSpace(name), &v)
 	}
-	return ifs, sc.Err()
+	return sc.Err()
 }
 
 // IfaceCounts is one line of Solaris' `-i -I IFACE interval` counts.

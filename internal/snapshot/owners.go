@@ -11,8 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/sockfds"
 )
 
 // PartialError says the owner scan could not read some processes'
@@ -26,12 +29,63 @@ func (e *PartialError) Error() string {
 	return fmt.Sprintf("could not read the descriptors of %d processes; their sockets show no owner (reading them needs CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE, or root)", e.Unreadable)
 }
 
-// Owners maps socket inodes to the processes holding them, from one scan
-// of /proc/*/fd. Processes are scanned in parallel; a process that exits
-// mid-scan is skipped. When some processes could not be read the map is
-// returned with a *PartialError.
+// Owners maps socket inodes to the processes holding them. The
+// descriptors come from one pass of the BPF task_file iterator where it
+// loads (privileges, Linux 5.8+, the kernel's own PID namespace), else from
+// a walk of /proc/*/fd, in parallel; LastOwnerScan says which. Either way a
+// process that exits mid-scan is skipped or keeps its pid with empty names,
+// and the names are read from /proc/<pid>/comm and cmdline. When some
+// processes could not be read the map is returned with a *PartialError.
 func Owners(ctx context.Context) (map[uint64][]Owner, error) {
+	owners, err := iterOwners(ctx, "/proc")
+	if err == nil || ctx.Err() != nil {
+		lastScan.Store(&OwnerScan{Method: ScanIterator})
+		return owners, err
+	}
+	lastScan.Store(&OwnerScan{Method: ScanProc, Fallback: err})
 	return scanOwners(ctx, "/proc")
+}
+
+// How an owner scan found the sockets' descriptors.
+const (
+	ScanIterator = "bpf task_file iterator"
+	ScanProc     = "/proc/*/fd walk"
+)
+
+// OwnerScan says how the last owner scan of this process was made.
+type OwnerScan struct {
+	Method   string // ScanIterator or ScanProc
+	Fallback error  // why the iterator was not used, with ScanProc
+}
+
+var lastScan atomic.Pointer[OwnerScan]
+
+// LastOwnerScan says how the last call of Owners found the descriptors;
+// nil before the first.
+func LastOwnerScan() *OwnerScan { return lastScan.Load() }
+
+// iterOwners is Owners through the BPF iterator, with the names read from
+// procRoot once per process that holds a socket.
+func iterOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error) {
+	var refs []ownerRef
+	err := sockfds.Scan(func(pid, _ uint32, inode uint64) {
+		refs = append(refs, ownerRef{inode, Owner{PID: pid}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Records come grouped by process; describe each once.
+	var last Owner
+	for i := range refs {
+		if i == 0 || refs[i].owner.PID != last.PID {
+			last = describe(procRoot, refs[i].owner.PID)
+		}
+		refs[i].owner = last
+	}
+	return indexOwners(refs), nil
 }
 
 func scanOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error) {
@@ -157,7 +211,6 @@ func (s *fdScanner) scan(pid uint32, refs []ownerRef) ([]ownerRef, error) {
 	s.pathBuf = append(s.pathBuf[:0], s.root...)
 	s.pathBuf = append(s.pathBuf, '/')
 	s.pathBuf = strconv.AppendUint(s.pathBuf, uint64(pid), 10)
-	base := len(s.pathBuf)
 	s.pathBuf = append(s.pathBuf, "/fd"...)
 	dfd, err := unix.Open(string(s.pathBuf), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -199,7 +252,7 @@ func (s *fdScanner) scan(pid uint32, refs []ownerRef) ([]ownerRef, error) {
 				continue
 			}
 			if owner == nil {
-				o := s.describe(pid, base)
+				o := describe(s.root, pid)
 				owner = &o
 			}
 			refs = append(refs, ownerRef{ino, *owner})
@@ -239,9 +292,9 @@ func parseSocketLink(b []byte) (uint64, bool) {
 
 // describe reads comm and the base name of argv[0]; a process that exits
 // first keeps its pid and empty names.
-func (s *fdScanner) describe(pid uint32, base int) Owner {
+func describe(procRoot string, pid uint32) Owner {
 	o := Owner{PID: pid}
-	dir := string(s.pathBuf[:base])
+	dir := procRoot + "/" + strconv.FormatUint(uint64(pid), 10)
 	if b, err := os.ReadFile(dir + "/comm"); err == nil {
 		o.Comm = string(bytes.TrimRight(b, "\n"))
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/table"
@@ -53,11 +54,18 @@ type Options struct {
 	Filter *filter.Filter
 	// Color colours the state column on screen.
 	Color bool
+	// Containers names the owners' containers and pods for the POD column
+	// and the JSON; nil: no POD column. The filter typed after / uses it.
+	Containers *container.Resolver
 }
 
-// Frame is one refresh: a copy of the table taken under its lock, then
-// sorted and filtered without it. Reuse a Frame across refreshes: its
-// buffers are kept.
+// Frame is one refresh, in one of two forms. Capture copies the table under
+// its lock, to sort, filter and draw without it (the interactive screen,
+// which draws again between refreshes). Bind makes an index over the
+// table's own rows instead, to sort and write the whole frame while the
+// lock is still held (top -b): no row is copied, which at 100 000 rows
+// would double the table's memory at every refresh. Reuse a Frame across
+// refreshes: its buffers are kept.
 type Frame struct {
 	Status livetable.Status
 	Counts map[tcp.State]int
@@ -65,18 +73,29 @@ type Frame struct {
 	// Namespaces is how many network namespaces the rows are in; views
 	// show a NETNS column when it is more than one.
 	Namespaces int
-	rows       []table.Row
+	// Pods says a row's owner is in a container or pod: views show a POD
+	// column (set by Arrange, with Options.Containers).
+	Pods bool
+	rows []table.Row
+	// ids are the rows' owners' containers and pods, resolved once per
+	// capture (Arrange) when Options.Containers is set.
+	ids     []container.Identity
+	idsDone bool
 	// owners are the rows' owners, names included, resolved at capture:
 	// a copied row's owner name is an id into the table's name registry,
 	// which a later change of the table may give to another name.
 	owners []Owner
-	order  []int32 // rows shown, in display order
+	// tb is the bound table (Bind), whose rows are read in place; nil
+	// for a captured frame.
+	tb    *table.Table
+	order []int32 // rows shown, in display order
 }
 
 // Owner is a row's owner as the frame captured it.
 type Owner struct {
 	PID    uint32
 	Comm   string // as the process set it: sanitise before printing
+	Cgroup uint64 // cgroup v2 id; 0 when a /proc scan found the owner
 	Known  bool
 	Former bool // no longer holds the socket (timewait, orphaned)
 	Source tracer.OwnerSource
@@ -85,68 +104,156 @@ type Owner struct {
 // Capture copies the table and its status; pass it to livetable.Table.View.
 func (f *Frame) Capture(tb *table.Table, st livetable.Status) {
 	f.Status = st
+	f.tb = nil
 	f.rows, f.owners = f.rows[:0], f.owners[:0]
-	f.Namespaces = 0
-	var first uint32
+	f.Pods, f.idsDone = false, false
 	for i := range tb.Len() {
 		r := tb.Row(i)
 		f.rows = append(f.rows, *r)
 		f.owners = append(f.owners, ownerOf(r))
-		// Two distinct namespaces are all the NETNS column needs to know.
-		switch ns := r.NetNS(); {
+	}
+	f.countNamespaces()
+	f.Total = len(f.rows)
+}
+
+// Bind makes the frame read tb's rows in place: call it from
+// livetable.Table.View, and Arrange and write the frame before View
+// returns, while the table cannot change. Unbind after.
+func (f *Frame) Bind(tb *table.Table, st livetable.Status) {
+	f.Status = st
+	f.tb = tb
+	// A frame bound once is bound at every refresh: drop the copies.
+	f.rows, f.owners = nil, nil
+	f.Pods, f.idsDone = false, false
+	f.countNamespaces()
+	f.Total = tb.Len()
+}
+
+// Unbind forgets the bound table, whose rows may change once its lock is
+// released; the frame shows no rows until the next Bind or Capture.
+func (f *Frame) Unbind() {
+	f.tb = nil
+	f.order = f.order[:0]
+}
+
+// countNamespaces sets Namespaces: two distinct ones are all the NETNS
+// column needs to know.
+func (f *Frame) countNamespaces() {
+	f.Namespaces = 0
+	var first uint32
+	for i := range f.size() {
+		switch ns := f.at(int32(i)).NetNS(); {
 		case f.Namespaces == 0:
 			first, f.Namespaces = ns, 1
 		case f.Namespaces == 1 && ns != first:
 			f.Namespaces = 2
+			return
 		}
 	}
-	f.Total = len(f.rows)
+}
+
+// size is the number of rows captured or bound.
+func (f *Frame) size() int {
+	if f.tb != nil {
+		return f.tb.Len()
+	}
+	return len(f.rows)
+}
+
+// at is the j-th row captured or bound, in the table's order.
+func (f *Frame) at(j int32) *table.Row {
+	if f.tb != nil {
+		return f.tb.Row(int(j))
+	}
+	return &f.rows[j]
+}
+
+// ownerAt is the owner of row j, as captured or, bound, as it is now.
+func (f *Frame) ownerAt(j int32) Owner {
+	if f.tb != nil {
+		return ownerOf(f.tb.Row(int(j)))
+	}
+	return f.owners[j]
 }
 
 func ownerOf(r *table.Row) Owner {
 	if p, ok := r.Owner(); ok {
-		return Owner{PID: p.PID, Comm: p.Comm, Known: true, Source: r.OwnerSource()}
+		return Owner{PID: p.PID, Comm: p.Comm, Cgroup: p.Cgroup, Known: true, Source: r.OwnerSource()}
 	}
 	if p, ok := r.FormerOwner(); ok {
-		return Owner{PID: p.PID, Comm: p.Comm, Known: true, Former: true, Source: r.OwnerSource()}
+		return Owner{PID: p.PID, Comm: p.Comm, Cgroup: p.Cgroup, Known: true, Former: true, Source: r.OwnerSource()}
 	}
 	return Owner{}
 }
 
+// resolve names the rows' containers and pods, once per capture: most
+// rows share a few owners, so each cgroup (or pid, for owners found by a
+// /proc scan) is looked up once.
+func (f *Frame) resolve(ids *container.Resolver) {
+	if f.idsDone || ids == nil {
+		return
+	}
+	f.idsDone = true
+	f.ids = f.ids[:0]
+	type key struct {
+		cgroup uint64
+		pid    uint32
+	}
+	seen := make(map[key]container.Identity)
+	for i := range int32(f.size()) {
+		o := f.ownerAt(i)
+		var id container.Identity
+		if o.Known {
+			k := key{cgroup: o.Cgroup}
+			if k.cgroup == 0 {
+				k.pid = o.PID
+			}
+			var ok bool
+			if id, ok = seen[k]; !ok {
+				id = ids.Owner(k.cgroup, k.pid)
+				seen[k] = id
+			}
+		}
+		f.ids = append(f.ids, id)
+		f.Pods = f.Pods || !id.IsZero()
+	}
+}
+
 // Arrange counts states, filters and sorts.
 func (f *Frame) Arrange(opts Options) {
+	f.resolve(opts.Containers)
 	if f.Counts == nil {
 		f.Counts = make(map[tcp.State]int)
 	}
 	clear(f.Counts)
 	f.order = f.order[:0]
 	all := opts.Filter.Empty()
-	for i := range f.rows {
-		r := &f.rows[i]
+	for i := range int32(f.size()) {
+		r := f.at(i)
 		f.Counts[displayState(r.State())]++
 		if all {
-			f.order = append(f.order, int32(i))
+			f.order = append(f.order, i)
 			continue
 		}
 		s := filter.FromRow(r)
-		if f.owners[i].Known {
-			s.Comm = f.owners[i].Comm // the copy's name id may be reused since
+		if o := f.ownerAt(i); o.Known {
+			s.Comm = o.Comm // a copy's name id may be reused since
 		}
 		if opts.Filter.Match(&s) {
-			f.order = append(f.order, int32(i))
+			f.order = append(f.order, i)
 		}
 	}
 	now := f.Status.Now
 	less := func(a, b int32) int {
-		ra, rb := &f.rows[a], &f.rows[b]
+		ra, rb := f.at(a), f.at(b)
 		c := 0
 		switch opts.Sort {
 		case ByState:
 			c = cmp.Compare(stateOrder(ra.State()), stateOrder(rb.State()))
 		case ByPID:
-			c = cmp.Compare(f.owners[a].PID, f.owners[b].PID)
+			c = cmp.Compare(f.ownerAt(a).PID, f.ownerAt(b).PID)
 		case ByComm:
-			c = cmp.Compare(f.owners[a].Comm, f.owners[b].Comm)
+			c = cmp.Compare(f.ownerAt(a).Comm, f.ownerAt(b).Comm)
 		case ByLocal:
 			c = ra.Local().Compare(rb.Local())
 		case ByRemote:
@@ -171,10 +278,19 @@ func (f *Frame) Len() int { return len(f.order) }
 
 // Row is the i-th row shown. Its owner is Owner(i): the row's own
 // methods would look the name up again, after the table may have changed.
-func (f *Frame) Row(i int) *table.Row { return &f.rows[f.order[i]] }
+func (f *Frame) Row(i int) *table.Row { return f.at(f.order[i]) }
 
 // Owner is the owner of the i-th row shown, as captured.
-func (f *Frame) Owner(i int) Owner { return f.owners[f.order[i]] }
+func (f *Frame) Owner(i int) Owner { return f.ownerAt(f.order[i]) }
+
+// Identity is the container and pod of the i-th row shown; zero without
+// Options.Containers.
+func (f *Frame) Identity(i int) container.Identity {
+	if !f.idsDone {
+		return container.Identity{}
+	}
+	return f.ids[f.order[i]]
+}
 
 // displayState names request sockets as ss and netstat do.
 func displayState(s tcp.State) tcp.State {

@@ -101,7 +101,7 @@ func (v *viewer) key(ev *tcell.EventKey) bool {
 	if v.editing {
 		switch ev.Key() {
 		case tcell.KeyEnter:
-			f, err := filter.Parse(string(v.edit))
+			f, err := filter.ParseWith(string(v.edit), filter.Options{Containers: v.opts.Containers})
 			if err != nil {
 				// Stay in the editor, the error in the status line.
 				v.editErr = err.Error()

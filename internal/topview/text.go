@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/format"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
@@ -74,11 +75,19 @@ func (f *Frame) Header(wall time.Time, eventsPerSec float64, opts Options) []str
 	return []string{first, strings.Join(counts, "  "), third}
 }
 
-var columns = []string{"PID", "COMM", "LOCAL", "REMOTE", "STATE", "TIME", "COOKIE"}
-
-// netnsColumns add NETNS (the namespace inode) when the table holds more
-// than one network namespace.
-var netnsColumns = []string{"PID", "COMM", "NETNS", "LOCAL", "REMOTE", "STATE", "TIME", "COOKIE"}
+// columns are the frame's columns: POD (the owner's pod as namespace/name,
+// or its container's short id) when an owner is in one, and NETNS (the
+// namespace inode) when the table holds more than one network namespace.
+func (f *Frame) columns() []string {
+	cols := []string{"PID", "COMM"}
+	if f.Pods {
+		cols = append(cols, "POD")
+	}
+	if f.Namespaces > 1 {
+		cols = append(cols, "NETNS")
+	}
+	return append(cols, "LOCAL", "REMOTE", "STATE", "TIME", "COOKIE")
+}
 
 // Lines formats rows [from, from+n) of the frame (fewer at its end) under
 // a column header, each column as wide as its widest cell shown.
@@ -101,10 +110,7 @@ func (f *Frame) Lines(from, n int) (head string, lines []string) {
 // no row's cells outlive its line, so a 100 000-row frame never holds its
 // whole text.
 func (f *Frame) writeLines(b *strings.Builder, from, to int, emit func(string)) {
-	cols := columns
-	if f.Namespaces > 1 {
-		cols = netnsColumns
-	}
+	cols := f.columns()
 	width := make([]int, len(cols))
 	for i, c := range cols {
 		width[i] = len(c)
@@ -146,6 +152,13 @@ func (f *Frame) cells(row []string, i int) []string {
 	r := f.Row(i)
 	pid, comm := ownerText(f.Owner(i))
 	row = append(row, pid, comm)
+	if f.Pods {
+		pod := f.Identity(i).Short()
+		if pod == "" {
+			pod = "-"
+		}
+		row = append(row, pod)
+	}
 	if f.Namespaces > 1 {
 		row = append(row, strconv.FormatUint(uint64(r.NetNS()), 10))
 	}
@@ -199,9 +212,12 @@ type jsonFrame struct {
 	Resyncs uint64    `json:"resyncs"`
 	// OwnersUnreadable is how many processes the last owner scan could not
 	// read: their sockets show no owner.
-	OwnersUnreadable int        `json:"owners_unreadable"`
-	Total            int        `json:"total"`
-	Connections      []jsonConn `json:"connections"`
+	OwnersUnreadable int `json:"owners_unreadable"`
+	// OwnerScan is how the last owner scan found the descriptors: "bpf
+	// task_file iterator" or "/proc/*/fd walk"; absent before one.
+	OwnerScan   string     `json:"owner_scan,omitempty"`
+	Total       int        `json:"total"`
+	Connections []jsonConn `json:"connections"`
 }
 
 type jsonConn struct {
@@ -220,6 +236,12 @@ type jsonConn struct {
 	OwnerSource *string   `json:"owner_source"` // syscall, accept, snapshot; null when unknown
 	Since       time.Time `json:"since"`
 	SinceKnown  bool      `json:"since_known"` // false: the state began at or before since
+	// The owner's container and pod, as in watch --json; absent for a host
+	// process or without them.
+	Container    string `json:"container,omitempty"`
+	Pod          string `json:"pod,omitempty"` // the name, or the UID where /var/log/pods is not mounted
+	PodUID       string `json:"pod_uid,omitempty"`
+	PodNamespace string `json:"pod_namespace,omitempty"`
 }
 
 // WriteJSON writes the frame as one JSON object on one line. wall is the
@@ -227,7 +249,8 @@ type jsonConn struct {
 func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
 	head := jsonFrame{
 		Time: wall, Tracing: f.Status.Tracing, Events: f.Status.Events, Lost: f.Status.Lost, Corrupt: f.Status.Corrupt,
-		Stale: f.Status.Stale, Resyncs: f.Status.Resyncs, OwnersUnreadable: f.Status.OwnersUnreadable, Total: f.Total,
+		Stale: f.Status.Stale, Resyncs: f.Status.Resyncs, OwnersUnreadable: f.Status.OwnersUnreadable,
+		OwnerScan: f.Status.OwnerScan, Total: f.Total,
 		Connections: []jsonConn{},
 	}
 	b, err := json.Marshal(head)
@@ -243,7 +266,7 @@ func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
-		c, err := json.Marshal(jsonRow(f.Row(i), f.Owner(i), f.Status.Now, wall))
+		c, err := json.Marshal(jsonRow(f.Row(i), f.Owner(i), f.Identity(i), f.Status.Now, wall))
 		if err != nil {
 			return fmt.Errorf("encode frame: %w", err)
 		}
@@ -253,7 +276,7 @@ func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
 	return bw.Flush()
 }
 
-func jsonRow(r *table.Row, o Owner, now uint64, wall time.Time) jsonConn {
+func jsonRow(r *table.Row, o Owner, id container.Identity, now uint64, wall time.Time) jsonConn {
 	_, known := r.Since()
 	c := jsonConn{
 		Cookie: r.Cookie(), NetNS: r.NetNS(), State: displayState(r.State()).String(), Inferred: r.Inferred(), TimeWait: r.TimeWait(),
@@ -266,6 +289,11 @@ func jsonRow(r *table.Row, o Owner, now uint64, wall time.Time) jsonConn {
 		// UTF-8, as watch's JSON does.
 		src := o.Source.String()
 		c.PID, c.Comm, c.OwnerFormer, c.OwnerSource = &o.PID, &o.Comm, o.Former, &src
+	}
+	c.Container, c.PodUID, c.PodNamespace = id.Container, id.PodUID, id.PodNamespace
+	c.Pod = id.PodName
+	if c.Pod == "" {
+		c.Pod = id.PodUID
 	}
 	return c
 }

@@ -3,6 +3,7 @@ package topview
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/topview/topviewtest"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
@@ -63,22 +65,35 @@ func TestBatchOutput(t *testing.T) {
 		{"top-filter.txt", Options{Filter: mustParse(t, "comm nginx")}, false},
 		{"top.json", Options{}, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var f Frame
-			f.Capture(testTable())
-			f.Arrange(tc.opts)
-			var b bytes.Buffer
-			var err error
-			if tc.json {
-				err = f.WriteJSON(&b, wall)
-			} else {
-				err = f.WriteText(&b, wall, 1234, tc.opts)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden.Check(t, tc.name, b.Bytes())
-		})
+		// A frame bound to the table writes exactly what a copy of it does.
+		for _, bound := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/bound=%v", tc.name, bound), func(t *testing.T) {
+				var f Frame
+				if bound {
+					f.Bind(testTable())
+				} else {
+					f.Capture(testTable())
+				}
+				f.Arrange(tc.opts)
+				var b bytes.Buffer
+				var err error
+				if tc.json {
+					err = f.WriteJSON(&b, wall)
+				} else {
+					err = f.WriteText(&b, wall, 1234, tc.opts)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				golden.Check(t, tc.name, b.Bytes())
+				if bound {
+					f.Unbind()
+					if f.Len() != 0 {
+						t.Errorf("unbound frame shows %d rows", f.Len())
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -95,15 +110,21 @@ func TestSort(t *testing.T) {
 		{Options{Sort: ByLocal}, []uint64{10, 11, 14, 12, 20, 21, 13}},
 		{Options{Sort: ByRemote, Filter: mustParse(t, "sport = :8080 or dport = :8080")}, []uint64{10, 21, 20, 12, 11, 14}},
 	} {
-		var f Frame
-		f.Capture(testTable())
-		f.Arrange(tc.opts)
-		var got []uint64
-		for i := range f.Len() {
-			got = append(got, f.Row(i).Cookie())
-		}
-		if diff := cmp.Diff(tc.want, got); diff != "" {
-			t.Errorf("%+v: cookies (-want +got):\n%s", tc.opts, diff)
+		for _, bound := range []bool{false, true} {
+			var f Frame
+			if bound {
+				f.Bind(testTable())
+			} else {
+				f.Capture(testTable())
+			}
+			f.Arrange(tc.opts)
+			var got []uint64
+			for i := range f.Len() {
+				got = append(got, f.Row(i).Cookie())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("%+v, bound %v: cookies (-want +got):\n%s", tc.opts, bound, diff)
+			}
 		}
 	}
 }
@@ -143,9 +164,9 @@ func TestInteractive(t *testing.T) {
 	}
 	screen.InjectKey(tcell.KeyEnter, 0, tcell.ModNone)
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(screenText(screen), `filter: unmatched ")" at column 13`) {
+	for !strings.Contains(topviewtest.ScreenText(screen), `filter: unmatched ")" at column 13`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no error in the status line:\n%s", screenText(screen))
+			t.Fatalf("no error in the status line:\n%s", topviewtest.ScreenText(screen))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -156,7 +177,7 @@ func TestInteractive(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	text := screenText(screen)
+	text := topviewtest.ScreenText(screen)
 	for _, want := range []string{"(1 shown)", `filter "comm sshd"`, "sort state", "sshd", "[::1]:22"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("screen lacks %q:\n%s", want, text)
@@ -165,23 +186,6 @@ func TestInteractive(t *testing.T) {
 	if strings.Contains(text, "nginx") {
 		t.Errorf("filtered screen shows nginx:\n%s", text)
 	}
-}
-
-// screenText is what the simulated terminal shows, a line per row.
-func screenText(screen tcell.SimulationScreen) string {
-	cells, width, height := screen.GetContents()
-	var lines []string
-	for y := range height {
-		var b strings.Builder
-		for x := range width {
-			c := cells[y*width+x]
-			if len(c.Runes) > 0 {
-				b.WriteRune(c.Runes[0])
-			}
-		}
-		lines = append(lines, strings.TrimRight(b.String(), " "))
-	}
-	return strings.Join(lines, "\n")
 }
 
 func mustParse(t testing.TB, expr string) *filter.Filter {

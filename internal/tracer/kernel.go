@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -83,11 +84,33 @@ func checkCapabilities() error {
 // a process can hold the capabilities and still be refused (lockdown,
 // seccomp, unprivileged_bpf_disabled, a container's profile).
 func explainPermission(err error) error {
+	if (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) && HaveTracingPrivileges() && seccompFiltered() {
+		// Holding the capabilities, refused anyway: in a container the
+		// usual cause is the runtime's default seccomp profile.
+		return fmt.Errorf("%w: %w: tcpstat has the capabilities tracing needs but runs under a seccomp filter, which may refuse "+
+			"bpf() and perf_event_open(): some container runtimes' default profiles allow them only with CAP_SYS_ADMIN; "+
+			"use a profile that allows them with CAP_BPF and CAP_PERFMON (docs/deploy.md)", ErrNoPermission, err)
+	}
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 		return fmt.Errorf("%w: %w: %s (the kernel refused: check lockdown, seccomp and the container's profile)",
 			ErrNoPermission, err, privilegeHint)
 	}
 	return err
+}
+
+// seccompFiltered reports whether this process runs under a seccomp
+// filter (Seccomp: 2 in /proc/self/status), as containers do.
+func seccompFiltered() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Seccomp:"); ok {
+			return strings.TrimSpace(v) == "2"
+		}
+	}
+	return false
 }
 
 // HaveSocketCookieHelper reports whether tracing programs may call
@@ -160,6 +183,10 @@ func TracefsDir() string {
 func ensureTracefs() error {
 	dir := TracefsDir()
 	if dir == "" {
+		// Mounted but root's (0700): the ids are there, unreadable.
+		if _, err := os.Stat(tracefsDirs[0] + "/events"); errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("tracefs at %s is not readable: reading its tracepoint ids needs CAP_DAC_READ_SEARCH", tracefsDirs[0])
+		}
 		if err := unix.Mount("nodev", tracefsDirs[0], "tracefs", 0, ""); err != nil {
 			return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %w", tracefsDirs[0], err)
 		}

@@ -42,6 +42,11 @@ func needRoot(t *testing.T) {
 	}
 }
 
+// readyTimeout bounds watch's start-up: loading and verifying the program
+// takes seconds in the kernel matrix's emulated guests, more while the
+// host is busy (10 s was once too short on 5.10).
+const readyTimeout = time.Minute
+
 // start runs watch in the background and waits until it is attached.
 func start(t *testing.T, opts Options) (ready string, done <-chan error, cancel func()) {
 	t.Helper()
@@ -49,7 +54,7 @@ func start(t *testing.T, opts Options) (ready string, done <-chan error, cancel 
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan error, 1)
 	go func() { ch <- Run(ctx, opts) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(readyTimeout); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(opts.ReadyFile); err == nil {
 			break
 		}
@@ -61,7 +66,7 @@ func start(t *testing.T, opts Options) (ready string, done <-chan error, cancel 
 		}
 		if time.Now().After(deadline) {
 			cancel()
-			t.Fatal("watch not ready after 10 s")
+			t.Fatalf("watch not ready after %v", readyTimeout)
 		}
 	}
 	return opts.ReadyFile, ch, cancel
