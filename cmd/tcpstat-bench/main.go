@@ -34,6 +34,7 @@ type config struct {
 	only     string
 	atSize   int64
 	churn    bool
+	profile  bool
 }
 
 func main() {
@@ -47,6 +48,7 @@ func main() {
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
 	flag.BoolVar(&cfg.filters, "filters", false, "also run tcpstat with a filter that rejects everything and one of 50 prefixes")
+	flag.BoolVar(&cfg.profile, "cpuprofile", false, "write CPU profiles of tcpstat watch and record beside their output (with -keep: DIR/N-NAME.out.pprof)")
 	flag.BoolVar(&cfg.churn, "churn", true, "run the churn phases (false: only -at-size)")
 	flag.BoolVar(&cfg.levers, "levers", false, "also measure each variant of the kernel program: "+strings.Join(variantNames(), ", "))
 	flag.StringVar(&cfg.only, "only", "", "run only the tracers whose names contain one of these comma-separated words (and none)")
@@ -112,7 +114,7 @@ func run(cfg config) error {
 	}
 	defer restore()
 
-	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat}, recordTracer{bin: cfg.tcpstat}}
+	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat, profile: cfg.profile}, recordTracer{bin: cfg.tcpstat, profile: cfg.profile}}
 	if cfg.filters {
 		// The filter in the kernel: one that rejects every transition, and
 		// 50 prefixes of which the churn's loopback matches the last.

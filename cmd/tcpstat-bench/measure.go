@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,6 +27,7 @@ type result struct {
 	recursionMisses uint64
 	recovered       uint64
 	cpu             time.Duration
+	startCPU        time.Duration // of cpu, spent before the tracer said it was ready
 	bpfRunNs        uint64
 	startup         time.Duration
 	maxRSSKiB       int64
@@ -53,6 +56,11 @@ func measure(cfg config, tr tracer, out string) (result, error) {
 		return r, err
 	}
 	r.startup, r.traced = startup, cmd != nil
+	if cmd != nil {
+		if r.startCPU, err = processCPU(cmd.Process.Pid); err != nil {
+			fmt.Fprintf(os.Stderr, "tcpstat-bench: %s: CPU at start-up: %v\n", tr.name(), err)
+		}
+	}
 	conns, listeners, elapsed, churnErr := churn(cfg)
 	r.conns, r.listeners, r.elapsed = conns, listeners, elapsed
 	time.Sleep(time.Second) // the last FINs and ACKs
@@ -138,11 +146,11 @@ func report(w io.Writer, results []result) {
 	}
 	base /= float64(n)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tracer\tconn/s\tvs none\tcaptured\tof expected\tcaptured %\treported lost\trecursion misses (recovered)\tconsumer CPU/event\tBPF/event\tBPF/transition\tstart-up\tmax RSS\t")
+	fmt.Fprintln(tw, "tracer\tconn/s\tvs none\tcaptured\tof expected\tcaptured %\treported lost\trecursion misses (recovered)\tconsumer CPU/event\tafter start-up\tBPF/event\tBPF/transition\tstart-up\tmax RSS\t")
 	for _, r := range results {
 		fmt.Fprintf(tw, "%s\t%.0f\t%+.1f%%\t", r.tracer, r.rate(), 100*(r.rate()/base-1))
 		if !r.traced {
-			fmt.Fprintf(tw, "-\t%d\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.expected())
+			fmt.Fprintf(tw, "-\t%d\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.expected())
 			continue
 		}
 		pct := 100 * float64(r.captured) / float64(r.expected())
@@ -156,9 +164,9 @@ func report(w io.Writer, results []result) {
 		}
 		// BPF/transition counts every transition the program ran for,
 		// reported or filtered out: the churn's expected ones.
-		fmt.Fprintf(tw, "%d\t%d\t%.3f%%\t%d\t%s\t%.2fµs\t%dns\t%dns\t%.3fs\t%.1fMB\t\n",
+		fmt.Fprintf(tw, "%d\t%d\t%.3f%%\t%d\t%s\t%.2fµs\t%.2fµs\t%dns\t%dns\t%.3fs\t%.1fMB\t\n",
 			r.captured, r.expected(), pct, r.lostReported, misses,
-			float64(r.cpu.Nanoseconds())/float64(events)/1000, r.bpfRunNs/events, r.bpfRunNs/max(r.expected(), 1),
+			float64(r.cpu.Nanoseconds())/float64(events)/1000, float64((r.cpu-r.startCPU).Nanoseconds())/float64(events)/1000, r.bpfRunNs/events, r.bpfRunNs/max(r.expected(), 1),
 			r.startup.Seconds(), float64(r.maxRSSKiB)/1024)
 	}
 	tw.Flush()
@@ -171,4 +179,28 @@ func report(w io.Writer, results []result) {
 			float64(r.eventBlockBytes)/float64(max(r.eventBlockEvents, 1)),
 			r.replayTime.Round(time.Millisecond), float64(r.recordedEvents)/r.replayTime.Seconds()/1e6)
 	}
+}
+
+// processCPU is the user and system time process pid has used so far, all
+// its threads, from /proc/PID/stat (in clock ticks of 10 ms: USER_HZ).
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: count from after it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected layout", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected layout", pid)
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected layout", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }

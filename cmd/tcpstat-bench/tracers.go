@@ -46,9 +46,10 @@ func (bpftraceTracer) programs() []string                       { return []strin
 // tcpstatTracer runs tcpstat watch, with a filter when label says which
 // (the label names an output file: no slashes).
 type tcpstatTracer struct {
-	bin    string
-	filter string
-	label  string
+	bin     string
+	filter  string
+	label   string
+	profile bool // write a CPU profile beside the output (OUT.pprof)
 }
 
 func (t tcpstatTracer) name() string {
@@ -66,6 +67,9 @@ func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 	}
 	defer f.Close()
 	args := []string{"watch", "--json", "--ready-file", ready}
+	if t.profile {
+		args = append(args, "--cpuprofile", out+".pprof")
+	}
 	if t.filter != "" {
 		args = append(args, t.filter)
 	}

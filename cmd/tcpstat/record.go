@@ -48,8 +48,9 @@ func recordCommand() *cli.Command {
 			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two)"},
 			netnsFlag(),
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the first checkpoint is written"},
+			cpuProfileFlag(),
 		},
-		Action: runRecord,
+		Action: profiled(runRecord),
 	}
 }
 
@@ -76,6 +77,11 @@ func parseSize(flag, s string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// recordDumpLoad is the share of one CPU the recorder's periodic dumps may
+// take: every 2 s up to 40 ms a dump (about 40 000 sockets), less often
+// on larger hosts.
+const recordDumpLoad = 0.02
 
 // recorder is one run of tcpstat record.
 type recorder struct {
@@ -128,7 +134,10 @@ func runRecord(c *cli.Context) error {
 	// the same critical section: a checkpoint taken in a View holds exactly
 	// the events recorded so far (see keepRows for those still held).
 	r.gate = filter.NewGate(keep)
-	cfg := livetable.Config{Events: r.tr, OnEvent: func(ev *tracer.Event) { r.gate.Push(ev, r.write) }}
+	// The table serves checkpoints alone (a replay applies events to the
+	// last one, reconciles unseen): dumping a large host every 2 s would
+	// cost more than recording its events (docs/recording.md, Cost).
+	cfg := livetable.Config{Events: r.tr, OnEvent: func(ev *tracer.Event) { r.gate.Push(ev, r.write) }, DumpLoad: recordDumpLoad}
 	scopedConfig(&cfg, scope, c.String("netns") != "")
 	r.live, err = livetable.Start(c.Context, cfg)
 	if err != nil {

@@ -40,8 +40,9 @@ func replayCommand() *cli.Command {
 			&cli.BoolFlag{Name: "4", Usage: "IPv4 only"},
 			&cli.BoolFlag{Name: "6", Usage: "IPv6 only"},
 			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT`"},
+			cpuProfileFlag(),
 		},
-		Action: runReplay,
+		Action: profiled(runReplay),
 	}
 }
 

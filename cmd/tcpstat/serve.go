@@ -110,7 +110,7 @@ func runServe(c *cli.Context) error {
 	resolver := container.NewResolver(container.Options{CgroupRoot: c.String("cgroup-root"), PodLogDir: c.String("pod-log-dir")})
 	col := metrics.NewCollector(metrics.Options{
 		Table: tr, Observer: obs, Stats: stats,
-		By: by, MaxSeries: c.Int("metrics.max-series"), Identity: resolver.Lookup,
+		By: by, MaxSeries: c.Int("metrics.max-series"), Identity: resolver.Owner,
 	})
 	health := func() error {
 		var err error

@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,83 +64,9 @@ func TestTopPod(t *testing.T) {
 		cid = "5d4c3b2a19f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170f1e2"
 		uid = "7c0d9e8f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"
 	)
-	mount := cgroup2Mount(t)
-	top := filepath.Join(mount, "tcpstat-test-top-"+strconv.Itoa(os.Getpid())+".slice")
-	leaf := filepath.Join(top, "kubepods.slice", "kubepods-besteffort.slice",
-		"kubepods-besteffort-pod"+strings.ReplaceAll(uid, "-", "_")+".slice", "cri-containerd-"+cid+".scope")
-	if err := os.MkdirAll(leaf, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for d := leaf; strings.HasPrefix(d, top); d = filepath.Dir(d) {
-			os.Remove(d)
-		}
-	})
-	logs := t.TempDir()
-	if err := os.Mkdir(filepath.Join(logs, "shop_top-test-0_"+uid), 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	ln, err := net.Listen("tcp", "127.80.211.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var (
-		mu       sync.Mutex
-		accepted []net.Conn
-	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			accepted = append(accepted, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range accepted {
-			c.Close()
-		}
-	})
-	srv := ln.Addr().(*net.TCPAddr)
-
-	// The shell joins the cgroup, connects (A), and on each line it reads
-	// connects again (B), holding both until its stdin closes.
-	sh := exec.Command("bash", "-c", `echo $$ > "$1/cgroup.procs" || exit 1
-exec 3<>/dev/tcp/127.80.211.1/$2 && echo A
-read -r _ && exec 4<>/dev/tcp/127.80.211.1/$2 && echo B
-read -r _`, "bash", leaf, strconv.Itoa(srv.Port))
-	sh.Stderr = os.Stderr
-	stdin, err := sh.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := sh.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sh.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		sh.Process.Kill()
-		sh.Wait()
-	})
-	said := bufio.NewReader(stdout)
-	expect := func(word string) {
-		t.Helper()
-		if line, err := said.ReadString('\n'); err != nil || line != word+"\n" {
-			t.Fatalf("shell said %q (%v), want %s", line, err, word)
-		}
-	}
-	expect("A")
+	sh := startPodShell(t, "top-test-0", uid, cid, "127.80.211.1")
+	logs, srv := sh.logs, sh.srv
+	sh.connect() // A
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -191,8 +119,7 @@ read -r _`, "bash", leaf, strconv.Itoa(srv.Port))
 		}
 	}
 	waitRows(1)
-	fmt.Fprintln(stdin, "connect")
-	expect("B")
+	sh.connect() // B
 	got := waitRows(2)
 	cancel()
 	if err := <-done; err != nil {
@@ -205,14 +132,14 @@ read -r _`, "bash", leaf, strconv.Itoa(srv.Port))
 	}
 	var locals []string
 	for _, line := range strings.Split(strings.TrimSpace(string(ss)), "\n") {
-		if f := strings.Fields(line); len(f) >= 4 && strings.Contains(line, "pid="+strconv.Itoa(sh.Process.Pid)+",") {
+		if f := strings.Fields(line); len(f) >= 4 && strings.Contains(line, "pid="+strconv.Itoa(sh.cmd.Process.Pid)+",") {
 			locals = append(locals, f[3])
 		}
 	}
 	if len(locals) != 2 {
 		t.Fatalf("ss shows %d connections of the shell to %s, want 2:\n%s", len(locals), srv, ss)
 	}
-	pid := uint32(sh.Process.Pid)
+	pid := uint32(sh.cmd.Process.Pid)
 	in := func(local, source string) podConn {
 		return podConn{Local: local, Remote: srv.String(), State: "ESTABLISHED", Comm: "bash", Source: source, PID: pid,
 			Container: cid, Pod: "top-test-0", PodUID: uid, PodNS: "shop"}
@@ -261,5 +188,156 @@ read -r _`, "bash", leaf, strconv.Itoa(srv.Port))
 	}
 	if p := pods[srv.String()+" 0.0.0.0:0"]; p != self {
 		t.Errorf("listener: POD %q, want %q\n%s", p, self, text.String())
+	}
+}
+
+// podShell is a shell in a kubelet-shaped cgroup made by the test
+// (containerd, systemd driver), whose pod /var/log/pods (a fake one,
+// logs) names shop/NAME, and a listener of the test's on srv.
+type podShell struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	said  *bufio.Reader
+	logs  string
+	srv   *net.TCPAddr
+	t     *testing.T
+}
+
+func startPodShell(t *testing.T, name, uid, cid, ip string) *podShell {
+	t.Helper()
+	mount := cgroup2Mount(t)
+	top := filepath.Join(mount, "tcpstat-test-"+name+"-"+strconv.Itoa(os.Getpid())+".slice")
+	leaf := filepath.Join(top, "kubepods.slice", "kubepods-besteffort.slice",
+		"kubepods-besteffort-pod"+strings.ReplaceAll(uid, "-", "_")+".slice", "cri-containerd-"+cid+".scope")
+	if err := os.MkdirAll(leaf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for d := leaf; strings.HasPrefix(d, top); d = filepath.Dir(d) {
+			os.Remove(d)
+		}
+	})
+	sh := &podShell{logs: t.TempDir(), t: t}
+	if err := os.Mkdir(filepath.Join(sh.logs, "shop_"+name+"_"+uid), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		accepted []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range accepted {
+			c.Close()
+		}
+	})
+	sh.srv = ln.Addr().(*net.TCPAddr)
+	// The shell joins the cgroup, then makes a connection for each line
+	// it reads, holding them all until its stdin closes.
+	sh.cmd = exec.Command("bash", "-c", `echo $$ > "$1/cgroup.procs" || exit 1
+while read -r _; do exec {fd}<>"/dev/tcp/$2/$3" && echo connected; done`, "bash", leaf, ip, strconv.Itoa(sh.srv.Port))
+	sh.cmd.Stderr = os.Stderr
+	if sh.stdin, err = sh.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := sh.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sh.stdin.Close()
+		sh.cmd.Process.Kill()
+		sh.cmd.Wait()
+	})
+	sh.said = bufio.NewReader(stdout)
+	return sh
+}
+
+// connect has the shell make one more connection to the listener.
+func (sh *podShell) connect() {
+	sh.t.Helper()
+	fmt.Fprintln(sh.stdin, "connect")
+	if line, err := sh.said.ReadString('\n'); err != nil || line != "connected\n" {
+		sh.t.Fatalf("shell said %q (%v), want connected", line, err)
+	}
+}
+
+// TestServeByPod: serve --metrics.by pod counts the connections of a
+// process in a pod under the pod's name: one made before serve started
+// (its owner found by the /proc scan, by pid) and one after (the tracer's
+// owner, by cgroup id).
+func TestServeByPod(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program, makes a cgroup")
+	}
+	sh := startPodShell(t, "serve-test-0", "8d1e0f9a-7b6c-4d5e-9f3a-2b1c0d9e8f7a",
+		"6e5d4c3b2a1908f7e6d5c4b3a2918070f6e5d4c3b2a1908f7e6d5c4b3a291807", "127.80.211.2")
+	sh.connect()
+	const listen = "127.80.211.2:9981"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"tcpstat", "serve", "--web.listen-address", listen, "--metrics.by", "pod", "--pod-log-dir", sh.logs}, &out, &errOut)
+	}()
+	series := `tcpstat_connections{pod="serve-test-0",pod_namespace="shop",state="ESTABLISHED"} `
+	value := func() string {
+		resp, err := http.Get("http://" + listen + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, series); ok {
+				return v
+			}
+		}
+		return "none"
+	}
+	wait := func(want string) {
+		t.Helper()
+		var got string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			select {
+			case err := <-done:
+				t.Fatalf("serve ended: %v (stderr %q)", err, errOut.String())
+			default:
+			}
+			if got = value(); got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is %q, want %s (stderr %q)", series, got, want, errOut.String())
+			}
+		}
+	}
+	wait("1")
+	sh.connect()
+	wait("2")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 }

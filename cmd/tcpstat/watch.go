@@ -29,8 +29,9 @@ func watchCommand() *cli.Command {
 			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT` (filter: sport = :PORT or dport = :PORT)"},
 			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two)"},
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the programs are attached"},
+			cpuProfileFlag(),
 		}, containerFlags()...),
-		Action: runWatch,
+		Action: profiled(runWatch),
 	}
 }
 

@@ -5,6 +5,7 @@ package doctor
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -98,8 +99,11 @@ func Run() Report {
 		}
 	}
 	tracefs := tracer.TracefsDir()
-	check("tracefs", "attaching the accept() tracepoints",
-		boolErr(tracefs != "", "not mounted (tcpstat mounts it at /sys/kernel/tracing when it can)"), "mounted at "+tracefs)
+	tracefsErr := boolErr(tracefs != "", "not mounted (tcpstat mounts it at /sys/kernel/tracing when it can)")
+	if _, err := os.Stat("/sys/kernel/tracing/events"); tracefs == "" && errors.Is(err, fs.ErrPermission) {
+		tracefsErr = errors.New("not readable (root's, mode 0700): reading its tracepoint ids needs CAP_DAC_READ_SEARCH")
+	}
+	check("tracefs", "attaching the accept() tracepoints", tracefsErr, "mounted at "+tracefs)
 	haveAcceptTP := check("tracepoint syscalls:sys_exit_accept4", "owners of accepted connections, at accept()",
 		boolErr(tracefs == "" || exists(tracefs+"/events/syscalls/sys_exit_accept4"), "missing (CONFIG_FTRACE_SYSCALLS)"),
 		"present")

@@ -434,3 +434,64 @@ func TestOwnersKnown(t *testing.T) {
 		t.Errorf("status %+v: owners known, still pending", st)
 	}
 }
+
+// TestPeriodStretchesWithDumpLoad: with DumpLoad, a dump that took longer
+// than that share of Every pushes the next periodic reconcile back.
+func TestPeriodStretchesWithDumpLoad(t *testing.T) {
+	for _, tc := range []struct {
+		load       float64
+		last, want time.Duration
+	}{
+		{0, time.Second, 2 * time.Second},
+		{0.02, 10 * time.Millisecond, 2 * time.Second},
+		{0.02, 40 * time.Millisecond, 2 * time.Second},
+		{0.02, 200 * time.Millisecond, 10 * time.Second},
+		{0.05, 200 * time.Millisecond, 4 * time.Second},
+	} {
+		tb := &Table{cfg: Config{Every: 2 * time.Second, DumpLoad: tc.load}}
+		tb.st.LastDump = tc.last
+		if got := tb.period(); got != tc.want {
+			t.Errorf("DumpLoad %v, last dump %v: next reconcile after %v, want %v", tc.load, tc.last, got, tc.want)
+		}
+	}
+}
+
+// TestDumpLoadSpacesReconciles runs two polling tables side by side on a
+// dump that takes 50 ms: without DumpLoad one reconciles every 20 ms
+// after each dump; with DumpLoad 0.01 the other waits 5 s after its
+// first periodic one, so it has done at most two when the first has
+// done six.
+func TestDumpLoadSpacesReconciles(t *testing.T) {
+	slow := func(ctx context.Context, _ bool) ([]snapshot.Socket, error) {
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return nil, nil
+	}
+	reconciles := func(tb *Table) uint64 {
+		var n uint64
+		tb.View(func(_ *table.Table, st Status) { n = st.Reconciles })
+		return n
+	}
+	free, err := Start(context.Background(), Config{Dump: slow, Every: 20 * time.Millisecond, NetNS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer free.Close()
+	loaded, err := Start(context.Background(), Config{Dump: slow, Every: 20 * time.Millisecond, NetNS: 1, DumpLoad: 0.01})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Close()
+	deadline := time.Now().Add(waitTimeout)
+	for reconciles(free) < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reconciles within %v", reconciles(free), waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := reconciles(loaded); n > 2 {
+		t.Errorf("with DumpLoad 0.01 and 50 ms dumps: %d reconciles while the other table did 6, want at most 2", n)
+	}
+}

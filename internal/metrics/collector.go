@@ -45,8 +45,10 @@ type Options struct {
 	// (the rows beyond the largest MaxSeries count as "other").
 	By        By
 	MaxSeries int
-	// Identity names a cgroup's pod, for ByPod.
-	Identity func(cgroup uint64) container.Identity
+	// Identity names an owner's pod, for ByPod: by its cgroup id, or by its
+	// pid when that is 0 (owners found by the /proc scan, of sockets older
+	// than tcpstat); container.Resolver.Owner.
+	Identity func(cgroup uint64, pid uint32) container.Identity
 }
 
 // Collector is a prometheus.Collector reading the table and the tracer at
@@ -115,9 +117,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectHealth(ch, st)
 }
 
-// groupKey is a row's label values beyond state: a namespace inode or a
-// cgroup id (resolved to a pod after the table is unlocked).
-type groupKey uint64
+// groupKey is a row's label values beyond state: a namespace inode, or
+// an owner's cgroup id or, without one, its pid (resolved to a pod after
+// the table is unlocked).
+type groupKey struct {
+	id  uint64
+	pid uint32
+}
 
 // collectTable counts rows by state (and group) with the table locked,
 // and returns the tracker's status.
@@ -134,10 +140,13 @@ func (c *Collector) collectTable(ch chan<- prometheus.Metric) livetable.Status {
 			var k groupKey
 			switch c.opts.By {
 			case ByNetNS:
-				k = groupKey(r.NetNS())
+				k.id = uint64(r.NetNS())
 			case ByPod:
 				if p, ok := r.Owner(); ok {
-					k = groupKey(p.Cgroup)
+					k.id = p.Cgroup
+					if k.id == 0 {
+						k.pid = p.PID
+					}
 				}
 			}
 			n := counts[k]
@@ -192,7 +201,7 @@ func (c *Collector) collectTable(ch chan<- prometheus.Metric) livetable.Status {
 		all = append(all[:c.opts.MaxSeries], other)
 	}
 	if len(all) == 0 {
-		all = append(all, &series{labels: c.groupLabels(0)})
+		all = append(all, &series{labels: c.groupLabels(groupKey{})})
 	}
 	for _, s := range all {
 		for _, state := range gaugeStates {
@@ -212,11 +221,11 @@ var gaugeStates = []tcp.State{tcp.Established, tcp.SynSent, tcp.SynRecv, tcp.Fin
 func (c *Collector) groupLabels(k groupKey) []string {
 	switch c.opts.By {
 	case ByNetNS:
-		return []string{strconv.FormatUint(uint64(k), 10)}
+		return []string{strconv.FormatUint(k.id, 10)}
 	case ByPod:
 		var id container.Identity
-		if k != 0 && c.opts.Identity != nil {
-			id = c.opts.Identity(uint64(k))
+		if k != (groupKey{}) && c.opts.Identity != nil {
+			id = c.opts.Identity(k.id, k.pid)
 		}
 		return []string{id.PodNamespace, podLabel(id)}
 	}

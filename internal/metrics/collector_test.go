@@ -11,6 +11,7 @@ import (
 
 	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
@@ -49,13 +50,25 @@ func TestConnectionsByNetNSCapped(t *testing.T) {
 
 func TestConnectionsByPod(t *testing.T) {
 	tb := listeners(map[uint32]int{10: 2, 20: 1, 30: 1})
-	ids := map[uint64]container.Identity{
-		11: {PodUID: "0b5a7c8e-1d2f-4a6b-9c3d-5e7f8a9b0c1d", PodNamespace: "shop", PodName: "cart-0"},
-		21: {PodUID: "11111111-2222-3333-4444-555555555555"}, // no /var/log/pods: the UID stands in
+	// A listener older than tcpstat: its owner, found by the /proc scan,
+	// has a pid and no cgroup id.
+	tb.Reconcile(&table.Dump{Start: 100, End: 100, Owners: true, Sockets: []snapshot.Socket{
+		{Proto: snapshot.TCP, State: tcp.Listen, Local: netip.MustParseAddrPort("127.0.0.1:2000"), Remote: netip.MustParseAddrPort("0.0.0.0:0"),
+			Cookie: 99, Inode: 99, Owners: []snapshot.Owner{{PID: 4242, Comm: "cart"}}},
+	}})
+	ids := map[groupKey]container.Identity{
+		{id: 11}:    {PodUID: "0b5a7c8e-1d2f-4a6b-9c3d-5e7f8a9b0c1d", PodNamespace: "shop", PodName: "cart-0"},
+		{pid: 4242}: {PodUID: "0b5a7c8e-1d2f-4a6b-9c3d-5e7f8a9b0c1d", PodNamespace: "shop", PodName: "cart-0"},
+		{id: 21}:    {PodUID: "11111111-2222-3333-4444-555555555555"}, // no /var/log/pods: the UID stands in
 	}
-	c := NewCollector(Options{Table: fixedTable{tb}, By: ByPod, Identity: func(id uint64) container.Identity { return ids[id] }})
+	c := NewCollector(Options{Table: fixedTable{tb}, By: ByPod, Identity: func(id uint64, pid uint32) container.Identity {
+		if id != 0 {
+			pid = 0
+		}
+		return ids[groupKey{id, pid}]
+	}})
 	want := map[string]float64{
-		"pod=cart-0,pod_namespace=shop":                           2,
+		"pod=cart-0,pod_namespace=shop":                           3,
 		"pod=11111111-2222-3333-4444-555555555555,pod_namespace=": 1,
 		"pod=,pod_namespace=":                                     1, // a host process
 	}
