@@ -7,12 +7,14 @@
 # top in; bash, zsh and fish load the completion scripts and groff renders
 # the man pages in the CLI's tests; nodejs and npm bring DuckDB's Node
 # package (installed under ~/.cache/tcpstat-duckdb, or $TCPSTAT_DUCKDB_DIR),
-# the independent reader of replay's Parquet files. Extra packages can be named as
+# the independent reader of replay's Parquet files; podman (with
+# containers-common's default seccomp profile) and runc build and run the
+# image in cmd/tcpstat's TestImage. Extra packages can be named as
 # arguments (test/kernels/ci.sh adds what the kernel matrix needs).
 # Idempotent; needs root to install.
 set -euo pipefail
 
-packages=(clang llvm libbpf-dev bpftool bpftrace iproute2 net-tools util-linux make prometheus tmux zsh fish groff-base libcap2-bin "$@")
+packages=(clang llvm libbpf-dev bpftool bpftrace iproute2 net-tools util-linux make prometheus tmux zsh fish groff-base libcap2-bin podman runc "$@")
 # Node may come from elsewhere than Debian (its npm conflicts with Debian's).
 command -v npm >/dev/null || packages+=(nodejs npm)
 

@@ -144,6 +144,10 @@ func runRecord(c *cli.Context) error {
 		return err
 	}
 	defer r.live.Close()
+	// SIGHUP rotates from the moment the recording exists (ready says so).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := r.rotate(); err != nil {
 		return err
 	}
@@ -152,7 +156,7 @@ func runRecord(c *cli.Context) error {
 			return fmt.Errorf("write ready file: %w", err)
 		}
 	}
-	return r.run(c.Context, c.Duration("flush"), c.Duration("checkpoint"))
+	return r.run(c.Context, hup, c.Duration("flush"), c.Duration("checkpoint"))
 }
 
 // recordOptions are the recording's files and header as the flags say.
@@ -179,13 +183,10 @@ func recordOptions(c *cli.Context, keep *filter.Filter) (record.Options, error) 
 // run records until ctx ends: flushes every flush, a checkpoint every
 // checkpoint (or sooner, by size), a new file on SIGHUP or when rotation
 // is due.
-func (r *recorder) run(ctx context.Context, flush, checkpoint time.Duration) error {
+func (r *recorder) run(ctx context.Context, hup <-chan os.Signal, flush, checkpoint time.Duration) error {
 	// Owners of sockets older than tcpstat come with the first scan:
 	// checkpoint again once they are known.
 	owners := r.live.OwnersKnown()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	flushes := time.NewTicker(flush)
 	defer flushes.Stop()
 	nextCheckpoint := time.Now().Add(checkpoint)

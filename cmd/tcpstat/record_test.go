@@ -571,8 +571,26 @@ func TestRecordDiskFull(t *testing.T) {
 	traffic(t, ln, 10)
 	waitFor(t, "message about writing again", func() bool { return strings.Contains(r.stderr.String(), "writing again") })
 	r.stop(t)
-	if n := strings.Count(r.stderr.String(), "\n"); n != 2 || strings.Contains(r.stderr.String(), "goroutine") {
-		t.Fatalf("stderr: want two lines, one when writing failed, one when it worked again:\n%s", r.stderr.String())
+	// A line when writing fails and one when it works again, per episode.
+	// The writer cuts a partial write off, which frees room: in a slow
+	// guest it may write once more before the filler goes, and fail again.
+	// Warnings about the kernel (synthetic ids before 5.12) come first.
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSuffix(r.stderr.String(), "\n"), "\n") {
+		if !strings.HasPrefix(l, "tcpstat: warning: ") {
+			lines = append(lines, l)
+		}
+	}
+	episodes := len(lines) / 2
+	paired := len(lines) > 0 && len(lines)%2 == 0 && !strings.Contains(r.stderr.String(), "goroutine")
+	for i, l := range lines {
+		paired = paired && strings.Contains(l, [2]string{"no space left on device", "writing again"}[i%2])
+	}
+	if !paired {
+		t.Fatalf("stderr: want pairs of lines, one when writing failed, one when it worked again:\n%s", r.stderr.String())
+	}
+	if episodes > 1 {
+		t.Logf("%d episodes of a full disk: the room a cut partial write freed was written to before the filler went", episodes)
 	}
 
 	var out, errOut bytes.Buffer
@@ -589,8 +607,8 @@ func TestRecordDiskFull(t *testing.T) {
 			gaps = append(gaps, m)
 		}
 	}
-	if len(gaps) != 1 || gaps[0]["events"].(float64) == 0 {
-		t.Fatalf("gaps %v: want one, with the events not written", gaps)
+	if len(gaps) != episodes || slices.ContainsFunc(gaps, func(g map[string]any) bool { return g["events"].(float64) == 0 }) {
+		t.Fatalf("gaps %v: want %d, one per episode, each with the events not written", gaps, episodes)
 	}
 	objs, _, _ := jsonEvents(t, out.String())
 	closes := 0

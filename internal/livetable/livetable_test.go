@@ -227,7 +227,9 @@ func TestPolling(t *testing.T) {
 	// Closing the client side shows up at the next dump. The server end
 	// was never accepted: it stays in CLOSE_WAIT, and the client's socket,
 	// orphaned, becomes a timewait socket in FIN_WAIT2 that keeps this
-	// process as its former owner.
+	// process as its former owner; or, when the timewait table is full
+	// (the kernel counts it), it is closed and has no row.
+	overflows := timeWaitOverflows(t)
 	c.Close()
 	client := c.LocalAddr().String() + " " + ln.Addr().String()
 	server := ln.Addr().String() + " " + c.LocalAddr().String()
@@ -262,10 +264,15 @@ func TestPolling(t *testing.T) {
 		client: {State: tcp.FinWait2, TimeWait: true, Former: me},
 		server: {State: tcp.CloseWait}, // in the accept queue: no process holds it
 	}
+	freed := map[string]end{server: closed[server]}
 	deadline := time.Now().Add(waitTimeout)
 	for got := ends(); ; got = ends() {
 		diff := cmp.Diff(closed, got)
 		if diff == "" {
+			break
+		}
+		if cmp.Equal(freed, got) && timeWaitOverflows(t) > overflows {
+			t.Logf("%s: closed without a timewait socket, the timewait table being full", client)
 			break
 		}
 		if time.Now().After(deadline) {

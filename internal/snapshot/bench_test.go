@@ -31,3 +31,17 @@ func canDiag() bool {
 	c.Close()
 	return true
 }
+
+// BenchmarkIndexOwners is the owner scan's index at 130 000 socket
+// descriptors held by seven processes, in the order a scan finds them.
+func BenchmarkIndexOwners(b *testing.B) {
+	src := make([]ownerRef, 130_000)
+	for i := range src {
+		src[i] = ownerRef{uint64(1_000_000 + (i*7919)%len(src)), Owner{PID: uint32(100 + i/20_000), Comm: "holder", Cmd: "holder"}}
+	}
+	refs := make([]ownerRef, len(src))
+	for b.Loop() {
+		copy(refs, src)
+		indexOwners(refs)
+	}
+}

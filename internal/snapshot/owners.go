@@ -147,29 +147,39 @@ type ownerRef struct {
 
 // indexOwners builds the inode → owners map with every owners slice cut
 // from one backing array, sorted by PID: one allocation for 100 000
-// sockets instead of one each.
+// sockets instead of one each. It sorts 16-byte keys rather than the
+// 48-byte refs themselves.
 func indexOwners(refs []ownerRef) map[uint64][]Owner {
-	slices.SortFunc(refs, func(a, b ownerRef) int {
-		if a.inode != b.inode {
-			return cmp.Compare(a.inode, b.inode)
-		}
-		return cmp.Compare(a.owner.PID, b.owner.PID)
-	})
-	backing := make([]Owner, len(refs))
-	unique := 0
+	type key struct {
+		inode uint64
+		pid   uint32
+		ref   int32
+	}
+	keys := make([]key, len(refs))
 	for i := range refs {
-		backing[i] = refs[i].owner
-		if i == 0 || refs[i].inode != refs[i-1].inode {
+		keys[i] = key{refs[i].inode, refs[i].owner.PID, int32(i)}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(a.inode, b.inode); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pid, b.pid)
+	})
+	backing := make([]Owner, len(keys))
+	unique := 0
+	for i := range keys {
+		backing[i] = refs[keys[i].ref].owner
+		if i == 0 || keys[i].inode != keys[i-1].inode {
 			unique++
 		}
 	}
 	m := make(map[uint64][]Owner, unique)
-	for i := 0; i < len(refs); {
+	for i := 0; i < len(keys); {
 		j := i + 1
-		for j < len(refs) && refs[j].inode == refs[i].inode {
+		for j < len(keys) && keys[j].inode == keys[i].inode {
 			j++
 		}
-		m[refs[i].inode] = backing[i:j:j]
+		m[keys[i].inode] = backing[i:j:j]
 		i = j
 	}
 	return m

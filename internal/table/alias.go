@@ -8,18 +8,80 @@ import "github.com/tcpstat/tcpstat/internal/tracer"
 // matched by Key; from then on the synthetic id is an alias of the cookie.
 
 // resolveAlias returns e with its synthetic id replaced by the cookie the
-// id's row was adopted under, or e itself.
+// id's row was adopted under, or joined to, or e itself.
 func (t *Table) resolveAlias(e *tracer.Event) *tracer.Event {
 	if !e.Synthetic {
 		return e
 	}
 	real, ok := t.aliases[e.Cookie]
 	if !ok {
-		return e
+		if real, ok = t.join(e); !ok {
+			return e
+		}
 	}
 	ev := *e
 	ev.Cookie = real
 	return &ev
+}
+
+// join finds the row a dump made, under the real cookie, for the socket of
+// an event whose synthetic id no dump could match: the socket was older
+// than the dump but got its id from an event made while the dump ran, or
+// its row was made at CLOSE → SYN_SENT, before it had a port. The id
+// becomes an alias of the cookie, and the row kept under the id, if any,
+// gives the listed row what the dump could not know (birth, owner) and goes.
+func (t *Table) join(e *tracer.Event) (uint64, bool) {
+	k := KeyOf(e.NetNS, e.Local, e.Remote)
+	if k.Local.Port() == 0 || k.Remote.Port() == 0 || (e.Kind == tracer.Transition && startsSocket(e)) {
+		return 0, false // a listener, a connect without a port yet, or a new socket
+	}
+	byKey := t.listedByKey()
+	cookie, ok := byKey[k]
+	if !ok {
+		return 0, false
+	}
+	r := t.rows.lookup(cookie)
+	if r == nil || !listedConnection(r) || r.Key() != k {
+		delete(byKey, k)
+		return 0, false
+	}
+	if own := t.rows.lookup(e.Cookie); own != nil {
+		if own.has(flagBornKnown) && !r.has(flagBornKnown) {
+			r.born = own.born
+			r.set(flagBornKnown, true)
+		}
+		if o, known := own.Owner(); known && !r.has(flagOwnerKnown) {
+			r.setOwner(o, own.ownerSource)
+		}
+		t.rows.remove(int(t.rows.index[e.Cookie])) // r may move: not used after
+	}
+	delete(byKey, k)
+	t.aliases[e.Cookie] = cookie
+	t.stats.Adopted++
+	return cookie, true
+}
+
+// listedConnection reports a row a synthetic-id event may join: under a
+// real cookie, a connection, and not a timewait socket (which makes no
+// events; a new connection may reuse its 4-tuple).
+func listedConnection(r *Row) bool {
+	return !r.has(flagSynthetic) && !r.has(flagTimeWait) && r.rport != 0
+}
+
+// listedByKey indexes the rows synthetic-id events may join by Key. On
+// kernels with synthetic ids only dumps make rows under real cookies, so
+// it is built on first use after each dump (Reconcile, Restore drop it);
+// entries are checked on use.
+func (t *Table) listedByKey() map[Key]uint64 {
+	if t.byKey == nil {
+		t.byKey = map[Key]uint64{}
+		for i := range t.rows.n {
+			if r := t.rows.at(i); listedConnection(r) {
+				t.byKey[r.Key()] = r.cookie
+			}
+		}
+	}
+	return t.byKey
 }
 
 // syntheticRows finds the rows keyed by synthetic ids, by Key.

@@ -185,8 +185,11 @@ func (r *Row) halfClosedTimeWait() bool { return r.has(flagTimeWait) && r.state 
 // peer is on this host: the ACK that ended it came from the peer's
 // timewait socket, which had the FIN and so is in TIME_WAIT now. No event
 // reports that move; without this it would wait for the next dump. When
-// the timewait socket answered the FIN with a reset instead (seen on 5.10
-// under emulation), the kernel freed it: its row goes.
+// the FIN was answered with a reset instead, there was no timewait socket:
+// the kernel closed the socket for want of room in its timewait table
+// (tcp_max_tw_buckets, TcpExt TCPTimeWaitOverflow; seen in the kernel
+// matrix's small guests after a load test), which the tracepoint cannot
+// tell from a hand-off. The row inferred for it goes.
 func (t *Table) peerClosed(e *tracer.Event) {
 	k := KeyOf(e.NetNS, e.Local, e.Remote).Peer()
 	cookie, ok := t.halfClosed[k]

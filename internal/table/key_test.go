@@ -64,7 +64,7 @@ func TestDualStack(t *testing.T) {
 			t.Errorf("client row %v, %d peer closes: want TIME_WAIT at the server's close", r, tb.Stats().PeerClosed)
 		}
 	})
-	t.Run("a timewait socket that answers its peer's FIN with a reset is gone", func(t *testing.T) {
+	t.Run("a timewait row whose peer's FIN got a reset (no timewait socket: the table was full) is gone", func(t *testing.T) {
 		tb := New(Options{})
 		last := mappedServerMove(9*ms, 2, tcp.LastAck, tcp.Close)
 		last.Reason = tracer.ReasonReset

@@ -136,6 +136,7 @@ func (m *Merge) Done(end uint64) ReconcileStats {
 		}
 	}
 	t.pruneAliases()
+	t.byKey = nil
 	t.dumpStart, t.dumpEnd, t.dumpOwners = d.Start, d.End, d.Owners
 	t.stats.Reconciles++
 	return m.st

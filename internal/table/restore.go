@@ -43,6 +43,7 @@ func (t *Table) Restore(c *Conn) {
 	if r.halfClosedTimeWait() {
 		t.halfClosed[r.Key()] = r.cookie
 	}
+	t.byKey = nil
 }
 
 // Expire removes the timewait rows whose timer ran out by now (CLOCK_BOOTTIME

@@ -44,7 +44,10 @@ type Table struct {
 	// aliases maps the synthetic ids of events (kernels before 5.12 give
 	// tracing programs no cookies) to the real cookies dumps found for them.
 	aliases map[uint64]uint64
-	onEnd   func(*Row)
+	// byKey finds rows under real cookies by Key for synthetic-id events
+	// no dump matched (see join); nil until first needed after a dump.
+	byKey map[Key]uint64
+	onEnd func(*Row)
 
 	// The window of the last dump merged, and whether it scanned for
 	// owners: rows whose state it set judge events by it.
@@ -61,8 +64,8 @@ type Stats struct {
 	Mismatched uint64 // transitions whose old state was not the row's state
 	Ended      uint64 // connections closed or handed to timewait
 	Reconciles uint64 // dumps merged
-	PeerClosed uint64 // timewait sockets moved to TIME_WAIT (or gone, if they reset it) by their local peer's close
-	Adopted    uint64 // rows keyed by a synthetic id given their real cookie by a dump
+	PeerClosed uint64 // timewait rows moved to TIME_WAIT (or gone, when the peer got a reset: no timewait socket) by their local peer's close
+	Adopted    uint64 // synthetic ids given their real cookie by a dump (their row adopted, or their events joined to its row)
 }
 
 // New returns an empty table.

@@ -548,3 +548,81 @@ func TestSyntheticIDsAdoptCookies(t *testing.T) {
 		t.Errorf("after an event under the synthetic id: %d rows, row %v", tb.Len(), r)
 	}
 }
+
+// TestSyntheticIDsJoinListedRows: on kernels whose tracing programs get no
+// cookies, a socket can have a row under its real cookie (a dump listed
+// it) while its events carry a synthetic id the dump could not match: the
+// socket was older than the dump but its first event came while the dump
+// ran, or its row was made at CLOSE → SYN_SENT, before it had a port. Its
+// next event with the full 4-tuple must go to the listed row, not make or
+// keep a second one, and the ids after it too.
+func TestSyntheticIDsJoinListedRows(t *testing.T) {
+	const id, cookie = 1<<63 | 7, 900
+	syn := func(at uint64, old, new tcp.State) *tracer.Event {
+		e := move(at, id, old, new)
+		e.Synthetic = true
+		return e
+	}
+	type row struct {
+		Cookie    uint64
+		State     tcp.State
+		Born      uint64
+		BornKnown bool
+		Synthetic bool
+	}
+	rowsOf := func(tb *Table) []row {
+		var out []row
+		for i := range tb.Len() {
+			r := tb.Row(i)
+			born, known := r.Born()
+			out = append(out, row{r.Cookie(), r.State(), born, known, r.Synthetic()})
+		}
+		slices.SortFunc(out, func(a, b row) int { return int(a.Cookie>>1) - int(b.Cookie>>1) })
+		return out
+	}
+	t.Run("an older socket's first event during the dump", func(t *testing.T) {
+		tb := New(Options{})
+		tb.Reconcile(dump(10*ms, 20*ms, sock(cookie, tcp.Established)))
+		tb.Apply(syn(30*ms, tcp.Established, tcp.FinWait1))
+		want := []row{{cookie, tcp.FinWait1, 20 * ms, false, false}}
+		if diff := cmp.Diff(want, rowsOf(tb)); diff != "" {
+			t.Fatalf("after the event (-want +got):\n%s", diff)
+		}
+		tb.Apply(syn(40*ms, tcp.FinWait1, tcp.FinWait2))
+		tb.Reconcile(dump(50*ms, 60*ms, sock(cookie, tcp.FinWait2)))
+		want[0].State = tcp.FinWait2
+		if diff := cmp.Diff(want, rowsOf(tb)); diff != "" {
+			t.Errorf("after a second event and a dump (-want +got):\n%s", diff)
+		}
+		if st := tb.Stats(); st.Adopted != 1 || st.Mismatched != 0 {
+			t.Errorf("stats %+v: want 1 adopted, 0 mismatched", st)
+		}
+	})
+	t.Run("a connect listed before its port was known to the events", func(t *testing.T) {
+		tb := New(Options{})
+		start := syn(5*ms, tcp.Close, tcp.SynSent)
+		start.Local = netip.AddrPortFrom(client.Addr(), 0)
+		tb.Apply(start)
+		tb.Reconcile(dump(10*ms, 20*ms, sock(cookie, tcp.SynSent)))
+		tb.Apply(syn(30*ms, tcp.SynSent, tcp.Established))
+		want := []row{{cookie, tcp.Established, 5 * ms, true, false}}
+		if diff := cmp.Diff(want, rowsOf(tb)); diff != "" {
+			t.Fatalf("after the handshake (-want +got):\n%s", diff)
+		}
+		if r := tb.Lookup(cookie); r == nil {
+			t.Fatal("no row under the dump's cookie")
+		} else if o, known := r.Owner(); !known || o.PID != curl.PID {
+			t.Errorf("owner %+v (known %v), want curl's pid %d", o, known, curl.PID)
+		}
+	})
+	t.Run("a new connection on the 4-tuple of a timewait row is its own", func(t *testing.T) {
+		tb := New(Options{})
+		tb.Reconcile(dump(10*ms, 20*ms, sock(cookie, tcp.TimeWait)))
+		tb.Apply(syn(30*ms, tcp.Close, tcp.SynSent))
+		tb.Apply(syn(40*ms, tcp.SynSent, tcp.Established))
+		want := []row{{cookie, tcp.TimeWait, 20 * ms, false, false}, {id, tcp.Established, 30 * ms, true, true}}
+		if diff := cmp.Diff(want, rowsOf(tb)); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+}

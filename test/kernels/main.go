@@ -68,11 +68,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.run, "run", "", "run only tests matching this regexp (-test.run)")
 	fs.StringVar(&o.skip, "skip", "", "leave out tests matching this regexp (-test.skip)")
 	fs.IntVar(&o.parallel, "parallel", 2, "kernels booted at the same time (each VM uses 2 vCPUs)")
-	fs.DurationVar(&o.vm.Timeout, "timeout", 10*time.Minute, "per-kernel limit for boot, all tests and power-off")
+	fs.DurationVar(&o.vm.Timeout, "timeout", 20*time.Minute, "per-kernel limit for boot, all tests and power-off")
 	fs.IntVar(&o.vm.CPUs, "cpus", 2, "vCPUs per VM")
 	fs.IntVar(&o.bootRetries, "boot-retries", 1, "boots again a guest that died before /init started, this many times (reported)")
 	fs.StringVar(&o.vm.TCGThread, "tcg-thread", "single", "QEMU TCG threading: single (all vCPUs in one host thread) or multi (one each)")
-	fs.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "per-package limit inside the guest (-test.timeout)")
+	fs.DurationVar(&o.testTimeout, "test-timeout", 10*time.Minute, "per-package limit inside the guest (-test.timeout)")
 	fs.StringVar(&o.cacheDir, "cache", "/var/tmp/tcpstat-kernels", "where fetched kernels and apt state are kept")
 	fs.StringVar(&o.outDir, "out", "artifacts/kernels", "where logs, doctor output and the matrix are written")
 	modules := fs.String("modules", "veth,inet_diag,tcp_diag,udp_diag,raw_diag,unix_diag",
