@@ -83,9 +83,12 @@ func TestFilterMistakes(t *testing.T) {
 var ssComparisons = []struct{ expr, ss string }{
 	{"sport = :ssh", ""},
 	{"sport = :22", ""},
-	{"dst localhost", ""}, // host names as /etc/hosts has them
-	{"src localhost:22", ""},
-	{"dst localhost and not sport = :22", ""},
+	// Host names from the namespace's own hosts file (hostsFile): names
+	// with one address, since ss matches only the first a name has.
+	{"dst loop4.test", ""},
+	{"src pg.test:5432", ""},
+	{"dst inet6:loop6.test", ""},
+	{"dst loop4.test and not sport = :22", ""},
 	{"dport = :ssh", ""},
 	{"sport eq :http", ""},
 	{"sport == :https", ""},
@@ -157,6 +160,16 @@ func TestListFilterMatchesSS(t *testing.T) {
 		t.Skip("needs root to make a network namespace")
 	}
 	ns := netnstest.New(t)
+	// ip netns exec, which runs both ss and tcpstat here, mounts this file
+	// on /etc/hosts.
+	hostsDir := filepath.Join("/etc/netns", ns.Name)
+	if err := os.MkdirAll(hostsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(hostsDir) })
+	if err := os.WriteFile(filepath.Join(hostsDir, "hosts"), []byte("127.0.0.1 loop4.test\n127.0.0.2 pg.test\n::1 loop6.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var held []net.Conn
 	var lns []net.Listener
 	t.Cleanup(func() {

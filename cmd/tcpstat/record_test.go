@@ -153,9 +153,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // clockSlack bounds how far apart two tracers' clock reads of one
-// transition may be: up to 20 µs seen on the host, about 1 ms in the kernel
-// matrix's emulated guest; an error in the clock offset is seconds.
-const clockSlack = 10 * time.Millisecond
+// transition may be: up to 20 µs seen on the host, and over 10 ms in the
+// kernel matrix's emulated guest (10.5 ms on 7.3-rc7); an error in the
+// clock offset is seconds.
+func clockSlack() time.Duration {
+	if testenv.MinimalGuest() {
+		return 100 * time.Millisecond
+	}
+	return 10 * time.Millisecond
+}
 
 // TestRecordReplayMatchesWatch records real loopback traffic while watch
 // prints it: replay --json prints what watch printed, event for event.
@@ -194,10 +200,10 @@ func TestRecordReplayMatchesWatch(t *testing.T) {
 	}
 	// Each measured the clock offset on its own: the times agree closely.
 	for i := range wantTimes {
-		if d := gotTimes[i].Sub(wantTimes[i]); d > clockSlack || d < -clockSlack {
+		if d := gotTimes[i].Sub(wantTimes[i]); d > clockSlack() || d < -clockSlack() {
 			t.Fatalf("event %d at %v in watch, %v in replay", i, wantTimes[i], gotTimes[i])
 		}
-		if d := gotDwells[i] - wantDwells[i]; d > float64(clockSlack) || d < -float64(clockSlack) || (gotDwells[i] == 0) != (wantDwells[i] == 0) {
+		if d := gotDwells[i] - wantDwells[i]; d > float64(clockSlack()) || d < -float64(clockSlack()) || (gotDwells[i] == 0) != (wantDwells[i] == 0) {
 			t.Fatalf("event %d: dwell %v ns in watch, %v ns in replay", i, wantDwells[i], gotDwells[i])
 		}
 	}
