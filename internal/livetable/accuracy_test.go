@@ -38,9 +38,14 @@ type seen struct {
 	former        bool   // pid held the socket
 	timeWait      bool   // a timewait mini-socket
 	inferred      bool
-	expired       bool // a timewait socket past its timer, until the next dump says it is gone
-	synthetic     bool // keyed by a synthetic id (before 5.12) until a dump lists it
+	expired       bool      // a timewait socket past its timer, until the next dump says it is gone
+	synthetic     bool      // keyed by a synthetic id (before 5.12) until a dump lists it
+	reported      tcp.State // the last state the tracer reported for the socket (0: none)
 }
+
+// reported holds the last state the tracer reported for each cookie, as
+// the table took the events (Config.OnEvent): what the table could know.
+var reported sync.Map
 
 // bySyntheticKey indexes the rows still keyed by synthetic ids by their
 // addresses: ss lists those sockets under their real cookies.
@@ -71,7 +76,11 @@ func tableView(tr *Table) map[uint64]seen {
 				o = fo
 			}
 			expired := r.TimeWait() && r.Expires() != 0 && r.Expires() <= st.Now
-			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, former, r.TimeWait(), r.Inferred(), expired, r.Synthetic()}
+			var last tcp.State
+			if v, ok := reported.Load(r.Cookie()); ok {
+				last = v.(tcp.State)
+			}
+			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, former, r.TimeWait(), r.Inferred(), expired, r.Synthetic(), last}
 		}
 	})
 	return out
@@ -97,6 +106,7 @@ type agreement struct {
 	Requests     int // ss listed a SYN_RECV request socket the table did not have: only dumps show them
 	Between      int // ss listed it; the table saw it end, and it opened (or was accepted) and closed between the two views
 	WrongState   int
+	Unreported   int // ss shows a later state than the last the tracer reported, which the table shows
 	WrongAddress int
 	WrongOwner   int // ss names users and the table another (or none)
 	FormerOwner  int // ss names no user; the table still names the last one as holding it
@@ -111,18 +121,18 @@ type agreement struct {
 // stale: every socket ss listed agrees, but those it could not know
 // (request sockets since the last dump) and those that came and went
 // between the table's two views.
-func (a agreement) exact() bool { return a.Agree == a.Sockets-a.Between-a.Requests }
+func (a agreement) exact() bool { return a.Agree+a.Unreported == a.Sockets-a.Between-a.Requests }
 
 // exactButStates is exact but for wrong states, which the table counts
 // itself (Stats.Mismatched: a transition that skipped the row's state
 // shows the one before was never reported).
 func (a agreement) exactButStates() bool {
-	return a.Agree+a.WrongState == a.Sockets-a.Between-a.Requests
+	return a.Agree+a.WrongState+a.Unreported == a.Sockets-a.Between-a.Requests
 }
 
 func (a agreement) String() string {
-	return fmt.Sprintf("%d sockets: %d agree (%.2f%%), %d opened and closed between the table's views, %d request sockets only dumps show, %d missing, %d wrong state, %d wrong address, %d wrong owner, %d former owner shown, %d extra (%d timewait past its timer)",
-		a.Sockets, a.Agree, 100*float64(a.Agree)/float64(max(1, a.Sockets-a.Between-a.Requests)), a.Between, a.Requests, a.Missing, a.WrongState, a.WrongAddress, a.WrongOwner, a.FormerOwner, a.Extra, a.Expired)
+	return fmt.Sprintf("%d sockets: %d agree (%.2f%%), %d opened and closed between the table's views, %d request sockets only dumps show, %d missing, %d wrong state, %d moved with no event, %d wrong address, %d wrong owner, %d former owner shown, %d extra (%d timewait past its timer)",
+		a.Sockets, a.Agree, 100*float64(a.Agree)/float64(max(1, a.Sockets-a.Between-a.Requests)), a.Between, a.Requests, a.Missing, a.WrongState, a.Unreported, a.WrongAddress, a.WrongOwner, a.FormerOwner, a.Extra, a.Expired)
 }
 
 func (a *agreement) add(b agreement) {
@@ -132,6 +142,7 @@ func (a *agreement) add(b agreement) {
 	a.Requests += b.Requests
 	a.Between += b.Between
 	a.WrongState += b.WrongState
+	a.Unreported += b.Unreported
 	a.WrongAddress += b.WrongAddress
 	a.WrongOwner += b.WrongOwner
 	a.FormerOwner += b.FormerOwner
@@ -228,6 +239,15 @@ func compare(tr *Table) (a agreement, err error) {
 			// A timewait socket moves from FIN_WAIT2 to TIME_WAIT at its
 			// peer's FIN, which no event reports: the table knows the row
 			// is that socket, and moves it at the peer's close or a dump.
+			if view.reported == view.state && lifeRank(st) > lifeRank(view.state) {
+				// The table shows the last state the tracer reported, and
+				// the kernel moved on without an event (orphaned FIN_WAIT1
+				// sockets under churn on 6.18: shared/KERNELS.md); the
+				// next dump corrects the row.
+				a.Unreported++
+				details("no event: ss %v, table and tracer %v: %+v", st, view.state, s)
+				break
+			}
 			a.WrongState++
 			details("state: ss %v, table %+v then %+v: %+v", st, b, f, s)
 		case view.local != s.Local || view.remote != s.Remote:
@@ -292,6 +312,11 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 	}
 	t.Cleanup(func() { events.Close() })
 	tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: every,
+		OnEvent: func(ev *tracer.Event) {
+			if ev.Kind == tracer.Transition {
+				reported.Store(ev.Cookie, ev.New)
+			}
+		},
 		OnEnd: func(r *table.Row) {
 			ended.Store(r.Cookie(), true)
 			if r.Synthetic() {
