@@ -440,7 +440,7 @@ func quoteWord(w string) string {
 	var b strings.Builder
 	for i := 0; i < len(w); i++ {
 		c := w[i]
-		if c == ' ' || c == '\t' || c == '(' || c == ')' || c == '\\' || strings.IndexByte(opChars, c) >= 0 {
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '(' || c == ')' || c == '\\' || strings.IndexByte(opChars, c) >= 0 {
 			b.WriteByte('\\')
 		}
 		b.WriteByte(c)

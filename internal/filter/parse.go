@@ -126,21 +126,26 @@ func (p *parser) expr() (node, error) {
 
 func (p *parser) condition() (node, error) {
 	t := p.peek()
-	switch kw := keyword(t); kw {
-	case "state", "exclude", "excl":
-		return p.states()
-	case "src", "dst":
+	kw := keyword(t)
+	if c, ok := matchConditions[kw]; ok {
 		p.next()
 		neg, err := p.eqOrNeq(t)
 		if err != nil {
 			return nil, err
 		}
-		v, err := p.value(t, "an address")
+		v, err := p.value(t, c.takes)
 		if err != nil {
 			return nil, err
 		}
-		n, err := p.env.host(v, sideOf(kw))
-		return negate(n, neg), err
+		n, err := c.parse(p, kw, v)
+		if err != nil {
+			return nil, err
+		}
+		return negate(n, neg), nil
+	}
+	switch kw {
+	case "state", "exclude", "excl":
+		return p.states()
 	case "sport", "dport":
 		p.next()
 		op, err := p.compare()
@@ -189,102 +194,6 @@ func (p *parser) condition() (node, error) {
 			f = fieldUID
 		}
 		return &ownerNode{field: f, op: op, val: int64(n)}, nil
-	case "comm":
-		p.next()
-		neg, err := p.eqOrNeq(t)
-		if err != nil {
-			return nil, err
-		}
-		v, err := p.value(t, "a command name or glob")
-		if err != nil {
-			return nil, err
-		}
-		n := &commNode{pattern: v.text, glob: strings.ContainsAny(v.text, "*?[")}
-		if n.glob {
-			if _, err := path.Match(n.pattern, ""); err != nil {
-				return nil, errorf(v.col, "bad glob %q", v.text)
-			}
-		} else if len(n.pattern) > commLen {
-			n.pattern = n.pattern[:commLen] // the kernel keeps 15 bytes of a name
-		}
-		return negate(n, neg), nil
-	case "netns":
-		p.next()
-		neg, err := p.eqOrNeq(t)
-		if err != nil {
-			return nil, err
-		}
-		v, err := p.value(t, "a namespace")
-		if err != nil {
-			return nil, err
-		}
-		ino, err := p.env.netns(v)
-		if err != nil {
-			return nil, err
-		}
-		return negate(&netnsNode{ino}, neg), nil
-	case "cgroup":
-		p.next()
-		neg, err := p.eqOrNeq(t)
-		if err != nil {
-			return nil, err
-		}
-		v, err := p.value(t, "a cgroup path")
-		if err != nil {
-			return nil, err
-		}
-		cg, err := p.env.cgroup(v)
-		if err != nil {
-			return nil, err
-		}
-		return negate(&cgroupNode{cg}, neg), nil
-	case "container", "pod", "pod_namespace":
-		p.next()
-		neg, err := p.eqOrNeq(t)
-		if err != nil {
-			return nil, err
-		}
-		v, err := p.value(t, containerValues[kw])
-		if err != nil {
-			return nil, err
-		}
-		n, err := p.containerCond(kw, v)
-		if err != nil {
-			return nil, err
-		}
-		return negate(n, neg), nil
-	case "reason":
-		p.next()
-		neg, err := p.eqOrNeq(t)
-		if err != nil {
-			return nil, err
-		}
-		v, err := p.value(t, "a close reason")
-		if err != nil {
-			return nil, err
-		}
-		r, ok := reasons[strings.ToLower(v.text)]
-		if !ok {
-			return nil, &Error{Col: v.col, Msg: "unknown reason " + strconv.Quote(v.text), Hint: suggestOrList(v.text, reasonNames())}
-		}
-		return negate(&reasonNode{r}, neg), nil
-	case "family":
-		p.next()
-		neg, err := p.eqOrNeq(t)
-		if err != nil {
-			return nil, err
-		}
-		v, err := p.value(t, "inet or inet6")
-		if err != nil {
-			return nil, err
-		}
-		switch strings.ToLower(v.text) {
-		case "inet", "ipv4", "4":
-			return negate(&familyNode{false}, neg), nil
-		case "inet6", "ipv6", "6":
-			return negate(&familyNode{true}, neg), nil
-		}
-		return nil, &Error{Col: v.col, Msg: "unknown family " + strconv.Quote(v.text), Hint: "use inet or inet6"}
 	case "dev", "fwmark":
 		return nil, errorf(t.col, "ss's %q is not supported (the state tracepoint carries no device or mark)", kw)
 	}
@@ -294,6 +203,76 @@ func (p *parser) condition() (node, error) {
 		e.Hint = "conditions start with " + strings.Join(keywords, ", ")
 	}
 	return nil, e
+}
+
+// A matchCondition is KEYWORD [= | !=] VALUE: what VALUE is, and how it
+// is read.
+type matchCondition struct {
+	takes string
+	parse func(p *parser, kw string, v token) (node, error)
+}
+
+var matchConditions = map[string]matchCondition{
+	"src":           {"an address", hostCond},
+	"dst":           {"an address", hostCond},
+	"comm":          {"a command name or glob", commCond},
+	"netns":         {"a namespace", netnsCond},
+	"cgroup":        {"a cgroup path", cgroupCond},
+	"container":     {containerValues["container"], podCond},
+	"pod":           {containerValues["pod"], podCond},
+	"pod_namespace": {containerValues["pod_namespace"], podCond},
+	"reason":        {"a close reason", reasonCond},
+	"family":        {"inet or inet6", familyCond},
+}
+
+func hostCond(p *parser, kw string, v token) (node, error) { return p.env.host(v, sideOf(kw)) }
+
+func commCond(_ *parser, _ string, v token) (node, error) {
+	n := &commNode{pattern: v.text, glob: strings.ContainsAny(v.text, "*?[")}
+	if n.glob {
+		if _, err := path.Match(n.pattern, ""); err != nil {
+			return nil, errorf(v.col, "bad glob %q", v.text)
+		}
+	} else if len(n.pattern) > commLen {
+		n.pattern = n.pattern[:commLen] // the kernel keeps 15 bytes of a name
+	}
+	return n, nil
+}
+
+func netnsCond(p *parser, _ string, v token) (node, error) {
+	ino, err := p.env.netns(v)
+	if err != nil {
+		return nil, err
+	}
+	return &netnsNode{ino}, nil
+}
+
+func cgroupCond(p *parser, _ string, v token) (node, error) {
+	cg, err := p.env.cgroup(v)
+	if err != nil {
+		return nil, err
+	}
+	return &cgroupNode{cg}, nil
+}
+
+func podCond(p *parser, kw string, v token) (node, error) { return p.containerCond(kw, v) }
+
+func reasonCond(_ *parser, _ string, v token) (node, error) {
+	r, ok := reasons[strings.ToLower(v.text)]
+	if !ok {
+		return nil, &Error{Col: v.col, Msg: "unknown reason " + strconv.Quote(v.text), Hint: suggestOrList(v.text, reasonNames())}
+	}
+	return &reasonNode{r}, nil
+}
+
+func familyCond(_ *parser, _ string, v token) (node, error) {
+	switch strings.ToLower(v.text) {
+	case "inet", "ipv4", "4":
+		return &familyNode{false}, nil
+	case "inet6", "ipv6", "6":
+		return &familyNode{true}, nil
+	}
+	return nil, &Error{Col: v.col, Msg: "unknown family " + strconv.Quote(v.text), Hint: "use inet or inet6"}
 }
 
 // containerValues say what each container condition takes.
