@@ -613,12 +613,12 @@ func TestRecordDiskFull(t *testing.T) {
 			gaps = append(gaps, m)
 		}
 	}
-	// Each gap says what was not written; a later episode may have lost
-	// only other records (a checkpoint, a clock record), but the first
-	// lost the traffic's events.
+	// Each gap says what was not written: events, or only other records
+	// (a checkpoint, a clock record; seen on 5.10 in the emulated guest,
+	// where the traffic's events were written once the disk had room).
 	lostNothing := func(g map[string]any) bool { return g["events"].(float64) == 0 && g["records"].(float64) == 0 }
-	if len(gaps) != episodes || slices.ContainsFunc(gaps, lostNothing) || gaps[0]["events"].(float64) == 0 {
-		t.Fatalf("gaps %v: want %d, one per episode, each with what was not written, the first with events", gaps, episodes)
+	if len(gaps) != episodes || slices.ContainsFunc(gaps, lostNothing) {
+		t.Fatalf("gaps %v: want %d, one per episode, each with what was not written", gaps, episodes)
 	}
 	objs, _, _ := jsonEvents(t, out.String())
 	closes := 0
