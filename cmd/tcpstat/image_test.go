@@ -102,21 +102,7 @@ func TestImage(t *testing.T) {
 		if f := strings.Fields(string(out)); err != nil || len(f) != 2 || f[1] != "65532" {
 			t.Errorf("podman top: %v: %q; want the one process running as 65532", err, out)
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(imageAddr, strconv.Itoa(port)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-		a.Close()
-		ln.Close()
+		oneConnection(t, net.JoinHostPort(imageAddr, strconv.Itoa(port)))
 		waitUntil(t, 10*time.Second, "listener's close in watch's output:\n"+stdout.String(), func() bool {
 			return strings.Contains(stdout.String(), `"old_state":"LISTEN","new_state":"CLOSE"`)
 		})

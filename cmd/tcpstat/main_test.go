@@ -234,21 +234,7 @@ func TestWatchJSON(t *testing.T) {
 		done <- run(ctx, []string{"tcpstat", "watch", "--json", "--port", port, "--ready-file", ready}, &stdout, &stderr)
 	}()
 	waitReady(t, ready, &stderr)
-	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	a.Close()
-	ln.Close()
+	oneConnection(t, "127.0.0.1:"+port)
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stdout.String(), `"old_state":"LISTEN","new_state":"CLOSE"`); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("listener's CLOSE never printed:\n%s", stdout.String())
@@ -353,4 +339,25 @@ func TestWatchHeadOne(t *testing.T) {
 	if got := stderr.String(); !summaryLine.MatchString(got) || !strings.Contains(got, "tcpstat: output closed; 0 events, ") {
 		t.Errorf("stderr %q, want the summary of 0 events after the output closed", got)
 	}
+}
+
+// oneConnection listens on addr, makes one connection to it, and closes
+// all three sockets: a listener's and a connection's whole lives.
+func oneConnection(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	a.Close()
+	ln.Close()
 }
