@@ -101,6 +101,7 @@ var examples = map[string][]string{
 	"serve": {
 		"tcpstat serve                       # /metrics on 127.0.0.1:9977",
 		"tcpstat serve --web.listen-address :9977 --metrics.by netns",
+		"tcpstat serve 'sport = :443 or dport = :5432'   # only HTTPS and PostgreSQL sockets",
 	},
 	"filter": {
 		"tcpstat filter explain 'dport = :443 and not comm curl'",

@@ -95,6 +95,7 @@ type recorder struct {
 	stderr  io.Writer
 	lastRB  uint64
 	lastRec uint64
+	forced  uint64 // the gate's Forced last reported
 	stale   bool
 	// checkpointed is the file's size after its last checkpoint, which
 	// took checkpointSize bytes.
@@ -304,9 +305,15 @@ func (r *recorder) tick() error {
 	}
 	r.lastRB, r.lastRec = st.RingBufferFull, max(r.lastRec, st.RecursionLost())
 	var live livetable.Status
-	r.live.View(func(_ *table.Table, s livetable.Status) { live = s })
+	var forced uint64
+	var note string
+	r.live.View(func(_ *table.Table, s livetable.Status) { live, forced, note = s, r.gate.Forced, r.gate.ForcedNote() })
 	if live.Err != nil {
 		return live.Err
+	}
+	if forced > r.forced {
+		r.forced = forced
+		fmt.Fprintf(r.stderr, "tcpstat: warning: %s\n", note)
 	}
 	switch {
 	case live.Stale && !r.stale:

@@ -205,6 +205,9 @@ func (s *streamer) stream(files []replay.File, f *filter.Filter, parquet bool) e
 		if err := s.gate.Flush(s.emit); err != nil {
 			return err
 		}
+		if note := s.gate.ForcedNote(); note != "" {
+			fmt.Fprintf(s.stderr, "tcpstat: warning: %s\n", note)
+		}
 	}
 	if s.parquet != nil {
 		return s.parquet.Close()

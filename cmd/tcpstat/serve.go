@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpstat/tcpstat/internal/container"
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/metrics"
 	"github.com/tcpstat/tcpstat/internal/table"
@@ -27,12 +28,15 @@ const defaultListen = "127.0.0.1:9977"
 
 func serveCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "serve",
-		Usage: "serve Prometheus metrics of the connection table and the tracer",
+		Name:      "serve",
+		Usage:     "serve Prometheus metrics of the connection table and the tracer",
+		ArgsUsage: "[FILTER]",
 		Description: "Keeps the live connection table (as top does) and serves /metrics and /healthz.\n" +
 			"Connections by state are counted from the table at each scrape; transitions, closes,\n" +
-			"failed connects and the histograms add up events. TLS and basic auth: --web.config.file\n" +
-			"(Prometheus' exporter web configuration). Metrics: docs/deploy.md.",
+			"failed connects and the histograms add up events. A FILTER (ss's language, as watch\n" +
+			"takes it: docs/filter.md) limits all of them to the sockets it selects; the tracer's\n" +
+			"health metrics stay whole. TLS and basic auth: --web.config.file (Prometheus' exporter\n" +
+			"web configuration). Metrics: docs/deploy.md.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "web.listen-address", Value: defaultListen, Usage: "`ADDRESS` to serve on (localhost unless told otherwise)"},
 			&cli.StringFlag{Name: "web.config.file", Usage: "`FILE` with TLS and basic auth settings (exporter-toolkit format)"},
@@ -49,8 +53,10 @@ func serveCommand() *cli.Command {
 }
 
 func runServe(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("serve takes no arguments, got %q", c.Args().First())
+	resolver := container.NewResolver(container.Options{CgroupRoot: c.String("cgroup-root"), PodLogDir: c.String("pod-log-dir")})
+	keep, err := parseFilter(c.Args().Slice(), resolver)
+	if err != nil {
+		return err
 	}
 	by := metrics.By(c.String("metrics.by"))
 	if by != metrics.ByNone && by != metrics.ByNetNS && by != metrics.ByPod {
@@ -80,13 +86,14 @@ func runServe(c *cli.Context) error {
 		oo.NetNS = scope.Has // the table drops other namespaces' events after the observer saw them
 	}
 	obs := metrics.NewObserver(oo)
-	cfg := livetable.Config{OnEnd: obs.End}
+	sel := newServeSelection(keep, obs, c.App.ErrWriter)
+	cfg := livetable.Config{OnEnd: sel.end, OnEvent: sel.event}
 	scopedConfig(&cfg, scope, c.String("netns") != "")
 	var stats func() (tracer.Stats, error)
 	if c.Bool("poll") {
 		cfg.PollReason = "--poll"
 	} else {
-		events, err := tracer.New(tracer.Options{})
+		events, err := tracer.New(tracer.Options{Filter: kernelFilter(keep, c.App.ErrWriter)})
 		if err != nil {
 			return fmt.Errorf("%w (or serve --poll: connections by state only)", err)
 		}
@@ -94,7 +101,7 @@ func runServe(c *cli.Context) error {
 		for _, w := range events.Warnings() {
 			fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
 		}
-		cfg.Events, stats = obs.Wrap(events), events.Stats
+		cfg.Events, stats = events, events.Stats
 	}
 	tr, err := livetable.Start(c.Context, cfg)
 	if err != nil {
@@ -107,9 +114,8 @@ func runServe(c *cli.Context) error {
 			fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %v\n", st.NetNSErr)
 		}
 	})
-	resolver := container.NewResolver(container.Options{CgroupRoot: c.String("cgroup-root"), PodLogDir: c.String("pod-log-dir")})
 	col := metrics.NewCollector(metrics.Options{
-		Table: tr, Observer: obs, Stats: stats,
+		Table: tr, Observer: obs, Stats: stats, Match: sel.row,
 		By: by, MaxSeries: c.Int("metrics.max-series"), Identity: resolver.Owner,
 	})
 	health := func() error {
@@ -118,6 +124,39 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	return serveHTTP(c.Context, ln, metrics.Handler(metrics.Registry(col), health), c.String("web.config.file"), c.App.ErrWriter)
+}
+
+// serveSelection gives the metrics the sockets serve's filter selects:
+// their events, all of a socket's or none (filter.Gate), and their rows.
+// The live table calls it with its lock held, which guards the gate.
+type serveSelection struct {
+	gate   *filter.Gate
+	obs    *metrics.Observer
+	stderr io.Writer
+	forced uint64 // the gate's Forced last warned of
+}
+
+func newServeSelection(keep *filter.Filter, obs *metrics.Observer, stderr io.Writer) *serveSelection {
+	return &serveSelection{gate: filter.NewGate(keep), obs: obs, stderr: stderr}
+}
+
+func (s *serveSelection) event(ev *tracer.Event) {
+	s.gate.Push(ev, func(ev *tracer.Event) error { s.obs.Event(ev); return nil })
+	if s.gate.Forced > 2*s.forced { // the first, then each doubling
+		s.forced = s.gate.Forced
+		fmt.Fprintf(s.stderr, "tcpstat: warning: %s\n", s.gate.ForcedNote())
+	}
+}
+
+func (s *serveSelection) row(r *table.Row) bool {
+	sub := filter.FromRow(r)
+	return s.gate.MatchRow(&sub, r.Cookie())
+}
+
+func (s *serveSelection) end(r *table.Row) {
+	if s.row(r) {
+		s.obs.End(r)
+	}
 }
 
 // serveHTTP serves h on ln, with TLS and basic auth from webConfig when

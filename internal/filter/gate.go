@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/tcpstat/tcpstat/internal/tcp"
@@ -25,7 +26,8 @@ type Gate struct {
 	socks     map[uint64]*gateSock
 	held      int
 	// Forced counts sockets judged before their identity was complete
-	// because too many events were held.
+	// because too many events were held: their events may be shown or
+	// hidden wrongly, so every user of a Gate reports it (ForcedNote).
 	Forced uint64
 }
 
@@ -58,6 +60,15 @@ func NewGate(f *Filter) *Gate {
 		})
 	}
 	return g
+}
+
+// ForcedNote describes Forced for a warning, or is empty when it is 0.
+func (g *Gate) ForcedNote() string {
+	if g.Forced == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the filter judged %d sockets before their local port or owner was known, as %d events of others were already waiting for theirs: "+
+		"their events may be shown or hidden wrongly (narrow the filter, or filter without port and owner conditions)", g.Forced, maxHeld)
 }
 
 // Held is the number of events waiting for their socket's identity.

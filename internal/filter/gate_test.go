@@ -113,6 +113,35 @@ func TestGateFlush(t *testing.T) {
 	}
 }
 
+// TestGateForced: past maxHeld held events, an undecided socket is judged
+// at once with what is known, and counted.
+func TestGateForced(t *testing.T) {
+	f, err := parseEnv("comm curl", testEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGate(f)
+	ap := netip.MustParseAddrPort
+	emitted := 0
+	emit := func(*tracer.Event) error { emitted++; return nil }
+	// Passive opens, never accepted: no owner, so the comm is unknown.
+	for c := range uint64(maxHeld + 2) {
+		ev := tracer.Event{Kind: tracer.Transition, Time: c, Cookie: c + 1, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40000"), Old: tcp.SynRecv, New: tcp.Established}
+		if err := g.Push(&ev, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g.Held() != maxHeld || g.Forced != 2 || emitted != 0 {
+		t.Errorf("held %d, forced %d, emitted %d: want %d, 2, 0 (judged without an owner, comm curl fails)", g.Held(), g.Forced, emitted, maxHeld)
+	}
+	if note := g.ForcedNote(); !strings.Contains(note, "judged 2 sockets") {
+		t.Errorf("note %q does not count the 2 sockets", note)
+	}
+	if note := NewGate(f).ForcedNote(); note != "" {
+		t.Errorf("a gate that judged every socket in time has a note: %q", note)
+	}
+}
+
 // TestGateMatchRow judges rows as the gate judges their sockets' events:
 // not while the socket's events are held, and with the identity decided
 // once it is.

@@ -40,6 +40,9 @@ func AppendLostLine(b []byte, at time.Time, reason string, count, total uint64) 
 type Summary struct {
 	Events uint64
 	Stats  tracer.Stats
+	// FilterForced counts sockets the filter judged before their port or
+	// owner was known (filter.Gate.Forced).
+	FilterForced uint64
 }
 
 // AppendSummaryJSON appends the "summary" object written when watch ends.
@@ -48,9 +51,9 @@ func AppendSummaryJSON(b []byte, at time.Time, s Summary) []byte {
 	b = appendJSONTime(b, at)
 	return fmt.Appendf(b, `","events":%d,"lost":%d,"lost_ring_buffer_full":%d,"lost_recursion":%d,`+
 		`"lost_corrupt":%d,"recursion_misses":%d,"recursion_recovered":%d,"sockets_map_full":%d,`+
-		`"bpf_run_ns":%d,"bpf_runs":%d}`+"\n",
+		`"filter_forced":%d,"bpf_run_ns":%d,"bpf_runs":%d}`+"\n",
 		s.Events, s.Stats.Lost(), s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.Stats.Corrupt,
-		s.Stats.RecursionMisses, s.Stats.Recovered, s.Stats.SocketsFull, s.Stats.RunTime.Nanoseconds(), s.Stats.RunCount)
+		s.Stats.RecursionMisses, s.Stats.Recovered, s.Stats.SocketsFull, s.FilterForced, s.Stats.RunTime.Nanoseconds(), s.Stats.RunCount)
 }
 
 // AppendSummaryLine is the human form of AppendSummaryJSON.
@@ -60,6 +63,9 @@ func AppendSummaryLine(b []byte, s Summary) []byte {
 	b = fmt.Appendf(b, "%d nested transitions recovered by the second program", s.Stats.Recovered)
 	if s.Stats.SocketsFull > 0 {
 		b = fmt.Appendf(b, "; %d without owner: sockets map full", s.Stats.SocketsFull)
+	}
+	if s.FilterForced > 0 {
+		b = fmt.Appendf(b, "; %d sockets judged by the filter before their port or owner was known", s.FilterForced)
 	}
 	return append(b, '\n')
 }

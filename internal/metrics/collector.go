@@ -41,6 +41,9 @@ type Options struct {
 	Stats func() (tracer.Stats, error)
 	// NetNS, when set, says which namespaces' rows count.
 	NetNS func(inode uint32) bool
+	// Match, when set, says which rows count; it is called with the
+	// table locked.
+	Match func(*table.Row) bool
 	// By splits the connections gauge; MaxSeries caps the label values
 	// (the rows beyond the largest MaxSeries count as "other").
 	By        By
@@ -134,7 +137,7 @@ func (c *Collector) collectTable(ch chan<- prometheus.Metric) livetable.Status {
 		status = st
 		for i := range tb.Len() {
 			r := tb.Row(i)
-			if c.opts.NetNS != nil && !c.opts.NetNS(r.NetNS()) {
+			if c.opts.NetNS != nil && !c.opts.NetNS(r.NetNS()) || c.opts.Match != nil && !c.opts.Match(r) {
 				continue
 			}
 			var k groupKey

@@ -54,7 +54,7 @@ func TestScrape(t *testing.T) {
 	obs := metrics.NewObserver(metrics.ObserverOptions{MaxPorts: 2, NetNS: mine})
 	ctx := context.Background()
 	tr, err := livetable.Start(ctx, livetable.Config{
-		Events: obs.Wrap(events), Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, OnEnd: obs.End,
+		Events: events, OnEvent: obs.Event, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, OnEnd: obs.End,
 	})
 	if err != nil {
 		t.Fatal(err)

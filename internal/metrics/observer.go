@@ -69,8 +69,8 @@ func (h *histogram) cumulative() map[float64]uint64 {
 }
 
 // Observer adds up what events say: transitions, closes, failed connects
-// and the time spent in states. Wrap puts it on the path of every event
-// the table reads; End takes the connections the table closes.
+// and the time spent in states. Event takes every event the table reads
+// (livetable.Config.OnEvent); End takes the connections the table closes.
 type Observer struct {
 	maxPorts int
 
@@ -201,29 +201,4 @@ func (o *Observer) End(r *table.Row) {
 	o.mu.Lock()
 	o.lifetime.observe(time.Duration(ended - born))
 	o.mu.Unlock()
-}
-
-// Events is the tracer interface the connection table reads (it matches
-// livetable.Events).
-type Events interface {
-	Read(*tracer.Event) error
-	SetDeadline(time.Time)
-	Flush() error
-	Stats() (tracer.Stats, error)
-}
-
-// Wrap returns events that pass through o as they are read.
-func (o *Observer) Wrap(ev Events) Events { return &observed{ev, o} }
-
-type observed struct {
-	Events
-	o *Observer
-}
-
-func (w *observed) Read(ev *tracer.Event) error {
-	err := w.Events.Read(ev)
-	if err == nil {
-		w.o.Event(ev)
-	}
-	return err
 }

@@ -128,6 +128,7 @@ type watcher struct {
 	lastRB      uint64
 	lastRec     uint64
 	lastCorrupt uint64
+	lastForced  uint64
 	flushed     time.Time // last flush of out
 	tick        time.Time // next loss report
 }
@@ -293,6 +294,11 @@ func (w *watcher) reportLosses() error {
 		w.out.Write(w.buf)
 	}
 	w.lastRB, w.lastRec, w.lastCorrupt = st.RingBufferFull, max(w.lastRec, st.RecursionLost()), st.Corrupt
+	if w.gate != nil && w.gate.Forced > w.lastForced {
+		// Not a loss, but the filter may have shown or hidden them wrongly.
+		w.lastForced, w.sum.FilterForced = w.gate.Forced, w.gate.Forced
+		fmt.Fprintf(w.opts.Stderr, "tcpstat: warning: %s\n", w.gate.ForcedNote())
+	}
 	return w.flush(now)
 }
 
