@@ -98,11 +98,14 @@ func kernelFilter(f *filter.Filter, stderr io.Writer) *tracer.KernelFilter {
 	return kf
 }
 
+// defaultPodLogDir is where kubelet writes pods' logs, named after them.
+const defaultPodLogDir = "/var/log/pods"
+
 // containerFlags say where a view finds owners' containers and pods.
 func containerFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "cgroup-root", Usage: "the host's cgroup v2 `DIR`, for container and pod names (default: the cgroup2 mount of /proc/self/mountinfo)"},
-		&cli.StringFlag{Name: "pod-log-dir", Value: "/var/log/pods", Usage: "kubelet pod log `DIR`, for pod names"},
+		&cli.StringFlag{Name: "pod-log-dir", Value: defaultPodLogDir, Usage: "kubelet pod log `DIR`, for pod names"},
 	}
 }
 

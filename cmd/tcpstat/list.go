@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/netstat"
 )
 
@@ -38,8 +39,11 @@ Sockets:
                     (groups: all, connected, synchronized, bucket, big)
   --summary         count sockets per protocol and state
   FILTER            ss's filter expression with pid, comm, uid, netns, cgroup,
-                    family (docs/filter.md), e.g. 'sport = :ssh or dport = :ssh';
+                    container, pod, family (docs/filter.md), e.g. 'sport = :ssh';
                     one that names states replaces the default (connected only)
+  --cgroup-root DIR the host's cgroup v2 tree, for container and pod
+                    (default: the cgroup2 mount of /proc/self/mountinfo)
+  --pod-log-dir DIR kubelet pod logs, for pod names (default: /var/log/pods)
 Net-to-media (ARP entries and IPv6 neighbours, Solaris' layout):
   --arp             Solaris calls this table -p, but on Linux -p is --programs
                     (PID/Program name), so it is --arp here; -a adds multicast entries
@@ -71,6 +75,24 @@ Output:
   -c --continuous[=SECONDS]  repeat any form (default every second)
 Short flags combine: -tanp, -tlnpe, -c2, -rn6, -Ms.`
 
+// takeContainerFlags removes --cgroup-root and --pod-log-dir from list's
+// arguments and returns the resolver they describe, as containerFlags do
+// for the other views.
+func takeContainerFlags(args []string) (*container.Resolver, []string, error) {
+	args, root, _, err := takeLong(args, "cgroup-root", "a directory: the host's cgroup v2 tree")
+	if err != nil {
+		return nil, nil, err
+	}
+	args, logs, found, err := takeLong(args, "pod-log-dir", "a directory: kubelet's pod logs")
+	if err != nil {
+		return nil, nil, err
+	}
+	if !found {
+		logs = defaultPodLogDir
+	}
+	return container.NewResolver(container.Options{CgroupRoot: root, PodLogDir: logs}), args, nil
+}
+
 // listCommand is `tcpstat list`, netstat done right. Its flags follow
 // getopt (combined short flags, -c with an optional argument), which the
 // cli parser cannot express, so the arguments go to netstat.Parse as is.
@@ -82,6 +104,10 @@ func listCommand() *cli.Command {
 		SkipFlagParsing: true,
 		Action: func(cctx *cli.Context) error {
 			args, ns, err := takeNetNS(cctx.Args().Slice())
+			if err != nil {
+				return err
+			}
+			ids, args, err := takeContainerFlags(args)
 			if err != nil {
 				return err
 			}
@@ -101,7 +127,7 @@ func listCommand() *cli.Command {
 			}
 			cfg.NetNS = ns
 			if len(cfg.FilterArgs) > 0 {
-				if cfg.Filter, err = parseFilter(cfg.FilterArgs, nil); err != nil {
+				if cfg.Filter, err = parseFilter(cfg.FilterArgs, ids); err != nil {
 					return err
 				}
 			}

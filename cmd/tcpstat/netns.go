@@ -39,32 +39,36 @@ func scopedConfig(cfg *livetable.Config, sc *snapshot.Scope, one bool) {
 	}
 }
 
-// takeNetNS removes --netns NS (or --netns=NS) from list's arguments,
-// which go to netstat's own parser, and resolves it.
-func takeNetNS(args []string) ([]string, *snapshot.Namespace, error) {
-	var rest []string
-	var sel string
-	found := false
+// takeLong removes the long option --name VALUE (or --name=VALUE) from
+// list's arguments, which go to netstat's own parser; need says what
+// VALUE is, for the error when it is missing.
+func takeLong(args []string, name, need string) (rest []string, value string, found bool, err error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
 			rest = append(rest, args[i:]...)
 			i = len(args)
-		case a == "--netns":
+		case a == "--"+name:
 			if i+1 >= len(args) {
-				return nil, nil, fmt.Errorf("--netns needs a namespace: %s", strings.TrimSuffix(strings.ReplaceAll(netnsUsage, "`", ""), " (default: every namespace)"))
+				return nil, "", false, cli.Exit(fmt.Sprintf("list: --%s needs %s", name, need), 2)
 			}
-			sel, found = args[i+1], true
+			value, found = args[i+1], true
 			i++
-		case strings.HasPrefix(a, "--netns="):
-			sel, found = strings.TrimPrefix(a, "--netns="), true
+		case strings.HasPrefix(a, "--"+name+"="):
+			value, found = strings.TrimPrefix(a, "--"+name+"="), true
 		default:
 			rest = append(rest, a)
 		}
 	}
-	if !found {
-		return rest, nil, nil
+	return rest, value, found, nil
+}
+
+// takeNetNS removes --netns NS from list's arguments and resolves it.
+func takeNetNS(args []string) ([]string, *snapshot.Namespace, error) {
+	rest, sel, found, err := takeLong(args, "netns", "a namespace: "+strings.TrimSuffix(strings.ReplaceAll(netnsUsage, "`", ""), " (default: every namespace)"))
+	if err != nil || !found {
+		return rest, nil, err
 	}
 	ns, err := snapshot.ResolveNetNS(sel)
 	if err != nil {

@@ -34,7 +34,7 @@ func recordCommand() *cli.Command {
 			"(existing, or ending in /) of files rotated by size or age. SIGHUP starts a new file.\n" +
 			"FILTER (docs/filter.md) selects the sockets recorded, all of a socket's events or none;\n" +
 			"every network namespace is recorded unless --netns names one.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Required: true, Usage: "recording `PATH`: a file, or a directory for rotated files"},
 			&cli.DurationFlag{Name: "checkpoint", Value: time.Minute, Usage: "write the whole table every `INTERVAL`"},
 			&cli.StringFlag{Name: "rotate-size", Usage: "start a new file past `SIZE` bytes (K, M, G suffixes)"},
@@ -49,7 +49,7 @@ func recordCommand() *cli.Command {
 			netnsFlag(),
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the first checkpoint is written"},
 			cpuProfileFlag(),
-		},
+		}, containerFlags()...),
 		Action: profiled(runRecord),
 	}
 }
@@ -106,7 +106,7 @@ func runRecord(c *cli.Context) error {
 	if c.Duration("checkpoint") <= 0 || c.Duration("flush") <= 0 {
 		return errors.New("--checkpoint and --flush want a positive interval, e.g. 1m, 1s")
 	}
-	keep, err := viewFilter(c, nil)
+	keep, err := viewFilter(c, containerResolver(c))
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func replayCommand() *cli.Command {
 			"markers, docs/recording.md). --at prints the table as of that instant as top -b does.\n" +
 			"Times: RFC 3339, a time of day (03:12:07, local, on the recording's first day) or a\n" +
 			"duration before now (-15m). FILTER follows the paths after --, as in watch.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (--format json)"},
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "`FORMAT`: text, json, or parquet (with --output; schema in docs/recording.md)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` instead of stdout"},
@@ -41,7 +41,7 @@ func replayCommand() *cli.Command {
 			&cli.BoolFlag{Name: "6", Usage: "IPv6 only"},
 			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT`"},
 			cpuProfileFlag(),
-		},
+		}, containerFlags()...),
 		Action: profiled(runReplay),
 	}
 }
@@ -61,7 +61,8 @@ func runReplay(c *cli.Context) error {
 	if len(paths) == 0 {
 		return cli.Exit("replay: needs a recording, e.g. tcpstat replay /var/lib/tcpstat/", 2)
 	}
-	f, err := parseFilter(words, nil)
+	// Containers and pods are named as this host knows them now.
+	f, err := parseFilter(words, containerResolver(c))
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "metrics.max-series", Value: 100, Usage: "at most `N` netns or pod series per state; the rest add up to \"other\""},
 			&cli.IntFlag{Name: "metrics.max-ports", Value: 50, Usage: "count failed connects by destination port for at most `N` ports (0: no port label)"},
 			&cli.StringFlag{Name: "cgroup-root", Usage: "the host's cgroup v2 tree, for --metrics.by pod (default: the cgroup2 mount of /proc/self/mountinfo)"},
-			&cli.StringFlag{Name: "pod-log-dir", Value: "/var/log/pods", Usage: "kubelet pod log `DIR`, for pod names"},
+			&cli.StringFlag{Name: "pod-log-dir", Value: defaultPodLogDir, Usage: "kubelet pod log `DIR`, for pod names"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from sock_diag dumps (no transition metrics)"},
 			netnsFlag(),
 		},

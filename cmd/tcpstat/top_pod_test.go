@@ -341,3 +341,40 @@ func TestServeByPod(t *testing.T) {
 		t.Fatalf("serve: %v", err)
 	}
 }
+
+// TestListPod: list takes --pod-log-dir, as the other views do, and its
+// pod condition selects the sockets of the pod's processes only (not the
+// listener's end, held outside the pod).
+func TestListPod(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: makes a cgroup, reads every process's descriptors")
+	}
+	sh := startPodShell(t, "list-test-0", "2f3e4d5c-6b7a-4981-8f7e-6d5c4b3a2918",
+		"0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9", "127.80.211.3")
+	sh.connect()
+	list := func(args ...string) string {
+		var out, errOut syncBuffer
+		if err := run(context.Background(), append([]string{"tcpstat", "list", "-tanp"}, args...), &out, &errOut); err != nil {
+			t.Fatalf("list %q: %v (stderr %q)", args, err, errOut.String())
+		}
+		return out.String()
+	}
+	rows := func(text string) []string {
+		var out []string
+		for _, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, "tcp") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	got := rows(list("--pod-log-dir", sh.logs, "pod shop/list-test-0"))
+	want := fmt.Sprintf("127.80.211.3:%d ESTABLISHED", sh.srv.Port)
+	if len(got) != 1 || !strings.Contains(strings.Join(strings.Fields(got[0])[4:6], " "), want) || !strings.Contains(got[0], "/bash") {
+		t.Errorf("list 'pod shop/list-test-0': rows %q, want the shell's one connection to %s", got, want)
+	}
+	// Without the pod logs the pod has no name: nothing matches.
+	if got := rows(list("--pod-log-dir", t.TempDir(), "pod shop/list-test-0")); len(got) != 0 {
+		t.Errorf("list with empty pod logs: rows %q, want none", got)
+	}
+}
