@@ -23,7 +23,8 @@ const (
 	sizeofUnixDiagMsg   = 16
 	sizeofRtAttr        = 4
 
-	inetDiagInfo = 2 // INET_DIAG_INFO: struct tcp_info
+	inetDiagInfo = 2  // INET_DIAG_INFO: struct tcp_info
+	inetDiagMark = 15 // INET_DIAG_MARK: sk_mark, sent only to CAP_NET_ADMIN
 
 	unixDiagName  = 0 // UNIX_DIAG_NAME
 	unixDiagPeer  = 2 // UNIX_DIAG_PEER
@@ -198,11 +199,12 @@ func parseInetMsg(b []byte, proto Proto, s *Socket, info *TCPInfo) error {
 	s.SendQ = binary.NativeEndian.Uint32(b[60:64])
 	s.UID = binary.NativeEndian.Uint32(b[64:68])
 	s.Inode = uint64(binary.NativeEndian.Uint32(b[68:72]))
-	if info == nil {
-		return nil
-	}
+	s.Dev = binary.NativeEndian.Uint32(b[40:44])
 	return walkAttrs(b[sizeofInetDiagMsg:], func(typ uint16, v []byte) {
-		if typ == inetDiagInfo && parseTCPInfo(v, s, info) {
+		switch {
+		case typ == inetDiagMark && len(v) >= 4:
+			s.Mark, s.MarkKnown = binary.NativeEndian.Uint32(v), true
+		case typ == inetDiagInfo && info != nil && parseTCPInfo(v, s, info):
 			s.Info = info
 		}
 	})

@@ -280,6 +280,19 @@ func OnDiscardedThread(fn func()) {
 // different namespace (its process exited and the pid was reused) is
 // skipped.
 func joinAndOpen(ns *Namespace) (*diagConn, error) {
+	if err := join(ns); err != nil {
+		return nil, err
+	}
+	c, err := openDiag()
+	if err != nil {
+		return nil, fmt.Errorf("in network namespace %d: %w", ns.Inode, err)
+	}
+	return c, nil
+}
+
+// join joins ns on the calling (locked) thread through the first of its
+// paths that still reaches it.
+func join(ns *Namespace) error {
 	var firstErr error
 	for _, p := range ns.paths {
 		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -297,18 +310,14 @@ func joinAndOpen(ns *Namespace) (*diagConn, error) {
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
-			return nil, fmt.Errorf("join network namespace %d: %w", ns.Inode, nsErr(err))
+			return fmt.Errorf("join network namespace %d: %w", ns.Inode, nsErr(err))
 		}
-		c, err := openDiag()
-		if err != nil {
-			return nil, fmt.Errorf("in network namespace %d: %w", ns.Inode, err)
-		}
-		return c, nil
+		return nil
 	}
 	if firstErr != nil {
-		return nil, firstErr
+		return firstErr
 	}
-	return nil, fmt.Errorf("network namespace %d: %w", ns.Inode, ErrNetNSGone)
+	return fmt.Errorf("network namespace %d: %w", ns.Inode, ErrNetNSGone)
 }
 
 // NetNSResult says how one namespace's dump went.

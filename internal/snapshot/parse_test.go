@@ -3,6 +3,8 @@ package snapshot
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -151,7 +153,9 @@ func TestParseInetMsg(t *testing.T) {
 	binary.NativeEndian.PutUint64(info[120:128], 1000)
 	binary.NativeEndian.PutUint64(info[128:136], 2000)
 	src, dst := netip.MustParseAddrPort("10.0.0.1:443"), netip.MustParseAddrPort("10.0.0.2:50000")
-	msg := inetMsg(unix.AF_INET, tcp.Established, src, dst, 0x1122334455667788, rtattr(inetDiagInfo, info))
+	mark := binary.NativeEndian.AppendUint32(nil, 0x110)
+	msg := inetMsg(unix.AF_INET, tcp.Established, src, dst, 0x1122334455667788, append(rtattr(inetDiagMark, mark), rtattr(inetDiagInfo, info)...))
+	binary.NativeEndian.PutUint32(msg[40:44], 3) // idiag_if
 
 	var got Socket
 	var ti TCPInfo
@@ -161,6 +165,7 @@ func TestParseInetMsg(t *testing.T) {
 	want := Socket{Proto: TCP, State: tcp.Established, Local: src, Remote: dst, Cookie: 0x1122334455667788,
 		Inode: 31337, UID: 1000, RecvQ: 7, SendQ: 9, Timer: TimerRetrans, TimerLeft: 1500 * time.Millisecond,
 		Retrans: 1, Probes: 3, // from tcp_info, not idiag_retrans
+		Dev: 3, Mark: 0x110, MarkKnown: true,
 		Info: &TCPInfo{RTT: 250 * time.Microsecond, Retransmits: 4, BytesAcked: 1000, BytesReceived: 2000}}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
@@ -172,6 +177,20 @@ func TestParseInetMsg(t *testing.T) {
 	}
 	if got.Local != v6src || got.Remote != v6dst || !got.IPv6 || got.State != tcp.TimeWait {
 		t.Errorf("ipv6: got %v %v ipv6=%v %v", got.Local, got.Remote, got.IPv6, got.State)
+	}
+	// Without CAP_NET_ADMIN (or a TIME_WAIT socket before 5.14) the
+	// kernel sends no mark; a dump without tcp_info still reads it.
+	if got.Mark != 0 || got.MarkKnown || got.Dev != 0 {
+		t.Errorf("no mark attribute: got Dev %d, Mark %#x known %v", got.Dev, got.Mark, got.MarkKnown)
+	}
+	if err := parseInetMsg(inetMsg(unix.AF_INET6, tcp.Listen, v6src, v6dst, 5, rtattr(inetDiagMark, mark)), TCP, &got, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got.Mark != 0x110 || !got.MarkKnown || got.Info != nil {
+		t.Errorf("mark without tcp_info: got Mark %#x known %v, Info %v", got.Mark, got.MarkKnown, got.Info)
+	}
+	if err := parseInetMsg(inetMsg(unix.AF_INET6, tcp.Listen, v6src, v6dst, 5, rtattr(inetDiagMark, mark[:2])), TCP, &got, nil); err != nil || got.MarkKnown {
+		t.Errorf("a short mark attribute: err %v, MarkKnown %v; want it ignored", err, got.MarkKnown)
 	}
 	if err := parseInetMsg(msg[:40], TCP, &got, nil); err == nil {
 		t.Error("short message: want an error")
@@ -251,12 +270,18 @@ func TestUnixPathAndCmdName(t *testing.T) {
 func FuzzParseInetMsg(f *testing.F) {
 	f.Add(inetMsg(unix.AF_INET, tcp.Established, netip.MustParseAddrPort("1.2.3.4:5"), netip.MustParseAddrPort("5.6.7.8:9"), 1, rtattr(inetDiagInfo, make([]byte, 200))))
 	f.Add(inetMsg(unix.AF_INET6, tcp.Listen, netip.MustParseAddrPort("[::1]:5"), netip.MustParseAddrPort("[::]:0"), 1, []byte{255, 255}))
+	mark := rtattr(inetDiagMark, []byte{0x10, 0, 0, 0})
+	f.Add(inetMsg(unix.AF_INET, tcp.TimeWait, netip.MustParseAddrPort("1.2.3.4:5"), netip.MustParseAddrPort("5.6.7.8:9"), 1, append(mark, rtattr(inetDiagInfo, make([]byte, 136))...)))
+	f.Add(inetMsg(unix.AF_INET, tcp.Established, netip.MustParseAddrPort("1.2.3.4:5"), netip.MustParseAddrPort("5.6.7.8:9"), 1, rtattr(inetDiagMark, []byte{1})))
+	f.Add(linkAnswer(unix.RTM_NEWLINK, make([]byte, sizeofIfInfomsg)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s Socket
 		var ti TCPInfo
 		parseInetMsg(b, TCP, &s, &ti)
+		parseInetMsg(b, TCP, &s, nil)
 		parseUnixMsg(b, &s)
 		walkMessages(b, 1, func([]byte) error { return nil })
+		parseLinkAnswer(b)
 	})
 }
 
@@ -270,4 +295,60 @@ func FuzzParseProcNet(f *testing.F) {
 		}
 		parseProcNet(bytes.NewReader(b), p, len(b)%2 == 0, AllStates, nil)
 	})
+}
+
+// linkAnswer is a netlink message of type typ answering linkRequest.
+func linkAnswer(typ uint16, payload []byte) []byte {
+	b := make([]byte, sizeofNlMsghdr, sizeofNlMsghdr+len(payload))
+	binary.NativeEndian.PutUint32(b[0:4], uint32(sizeofNlMsghdr+len(payload)))
+	binary.NativeEndian.PutUint16(b[4:6], typ)
+	binary.NativeEndian.PutUint32(b[8:12], 1)
+	return append(b, payload...)
+}
+
+func TestParseLinkAnswer(t *testing.T) {
+	link := make([]byte, sizeofIfInfomsg+8)
+	binary.NativeEndian.PutUint32(link[4:8], 7)
+	errno := func(e unix.Errno) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(-int32(e))) }
+	for _, tc := range []struct {
+		name    string
+		in      []byte
+		idx     uint32
+		found   bool
+		wantErr error
+	}{
+		{"link", linkAnswer(unix.RTM_NEWLINK, link), 7, true, nil},
+		{"no such device", linkAnswer(unix.NLMSG_ERROR, errno(unix.ENODEV)), 0, true, ErrNoLink},
+		{"no alternative names", linkAnswer(unix.NLMSG_ERROR, errno(unix.EINVAL)), 0, true, ErrNoLink},
+		{"refused", linkAnswer(unix.NLMSG_ERROR, errno(unix.EPERM)), 0, true, unix.EPERM},
+		{"short", linkAnswer(unix.RTM_NEWLINK, link[:8]), 0, true, errAny},
+		{"index 0", linkAnswer(unix.RTM_NEWLINK, make([]byte, sizeofIfInfomsg)), 0, true, errAny},
+		{"nothing", nil, 0, false, nil},
+	} {
+		idx, found, err := parseLinkAnswer(tc.in)
+		if idx != tc.idx || found != tc.found || (tc.wantErr == nil) != (err == nil) ||
+			tc.wantErr != nil && tc.wantErr != errAny && !errors.Is(err, tc.wantErr) {
+			t.Errorf("%s: got %d, %v, %v; want %d, %v, %v", tc.name, idx, found, err, tc.idx, tc.found, tc.wantErr)
+		}
+	}
+}
+
+var errAny = errors.New("any error")
+
+// TestLinkIndex asks the kernel for devices of tcpstat's own namespace:
+// lo by its name, and names it does not have, short and long (the latter
+// asked for as alternative names).
+func TestLinkIndex(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx, err := LinkIndex(nil, "lo"); err != nil || idx != uint32(lo.Index) {
+		t.Errorf("LinkIndex(lo) = %d, %v; want %d", idx, err, lo.Index)
+	}
+	for _, name := range []string{"nosuchdev0", "a-name-too-long-for-ifname", ""} {
+		if idx, err := LinkIndex(nil, name); !errors.Is(err, ErrNoLink) {
+			t.Errorf("LinkIndex(%q) = %d, %v; want ErrNoLink", name, idx, err)
+		}
+	}
 }

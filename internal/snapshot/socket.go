@@ -93,6 +93,14 @@ type Socket struct {
 	RecvQ  uint32
 	SendQ  uint32
 	Owners []Owner // filled by the owner scan when asked for
+	// Dev is the index of the device the socket is bound to
+	// (SO_BINDTODEVICE, sk_bound_dev_if), 0 for none; sock_diag only.
+	Dev uint32
+	// Mark is the socket's mark (SO_MARK, sk_mark). The kernel reports it
+	// to CAP_NET_ADMIN only, and before Linux 5.14 not for TIME_WAIT
+	// sockets: MarkKnown says whether it did.
+	Mark      uint32
+	MarkKnown bool
 	Info   *TCPInfo
 
 	// Timer, TimerLeft and Retrans are what netstat -o shows as
