@@ -101,7 +101,7 @@ type Socket struct {
 	// sockets: MarkKnown says whether it did.
 	Mark      uint32
 	MarkKnown bool
-	Info   *TCPInfo
+	Info      *TCPInfo
 
 	// Timer, TimerLeft and Retrans are what netstat -o shows as
 	// "on (TimerLeft/Retrans/Probes)". Probes comes from tcp_info when the
