@@ -27,7 +27,9 @@ func filterCommand() *cli.Command {
 				if cctx.NArg() == 0 {
 					return cli.Exit("filter explain: needs an expression, e.g. tcpstat filter explain 'dport = :443'", 2)
 				}
-				f, err := parseFilter(cctx.Args().Slice(), nil)
+				// Every view's conditions, list's dev and fwmark too:
+				// explain says where each runs.
+				f, err := parseFilterWith(cctx.Args().Slice(), filter.Options{Listing: true})
 				if err != nil {
 					return err
 				}
@@ -42,7 +44,12 @@ func filterCommand() *cli.Command {
 // exits with status 2. ids names owners' containers and pods (nil: the
 // filter's own resolver, on the host's cgroup mount and /var/log/pods).
 func parseFilter(args []string, ids *container.Resolver) (*filter.Filter, error) {
-	f, err := filter.ParseArgsWith(args, filter.Options{Containers: ids})
+	return parseFilterWith(args, filter.Options{Containers: ids})
+}
+
+// parseFilterWith is parseFilter with all of filter's options.
+func parseFilterWith(args []string, o filter.Options) (*filter.Filter, error) {
+	f, err := filter.ParseArgsWith(args, o)
 	if err != nil {
 		var fe *filter.Error
 		if errors.As(err, &fe) {

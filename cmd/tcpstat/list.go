@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpstat/tcpstat/internal/container"
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/netstat"
 )
 
@@ -38,8 +39,9 @@ Sockets:
   --state STATES    states and groups, e.g. established,time-wait or connected
                     (groups: all, connected, synchronized, bucket, big)
   --summary         count sockets per protocol and state
-  FILTER            ss's filter expression with pid, comm, uid, netns, cgroup,
-                    container, pod, family (docs/filter.md), e.g. 'sport = :ssh';
+  FILTER            ss's filter expression, dev and fwmark included, with pid, comm,
+                    uid, netns, cgroup, container, pod, family (docs/filter.md),
+                    e.g. 'sport = :ssh' or 'dev eth0 and fwmark 0x10/0xf0';
                     one that names states replaces the default (connected only)
   --cgroup-root DIR the host's cgroup v2 tree, for container and pod
                     (default: the cgroup2 mount of /proc/self/mountinfo)
@@ -127,7 +129,10 @@ func listCommand() *cli.Command {
 			}
 			cfg.NetNS = ns
 			if len(cfg.FilterArgs) > 0 {
-				if cfg.Filter, err = parseFilter(cfg.FilterArgs, ids); err != nil {
+				// A listing's sockets carry their device and mark (dev,
+				// fwmark), named as the namespace listed names them.
+				o := filter.Options{Containers: ids, Listing: true, NetNS: ns}
+				if cfg.Filter, err = parseFilterWith(cfg.FilterArgs, o); err != nil {
 					return err
 				}
 			}

@@ -37,10 +37,35 @@ const (
 	afInet6 = 10
 )
 
+// ListOnlyError says the expression has conditions that only a listing's
+// sockets carry (dev, fwmark): no view of events can check it.
+type ListOnlyError struct {
+	Conds []string // "dev", "fwmark"
+}
+
+func (e *ListOnlyError) Error() string {
+	verb := "works"
+	if len(e.Conds) > 1 {
+		verb = "work"
+	}
+	return fmt.Sprintf("%s %s in tcpstat list only, which checks all of the expression in user space", strings.Join(e.Conds, " and "), verb)
+}
+
 // Kernel compiles the kernel part of the expression (Split().Kernel) for
 // the BPF program. It returns nil and no error when nothing is left for
-// the kernel, and a *TooLargeError when the part does not fit.
+// the kernel, a *TooLargeError when the part does not fit, and a
+// *ListOnlyError for an expression no view of events can take.
 func (f *Filter) Kernel() (*tracer.KernelFilter, error) {
+	if u := f.Uses(); u.Device || u.Mark {
+		e := &ListOnlyError{}
+		if u.Device {
+			e.Conds = append(e.Conds, "dev")
+		}
+		if u.Mark {
+			e.Conds = append(e.Conds, "fwmark")
+		}
+		return nil, e
+	}
 	k := f.Split().Kernel
 	if k.Empty() {
 		return nil, nil

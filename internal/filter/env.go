@@ -33,6 +33,10 @@ type env struct {
 	// lookupHost resolves a host name (/etc/hosts, then DNS, as ss's
 	// getaddrinfo does).
 	lookupHost func(ctx context.Context, name string) ([]netip.Addr, error)
+	// linkIndex resolves a device name for dev, in the namespace listed.
+	linkIndex func(name string) (uint32, error)
+	// listing allows dev and fwmark (Options.Listing).
+	listing bool
 
 	once     sync.Once
 	services map[string]uint16
@@ -54,6 +58,7 @@ func defaultEnv() *env {
 		lookupHost: func(ctx context.Context, name string) ([]netip.Addr, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", name)
 		},
+		linkIndex: func(name string) (uint32, error) { return snapshot.LinkIndex(nil, name) },
 	}
 }
 

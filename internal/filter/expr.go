@@ -435,6 +435,32 @@ func (n *reasonNode) format(b *strings.Builder) {
 	b.WriteString("reason " + n.reason.String())
 }
 
+// devNode matches the device a listed socket is bound to (ss's dev):
+// SO_BINDTODEVICE's, 0 for none. name is the word it was given as, which
+// parses back to the same index.
+type devNode struct {
+	index uint32
+	name  string
+}
+
+func (n *devNode) match(s *Subject) bool { return s.Dev == n.index }
+func (n *devNode) kernel() bool          { return false }
+func (n *devNode) format(b *strings.Builder) {
+	b.WriteString("dev " + quoteWord(n.name))
+}
+
+// markNode matches a listed socket's mark under a mask (ss's fwmark).
+type markNode struct{ mark, mask uint32 }
+
+func (n *markNode) match(s *Subject) bool { return s.Mark&n.mask == n.mark }
+func (n *markNode) kernel() bool          { return false }
+func (n *markNode) format(b *strings.Builder) {
+	fmt.Fprintf(b, "fwmark %#x", n.mark)
+	if n.mask != 0xffffffff {
+		fmt.Fprintf(b, "/%#x", n.mask)
+	}
+}
+
 // quoteWord escapes what the lexer would otherwise split.
 func quoteWord(w string) string {
 	var b strings.Builder

@@ -52,12 +52,24 @@ type Options struct {
 	// filter's own, on the cgroup v2 mount and /var/log/pods. A view that
 	// shows pods passes its own, so that both agree.
 	Containers *container.Resolver
+	// Listing says the expression selects the sockets of a sock_diag
+	// listing (tcpstat list), which reports each socket's bound device
+	// and mark: only then are ss's dev and fwmark allowed. Events carry
+	// neither, so in every other view they are an error.
+	Listing bool
+	// NetNS is the namespace whose device names dev resolves: the one
+	// listed. nil: tcpstat's own.
+	NetNS *snapshot.Namespace
 }
 
 // ParseWith is Parse with options.
 func ParseWith(expr string, o Options) (*Filter, error) {
 	e := defaultEnv()
 	e.ids = o.Containers
+	e.listing = o.Listing
+	if ns := o.NetNS; ns != nil {
+		e.linkIndex = func(name string) (uint32, error) { return snapshot.LinkIndex(ns, name) }
+	}
 	return parseEnv(expr, e)
 }
 
@@ -122,6 +134,8 @@ type Uses struct {
 	State  bool // state, exclude
 	Owner  bool // pid, comm, uid, cgroup, container, pod, pod_namespace
 	Reason bool
+	Device bool // dev: listings only
+	Mark   bool // fwmark: listings only
 }
 
 // Uses reports the kinds of condition in the expression.
@@ -145,6 +159,10 @@ func uses(root node) Uses {
 			u.Owner = true
 		case *reasonNode:
 			u.Reason = true
+		case *devNode:
+			u.Device = true
+		case *markNode:
+			u.Mark = true
 		}
 	})
 	return u
@@ -178,6 +196,11 @@ type Subject struct {
 	UIDKnown   bool
 	UID        uint32
 	Reason     tracer.Reason // set on the event that ends a connection
+	// Dev and Mark are a listed socket's bound device (0: none) and mark
+	// (0 when the kernel reported none, as ss reads it); events have
+	// neither.
+	Dev  uint32
+	Mark uint32
 }
 
 // FromEvent is the subject of a tracer event.
@@ -200,7 +223,7 @@ func FromEvent(e *tracer.Event) Subject {
 func FromSocket(k *snapshot.Socket) Subject {
 	s := Subject{
 		IPv6: k.IPv6, State: k.State, Local: k.Local, Remote: k.Remote, NetNS: k.NetNS,
-		UIDKnown: k.Inode != 0, UID: k.UID,
+		UIDKnown: k.Inode != 0, UID: k.UID, Dev: k.Dev, Mark: k.Mark,
 	}
 	if len(k.Owners) > 0 {
 		s.OwnerKnown, s.PID, s.Comm = true, k.Owners[0].PID, k.Owners[0].Comm

@@ -12,6 +12,7 @@ func FuzzParse(f *testing.F) {
 		"sport = :22 | dport = :22 & state established", "dst inet6:[::1]:80", "comm ng*",
 		"exclude listening exclude time-wait", "src 10.0.0.0/8:http", `comm a\ b`,
 		"pod shop/cart-0 or not container *", "pod_namespace != kube-*",
+		"dev lo and not fwmark 0x10/0xf0", "dev != if3 or dev 0x2", "fwmark = 017",
 	} {
 		f.Add(s)
 	}
@@ -36,7 +37,13 @@ func FuzzParse(f *testing.F) {
 		// The compiled kernel part decides as the expression's kernel part.
 		kf, err := flt.Kernel()
 		if err != nil {
-			if _, ok := err.(*TooLargeError); !ok {
+			switch err.(type) {
+			case *TooLargeError:
+			case *ListOnlyError:
+				if u := flt.Uses(); !u.Device && !u.Mark {
+					t.Fatalf("Kernel(%q): %v, but it has no dev or fwmark", in, err)
+				}
+			default:
 				t.Fatalf("Kernel(%q): %v", in, err)
 			}
 			return

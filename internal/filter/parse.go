@@ -3,6 +3,7 @@ package filter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/user"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/tcpstat/tcpstat/internal/container"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
@@ -19,6 +21,7 @@ import (
 var keywords = []string{
 	"state", "exclude", "excl", "src", "dst", "sport", "dport", "autobound",
 	"pid", "comm", "uid", "netns", "cgroup", "container", "pod", "pod_namespace", "reason", "family",
+	"dev", "fwmark",
 }
 
 // parser is a recursive-descent parser over the token list. ss's grammar
@@ -127,6 +130,9 @@ func (p *parser) expr() (node, error) {
 func (p *parser) condition() (node, error) {
 	t := p.peek()
 	kw := keyword(t)
+	if (kw == "dev" || kw == "fwmark") && !p.env.listing {
+		return nil, errorf(t.col, "%q works in tcpstat list only (events carry no device or mark)", kw)
+	}
 	if c, ok := matchConditions[kw]; ok {
 		p.next()
 		neg, err := p.eqOrNeq(t)
@@ -194,8 +200,6 @@ func (p *parser) condition() (node, error) {
 			f = fieldUID
 		}
 		return &ownerNode{field: f, op: op, val: int64(n)}, nil
-	case "dev", "fwmark":
-		return nil, errorf(t.col, "ss's %q is not supported (the state tracepoint carries no device or mark)", kw)
 	}
 	e := &Error{Col: t.col, Msg: "unknown condition " + strconv.Quote(t.text)}
 	e.Hint = suggest(t.text, keywords)
@@ -223,6 +227,8 @@ var matchConditions = map[string]matchCondition{
 	"pod_namespace": {containerValues["pod_namespace"], podCond},
 	"reason":        {"a close reason", reasonCond},
 	"family":        {"inet or inet6", familyCond},
+	"dev":           {"a device name or index", devCond},
+	"fwmark":        {"a mark or MARK/MASK", markCond},
 }
 
 func hostCond(p *parser, kw string, v token) (node, error) { return p.env.host(v, sideOf(kw)) }
@@ -273,6 +279,64 @@ func familyCond(_ *parser, _ string, v token) (node, error) {
 		return &familyNode{true}, nil
 	}
 	return nil, &Error{Col: v.col, Msg: "unknown family " + strconv.Quote(v.text), Hint: "use inet or inet6"}
+}
+
+// devCond is ss's dev: the device a socket is bound to, by name (or
+// alternative name) in the namespace listed, as ifN, or by index (0: not
+// bound), in that order as ss resolves it.
+func devCond(p *parser, _ string, v token) (node, error) {
+	idx, err := p.env.linkIndex(v.text)
+	if err == nil {
+		return &devNode{index: idx, name: v.text}, nil
+	}
+	if rest, ok := strings.CutPrefix(v.text, "if"); ok {
+		if n, err := strconv.ParseUint(rest, 10, 32); err == nil && n != 0 {
+			return &devNode{index: uint32(n), name: v.text}, nil
+		}
+	}
+	if n, ok := cNumber(v.text); ok {
+		return &devNode{index: n, name: v.text}, nil
+	}
+	if !errors.Is(err, snapshot.ErrNoLink) {
+		return nil, errorf(v.col, "device %q: %v", v.text, err)
+	}
+	return nil, &Error{Col: v.col, Msg: fmt.Sprintf("no device %q", v.text), Hint: "dev takes a name or index as ip link shows them, or 0 for sockets bound to none"}
+}
+
+// markCond is ss's fwmark MARK[/MASK]: the socket's mark, masked, equals
+// MARK; the mask is all ones unless given.
+func markCond(_ *parser, _ string, v token) (node, error) {
+	ms, mask := v.text, uint32(0xffffffff)
+	if m, k, ok := strings.Cut(v.text, "/"); ok {
+		n, ok := cNumber(k)
+		if !ok {
+			return nil, errorf(v.col, "fwmark mask %q is not a 32-bit number", k)
+		}
+		ms, mask = m, n
+	}
+	mark, ok := cNumber(ms)
+	if !ok {
+		return nil, errorf(v.col, "fwmark %q is not a 32-bit number", ms)
+	}
+	return &markNode{mark: mark, mask: mask}, nil
+}
+
+// cNumber reads a whole word as C's strtoul with base 0 reads a number
+// (decimal, 0x hex, a leading 0 octal), as ss reads indexes and marks;
+// 32 bits at most.
+func cNumber(s string) (uint32, bool) {
+	base, digits := 10, s
+	switch {
+	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
+		base, digits = 16, s[2:]
+	case len(s) > 1 && s[0] == '0':
+		base, digits = 8, s[1:]
+	}
+	if digits == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(digits, base, 32)
+	return uint32(n), err == nil
 }
 
 // containerValues say what each container condition takes.

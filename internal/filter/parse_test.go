@@ -2,6 +2,7 @@ package filter
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -11,15 +12,24 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
-// testEnv resolves services from testdata and namespaces and cgroups in a
-// temporary tree.
+// testEnv resolves services from testdata, namespaces and cgroups in a
+// temporary tree, and devices from a fixed table; it parses as for a
+// listing (dev and fwmark allowed).
 func testEnv(t testing.TB) *env {
 	e := defaultEnv()
 	e.servicesPath = "testdata/services"
+	e.listing = true
+	e.linkIndex = func(name string) (uint32, error) {
+		if i, ok := testLinks[name]; ok {
+			return i, nil
+		}
+		return 0, snapshot.ErrNoLink
+	}
 	dir := t.TempDir()
 	e.netnsDir = filepath.Join(dir, "netns")
 	e.cgroupRoot = filepath.Join(dir, "cgroup")
@@ -44,6 +54,10 @@ func testEnv(t testing.TB) *env {
 	}
 	return e
 }
+
+// testLinks are testEnv's devices: "7" is a device's name, as Linux
+// allows, and an alternative name longer than an interface name.
+var testLinks = map[string]uint32{"lo": 1, "eth0": 2, "vrf-blue": 3, "7": 4, "a-long-alternative-name": 2}
 
 func TestParseCanonical(t *testing.T) {
 	e := testEnv(t)
@@ -126,6 +140,23 @@ func TestParseCanonical(t *testing.T) {
 		{"cgroup /system.slice/nginx.service", "cgroup /system.slice/nginx.service"},
 		{"cgroup system.slice", "cgroup /system.slice"},
 		{"autobound", "sport >= :32768 and sport <= :60999"},
+		{"dev lo", "dev lo"},
+		{"dev = eth0", "dev eth0"},
+		{"dev eq eth0", "dev eth0"},
+		{"dev != lo", "not dev lo"},
+		{"dev ne 0", "not dev 0"},
+		{"dev 0x2", "dev 0x2"},
+		{"dev if3", "dev if3"},
+		{"dev a-long-alternative-name", "dev a-long-alternative-name"},
+		{"dev lo and sport = :22 or dev != eth0", "( dev lo and sport = :22 ) or not dev eth0"},
+		{"fwmark 0x10", "fwmark 0x10"},
+		{"fwmark 16", "fwmark 0x10"},
+		{"fwmark 020", "fwmark 0x10"},
+		{"fwmark = 0x10/0xf0", "fwmark 0x10/0xf0"},
+		{"fwmark 0/0xFFFFFFFF", "fwmark 0x0"},
+		{"fwmark != 0x1/1", "not fwmark 0x1/0x1"},
+		{"fwmark 4294967295", "fwmark 0xffffffff"},
+		{"not fwmark 0 and state established", "not fwmark 0x0 and state established"},
 	} {
 		f, err := parseEnv(tc.in, e)
 		if err != nil {
@@ -186,7 +217,7 @@ func TestParseErrors(t *testing.T) {
 		{"state", `filter: state needs a state name, found the end at column 6`},
 		{"state new-syn-recv", `filter: state "new-syn-recv" is a kernel detail at column 7; request sockets are "syn-recv"`},
 		{"dpot = :80", `filter: unknown condition "dpot" at column 1; did you mean "dport"?`},
-		{"xyzzy", `filter: unknown condition "xyzzy" at column 1; conditions start with state, exclude, excl, src, dst, sport, dport, autobound, pid, comm, uid, netns, cgroup, container, pod, pod_namespace, reason, family`},
+		{"xyzzy", `filter: unknown condition "xyzzy" at column 1; conditions start with state, exclude, excl, src, dst, sport, dport, autobound, pid, comm, uid, netns, cgroup, container, pod, pod_namespace, reason, family, dev, fwmark`},
 		{"sport = :99999", `filter: port "99999" is out of range at column 9`},
 		{"sport = :nosuch", `filter: "nosuch" is neither a port nor a TCP service in testdata/services at column 9`},
 		{"dport = :domain", `filter: "domain" is neither a port nor a TCP service in testdata/services at column 9`},
@@ -217,7 +248,23 @@ func TestParseErrors(t *testing.T) {
 		{"dst nowhere.example", `filter: cannot resolve host name "nowhere.example": no such host at column 5`},
 		{"src inet6:v4only", `filter: host name "v4only" has no inet6 address at column 5`},
 		{"dst 10.0.0.0/33", `filter: an address or prefix is expected rather than "10.0.0.0/33" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80, localhost`},
-		{"dev eth0", `filter: ss's "dev" is not supported (the state tracepoint carries no device or mark) at column 1`},
+		{"dev", `filter: dev needs a device name or index, found the end at column 4`},
+		{"dev nosuch0", `filter: no device "nosuch0" at column 5; dev takes a name or index as ip link shows them, or 0 for sockets bound to none`},
+		{"dev if0", `filter: no device "if0" at column 5; dev takes a name or index as ip link shows them, or 0 for sockets bound to none`},
+		{"dev 0x", `filter: no device "0x" at column 5; dev takes a name or index as ip link shows them, or 0 for sockets bound to none`},
+		{"dev -1", `filter: no device "-1" at column 5; dev takes a name or index as ip link shows them, or 0 for sockets bound to none`},
+		{"dev 4294967296", `filter: no device "4294967296" at column 5; dev takes a name or index as ip link shows them, or 0 for sockets bound to none`},
+		{"dev > 2", `filter: dev takes = or !=, not ">" at column 5`},
+		{"sport = :22 and dev = ( lo )", `filter: dev needs a device name or index, found "(" at column 23`},
+		{"fwmark", `filter: fwmark needs a mark or MARK/MASK, found the end at column 7`},
+		{"fwmark x10", `filter: fwmark "x10" is not a 32-bit number at column 8`},
+		{"fwmark 0x100000000", `filter: fwmark "0x100000000" is not a 32-bit number at column 8`},
+		{"fwmark 1/", `filter: fwmark mask "" is not a 32-bit number at column 8`},
+		{"fwmark 1/2/3", `filter: fwmark mask "2/3" is not a 32-bit number at column 8`},
+		{"fwmark 08", `filter: fwmark "08" is not a 32-bit number at column 8`},
+		{"fwmark 1_0", `filter: fwmark "1_0" is not a 32-bit number at column 8`},
+		{"fwmark < 1", `filter: fwmark takes = or !=, not "<" at column 8`},
+		{"fwnark 1", `filter: unknown condition "fwnark" at column 1; did you mean "fwmark"?`},
 		{"sport = :22 && & dport", `filter: expected a condition, found "&" at column 16`},
 	} {
 		_, err := parseEnv(tc.in, e)
@@ -374,5 +421,123 @@ func TestSplit(t *testing.T) {
 		if got := sp.User.String(); got != tc.user {
 			t.Errorf("Split(%q).User = %q, want %q", tc.in, got, tc.user)
 		}
+	}
+}
+
+// TestListOnly: dev and fwmark are conditions on a listing's sockets.
+// Parsed for a view of events they are an error at their column; parsed
+// for a listing, the kernel compiler refuses the expression and explain
+// says where it runs.
+func TestListOnly(t *testing.T) {
+	e := testEnv(t)
+	e.listing = false
+	for _, tc := range []struct{ in, want string }{
+		{"dev lo", `filter: "dev" works in tcpstat list only (events carry no device or mark) at column 1`},
+		{"sport = :22 and not fwmark 0x10/0xf0", `filter: "fwmark" works in tcpstat list only (events carry no device or mark) at column 21`},
+		{"( dev", `filter: "dev" works in tcpstat list only (events carry no device or mark) at column 3`},
+	} {
+		_, err := parseEnv(tc.in, e)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Parse(%q) for events: %v, want %s", tc.in, err, tc.want)
+		}
+	}
+	// The default options are a view of events'.
+	if _, err := ParseWith("dev lo", Options{}); err == nil || !strings.Contains(err.Error(), "tcpstat list only") {
+		t.Errorf("ParseWith(dev lo, Options{}): %v, want list only", err)
+	}
+	if f, err := ParseWith("dev lo", Options{Listing: true}); err != nil || !f.Uses().Device || f.Uses().Mark {
+		t.Errorf("ParseWith(dev lo, listing): %v, uses %+v", err, f.Uses())
+	}
+
+	e = testEnv(t)
+	for _, tc := range []struct{ in, kerr, explain string }{
+		{"dev lo and sport = :22", "dev works in tcpstat list only, which checks all of the expression in user space",
+			"expression: dev lo and sport = :22\n" +
+				"kernel:     (nothing: dev works in tcpstat list only, which checks all of the expression in user space)\n" +
+				"user space: dev lo and sport = :22\n"},
+		{"not fwmark 0 or dev eth0", "dev and fwmark work in tcpstat list only, which checks all of the expression in user space", ""},
+	} {
+		f, err := parseEnv(tc.in, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kf, err := f.Kernel()
+		var lo *ListOnlyError
+		if kf != nil || !errors.As(err, &lo) || err.Error() != tc.kerr {
+			t.Errorf("Kernel(%q) = %v, %v; want a ListOnlyError %q", tc.in, kf, err, tc.kerr)
+		}
+		if tc.explain != "" {
+			if got := f.Explain(); got != tc.explain {
+				t.Errorf("Explain(%q)\n%s\nwant\n%s", tc.in, got, tc.explain)
+			}
+		}
+		// Split still never hands them to the kernel part.
+		if k := f.Split().Kernel; k != nil && (k.Uses().Device || k.Uses().Mark) {
+			t.Errorf("Split(%q).Kernel = %s", tc.in, k)
+		}
+	}
+}
+
+// TestMatchDevMark: dev compares the bound device's index (0: unbound),
+// fwmark the masked mark, as ss's run_ssfilter does.
+func TestMatchDevMark(t *testing.T) {
+	e := testEnv(t)
+	ap := netip.MustParseAddrPort
+	subjects := []struct {
+		name string
+		s    Subject
+	}{
+		{"unbound", Subject{State: tcp.Established, Local: ap("127.0.0.1:40000"), Remote: ap("127.0.0.1:22")}},
+		{"lo", Subject{State: tcp.Listen, Local: ap("127.0.0.1:22"), Dev: 1, Mark: 0x10}},
+		{"eth0", Subject{State: tcp.Established, Local: ap("10.0.0.1:22"), Remote: ap("10.0.0.2:5000"), Dev: 2, Mark: 0x110}},
+		{"named7", Subject{State: tcp.TimeWait, Local: ap("10.0.0.1:80"), Remote: ap("10.0.0.2:5001"), Dev: 4, Mark: 0x21}},
+	}
+	for _, tc := range []struct{ expr, want string }{
+		{"dev lo", "lo"},
+		{"dev 1", "lo"},
+		{"dev if1", "lo"},
+		{"dev 0x1", "lo"},
+		{"dev 0", "unbound"},
+		{"dev != 0", "lo eth0 named7"},
+		{"not dev lo", "unbound eth0 named7"},
+		{"dev 7", "named7"}, // a device called "7", not index 7
+		{"dev 07", ""},      // octal 7: no socket is bound to index 7
+		{"dev a-long-alternative-name", "eth0"},
+		{"dev lo or dev eth0", "lo eth0"},
+		{"dev eth0 and sport = :22", "eth0"},
+		{"fwmark 0x10", "lo"},
+		{"fwmark 0", "unbound"},
+		{"not fwmark 0", "lo eth0 named7"},
+		{"fwmark 0x10/0xf0", "lo eth0"},
+		{"fwmark 0x10/0xf", ""}, // bits outside the mask never match, as in ss
+		{"fwmark 0x1/0x1", "named7"},
+		{"fwmark != 0x110", "unbound lo named7"},
+		{"fwmark 0x0/0xf0", "unbound"},
+		{"fwmark 0/0", "unbound lo eth0 named7"},
+		{"state time-wait fwmark 0x21", "named7"},
+	} {
+		f, err := parseEnv(tc.expr, e)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.expr, err)
+			continue
+		}
+		var got []string
+		for i := range subjects {
+			if f.Match(&subjects[i].s) {
+				got = append(got, subjects[i].name)
+			}
+		}
+		if g := strings.Join(got, " "); g != tc.want {
+			t.Errorf("%q matches %q, want %q", tc.expr, g, tc.want)
+		}
+	}
+}
+
+// TestFromSocketDevMark: a listed socket's device and mark reach the
+// subject.
+func TestFromSocketDevMark(t *testing.T) {
+	k := snapshot.Socket{Proto: snapshot.TCP, State: tcp.Listen, Dev: 3, Mark: 0x42, MarkKnown: true}
+	if s := FromSocket(&k); s.Dev != 3 || s.Mark != 0x42 {
+		t.Errorf("FromSocket: Dev %d Mark %#x, want 3 0x42", s.Dev, s.Mark)
 	}
 }

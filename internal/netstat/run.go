@@ -364,6 +364,9 @@ const verboseNote = "tcpstat list: -v: sockets of TCP, UDP, RAW and UNIX are lis
 
 func (r *run) sockets(ctx context.Context, doc *jsonDoc) error {
 	c := r.c
+	if c.Filter.Uses().Mark && !netAdmin() {
+		return errors.New("filter: fwmark needs CAP_NET_ADMIN: the kernel reports sockets' marks to it only")
+	}
 	if c.Verbose {
 		fmt.Fprintln(r.warn, verboseNote)
 	}

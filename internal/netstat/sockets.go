@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/tcp"
@@ -79,6 +81,27 @@ func (c *Config) tcpStates() snapshot.StateSet {
 // default selection of connected sockets.
 func (c *Config) filterStates() bool { return c.Filter.Uses().State && !c.Listening }
 
+// inetSource is where TCP, UDP and RAW sockets are read from: sock_diag
+// alone when the filter asks for the device or mark that only it reports
+// (/proc/net has neither), else sock_diag with /proc/net as fallback.
+func (c *Config) inetSource() snapshot.Source {
+	if u := c.Filter.Uses(); u.Device || u.Mark {
+		return snapshot.Netlink
+	}
+	return snapshot.Auto
+}
+
+// netAdmin reports whether tcpstat has CAP_NET_ADMIN, without which
+// sock_diag reports no socket's mark.
+func netAdmin() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) != 0
+}
+
 // owners reports whether the listing needs the sockets' owners: for -p,
 // or for a filter on pid, comm, uid or cgroup.
 func (c *Config) owners() bool { return c.Programs || c.Filter.Uses().Owner }
@@ -123,6 +146,7 @@ func dumpSockets(ctx context.Context, c *Config) (inet, unixs []snapshot.Socket,
 			States:   c.tcpStates(),
 			Info:     c.Timers,
 			NetNS:    c.NetNS,
+			Source:   c.inetSource(),
 		})
 		if err != nil {
 			return nil, nil, nil, err
@@ -465,7 +489,7 @@ func (t *textWriter) unixRow(s *snapshot.Socket) {
 func (t *textWriter) inetRows(p snapshot.Proto, fams []snapshot.Family, owners map[uint64][]snapshot.Owner) error {
 	walk := func(tw *textWriter, fam snapshot.Family) error {
 		c := tw.c
-		opts := snapshot.Options{Protos: []snapshot.Proto{p}, Families: []snapshot.Family{fam}, States: c.tcpStates(), Info: c.Timers, NetNS: c.NetNS}
+		opts := snapshot.Options{Protos: []snapshot.Proto{p}, Families: []snapshot.Family{fam}, States: c.tcpStates(), Info: c.Timers, NetNS: c.NetNS, Source: c.inetSource()}
 		return snapshot.Walk(tw.ctx, opts, func(s *snapshot.Socket) error {
 			if owners != nil && s.Inode != 0 {
 				s.Owners = owners[s.Inode]
