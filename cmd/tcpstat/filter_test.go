@@ -46,6 +46,16 @@ func TestFilterExplain(t *testing.T) {
 	if out.String() != want {
 		t.Errorf("explain printed\n%s\nwant\n%s", out.String(), want)
 	}
+	var out2, errOut2 bytes.Buffer
+	if err := run(context.Background(), []string{"tcpstat", "filter", "explain", "dev lo and fwmark 0x10/0xf0 and sport = :22"}, &out2, &errOut2); err != nil {
+		t.Fatal(err)
+	}
+	want2 := "expression: dev lo and fwmark 0x10/0xf0 and sport = :22\n" +
+		"kernel:     (nothing: dev and fwmark work in tcpstat list only, which checks all of the expression in user space)\n" +
+		"user space: dev lo and fwmark 0x10/0xf0 and sport = :22\n"
+	if out2.String() != want2 {
+		t.Errorf("explain printed\n%s\nwant\n%s", out2.String(), want2)
+	}
 }
 
 // TestFilterMistakes: a bad expression is one line on stderr pointing at
@@ -59,6 +69,13 @@ func TestFilterMistakes(t *testing.T) {
 		{[]string{"list", "-tan", "sport", "=", ":nosuchservice"}, `tcpstat: filter: "nosuchservice" is neither a port nor a TCP service in /etc/services at column 9`},
 		{[]string{"watch", "(", "dport", "=", ":80"}, `tcpstat: filter: unclosed "(" at column 1`},
 		{[]string{"top", "-b", "dst", "10.0.0.300"}, `tcpstat: filter: an address or prefix is expected rather than "10.0.0.300" at column 5; e.g. 10.0.0.0/8, [::1], 127.0.0.1:80, localhost`},
+		// Events carry no device or mark: dev and fwmark are list's.
+		{[]string{"watch", "sport = :22 and dev lo"}, `tcpstat: filter: "dev" works in tcpstat list only (events carry no device or mark) at column 17`},
+		{[]string{"top", "-b", "fwmark", "0x10"}, `tcpstat: filter: "fwmark" works in tcpstat list only (events carry no device or mark) at column 1`},
+		{[]string{"record", "-w", "/nonexistent/x", "dev", "lo"}, `tcpstat: filter: "dev" works in tcpstat list only (events carry no device or mark) at column 1`},
+		{[]string{"serve", "not fwmark 1"}, `tcpstat: filter: "fwmark" works in tcpstat list only (events carry no device or mark) at column 5`},
+		{[]string{"list", "-tan", "dev", "nosuchdev0"}, `tcpstat: filter: no device "nosuchdev0" at column 5; dev takes a name or index as ip link shows them, or 0 for sockets bound to none`},
+		{[]string{"list", "-tan", "fwmark", "0x1/x"}, `tcpstat: filter: fwmark mask "x" is not a 32-bit number at column 8`},
 	} {
 		cmd := tcpstatCommand(t, tc.args...)
 		var stdout, stderr bytes.Buffer
@@ -149,12 +166,72 @@ var ssComparisons = []struct{ expr, ss string }{
 	{"state established ( sport = :ssh or dport = :ssh )", ""},
 	{"state listening src [::1]", ""},
 	{"state connected dport = :5432", ""},
+	// dev and fwmark, on sockets bound to lo and to either end of a veth
+	// pair (SO_BINDTODEVICE), some of them marked (SO_MARK).
+	{"dev lo", ""},
+	{"dev = lo", ""},
+	{"dev eq lo", ""},
+	{"dev != lo", ""},
+	{"not dev lo", ""},
+	{"dev vth0", ""},
+	{"dev vth1", ""},
+	{"dev " + vethAltName, ""},
+	{"dev 0", ""},
+	{"dev != 0", ""},
+	{"dev 1", ""},
+	{"dev 0x1", ""},
+	{"dev if1", ""},
+	{"dev lo and sport = :7000", ""},
+	{"dev lo or dev vth1", ""},
+	{"dev lo and state time-wait", "state time-wait dev lo"},
+	{"dev vth0 and not fwmark 0", ""},
+	{"fwmark 0x10", ""},
+	{"fwmark 16", ""},
+	{"fwmark = 0x10", ""},
+	{"fwmark != 0x10", ""},
+	{"fwmark 0x10/0xf0", ""},
+	{"fwmark 0x0/0xf", ""},
+	{"fwmark 0", ""},
+	{"not fwmark 0", ""},
+	{"fwmark 0x21 or fwmark 0x110", ""},
+	{"fwmark 0x10 and state time-wait", "state time-wait fwmark 0x10"},
+	{"fwmark 0x10 and dport = :7000", ""},
+	{"dev lo and fwmark 0x1", ""},
+	{"( dev lo or dev vth0 ) and not fwmark 0x10", ""},
+	{"src 127.0.0.1 and not dev lo and not fwmark 0x110/0xff0", ""},
+}
+
+// vethAltName is an alternative name of the test's vth0, too long for an
+// interface name: ss and tcpstat ask the kernel for it as such.
+const vethAltName = "tcpstat-test-veth-zero"
+
+// sockOpts bind a test's socket to a device and mark it.
+type sockOpts struct {
+	dev  string
+	mark int
+}
+
+// control sets o on a socket before it binds.
+func (o sockOpts) control(_, _ string, c syscall.RawConn) error {
+	var err error
+	if cerr := c.Control(func(fd uintptr) {
+		if o.dev != "" {
+			err = unix.BindToDevice(int(fd), o.dev)
+		}
+		if err == nil && o.mark != 0 {
+			err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, o.mark)
+		}
+	}); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // TestListFilterMatchesSS gives each expression to ss -tan and to tcpstat
 // list -tan, in a namespace of the test's own holding listeners,
 // established connections, TIME_WAIT, CLOSE_WAIT and FIN_WAIT2 sockets over
-// IPv4, IPv6 and v4-mapped IPv6; both must select the same sockets.
+// IPv4, IPv6 and v4-mapped IPv6, some bound to lo or to either end of a
+// veth pair and some marked; both must select the same sockets.
 func TestListFilterMatchesSS(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make a network namespace")
@@ -170,6 +247,36 @@ func TestListFilterMatchesSS(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(hostsDir, "hosts"), []byte("127.0.0.1 loop4.test\n127.0.0.2 pg.test\n::1 loop6.test\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Devices of the namespace's own: a veth pair, both ends here. A
+	// connection from vth0 to vth1's address crosses it and arrives from
+	// an address of this host, which accept_local allows.
+	for _, args := range [][]string{
+		{"link", "add", "vth0", "type", "veth", "peer", "name", "vth1"},
+		{"addr", "add", "10.9.0.1/24", "dev", "vth0"},
+		{"addr", "add", "10.9.0.2/24", "dev", "vth1"},
+		{"link", "set", "vth0", "up"},
+		{"link", "set", "vth1", "up"},
+		{"link", "property", "add", "dev", "vth0", "altname", vethAltName},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns.Name}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	err := ns.Do(func() error {
+		for _, p := range []string{"all/accept_local", "vth1/accept_local", "all/rp_filter", "vth1/rp_filter"} {
+			v := "1"
+			if strings.HasSuffix(p, "rp_filter") {
+				v = "0"
+			}
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+p, []byte(v), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var held []net.Conn
 	var lns []net.Listener
 	t.Cleanup(func() {
@@ -180,18 +287,20 @@ func TestListFilterMatchesSS(t *testing.T) {
 			l.Close()
 		}
 	})
-	listen := func(network, addr string) net.Listener {
+	listenWith := func(network, addr string, o sockOpts) net.Listener {
 		var l net.Listener
-		if err := ns.Do(func() (err error) { l, err = net.Listen(network, addr); return err }); err != nil {
+		lc := net.ListenConfig{Control: o.control}
+		if err := ns.Do(func() (err error) { l, err = lc.Listen(context.Background(), network, addr); return err }); err != nil {
 			t.Fatal(err)
 		}
 		lns = append(lns, l)
 		return l
 	}
-	// connect returns both ends of a connection from local (a host, or
-	// "" for any) to l.
-	connect := func(network, local string, l net.Listener) (client, server net.Conn) {
-		d := net.Dialer{}
+	listen := func(network, addr string) net.Listener { return listenWith(network, addr, sockOpts{}) }
+	// connectWith returns both ends of a connection from local (a host,
+	// or "" for any) to l, the client's socket set up as o says.
+	connectWith := func(network, local string, o sockOpts, l net.Listener) (client, server net.Conn) {
+		d := net.Dialer{Control: o.control}
 		if local != "" {
 			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
 		}
@@ -203,6 +312,9 @@ func TestListFilterMatchesSS(t *testing.T) {
 			t.Fatal(err)
 		}
 		return client, server
+	}
+	connect := func(network, local string, l net.Listener) (client, server net.Conn) {
+		return connectWith(network, local, sockOpts{}, l)
 	}
 	ssh := listen("tcp4", "127.0.0.1:22")
 	web := listen("tcp4", "127.0.0.1:80")
@@ -226,6 +338,21 @@ func TestListFilterMatchesSS(t *testing.T) {
 	c.Close()
 	held = append(held, s)
 
+	// Bound to a device, marked. An accepted socket takes the
+	// listener's device and mark.
+	onLo := listenWith("tcp4", "127.0.0.1:7000", sockOpts{"lo", 0x10})
+	c, s = connectWith("tcp4", "", sockOpts{"lo", 0x21}, onLo) // established, both on lo
+	held = append(held, c, s)
+	c, s = connectWith("tcp4", "", sockOpts{"lo", 0x10}, onLo) // TIME_WAIT on lo, marked
+	c.Close()
+	s.Close()
+	c, s = connectWith("tcp4", "", sockOpts{mark: 0x110}, ssh) // established, a marked client bound to no device
+	held = append(held, c, s)
+	listenWith("tcp6", "[::1]:7443", sockOpts{"lo", 0x1})
+	onVeth := listenWith("tcp4", "10.9.0.2:7001", sockOpts{"vth1", 0})
+	c, s = connectWith("tcp4", "", sockOpts{"vth0", 0x1f0}, onVeth) // established across the veth pair
+	held = append(held, c, s)
+
 	want := []string{"LISTEN", "ESTAB", "TIME-WAIT", "CLOSE-WAIT", "FIN-WAIT-2"}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -236,7 +363,7 @@ func TestListFilterMatchesSS(t *testing.T) {
 				missing = st
 			}
 		}
-		if missing == "" && len(all) == 15 {
+		if missing == "" && len(all) == 25 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -264,6 +391,19 @@ func TestListFilterMatchesSS(t *testing.T) {
 	// The sockets must tell the expressions apart, not match all or none.
 	if proper < len(ssComparisons)*3/4 {
 		t.Errorf("only %d of %d expressions select some but not all sockets", proper, len(ssComparisons))
+	}
+
+	// From outside, --netns lists the namespace's sockets and dev names
+	// its devices (the host has no vth0).
+	inNS := keys(ssRows(t, ns, "dev vth0"))
+	cmd := exec.Command(bin, "list", "--netns", ns.Name, "-tanW", "dev vth0")
+	cmd.Env = append(os.Environ(), runAsTcpstat+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpstat list --netns %s -tanW dev vth0: %v: %s", ns.Name, err, out)
+	}
+	if got := keys(parseListRows(string(out))); len(inNS) == 0 || !slices.Equal(got, inNS) {
+		t.Errorf("list --netns %s 'dev vth0' selects\n\t%s\nss in the namespace selects\n\t%s", ns.Name, strings.Join(got, "\n\t"), strings.Join(inNS, "\n\t"))
 	}
 }
 
@@ -304,8 +444,13 @@ func listRows(t *testing.T, ns *netnstest.NS, bin, expr string) []string {
 	if err != nil {
 		t.Fatalf("tcpstat list -tanW %s: %v: %s", expr, err, out)
 	}
+	return parseListRows(string(out))
+}
+
+// parseListRows reads list -tanW's rows as "STATE LOCAL PEER".
+func parseListRows(out string) []string {
 	var rows []string
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 6 && strings.HasPrefix(f[0], "tcp") {
 			rows = append(rows, f[5]+" "+endpoint(f[3])+" "+endpoint(f[4]))
@@ -321,7 +466,9 @@ func endpoint(s string) string {
 	if i < 0 {
 		return s
 	}
-	host, port := strings.Trim(s[:i], "[]"), s[i+1:]
+	// ss names the device a socket is bound to: 127.0.0.1%lo:22.
+	host, _, _ := strings.Cut(s[:i], "%")
+	host, port := strings.Trim(host, "[]"), s[i+1:]
 	if port == "*" {
 		port = "0"
 	}
@@ -552,4 +699,29 @@ func watchLines(t *testing.T, out string) []watchLine {
 		lines = append(lines, w)
 	}
 	return lines
+}
+
+// TestListFwmarkNeedsNetAdmin: sock_diag reports marks to CAP_NET_ADMIN
+// only, so without it fwmark is an error rather than every mark read as 0;
+// dev needs no privilege.
+func TestListFwmarkNeedsNetAdmin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run tcpstat as another user")
+	}
+	for _, tc := range []struct {
+		expr, stderr string
+		ok           bool
+	}{
+		{"fwmark 0x10", "tcpstat: list: filter: fwmark needs CAP_NET_ADMIN: the kernel reports sockets' marks to it only\n", false},
+		{"dev lo", "", true},
+	} {
+		cmd := tcpstatCommand(t, "list", "-tan", tc.expr)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if (err == nil) != tc.ok || stderr.String() != tc.stderr {
+			t.Errorf("list -tan %q as nobody: %v, stderr %q; want ok %v, stderr %q", tc.expr, err, stderr.String(), tc.ok, tc.stderr)
+		}
+	}
 }

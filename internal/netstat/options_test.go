@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/tcp"
 )
@@ -117,5 +118,28 @@ func TestParseStatesGroups(t *testing.T) {
 	set, _ = ParseStates("synchronized")
 	if set.Has(tcp.SynSent) || !set.Has(tcp.Established) {
 		t.Errorf("synchronized = %b", set)
+	}
+}
+
+// TestInetSource: a filter on the device or mark reads sockets from
+// sock_diag alone, since /proc/net has neither; any other falls back.
+func TestInetSource(t *testing.T) {
+	for _, tc := range []struct {
+		expr string
+		want snapshot.Source
+	}{
+		{"", snapshot.Auto},
+		{"sport = :22", snapshot.Auto},
+		{"dev 0", snapshot.Netlink},
+		{"sport = :22 or not fwmark 0x1/0x1", snapshot.Netlink},
+	} {
+		f, err := filter.ParseWith(tc.expr, filter.Options{Listing: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := Config{Filter: f}
+		if got := c.inetSource(); got != tc.want {
+			t.Errorf("%q: source %d, want %d", tc.expr, got, tc.want)
+		}
 	}
 }
