@@ -130,6 +130,7 @@ func runServe(c *cli.Context) error {
 // their events, all of a socket's or none (filter.Gate), and their rows.
 // The live table calls it with its lock held, which guards the gate.
 type serveSelection struct {
+	all    bool // no filter: every socket
 	gate   *filter.Gate
 	obs    *metrics.Observer
 	stderr io.Writer
@@ -137,7 +138,7 @@ type serveSelection struct {
 }
 
 func newServeSelection(keep *filter.Filter, obs *metrics.Observer, stderr io.Writer) *serveSelection {
-	return &serveSelection{gate: filter.NewGate(keep), obs: obs, stderr: stderr}
+	return &serveSelection{all: keep.Empty(), gate: filter.NewGate(keep), obs: obs, stderr: stderr}
 }
 
 func (s *serveSelection) event(ev *tracer.Event) {
@@ -149,6 +150,9 @@ func (s *serveSelection) event(ev *tracer.Event) {
 }
 
 func (s *serveSelection) row(r *table.Row) bool {
+	if s.all {
+		return true
+	}
 	sub := filter.FromRow(r)
 	return s.gate.MatchRow(&sub, r.Cookie())
 }
