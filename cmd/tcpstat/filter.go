@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -117,6 +118,25 @@ func containerFlags() []cli.Flag {
 }
 
 // containerResolver names owners' containers and pods as containerFlags say.
-func containerResolver(c *cli.Context) *container.Resolver {
-	return container.NewResolver(container.Options{CgroupRoot: c.String("cgroup-root"), PodLogDir: c.String("pod-log-dir")})
+func containerResolver(c *cli.Context) (*container.Resolver, error) {
+	return newContainerResolver(c.String("cgroup-root"), c.String("pod-log-dir"), c.IsSet("pod-log-dir"))
+}
+
+// newContainerResolver is a resolver on the cgroup tree root (the
+// cgroup2 mount when empty) and kubelet's pod logs. A directory given that
+// is not there is a mistake worth a word; the default pod log directory
+// is missing on any host without kubelet.
+func newContainerResolver(root, podLogs string, podLogsGiven bool) (*container.Resolver, error) {
+	if root != "" && !isDir(root) {
+		return nil, cli.Exit(fmt.Sprintf("--cgroup-root %s: not a directory; give the host's cgroup v2 mount", root), 2)
+	}
+	if podLogsGiven && !isDir(podLogs) {
+		return nil, cli.Exit(fmt.Sprintf("--pod-log-dir %s: not a directory; give kubelet's pod log directory (/var/log/pods)", podLogs), 2)
+	}
+	return container.NewResolver(container.Options{CgroupRoot: root, PodLogDir: podLogs}), nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }

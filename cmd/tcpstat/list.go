@@ -92,7 +92,8 @@ func takeContainerFlags(args []string) (*container.Resolver, []string, error) {
 	if !found {
 		logs = defaultPodLogDir
 	}
-	return container.NewResolver(container.Options{CgroupRoot: root, PodLogDir: logs}), args, nil
+	ids, err := newContainerResolver(root, logs, found)
+	return ids, args, err
 }
 
 // listCommand is `tcpstat list`, netstat done right. Its flags follow

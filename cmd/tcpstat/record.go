@@ -106,7 +106,11 @@ func runRecord(c *cli.Context) error {
 	if c.Duration("checkpoint") <= 0 || c.Duration("flush") <= 0 {
 		return errors.New("--checkpoint and --flush want a positive interval, e.g. 1m, 1s")
 	}
-	keep, err := viewFilter(c, containerResolver(c))
+	ids, err := containerResolver(c)
+	if err != nil {
+		return err
+	}
+	keep, err := viewFilter(c, ids)
 	if err != nil {
 		return err
 	}

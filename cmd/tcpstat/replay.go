@@ -62,7 +62,11 @@ func runReplay(c *cli.Context) error {
 		return cli.Exit("replay: needs a recording, e.g. tcpstat replay /var/lib/tcpstat/", 2)
 	}
 	// Containers and pods are named as this host knows them now.
-	f, err := parseFilter(words, containerResolver(c))
+	ids, err := containerResolver(c)
+	if err != nil {
+		return err
+	}
+	f, err := parseFilter(words, ids)
 	if err != nil {
 		return err
 	}

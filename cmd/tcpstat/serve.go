@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/urfave/cli/v2"
 
-	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/metrics"
@@ -53,7 +52,10 @@ func serveCommand() *cli.Command {
 }
 
 func runServe(c *cli.Context) error {
-	resolver := container.NewResolver(container.Options{CgroupRoot: c.String("cgroup-root"), PodLogDir: c.String("pod-log-dir")})
+	resolver, err := containerResolver(c)
+	if err != nil {
+		return err
+	}
 	keep, err := parseFilter(c.Args().Slice(), resolver)
 	if err != nil {
 		return err

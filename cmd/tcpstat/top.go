@@ -58,7 +58,10 @@ func runTop(c *cli.Context) error {
 		words = append([]string{c.String("filter")}, words...)
 	}
 	// One resolver names containers and pods for the filter and the POD column.
-	ids := containerResolver(c)
+	ids, err := containerResolver(c)
+	if err != nil {
+		return err
+	}
 	f, err := parseFilter(words, ids)
 	if err != nil {
 		return err

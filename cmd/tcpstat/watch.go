@@ -45,7 +45,10 @@ func runWatch(c *cli.Context) error {
 		Stderr:    c.App.ErrWriter,
 	}
 	// One resolver names containers and pods for the filter and the JSON.
-	ids := containerResolver(c)
+	ids, err := containerResolver(c)
+	if err != nil {
+		return err
+	}
 	f, err := viewFilter(c, ids)
 	if err != nil {
 		return err
