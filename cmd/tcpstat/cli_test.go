@@ -58,10 +58,12 @@ func TestDidYouMean(t *testing.T) {
 		{[]string{"completion"}, "completion takes one shell: bash, zsh or fish"},
 		{[]string{"completion", "tcsh"}, `completion "tcsh": want bash, zsh or fish`},
 		{[]string{"watch", "--color", "sometimes"}, `--color "sometimes": want auto, always or never`},
-		{[]string{"watch", "--cgroup-root", "/nonexistent"}, "--cgroup-root /nonexistent: not a directory; give the host's cgroup v2 mount"},
-		{[]string{"list", "-tan", "--pod-log-dir", "/nonexistent"}, "--pod-log-dir /nonexistent: not a directory; give kubelet's pod log directory (/var/log/pods)"},
+		{[]string{"watch", "--cgroup-root", "/nonexistent"}, "--cgroup-root /nonexistent: no such directory; give the host's cgroup v2 mount"},
+		{[]string{"list", "-tan", "--pod-log-dir", "/nonexistent"}, "--pod-log-dir /nonexistent: no such directory; give kubelet's pod log directory (/var/log/pods)"},
 		{[]string{"list", "-tan", "--pod-log-dir"}, "list: --pod-log-dir needs a directory: kubelet's pod logs"},
-		{[]string{"replay", "--pod-log-dir", "/nonexistent", "x.tcprec"}, "--pod-log-dir /nonexistent: not a directory; give kubelet's pod log directory (/var/log/pods)"},
+		{[]string{"list", "-tan", "--pod-log-dir", "--cgroup-root", "/tmp"}, "list: --pod-log-dir needs a directory: kubelet's pod logs"},
+		{[]string{"list", "-tan", "--cgroup-root", "/etc/passwd"}, "--cgroup-root /etc/passwd: not a directory; give the host's cgroup v2 mount"},
+		{[]string{"replay", "--pod-log-dir", "/nonexistent", "x.tcprec"}, "--pod-log-dir /nonexistent: no such directory; give kubelet's pod log directory (/var/log/pods)"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			out, err := tcpstatOut(t, tc.args...)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -127,16 +128,29 @@ func containerResolver(c *cli.Context) (*container.Resolver, error) {
 // is not there is a mistake worth a word; the default pod log directory
 // is missing on any host without kubelet.
 func newContainerResolver(root, podLogs string, podLogsGiven bool) (*container.Resolver, error) {
-	if root != "" && !isDir(root) {
-		return nil, cli.Exit(fmt.Sprintf("--cgroup-root %s: not a directory; give the host's cgroup v2 mount", root), 2)
+	if root != "" {
+		if err := isDir(root); err != nil {
+			return nil, cli.Exit(fmt.Sprintf("--cgroup-root %s: %v; give the host's cgroup v2 mount", root, err), 2)
+		}
 	}
-	if podLogsGiven && !isDir(podLogs) {
-		return nil, cli.Exit(fmt.Sprintf("--pod-log-dir %s: not a directory; give kubelet's pod log directory (/var/log/pods)", podLogs), 2)
+	if podLogsGiven {
+		if err := isDir(podLogs); err != nil {
+			return nil, cli.Exit(fmt.Sprintf("--pod-log-dir %s: %v; give kubelet's pod log directory (/var/log/pods)", podLogs, err), 2)
+		}
 	}
 	return container.NewResolver(container.Options{CgroupRoot: root, PodLogDir: podLogs}), nil
 }
 
-func isDir(path string) bool {
+// isDir says why path is not a directory one can read, or nil.
+func isDir(path string) error {
 	fi, err := os.Stat(path)
-	return err == nil && fi.IsDir()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("no such directory")
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return errors.New("not a directory")
+	}
+	return nil
 }

@@ -43,9 +43,11 @@ Sockets:
                     uid, netns, cgroup, container, pod, family (docs/filter.md),
                     e.g. 'sport = :ssh' or 'dev eth0 and fwmark 0x10/0xf0';
                     one that names states replaces the default (connected only)
-  --cgroup-root DIR the host's cgroup v2 tree, for container and pod
+  --cgroup-root DIR
+                    the host's cgroup v2 tree, for container and pod
                     (default: the cgroup2 mount of /proc/self/mountinfo)
-  --pod-log-dir DIR kubelet pod logs, for pod names (default: /var/log/pods)
+  --pod-log-dir DIR
+                    kubelet pod logs, for pod names (default: /var/log/pods)
 Net-to-media (ARP entries and IPv6 neighbours, Solaris' layout):
   --arp             Solaris calls this table -p, but on Linux -p is --programs
                     (PID/Program name), so it is --arp here; -a adds multicast entries

@@ -50,13 +50,15 @@ func takeLong(args []string, name, need string) (rest []string, value string, fo
 			rest = append(rest, args[i:]...)
 			i = len(args)
 		case a == "--"+name:
-			if i+1 >= len(args) {
+			if i+1 >= len(args) || strings.HasPrefix(args[i+1], "-") {
 				return nil, "", false, cli.Exit(fmt.Sprintf("list: --%s needs %s", name, need), 2)
 			}
 			value, found = args[i+1], true
 			i++
 		case strings.HasPrefix(a, "--"+name+"="):
-			value, found = strings.TrimPrefix(a, "--"+name+"="), true
+			if value, found = strings.TrimPrefix(a, "--"+name+"="), true; value == "" {
+				return nil, "", false, cli.Exit(fmt.Sprintf("list: --%s needs %s", name, need), 2)
+			}
 		default:
 			rest = append(rest, a)
 		}

@@ -95,7 +95,7 @@ type recorder struct {
 	stderr  io.Writer
 	lastRB  uint64
 	lastRec uint64
-	forced  uint64 // the gate's Forced last reported
+	forced  uint64 // the gate's Forced last warned of
 	stale   bool
 	// checkpointed is the file's size after its last checkpoint, which
 	// took checkpointSize bytes.
@@ -142,7 +142,10 @@ func runRecord(c *cli.Context) error {
 	// The table serves checkpoints alone (a replay applies events to the
 	// last one, reconciles unseen): dumping a large host every 2 s would
 	// cost more than recording its events (docs/recording.md, Cost).
-	cfg := livetable.Config{Events: r.tr, OnEvent: func(ev *tracer.Event) { r.gate.Push(ev, r.write) }, DumpLoad: recordDumpLoad}
+	cfg := livetable.Config{Events: r.tr, OnEvent: func(ev *tracer.Event) { r.gate.Push(ev, r.write) }, DumpLoad: recordDumpLoad,
+		// Identities of sockets gone without an ending event (lost, or
+		// left out by the kernel's part of the filter) are forgotten.
+		OnReconcile: func(tb *table.Table) { r.gate.Retain(tb.Holds) }}
 	scopedConfig(&cfg, scope, c.String("netns") != "")
 	r.live, err = livetable.Start(c.Context, cfg)
 	if err != nil {
@@ -309,15 +312,13 @@ func (r *recorder) tick() error {
 	}
 	r.lastRB, r.lastRec = st.RingBufferFull, max(r.lastRec, st.RecursionLost())
 	var live livetable.Status
-	var forced uint64
-	var note string
-	r.live.View(func(_ *table.Table, s livetable.Status) { live, forced, note = s, r.gate.Forced, r.gate.ForcedNote() })
+	var warning string
+	r.live.View(func(_ *table.Table, s livetable.Status) { live, warning = s, r.gate.ForcedWarning(&r.forced) })
 	if live.Err != nil {
 		return live.Err
 	}
-	if forced > r.forced {
-		r.forced = forced
-		fmt.Fprintf(r.stderr, "tcpstat: warning: %s\n", note)
+	if warning != "" {
+		fmt.Fprintf(r.stderr, "tcpstat: warning: %s\n", warning)
 	}
 	switch {
 	case live.Stale && !r.stale:

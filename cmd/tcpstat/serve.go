@@ -36,17 +36,15 @@ func serveCommand() *cli.Command {
 			"takes it: docs/filter.md) limits all of them to the sockets it selects; the tracer's\n" +
 			"health metrics stay whole. TLS and basic auth: --web.config.file (Prometheus' exporter\n" +
 			"web configuration). Metrics: docs/deploy.md.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "web.listen-address", Value: defaultListen, Usage: "`ADDRESS` to serve on (localhost unless told otherwise)"},
 			&cli.StringFlag{Name: "web.config.file", Usage: "`FILE` with TLS and basic auth settings (exporter-toolkit format)"},
 			&cli.StringFlag{Name: "metrics.by", Usage: "also split connections by `LABEL`: netns or pod (series capped by --metrics.max-series)"},
 			&cli.IntFlag{Name: "metrics.max-series", Value: 100, Usage: "at most `N` netns or pod series per state; the rest add up to \"other\""},
 			&cli.IntFlag{Name: "metrics.max-ports", Value: 50, Usage: "count failed connects by destination port for at most `N` ports (0: no port label)"},
-			&cli.StringFlag{Name: "cgroup-root", Usage: "the host's cgroup v2 tree, for --metrics.by pod (default: the cgroup2 mount of /proc/self/mountinfo)"},
-			&cli.StringFlag{Name: "pod-log-dir", Value: defaultPodLogDir, Usage: "kubelet pod log `DIR`, for pod names"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from sock_diag dumps (no transition metrics)"},
 			netnsFlag(),
-		},
+		}, containerFlags()...),
 		Action: runServe,
 	}
 }
@@ -83,13 +81,11 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	oo := metrics.ObserverOptions{MaxPorts: c.Int("metrics.max-ports")}
-	if c.String("netns") != "" {
-		oo.NetNS = scope.Has // the table drops other namespaces' events after the observer saw them
-	}
-	obs := metrics.NewObserver(oo)
+	// With --netns the table takes no other namespace's events
+	// (Config.Keep), so the observer, fed by the table, sees none either.
+	obs := metrics.NewObserver(metrics.ObserverOptions{MaxPorts: c.Int("metrics.max-ports")})
 	sel := newServeSelection(keep, obs, c.App.ErrWriter)
-	cfg := livetable.Config{OnEnd: sel.end, OnEvent: sel.event}
+	cfg := livetable.Config{OnEnd: sel.end, OnEvent: sel.event, OnReconcile: sel.reconciled}
 	scopedConfig(&cfg, scope, c.String("netns") != "")
 	var stats func() (tracer.Stats, error)
 	if c.Bool("poll") {
@@ -117,7 +113,10 @@ func runServe(c *cli.Context) error {
 		}
 	})
 	col := metrics.NewCollector(metrics.Options{
-		Table: tr, Observer: obs, Stats: stats, Match: sel.row,
+		Table: tr, Observer: obs, Stats: stats, Match: sel.row, FilterForced: func() (n uint64) {
+			tr.View(func(*table.Table, livetable.Status) { n = sel.gate.Forced })
+			return n
+		},
 		By: by, MaxSeries: c.Int("metrics.max-series"), Identity: resolver.Owner,
 	})
 	health := func() error {
@@ -136,7 +135,12 @@ type serveSelection struct {
 	gate   *filter.Gate
 	obs    *metrics.Observer
 	stderr io.Writer
-	forced uint64 // the gate's Forced last warned of
+	warned uint64 // the gate's Forced last warned of
+	// The socket of the event being taken, and whether the gate passed
+	// it: the table ends a row while taking its last event, and the row's
+	// own owner by then (a process it was handed to) may judge otherwise.
+	current uint64
+	passed  bool
 }
 
 func newServeSelection(keep *filter.Filter, obs *metrics.Observer, stderr io.Writer) *serveSelection {
@@ -144,10 +148,14 @@ func newServeSelection(keep *filter.Filter, obs *metrics.Observer, stderr io.Wri
 }
 
 func (s *serveSelection) event(ev *tracer.Event) {
-	s.gate.Push(ev, func(ev *tracer.Event) error { s.obs.Event(ev); return nil })
-	if s.gate.Forced > 2*s.forced { // the first, then each doubling
-		s.forced = s.gate.Forced
-		fmt.Fprintf(s.stderr, "tcpstat: warning: %s\n", s.gate.ForcedNote())
+	s.current, s.passed = ev.Cookie, false
+	s.gate.Push(ev, func(e *tracer.Event) error {
+		s.passed = s.passed || e.Cookie == ev.Cookie
+		s.obs.Event(e)
+		return nil
+	})
+	if w := s.gate.ForcedWarning(&s.warned); w != "" {
+		fmt.Fprintf(s.stderr, "tcpstat: warning: %s\n", w)
 	}
 }
 
@@ -160,10 +168,15 @@ func (s *serveSelection) row(r *table.Row) bool {
 }
 
 func (s *serveSelection) end(r *table.Row) {
-	if s.row(r) {
+	pass := s.all || r.Cookie() == s.current && s.passed || r.Cookie() != s.current && s.row(r)
+	if pass {
 		s.obs.End(r)
 	}
 }
+
+// reconciled forgets the gate's identities of sockets gone without an
+// ending event (lost, or left out by the kernel's part of the filter).
+func (s *serveSelection) reconciled(tb *table.Table) { s.gate.Retain(tb.Holds) }
 
 // serveHTTP serves h on ln, with TLS and basic auth from webConfig when
 // given, until ctx ends.

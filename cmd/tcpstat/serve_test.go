@@ -15,13 +15,21 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tcpstat/tcpstat/internal/livetable"
+	"github.com/tcpstat/tcpstat/internal/metrics"
+	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 func TestServeBadInput(t *testing.T) {
@@ -159,11 +167,12 @@ func TestServeFilter(t *testing.T) {
 	go func() {
 		// The comm term keeps the kernel from filtering (filter explain):
 		// user space selects every event.
-		expr := fmt.Sprintf("sport = :%d or dport = :%d or comm no-such-program", port, port)
+		expr := fmt.Sprintf("src 127.80.212.1:%d or dst 127.80.212.1:%d or comm no-such-program", port, port)
 		done <- run(ctx, []string{"tcpstat", "serve", "--web.listen-address", addr, expr}, &out, &errOut)
 	}()
+	client := &http.Client{Timeout: 5 * time.Second}
 	series := func() map[string]string {
-		resp, err := http.Get("http://" + addr + "/metrics")
+		resp, err := client.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return nil
 		}
@@ -216,5 +225,61 @@ func TestServeFilter(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
+	}
+}
+
+// viewOf is a table the collector reads without a live table around it.
+type viewOf struct{ tb *table.Table }
+
+func (v viewOf) View(fn func(*table.Table, livetable.Status)) { fn(v.tb, livetable.Status{}) }
+
+// TestServeSelectionJudgesEndsByEvents: a connection nginx accepts and
+// hands to a worker, which closes it, passes `comm nginx` with all of its
+// events (the gate's identity is decided at the accept), and its lifetime
+// counts too, although the row's owner at its end is the worker.
+func TestServeSelectionJudgesEndsByEvents(t *testing.T) {
+	keep, err := parseFilter([]string{"comm nginx"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := metrics.NewObserver(metrics.ObserverOptions{})
+	sel := newServeSelection(keep, obs, io.Discard)
+	tb := table.New(table.Options{OnEnd: sel.end})
+	local, remote := netip.MustParseAddrPort("127.0.0.1:80"), netip.MustParseAddrPort("127.0.0.1:40000")
+	nginx, worker := tracer.Process{PID: 20, Comm: "nginx"}, tracer.Process{PID: 30, Comm: "worker"}
+	step := func(at uint64, kind tracer.Kind, old, new tcp.State, owner *tracer.Process) {
+		ev := tracer.Event{Kind: kind, Time: at * uint64(time.Millisecond), Cookie: 7, NetNS: 1, Local: local, Remote: remote, Old: old, New: new}
+		if owner != nil {
+			ev.Owner, ev.OwnerKnown = *owner, true
+		}
+		sel.event(&ev)
+		tb.Apply(&ev)
+	}
+	step(1, tracer.Transition, tcp.Listen, tcp.SynRecv, nil)
+	step(2, tracer.Transition, tcp.SynRecv, tcp.Established, nil)
+	step(3, tracer.Accept, tcp.Established, tcp.Established, &nginx)
+	step(40, tracer.Transition, tcp.Established, tcp.CloseWait, &worker)
+	step(50, tracer.Transition, tcp.CloseWait, tcp.LastAck, &worker)
+	step(60, tracer.Transition, tcp.LastAck, tcp.Close, &worker)
+	reg := metrics.Registry(metrics.NewCollector(metrics.Options{Table: viewOf{tb}, Observer: obs, Match: sel.row}))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case f.GetName() == "tcpstat_connection_lifetime_seconds":
+				got["lifetimes"] = m.GetHistogram().GetSampleCount()
+			case f.GetName() == "tcpstat_accepts_total":
+				got["accepts"] = uint64(m.GetCounter().GetValue())
+			case f.GetName() == "tcpstat_transitions_total":
+				got["transitions"] += uint64(m.GetCounter().GetValue())
+			}
+		}
+	}
+	if diff := cmp.Diff(map[string]uint64{"lifetimes": 1, "accepts": 1, "transitions": 5}, got); diff != "" {
+		t.Errorf("metrics of the connection (-want +got):\n%s", diff)
 	}
 }

@@ -25,8 +25,9 @@ type Gate struct {
 	needOwner bool // the filter asks about the owner
 	socks     map[uint64]*gateSock
 	held      int
-	// Forced counts sockets judged before their identity was complete
-	// because too many events were held: their events may be shown or
+	// Forced counts sockets judged without the identity decided for them:
+	// before it was complete, because too many events were held, or after,
+	// because too many identities were kept. Their events may be shown or
 	// hidden wrongly, so every user of a Gate reports it (ForcedNote).
 	Forced uint64
 }
@@ -67,9 +68,36 @@ func (g *Gate) ForcedNote() string {
 	if g.Forced == 0 {
 		return ""
 	}
-	return fmt.Sprintf("the filter judged %d sockets before their local port or owner was known, as %d events of others were already waiting for theirs: "+
-		"their events may be shown or hidden wrongly (narrow the filter, or filter without port and owner conditions)", g.Forced, maxHeld)
+	return fmt.Sprintf("the filter judged %d sockets without waiting for their local port or owner, its limits reached (%d events held, %d sockets' owners kept): "+
+		"their events may be shown or hidden wrongly (narrow the filter, or filter without port and owner conditions)", g.Forced, maxHeld, maxFrozen)
 }
+
+// ForcedWarning returns ForcedNote when Forced has at least doubled since
+// *warned (the first forced judgement included), and records it there:
+// the users of a Gate warn at that pace.
+func (g *Gate) ForcedWarning(warned *uint64) string {
+	if g.Forced <= 2**warned {
+		return ""
+	}
+	*warned = g.Forced
+	return g.ForcedNote()
+}
+
+// Retain forgets the identities of sockets live no longer holds (whose
+// ending event the gate never saw: lost, or dropped by the kernel's part
+// of the filter), so that what the gate keeps follows the live sockets.
+// Sockets with held events stay.
+func (g *Gate) Retain(live func(cookie uint64) bool) {
+	for cookie, st := range g.socks {
+		if len(st.held) == 0 && !live(cookie) {
+			delete(g.socks, cookie)
+		}
+	}
+}
+
+// Kept is the number of sockets the gate keeps an identity or held events
+// for.
+func (g *Gate) Kept() int { return len(g.socks) }
 
 // Held is the number of events waiting for their socket's identity.
 func (g *Gate) Held() int { return g.held }
@@ -144,6 +172,9 @@ func (g *Gate) Push(ev *tracer.Event, emit func(*tracer.Event) error) error {
 		st.held = nil
 	}
 	if end || !g.needOwner || len(g.socks) >= maxFrozen {
+		if !end && g.needOwner && st == nil {
+			g.Forced++ // its later events are judged as they come
+		}
 		delete(g.socks, ev.Cookie)
 	} else {
 		if st == nil {

@@ -142,6 +142,52 @@ func TestGateForced(t *testing.T) {
 	}
 }
 
+// TestGateRetain: a socket whose ending event never comes (the kernel's
+// part of the filter dropped it after its owner was known, or it was
+// lost) is forgotten once the table no longer holds it; one still held
+// keeps its identity, and one with held events stays.
+func TestGateRetain(t *testing.T) {
+	f, err := parseEnv("comm nginx", testEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGate(f)
+	ap := netip.MustParseAddrPort
+	nginx := tracer.Process{PID: 20, Comm: "nginx"}
+	pass := func(*tracer.Event) error { return nil }
+	for c := range uint64(1000) {
+		ev := tracer.Event{Kind: tracer.Accept, Time: c, Cookie: c + 1, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40000"),
+			Old: tcp.Established, New: tcp.Established, Owner: nginx, OwnerKnown: true}
+		g.Push(&ev, pass)
+	}
+	undecided := tracer.Event{Kind: tracer.Transition, Time: 2000, Cookie: 5000, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40001"), Old: tcp.SynRecv, New: tcp.Established}
+	g.Push(&undecided, pass)
+	if g.Kept() != 1001 {
+		t.Fatalf("the gate keeps %d sockets, want 1001", g.Kept())
+	}
+	g.Retain(func(cookie uint64) bool { return cookie <= 10 })
+	if g.Kept() != 11 || g.Held() != 1 {
+		t.Errorf("after Retain: %d sockets kept, %d events held; want 11 (10 live, 1 with held events) and 1", g.Kept(), g.Held())
+	}
+}
+
+// TestGateForcedWarning warns at the first forced judgement, then each
+// time the count has doubled.
+func TestGateForcedWarning(t *testing.T) {
+	g := NewGate(nil)
+	var warned uint64
+	var at []uint64
+	for n := range uint64(20) {
+		g.Forced = n
+		if g.ForcedWarning(&warned) != "" {
+			at = append(at, n)
+		}
+	}
+	if diff := cmp.Diff([]uint64{1, 3, 7, 15}, at); diff != "" {
+		t.Errorf("warned at (-want +got):\n%s", diff)
+	}
+}
+
 // TestGateMatchRow judges rows as the gate judges their sockets' events:
 // not while the socket's events are held, and with the identity decided
 // once it is.

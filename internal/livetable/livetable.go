@@ -82,6 +82,10 @@ type Config struct {
 	Keep func(netns uint32) bool
 	// OnEnd is called, with the table locked, for every connection that ends.
 	OnEnd func(*table.Row)
+	// OnReconcile is called, with the table locked, after every dump is
+	// merged: what follows the table's sockets can forget those gone
+	// without an event.
+	OnReconcile func(*table.Table)
 	// OnEvent is called, with the table locked, for every event the table
 	// takes (counted in Status.Events), in order: a View sees the table
 	// and what OnEvent did with the same events (a recording's tap).
@@ -546,6 +550,9 @@ func (t *Table) reconciled(rec table.ReconcileStats, lostBefore, lost uint64, be
 	t.st.Last = rec
 	t.st.LastDump = time.Since(began)
 	t.st.DumpErr = nil
+	if t.cfg.OnReconcile != nil {
+		t.cfg.OnReconcile(t.tb)
+	}
 }
 
 func currentNetNS() (uint32, error) {

@@ -42,8 +42,10 @@ type Options struct {
 	// NetNS, when set, says which namespaces' rows count.
 	NetNS func(inode uint32) bool
 	// Match, when set, says which rows count; it is called with the
-	// table locked.
-	Match func(*table.Row) bool
+	// table locked. FilterForced then reads how many sockets the filter
+	// judged without their identity (filter.Gate.Forced).
+	Match        func(*table.Row) bool
+	FilterForced func() uint64
 	// By splits the connections gauge; MaxSeries caps the label values
 	// (the rows beyond the largest MaxSeries count as "other").
 	By        By
@@ -62,7 +64,7 @@ type Collector struct {
 	connections, transitions, accepts, closes, failed               *prometheus.Desc
 	handshake, acceptWait, stateDuration, lifetime                  *prometheus.Desc
 	events, lost, recovered, socketsFull, stale, resyncs, reconcile *prometheus.Desc
-	reconciled, tracing, netnsNotDumped                             *prometheus.Desc
+	reconciled, tracing, netnsNotDumped, filterForced               *prometheus.Desc
 }
 
 // NewCollector returns a Collector; register it with a prometheus.Registry.
@@ -100,6 +102,7 @@ func NewCollector(opts Options) *Collector {
 		reconcile:      d("table_reconciles_total", "sock_diag dumps merged into the table, the first included."),
 		reconciled:     d("table_reconciled_rows_total", "Rows the periodic dumps changed: added, corrected, expired (timewait over), vanished (gone without an event).", "outcome"),
 		tracing:        d("tracing", "1 when events are traced, 0 when the table is kept from dumps alone."),
+		filterForced:   d("filter_forced_sockets_total", "Sockets the filter judged without waiting for their local port or owner, its limits reached: their events may be counted or left out wrongly."),
 		netnsNotDumped: d("netns_not_dumped", "Network namespaces the last dump could not dump (joining them needs CAP_SYS_ADMIN): their sockets older than tcpstat are missing."),
 	}
 }
@@ -108,7 +111,7 @@ func NewCollector(opts Options) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.transitions, c.accepts, c.closes, c.failed,
 		c.handshake, c.acceptWait, c.stateDuration, c.lifetime, c.events, c.lost, c.recovered,
-		c.socketsFull, c.stale, c.resyncs, c.reconcile, c.reconciled, c.tracing, c.netnsNotDumped} {
+		c.socketsFull, c.stale, c.resyncs, c.reconcile, c.reconciled, c.tracing, c.netnsNotDumped, c.filterForced} {
 		ch <- d
 	}
 }
@@ -311,6 +314,9 @@ func (c *Collector) collectHealth(ch chan<- prometheus.Metric, st livetable.Stat
 	counter(c.reconciled, uint64(st.Total.Corrected), "corrected")
 	counter(c.reconciled, uint64(st.Total.Expired), "expired")
 	counter(c.reconciled, uint64(st.Total.Vanished), "vanished")
+	if c.opts.FilterForced != nil {
+		counter(c.filterForced, c.opts.FilterForced())
+	}
 	if c.opts.Stats == nil {
 		return
 	}

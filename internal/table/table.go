@@ -110,6 +110,16 @@ func (t *Table) Row(i int) *Row { return t.rows.at(i) }
 // Lookup returns the row for a cookie, or nil.
 func (t *Table) Lookup(cookie uint64) *Row { return t.rows.lookup(cookie) }
 
+// Holds reports whether cookie names a socket the table has a row for,
+// directly or through a synthetic id's alias, or one that closed recently.
+func (t *Table) Holds(cookie uint64) bool {
+	if real, ok := t.aliases[cookie]; ok {
+		cookie = real
+	}
+	_, closing := t.tombs[cookie]
+	return closing || t.rows.lookup(cookie) != nil
+}
+
 // Stats returns the counts so far.
 func (t *Table) Stats() Stats { return t.stats }
 

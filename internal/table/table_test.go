@@ -547,6 +547,15 @@ func TestSyntheticIDsAdoptCookies(t *testing.T) {
 	if r := tb.Lookup(cookie); r == nil || r.State() != tcp.FinWait1 || tb.Len() != 1 {
 		t.Errorf("after an event under the synthetic id: %d rows, row %v", tb.Len(), r)
 	}
+	// The socket is held under both names, and after its close for as
+	// long as the close is remembered.
+	if !tb.Holds(id) || !tb.Holds(cookie) || tb.Holds(cookie+1) {
+		t.Errorf("holds id %v, cookie %v, another %v: want true, true, false", tb.Holds(id), tb.Holds(cookie), tb.Holds(cookie+1))
+	}
+	tb.Apply(ev(60, tcp.FinWait1, tcp.Close))
+	if tb.Len() != 0 || !tb.Holds(id) || !tb.Holds(cookie) {
+		t.Errorf("after the close: %d rows, holds id %v, cookie %v: want 0 rows, both held (a recent close)", tb.Len(), tb.Holds(id), tb.Holds(cookie))
+	}
 }
 
 // TestSyntheticIDsJoinListedRows: on kernels whose tracing programs get no

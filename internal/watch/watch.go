@@ -128,7 +128,7 @@ type watcher struct {
 	lastRB      uint64
 	lastRec     uint64
 	lastCorrupt uint64
-	lastForced  uint64
+	lastForced  uint64    // the gate's Forced last warned of
 	flushed     time.Time // last flush of out
 	tick        time.Time // next loss report
 }
@@ -138,6 +138,9 @@ type watcher struct {
 func (w *watcher) closed(err error) error {
 	if !errors.Is(err, errGone) && !errors.Is(err, syscall.EPIPE) {
 		return err
+	}
+	if w.gate != nil {
+		w.sum.FilterForced = w.gate.Forced
 	}
 	_, err = w.opts.Stderr.Write(append([]byte("tcpstat: output closed; "), format.AppendSummaryLine(nil, w.sum)...))
 	return err
@@ -294,10 +297,12 @@ func (w *watcher) reportLosses() error {
 		w.out.Write(w.buf)
 	}
 	w.lastRB, w.lastRec, w.lastCorrupt = st.RingBufferFull, max(w.lastRec, st.RecursionLost()), st.Corrupt
-	if w.gate != nil && w.gate.Forced > w.lastForced {
+	if w.gate != nil {
 		// Not a loss, but the filter may have shown or hidden them wrongly.
-		w.lastForced, w.sum.FilterForced = w.gate.Forced, w.gate.Forced
-		fmt.Fprintf(w.opts.Stderr, "tcpstat: warning: %s\n", w.gate.ForcedNote())
+		w.sum.FilterForced = w.gate.Forced
+		if warning := w.gate.ForcedWarning(&w.lastForced); warning != "" {
+			fmt.Fprintf(w.opts.Stderr, "tcpstat: warning: %s\n", warning)
+		}
 	}
 	return w.flush(now)
 }
