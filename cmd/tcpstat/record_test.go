@@ -396,6 +396,13 @@ func TestRecordCheckpointsWhileSocketUndecided(t *testing.T) {
 	if err := <-dialed; err == nil {
 		t.Fatal("the connect to a full accept queue was accepted")
 	}
+	// The dialer's close can reach the kernel after DialContext returns
+	// (seen in a guest on 6.12): stop only once the socket is gone, so
+	// that its SYN_SENT → CLOSE was made before the recorder detaches.
+	waitFor(t, "the connect closed", func() bool {
+		out, _ := exec.Command("ss", "-Htn", "state", "syn-sent", "dst", net.JoinHostPort(addr, fmt.Sprint(port))).Output()
+		return strings.Count(string(out), "\n") == 0
+	})
 	r.stop(t)
 
 	var out, errOut bytes.Buffer
