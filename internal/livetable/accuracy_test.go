@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -43,6 +44,13 @@ type seen struct {
 	reported      tcp.State // the last state the tracer reported for the socket (0: none)
 	acceptedBy    uint32    // the pid an accept event named, if the table had taken one
 	acceptSeen    bool
+	source        tracer.OwnerSource // how the table learned the owner
+	namedBy       uint32             // the pid the last event naming an owner named, if any
+}
+
+func (s seen) String() string {
+	return fmt.Sprintf("{%v %v %v pid:%d owned:%v former:%v tw:%v inferred:%v expired:%v synthetic:%v reported:%v acceptedBy:%d/%v source:%v namedBy:%d}",
+		s.state, s.local, s.remote, s.pid, s.owned, s.former, s.timeWait, s.inferred, s.expired, s.synthetic, s.reported, s.acceptedBy, s.acceptSeen, s.source, s.namedBy)
 }
 
 // reported holds the last state the tracer reported for each cookie, as
@@ -53,16 +61,89 @@ var reported sync.Map
 // took the events.
 var accepted sync.Map
 
+// trail keeps what explains a failure: each cookie's events, the cookies
+// seen at each pair of addresses, when each merge ended and the views ran.
+// startTracing starts it afresh.
+var trail struct {
+	sync.Mutex
+	byCookie   map[uint64][]tracer.Event
+	byAddrs    map[string][]uint64
+	reconciles []uint64
+	views      []string
+}
+
+func resetTrail() {
+	trail.Lock()
+	defer trail.Unlock()
+	trail.byCookie, trail.byAddrs, trail.reconciles, trail.views = map[uint64][]tracer.Event{}, map[string][]uint64{}, nil, nil
+}
+
+func keepTrail(ev *tracer.Event) {
+	trail.Lock()
+	defer trail.Unlock()
+	k := ev.Local.String() + " " + ev.Remote.String()
+	if !slices.Contains(trail.byAddrs[k], ev.Cookie) {
+		trail.byAddrs[k] = append(trail.byAddrs[k], ev.Cookie)
+	}
+	trail.byCookie[ev.Cookie] = append(trail.byCookie[ev.Cookie], *ev)
+}
+
+// trailOf is the events of every cookie seen at the addresses of s, the
+// merges since the first of them, and the views.
+func trailOf(s ssdump.Socket) []string {
+	trail.Lock()
+	defer trail.Unlock()
+	var out []string
+	from := uint64(math.MaxUint64)
+	for _, c := range trail.byAddrs[s.Local.String()+" "+s.Remote.String()] {
+		for _, e := range trail.byCookie[c] {
+			out = append(out, fmt.Sprintf("%v %#x %v→%v %v-%v synthetic:%v owner:%d/%v t:%d", e.Kind, e.Cookie, e.Old, e.New, e.Local, e.Remote, e.Synthetic, e.Owner.PID, e.OwnerKnown, e.Time))
+			from = min(from, e.Time)
+		}
+	}
+	merged := 0
+	for _, t := range trail.reconciles {
+		if t >= from && merged < 5 {
+			out = append(out, fmt.Sprintf("merged t:%d", t))
+			merged++
+		}
+	}
+	return append(out, trail.views...)
+}
+
+// acceptedAt holds the last accept event under a synthetic id by the
+// socket's addresses (a new connection may reuse them: its time tells).
+var acceptedAt sync.Map
+
+type acceptance struct {
+	pid uint32
+	at  uint64
+}
+
+// named holds the pid the last event naming an owner named, by cookie: a
+// wrong owner says whether the events ever named one.
+var named sync.Map
+
 // bySyntheticKey indexes the rows still keyed by synthetic ids by their
-// addresses: ss lists those sockets under their real cookies.
+// addresses: ss lists those sockets under their real cookies. A new
+// connection may reuse the 4-tuple of a timewait row: the other row wins.
 func bySyntheticKey(v map[uint64]seen) map[string]seen {
 	out := map[string]seen{}
 	for _, s := range v {
-		if s.synthetic {
-			out[s.local.String()+" "+s.remote.String()] = s
+		k := s.local.String() + " " + s.remote.String()
+		if other, ok := out[k]; !s.synthetic || (ok && s.timeWait && !other.timeWait) {
+			continue
 		}
+		out[k] = s
 	}
 	return out
+}
+
+// newOnTuple reports a full socket ss lists on the 4-tuple of a row the
+// table had handed to timewait: a new connection, which ended the
+// timewait socket without an event.
+func newOnTuple(r seen, s ssdump.Socket) bool {
+	return r.timeWait && s.State != tcp.TimeWait && s.Timer != "timewait"
 }
 
 // tableView is the workload's rows of the table, in the namespace ss
@@ -91,7 +172,11 @@ func tableView(tr *Table) map[uint64]seen {
 			if acceptSeen {
 				by = v.(uint32)
 			}
-			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, former, r.TimeWait(), r.Inferred(), expired, r.Synthetic(), last, by, acceptSeen}
+			var namedBy uint32
+			if v, ok := named.Load(r.Cookie()); ok {
+				namedBy = v.(uint32)
+			}
+			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, former, r.TimeWait(), r.Inferred(), expired, r.Synthetic(), last, by, acceptSeen, r.OwnerSource(), namedBy}
 		}
 	})
 	return out
@@ -186,7 +271,9 @@ func compare(tr *Table) (a agreement, err error) {
 	}
 	defer func() { a.details = notes }()
 	_, stBefore := rows(tr)
+	tBefore := tracer.Now()
 	before := tableView(tr)
+	tSS := tracer.Now()
 	socks, err := ssView()
 	if err != nil {
 		return agreement{}, err
@@ -202,7 +289,11 @@ func compare(tr *Table) (a agreement, err error) {
 	if err := tr.Barrier(context.Background()); err != nil {
 		return agreement{}, err
 	}
+	tAfter := tracer.Now()
 	after := tableView(tr)
+	trail.Lock()
+	trail.views = append(trail.views, fmt.Sprintf("views before:%d ss:%d after:%d", tBefore, tSS, tAfter))
+	trail.Unlock()
 	_, stAfter := rows(tr)
 	// The table vouches for itself only while it has lost nothing.
 	a = agreement{Stale: stBefore.Stale || stAfter.Stale || stAfter.Lost != stBefore.Lost}
@@ -211,7 +302,11 @@ func compare(tr *Table) (a agreement, err error) {
 		listed[s.Cookie] = true
 	}
 	synBefore, synAfter := bySyntheticKey(before), bySyntheticKey(after)
-	var accepting []ssdump.Socket
+	type pending struct {
+		s    ssdump.Socket
+		b, f seen
+	}
+	var accepting []pending
 	for _, s := range socks {
 		a.Sockets++
 		listed[s.Cookie] = true
@@ -219,10 +314,14 @@ func compare(tr *Table) (a agreement, err error) {
 		f, inAfter := after[s.Cookie]
 		key := s.Local.String() + " " + s.Remote.String()
 		if !inBefore {
-			b, inBefore = synBefore[key]
+			if b, inBefore = synBefore[key]; inBefore && newOnTuple(b, s) {
+				b, inBefore = seen{}, false
+			}
 		}
 		if !inAfter {
-			f, inAfter = synAfter[key]
+			if f, inAfter = synAfter[key]; inAfter && newOnTuple(f, s) {
+				f, inAfter = seen{}, false
+			}
 		}
 		_, endedSynthetic := endedKeys.Load(key)
 		if _, ok := ended.Load(s.Cookie); (ok || endedSynthetic) && !inBefore && !inAfter {
@@ -265,7 +364,7 @@ func compare(tr *Table) (a agreement, err error) {
 				break
 			}
 			a.WrongState++
-			details("state: ss %v, table %+v then %+v: %+v", st, b, f, s)
+			details("state: ss %v, table %+v then %+v: %+v; rows with its addresses before %+v, after %+v; events %q", st, b, f, s, withAddrs(before, s), withAddrs(after, s), trailOf(s))
 		case view.local != s.Local || view.remote != s.Remote:
 			a.WrongAddress++
 			details("address: ss %v %v, table %v %v", s.Local, s.Remote, view.local, view.remote)
@@ -284,7 +383,7 @@ func compare(tr *Table) (a agreement, err error) {
 				// but not yet returned, where its event is made: a thread
 				// preempted in between (seen in the emulated guest). The
 				// event must come, naming ss's user.
-				accepting = append(accepting, s)
+				accepting = append(accepting, pending{s, b, f})
 				break
 			}
 			a.WrongOwner++
@@ -296,13 +395,13 @@ func compare(tr *Table) (a agreement, err error) {
 			a.Agree++
 		}
 	}
-	for _, s := range accepting {
-		if pid, ok := acceptedLater(tr, s.Cookie); ok && slices.ContainsFunc(s.Users, func(u ssdump.User) bool { return u.PID == pid }) {
+	for _, p := range accepting {
+		if pid, ok := acceptedLater(tr, p.s, tBefore); ok && slices.ContainsFunc(p.s.Users, func(u ssdump.User) bool { return u.PID == pid }) {
 			a.Accepting++
 			continue
 		}
 		a.WrongOwner++
-		details("owner: ss %+v, and no accept event naming it by %v after the view: %+v", s.Users, waitTimeout, s)
+		details("owner: ss %+v, and no accept event naming it by %v after the view: %+v; table %+v then %+v; rows with its addresses before %+v, after %+v; events %q", p.s.Users, waitTimeout, p.s, p.b, p.f, withAddrs(before, p.s), withAddrs(after, p.s), trailOf(p.s))
 	}
 	listedKeys := map[string]bool{}
 	for _, s := range slices.Concat(socks, again) {
@@ -325,15 +424,31 @@ func compare(tr *Table) (a agreement, err error) {
 	return a, nil
 }
 
-// acceptedLater waits for the accept event of the socket cookie, and
-// returns the pid it named.
-func acceptedLater(tr *Table, cookie uint64) (uint32, bool) {
+// withAddrs finds the rows of a view with the addresses of s, under any
+// cookie: what a failure's details need to tell a reused 4-tuple.
+func withAddrs(v map[uint64]seen, s ssdump.Socket) map[uint64]seen {
+	out := map[uint64]seen{}
+	for c, r := range v {
+		if r.local == s.Local && r.remote == s.Remote {
+			out[c] = r
+		}
+	}
+	return out
+}
+
+// acceptedLater waits for the accept event of ss's socket s, made after
+// since, and returns the pid it named. Before 5.12 the event carries a
+// synthetic id, found by the socket's addresses.
+func acceptedLater(tr *Table, s ssdump.Socket, since uint64) (uint32, bool) {
 	for deadline := time.Now().Add(waitTimeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if err := tr.Barrier(context.Background()); err != nil {
 			return 0, false
 		}
-		if v, ok := accepted.Load(cookie); ok {
+		if v, ok := accepted.Load(s.Cookie); ok {
 			return v.(uint32), true
+		}
+		if v, ok := acceptedAt.Load(s.Local.String() + " " + s.Remote.String()); ok && v.(acceptance).at >= since {
+			return v.(acceptance).pid, true
 		}
 	}
 	return 0, false
@@ -352,6 +467,7 @@ var ended, endedKeys sync.Map
 // every period; both end with the test.
 func startTracing(t *testing.T, every time.Duration) *Table {
 	t.Helper()
+	resetTrail()
 	events, err := tracer.New(tracer.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +480,19 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 				reported.Store(ev.Cookie, ev.New)
 			case tracer.Accept:
 				accepted.Store(ev.Cookie, ev.Owner.PID)
+				if ev.Synthetic {
+					acceptedAt.Store(ev.Local.String()+" "+ev.Remote.String(), acceptance{ev.Owner.PID, ev.Time})
+				}
 			}
+			if ev.OwnerKnown {
+				named.Store(ev.Cookie, ev.Owner.PID)
+			}
+			keepTrail(ev)
+		},
+		OnReconcile: func(*table.Table) {
+			trail.Lock()
+			trail.reconciles = append(trail.reconciles, tracer.Now())
+			trail.Unlock()
 		},
 		OnEnd: func(r *table.Row) {
 			ended.Store(r.Cookie(), true)

@@ -1,6 +1,9 @@
 package table
 
-import "github.com/tcpstat/tcpstat/internal/tracer"
+import (
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/tracer"
+)
 
 // Before Linux 5.12 tracing programs get no socket cookies: the tracer
 // gives events synthetic ids, and rows are keyed by them until a dump
@@ -84,22 +87,34 @@ func (t *Table) listedByKey() map[Key]uint64 {
 	return t.byKey
 }
 
-// syntheticRows finds the rows keyed by synthetic ids, by Key.
+// syntheticRows finds the rows keyed by synthetic ids, by Key. A new
+// connection may reuse the 4-tuple of a timewait row: the other row wins.
 func (t *Table) syntheticRows() map[Key]uint64 {
 	m := map[Key]uint64{}
 	for i := range t.rows.n {
-		if r := t.rows.at(i); r.has(flagSynthetic) {
-			m[r.Key()] = r.cookie
+		r := t.rows.at(i)
+		if !r.has(flagSynthetic) {
+			continue
 		}
+		if other, ok := m[r.Key()]; ok && r.has(flagTimeWait) && !t.rows.lookup(other).has(flagTimeWait) {
+			continue
+		}
+		m[r.Key()] = r.cookie
 	}
 	return m
 }
 
-// adopt gives the synthetic-id row with Key k the real cookie a dump
-// lists it under; later events under the synthetic id go to it.
-func (t *Table) adopt(synthetic map[Key]uint64, k Key, cookie uint64) *Row {
+// adopt gives the synthetic-id row with the Key of listed socket s the
+// real cookie the dump lists it under; later events under the synthetic
+// id go to it. A timewait row that was one before the dump began is not
+// the full socket the dump lists on its 4-tuple: that is a new connection.
+func (t *Table) adopt(synthetic map[Key]uint64, s *snapshot.Socket, d *Dump) *Row {
+	k, cookie := KeyOf(d.netnsOf(s), s.Local, s.Remote), s.Cookie
 	id, ok := synthetic[k]
 	if !ok {
+		return nil
+	}
+	if r := t.rows.lookup(id); r.has(flagTimeWait) && r.ended < d.Start && !miniSocket(s) {
 		return nil
 	}
 	delete(synthetic, k)

@@ -52,7 +52,7 @@ func (t *Table) unseen(e *tracer.Event) {
 		delete(t.tombs, e.Cookie) // the socket lives again (connect after a failed one)
 	}
 	if e.Kind == tracer.Transition && e.New == tcp.Close {
-		t.tombs[e.Cookie] = e.Time
+		t.bury(e.Cookie, e.Synthetic, KeyOf(e.NetNS, e.Local, e.Remote), e.Time)
 		return
 	}
 	r := t.rows.add(e.Cookie)
@@ -73,6 +73,16 @@ func (t *Table) unseen(e *tracer.Event) {
 // or listen from CLOSE, or a child created by a listener.
 func startsSocket(e *tracer.Event) bool {
 	return e.Old == tcp.Close || e.Old == tcp.BoundInactive || (e.Old == tcp.Listen && e.New == tcp.SynRecv)
+}
+
+// bury leaves the tombstone of a socket that closed at (CLOCK_BOOTTIME ns).
+// One under a synthetic id is also kept by Key: a dump that read the socket
+// before it closed lists it under its real cookie, which nothing names yet.
+func (t *Table) bury(cookie uint64, synthetic bool, k Key, at uint64) {
+	t.tombs[cookie] = at
+	if synthetic && k.Local.Port() != 0 && k.Remote.Port() != 0 {
+		t.syntheticTombs[k] = at
+	}
 }
 
 func isHandOff(e *tracer.Event) bool { return e.Inferred || e.New == tcp.TimeWait }
@@ -148,7 +158,7 @@ func (t *Table) move(r *Row, e *tracer.Event) {
 	case e.New == tcp.Close:
 		// The view gets the state it left and when it entered it.
 		t.end(r, e)
-		t.tombs[r.cookie] = e.Time
+		t.bury(r.cookie, r.has(flagSynthetic), r.Key(), e.Time)
 		t.rows.remove(int(t.rows.index[r.cookie]))
 	default:
 		r.state = e.New
@@ -200,7 +210,7 @@ func (t *Table) peerClosed(e *tracer.Event) {
 	if r := t.rows.lookup(cookie); r != nil && r.halfClosedTimeWait() && r.Key() == k {
 		t.stats.PeerClosed++
 		if e.Reason == tracer.ReasonReset {
-			t.tombs[cookie] = e.Time
+			t.bury(cookie, r.has(flagSynthetic), k, e.Time)
 			t.rows.remove(int(t.rows.index[cookie]))
 			return
 		}

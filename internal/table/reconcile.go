@@ -109,10 +109,17 @@ func (m *Merge) Add(s *snapshot.Socket, readBy uint64) {
 		if m.synthetic == nil {
 			m.synthetic = t.syntheticRows()
 		}
-		r = t.adopt(m.synthetic, KeyOf(d.netnsOf(s), s.Local, s.Remote), s.Cookie)
+		r = t.adopt(m.synthetic, s, d)
 	}
 	if r == nil {
 		if closed, ok := t.tombs[s.Cookie]; ok && closed >= d.Start {
+			m.st.Closed++
+			return
+		}
+		if closed, ok := t.syntheticTombs[KeyOf(d.netnsOf(s), s.Local, s.Remote)]; ok && closed >= d.Start {
+			// Closed under a synthetic id while the dump ran. A new socket
+			// at the same 4-tuple cannot have been listed with it: its row
+			// comes from its own events.
 			m.st.Closed++
 			return
 		}
@@ -133,6 +140,11 @@ func (m *Merge) Done(end uint64) ReconcileStats {
 	for cookie, closed := range t.tombs {
 		if closed < d.Start {
 			delete(t.tombs, cookie)
+		}
+	}
+	for k, closed := range t.syntheticTombs {
+		if closed < d.Start {
+			delete(t.syntheticTombs, k)
 		}
 	}
 	t.pruneAliases()

@@ -47,7 +47,11 @@ type Table struct {
 	// byKey finds rows under real cookies by Key for synthetic-id events
 	// no dump matched (see join); nil until first needed after a dump.
 	byKey map[Key]uint64
-	onEnd func(*Row)
+	// syntheticTombs are the tombstones of sockets that closed under
+	// synthetic ids no dump had matched: a dump lists such a socket under
+	// its real cookie, which its cookie tombstone does not name.
+	syntheticTombs map[Key]uint64
+	onEnd          func(*Row)
 
 	// The window of the last dump merged, and whether it scanned for
 	// owners: rows whose state it set judge events by it.
@@ -71,7 +75,7 @@ type Stats struct {
 // New returns an empty table.
 func New(opts Options) *Table {
 	return &Table{rows: newRowStore(), tombs: make(map[uint64]uint64), halfClosed: make(map[Key]uint64),
-		aliases: make(map[uint64]uint64), onEnd: opts.OnEnd}
+		aliases: make(map[uint64]uint64), syntheticTombs: make(map[Key]uint64), onEnd: opts.OnEnd}
 }
 
 // Key identifies a socket where its cookie cannot: by network namespace
