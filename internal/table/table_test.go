@@ -33,6 +33,13 @@ func move(at, cookie uint64, old, new tcp.State) *tracer.Event {
 	}
 }
 
+// synMove is move under a synthetic id (kernels before 5.12).
+func synMove(at, id uint64, old, new tcp.State) *tracer.Event {
+	e := move(at, id, old, new)
+	e.Synthetic = true
+	return e
+}
+
 // serverMove is a transition of the server's end of the test connection.
 func serverMove(at, cookie uint64, old, new tcp.State) *tracer.Event {
 	e := move(at, cookie, old, new)
@@ -568,11 +575,7 @@ func TestSyntheticIDsAdoptCookies(t *testing.T) {
 // socket on the same 4-tuple, listed by a later dump, is not kept out.
 func TestSyntheticIDsClosedDuringDump(t *testing.T) {
 	const id, cookie = 1<<63 | 9, 901
-	syn := func(at uint64, old, new tcp.State) *tracer.Event {
-		e := move(at, id, old, new)
-		e.Synthetic = true
-		return e
-	}
+	syn := func(at uint64, old, new tcp.State) *tracer.Event { return synMove(at, id, old, new) }
 	tb := New(Options{})
 	tb.Apply(syn(10*ms, tcp.Close, tcp.SynSent))
 	tb.Apply(syn(11*ms, tcp.SynSent, tcp.Established))
@@ -641,11 +644,7 @@ func TestSyntheticIDsTimeWaitReused(t *testing.T) {
 // keep a second one, and the ids after it too.
 func TestSyntheticIDsJoinListedRows(t *testing.T) {
 	const id, cookie = 1<<63 | 7, 900
-	syn := func(at uint64, old, new tcp.State) *tracer.Event {
-		e := move(at, id, old, new)
-		e.Synthetic = true
-		return e
-	}
+	syn := func(at uint64, old, new tcp.State) *tracer.Event { return synMove(at, id, old, new) }
 	type row struct {
 		Cookie    uint64
 		State     tcp.State
