@@ -475,6 +475,11 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 	t.Cleanup(func() { events.Close() })
 	tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: every,
 		OnEvent: func(ev *tracer.Event) {
+			// Only the workload's: other packages' tests churn beside
+			// this one, and must not slow the table's reader.
+			if !ours(ev.Local, ev.Remote) {
+				return
+			}
 			switch ev.Kind {
 			case tracer.Transition:
 				reported.Store(ev.Cookie, ev.New)
@@ -484,14 +489,10 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 					acceptedAt.Store(ev.Local.String()+" "+ev.Remote.String(), acceptance{ev.Owner.PID, ev.Time})
 				}
 			}
-			// Only the workload's: other tests' churn must not slow the
-			// table's reader.
-			if ours(ev.Local, ev.Remote) {
-				if ev.OwnerKnown {
-					named.Store(ev.Cookie, ev.Owner.PID)
-				}
-				keepTrail(ev)
+			if ev.OwnerKnown {
+				named.Store(ev.Cookie, ev.Owner.PID)
 			}
+			keepTrail(ev)
 		},
 		OnReconcile: func(*table.Table) {
 			trail.Lock()
@@ -719,8 +720,10 @@ func TestPeerClose(t *testing.T) {
 	expect(fmt.Sprintf("after the client's close (%v)", kind), want, present)
 	var after uint64
 	tr.View(func(tb *table.Table, _ Status) { after = tb.Stats().PeerClosed })
-	if kind != fullSocket && after != peerClosed+1 {
-		t.Errorf("%d timewait rows moved on by their peer's close, want %d", after, peerClosed+1)
+	// The table sees the host's other connections too (other packages'
+	// tests run beside this one): this one's close counts at least once.
+	if kind != fullSocket && after <= peerClosed {
+		t.Errorf("%d timewait rows moved on by their peer's close, want more than %d", after, peerClosed)
 	}
 	if _, now := rows(tr); now.Reconciles != st.Reconciles {
 		t.Errorf("%d dumps merged: want the events alone", now.Reconciles-st.Reconciles)
