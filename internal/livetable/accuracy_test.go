@@ -191,7 +191,17 @@ func ssView() ([]ssdump.Socket, error) {
 		return nil, fmt.Errorf("ss: %w: %s", err, stderr.String())
 	}
 	socks, err := ssdump.Parse(bytes.NewReader(out))
+	// ss shows a dual-stack socket's IPv4 ends IPv4-mapped; the table
+	// unmaps them (a timewait socket left by an earlier run's
+	// TestDualStack, on a shared host).
+	for i := range socks {
+		socks[i].Local, socks[i].Remote = unmapped(socks[i].Local), unmapped(socks[i].Remote)
+	}
 	return slices.DeleteFunc(socks, func(s ssdump.Socket) bool { return !ours(s.Local, s.Remote) }), err
+}
+
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
 // agreement counts how the table and ss compare at one point.
