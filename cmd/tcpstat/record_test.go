@@ -382,10 +382,11 @@ func TestRecordCheckpointsWhileSocketUndecided(t *testing.T) {
 		dialed <- err
 	}()
 	// The connect is in SYN_SENT once the kernel lists it.
-	waitFor(t, "a connect in SYN_SENT", func() bool {
+	synSent := func() int {
 		out, _ := exec.Command("ss", "-Htn", "state", "syn-sent", "dst", net.JoinHostPort(addr, fmt.Sprint(port))).Output()
-		return strings.Count(string(out), "\n") == 1
-	})
+		return strings.Count(string(out), "\n")
+	}
+	waitFor(t, "a connect in SYN_SENT", func() bool { return synSent() == 1 })
 	during := time.Now()
 	before := checkpoints()
 	waitFor(t, "three checkpoints during the connect", func() bool {
@@ -399,10 +400,7 @@ func TestRecordCheckpointsWhileSocketUndecided(t *testing.T) {
 	// The dialer's close can reach the kernel after DialContext returns
 	// (seen in a guest on 6.12): stop only once the socket is gone, so
 	// that its SYN_SENT → CLOSE was made before the recorder detaches.
-	waitFor(t, "the connect closed", func() bool {
-		out, _ := exec.Command("ss", "-Htn", "state", "syn-sent", "dst", net.JoinHostPort(addr, fmt.Sprint(port))).Output()
-		return strings.Count(string(out), "\n") == 0
-	})
+	waitFor(t, "the connect closed", func() bool { return synSent() == 0 })
 	r.stop(t)
 
 	var out, errOut bytes.Buffer

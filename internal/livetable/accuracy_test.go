@@ -30,6 +30,10 @@ func ours(local, remote netip.AddrPort) bool {
 	return workload.Contains(local.Addr()) || workload.Contains(remote.Addr())
 }
 
+// addrKey names a socket by its addresses, where ids differ: ss lists
+// under real cookies what the table may hold under synthetic ids.
+func addrKey(local, remote netip.AddrPort) string { return local.String() + " " + remote.String() }
+
 // seen is one socket as the table showed it.
 type seen struct {
 	state         tcp.State
@@ -81,7 +85,7 @@ func resetTrail() {
 func keepTrail(ev *tracer.Event) {
 	trail.Lock()
 	defer trail.Unlock()
-	k := ev.Local.String() + " " + ev.Remote.String()
+	k := addrKey(ev.Local, ev.Remote)
 	if !slices.Contains(trail.byAddrs[k], ev.Cookie) {
 		trail.byAddrs[k] = append(trail.byAddrs[k], ev.Cookie)
 	}
@@ -95,7 +99,7 @@ func trailOf(s ssdump.Socket) []string {
 	defer trail.Unlock()
 	var out []string
 	from := uint64(math.MaxUint64)
-	for _, c := range trail.byAddrs[s.Local.String()+" "+s.Remote.String()] {
+	for _, c := range trail.byAddrs[addrKey(s.Local, s.Remote)] {
 		for _, e := range trail.byCookie[c] {
 			out = append(out, fmt.Sprintf("%v %#x %v→%v %v-%v synthetic:%v owner:%d/%v t:%d", e.Kind, e.Cookie, e.Old, e.New, e.Local, e.Remote, e.Synthetic, e.Owner.PID, e.OwnerKnown, e.Time))
 			from = min(from, e.Time)
@@ -130,7 +134,7 @@ var named sync.Map
 func bySyntheticKey(v map[uint64]seen) map[string]seen {
 	out := map[string]seen{}
 	for _, s := range v {
-		k := s.local.String() + " " + s.remote.String()
+		k := addrKey(s.local, s.remote)
 		if other, ok := out[k]; !s.synthetic || (ok && s.timeWait && !other.timeWait) {
 			continue
 		}
@@ -322,7 +326,7 @@ func compare(tr *Table) (a agreement, err error) {
 		listed[s.Cookie] = true
 		b, inBefore := before[s.Cookie]
 		f, inAfter := after[s.Cookie]
-		key := s.Local.String() + " " + s.Remote.String()
+		key := addrKey(s.Local, s.Remote)
 		if !inBefore {
 			if b, inBefore = synBefore[key]; inBefore && newOnTuple(b, s) {
 				b, inBefore = seen{}, false
@@ -415,10 +419,10 @@ func compare(tr *Table) (a agreement, err error) {
 	}
 	listedKeys := map[string]bool{}
 	for _, s := range slices.Concat(socks, again) {
-		listedKeys[s.Local.String()+" "+s.Remote.String()] = true
+		listedKeys[addrKey(s.Local, s.Remote)] = true
 	}
 	for c, b := range before {
-		if b.synthetic && listedKeys[b.local.String()+" "+b.remote.String()] {
+		if b.synthetic && listedKeys[addrKey(b.local, b.remote)] {
 			continue // listed under its real cookie
 		}
 		if _, ok := after[c]; ok && !listed[c] {
@@ -457,7 +461,7 @@ func acceptedLater(tr *Table, s ssdump.Socket, since uint64) (uint32, bool) {
 		if v, ok := accepted.Load(s.Cookie); ok {
 			return v.(uint32), true
 		}
-		if v, ok := acceptedAt.Load(s.Local.String() + " " + s.Remote.String()); ok && v.(acceptance).at >= since {
+		if v, ok := acceptedAt.Load(addrKey(s.Local, s.Remote)); ok && v.(acceptance).at >= since {
 			return v.(acceptance).pid, true
 		}
 	}
@@ -496,7 +500,7 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 			case tracer.Accept:
 				accepted.Store(ev.Cookie, ev.Owner.PID)
 				if ev.Synthetic {
-					acceptedAt.Store(ev.Local.String()+" "+ev.Remote.String(), acceptance{ev.Owner.PID, ev.Time})
+					acceptedAt.Store(addrKey(ev.Local, ev.Remote), acceptance{ev.Owner.PID, ev.Time})
 				}
 			}
 			if ev.OwnerKnown {
@@ -512,7 +516,7 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 		OnEnd: func(r *table.Row) {
 			ended.Store(r.Cookie(), true)
 			if r.Synthetic() {
-				endedKeys.Store(r.Local().String()+" "+r.Remote().String(), true)
+				endedKeys.Store(addrKey(r.Local(), r.Remote()), true)
 			}
 		}})
 	if err != nil {

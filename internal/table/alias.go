@@ -109,6 +109,9 @@ func (t *Table) syntheticRows() map[Key]uint64 {
 // id go to it. A timewait row that was one before the dump began is not
 // the full socket the dump lists on its 4-tuple: that is a new connection.
 func (t *Table) adopt(synthetic map[Key]uint64, s *snapshot.Socket, d *Dump) *Row {
+	if len(synthetic) == 0 {
+		return nil // every kernel since 5.12: no Key to make
+	}
 	k, cookie := KeyOf(d.netnsOf(s), s.Local, s.Remote), s.Cookie
 	id, ok := synthetic[k]
 	if !ok {

@@ -116,10 +116,7 @@ func (m *Merge) Add(s *snapshot.Socket, readBy uint64) {
 			m.st.Closed++
 			return
 		}
-		if closed, ok := t.syntheticTombs[KeyOf(d.netnsOf(s), s.Local, s.Remote)]; ok && closed >= d.Start {
-			// Closed under a synthetic id while the dump ran. A new socket
-			// at the same 4-tuple cannot have been listed with it: its row
-			// comes from its own events.
+		if t.closedSynthetic(s, d) {
 			m.st.Closed++
 			return
 		}
@@ -129,6 +126,17 @@ func (m *Merge) Add(s *snapshot.Socket, readBy uint64) {
 	}
 	r.set(flagListed, true)
 	t.mergeListed(r, s, d, &m.st)
+}
+
+// closedSynthetic reports a listed socket that closed under a synthetic id
+// while the dump ran. A new socket at the same 4-tuple cannot have been
+// listed with it: its row comes from its own events.
+func (t *Table) closedSynthetic(s *snapshot.Socket, d *Dump) bool {
+	if len(t.syntheticTombs) == 0 {
+		return false // every kernel since 5.12: no Key to make
+	}
+	closed, ok := t.syntheticTombs[KeyOf(d.netnsOf(s), s.Local, s.Remote)]
+	return ok && closed >= d.Start
 }
 
 // Done ends the merge of a dump that ended at end: rows it did not list
