@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpstat/tcpstat/internal/netnstest"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 )
 
 func TestFilterExplain(t *testing.T) {
@@ -329,11 +330,9 @@ func TestListFilterMatchesSS(t *testing.T) {
 	c, s = connect("tcp4", "127.0.0.1", dual) // established, v4-mapped server side
 	held = append(held, c, s)
 	c, s = connect("tcp4", "127.0.0.3", web) // TIME_WAIT on the client
-	c.Close()
-	s.Close()
+	testenv.CloseClientFirst(t, c, s)
 	c, s = connect("tcp6", "", tls6) // TIME_WAIT, IPv6
-	c.Close()
-	s.Close()
+	testenv.CloseClientFirst(t, c, s)
 	c, s = connect("tcp4", "", pg) // FIN_WAIT2 client, CLOSE_WAIT server
 	c.Close()
 	held = append(held, s)
@@ -344,8 +343,7 @@ func TestListFilterMatchesSS(t *testing.T) {
 	c, s = connectWith("tcp4", "", sockOpts{"lo", 0x21}, onLo) // established, both on lo
 	held = append(held, c, s)
 	c, s = connectWith("tcp4", "", sockOpts{"lo", 0x10}, onLo) // TIME_WAIT on lo, marked
-	c.Close()
-	s.Close()
+	testenv.CloseClientFirst(t, c, s)
 	c, s = connectWith("tcp4", "", sockOpts{mark: 0x110}, ssh) // established, a marked client bound to no device
 	held = append(held, c, s)
 	listenWith("tcp6", "[::1]:7443", sockOpts{"lo", 0x1})
@@ -367,7 +365,7 @@ func TestListFilterMatchesSS(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sockets not in place after 10 s (no %s):\n%s", missing, strings.Join(all, "\n"))
+			t.Fatalf("sockets not in place after 10 s (no %s; %d rows, want 25):\n%s", missing, len(all), strings.Join(all, "\n"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -656,8 +654,7 @@ func TestWatchFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := uint16(client.LocalAddr().(*net.TCPAddr).Port)
-	client.Close()
-	server.Close()
+	testenv.CloseClientFirst(t, client, server)
 	want := []watchLine{
 		{"transition", ns.Inode, 0, 9, "SYN_SENT", "CLOSE", "refused"},
 		{"transition", ns.Inode, 0, 2222, "CLOSE", "SYN_SENT", ""},

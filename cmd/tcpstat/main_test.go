@@ -20,6 +20,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/testenv"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while a command writes to it.
@@ -357,7 +359,6 @@ func oneConnection(t *testing.T, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
-	a.Close()
+	testenv.CloseClientFirst(t, c, a)
 	ln.Close()
 }

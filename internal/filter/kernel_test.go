@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tcpstat/tcpstat/internal/tcp"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
@@ -115,8 +116,7 @@ func TestKernelFilter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Close()
-		s.Close()
+		testenv.CloseClientFirst(t, c, s)
 	}
 	const (
 		est = tcp.Established

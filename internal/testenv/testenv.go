@@ -1,9 +1,11 @@
-// Package testenv tells tests what their machine lacks. The kernel matrix
-// (test/kernels) runs every test in a busybox guest with no apt-get, so
-// nothing scripts/deps.sh installs can be had there: tests that need such a
-// tool, or the repository's files beyond testdata/, skip in that guest
-// with Marker in their message, and the matrix counts any other skip as a
-// failure. On a Debian machine (CI) they run, and a missing tool fails.
+// Package testenv holds what tests of several packages share about their
+// machine: what it lacks, and how to close a connection the same way on a
+// busy one. The kernel matrix (test/kernels) runs every test in a busybox
+// guest with no apt-get, so nothing scripts/deps.sh installs can be had
+// there: tests that need such a tool, or the repository's files beyond
+// testdata/, skip in that guest with Marker in their message, and the
+// matrix counts any other skip as a failure. On a Debian machine (CI) they
+// run, and a missing tool fails.
 package testenv
 
 import (
