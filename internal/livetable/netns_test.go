@@ -16,6 +16,7 @@ import (
 	"github.com/tcpstat/tcpstat/internal/netnstest"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
 	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/testenv"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
@@ -159,7 +160,7 @@ func TestEveryNamespace(t *testing.T) {
 	defer events.Close()
 	scope := snapshot.AllNetNS()
 	tb, err := livetable.Start(context.Background(), livetable.Config{
-		Events: events, Dump: scope.DumpTCP, Walk: scope.WalkTCP, Covers: scope.Covers, Every: 100 * time.Millisecond,
+		Events: events, Dump: scope.DumpTCP, Walk: scope.WalkTCP, Owners: snapshot.Owners, Covers: scope.Covers, Every: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -187,9 +188,8 @@ func TestEveryNamespace(t *testing.T) {
 	// b ends while its sockets are open: closing them without a reset
 	// leaves a mini-socket, which the kernel purges with the namespace
 	// without an event. The namespace's rows leave with it.
-	for _, conn := range []net.Conn{cb.open[0], cb.open[1], cb.halfClosed[1]} {
-		conn.Close()
-	}
+	testenv.CloseClientFirst(t, cb.open[0], cb.open[1])
+	cb.halfClosed[1].Close()
 	cb.ln.Close()
 	var timeWait []row
 	for _, c := range []net.Conn{cb.open[0], cb.halfClosed[0]} {

@@ -211,12 +211,13 @@ func TestScrape(t *testing.T) {
 	}
 }
 
-// closeServerOf closes the accepted side of client c.
+// closeServerOf closes the accepted side of client c, which closed first,
+// once the client's FIN has arrived (closing c again does nothing).
 func closeServerOf(t *testing.T, servers []net.Conn, c net.Conn) {
 	t.Helper()
 	for _, s := range servers {
 		if s.RemoteAddr().String() == c.LocalAddr().String() {
-			s.Close()
+			testenv.CloseClientFirst(t, c, s)
 			return
 		}
 	}
