@@ -33,7 +33,7 @@ func scopeOf(c *cli.Context) (*snapshot.Scope, error) {
 // scopedConfig fills a live table's dumps from the scope: every namespace
 // dumped, or only one, whose events alone are kept.
 func scopedConfig(cfg *livetable.Config, sc *snapshot.Scope, one bool) {
-	cfg.Dump, cfg.Walk, cfg.Covers = sc.DumpTCP, sc.WalkTCP, sc.Covers
+	cfg.Dump, cfg.Walk, cfg.Owners, cfg.Covers = sc.DumpTCP, sc.WalkTCP, snapshot.Owners, sc.Covers
 	if one {
 		cfg.Keep = sc.Has
 	}

@@ -487,7 +487,7 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { events.Close() })
-	tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: every,
+	tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Owners: snapshot.Owners, Every: every,
 		OnEvent: func(ev *tracer.Event) {
 			// Only the workload's: other packages' tests churn beside
 			// this one, and must not slow the table's reader.

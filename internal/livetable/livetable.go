@@ -51,6 +51,11 @@ type DumpFunc func(ctx context.Context, owners bool) ([]snapshot.Socket, error)
 // host); fn must not keep s.
 type WalkFunc func(ctx context.Context, fn func(s *snapshot.Socket)) error
 
+// OwnersFunc scans every process's descriptors into an inode → owners map
+// (snapshot.Owners on a real host). A *snapshot.PartialError comes with a
+// valid map: some processes could not be read.
+type OwnersFunc func(ctx context.Context) (map[uint64][]snapshot.Owner, error)
+
 // ErrEventsEnded is what Barrier returns once events are no longer read:
 // the source ended or failed (Status.Err says why), or the table was closed.
 var ErrEventsEnded = errors.New("events are no longer read")
@@ -61,11 +66,17 @@ type Config struct {
 	// Every (polling: transitions between dumps are not seen).
 	Events Events
 	Dump   DumpFunc
-	// Walk, when set with Events, reads the first dump: each socket is
-	// merged as it comes, while the kernel lists the next ones, instead of
-	// Dump building a slice of every socket first. Start-up is then about
-	// the dump alone.
+	// Walk, when set with Events, reads the dumps: each socket is merged
+	// as it comes, while the kernel lists the next ones, instead of Dump
+	// building a slice of every socket first. Start-up is then about the
+	// dump alone, and later dumps hold a batch of sockets at a time, events
+	// applied between batches. Events with synthetic ids (kernels before
+	// 5.12, see tracer.Tracer.SyntheticIDs) need the table still while a
+	// dump is merged: after start-up, Dump reads theirs.
 	Walk WalkFunc
+	// Owners, with Walk, scans for owners before a walked dump that needs
+	// them; without it, such dumps are read with Dump.
+	Owners OwnersFunc
 	// Every is the time between reconciles; the default is 2 s when
 	// tracing (timewait rows are confirmed that often), 1 s when polling.
 	Every time.Duration
@@ -467,6 +478,9 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 			return err
 		}
 	}
+	if t.walkable(owners) {
+		return t.walk(ctx, lostBefore, owners, began)
+	}
 	start := tracer.Now()
 	socks, err := t.cfg.Dump(ctx, owners)
 	end := tracer.Now()
@@ -480,6 +494,25 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.reconciled(t.tb.Reconcile(d), lostBefore, lost, began)
+	t.dumped(owners, nsErr, partial)
+	return nil
+}
+
+// walkable reports whether a reconcile after start-up may be read with
+// cfg.Walk: events with synthetic ids may not be applied while a dump is
+// merged (table.Merge), and a source that does not say is taken to have
+// them.
+func (t *Table) walkable(owners bool) bool {
+	if t.cfg.Walk == nil || t.cfg.Events == nil || (owners && t.cfg.Owners == nil) {
+		return false
+	}
+	ids, ok := t.cfg.Events.(interface{ SyntheticIDs() bool })
+	return ok && !ids.SyntheticIDs()
+}
+
+// dumped records, with t.mu held, what a dump said of the namespaces it
+// could not join and of the processes whose owners it could not read.
+func (t *Table) dumped(owners bool, nsErr *snapshot.NetNSError, partial *snapshot.PartialError) {
 	t.st.NetNSErr = nil
 	if nsErr != nil {
 		t.st.NetNSErr = nsErr
@@ -493,36 +526,84 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 			t.st.OwnerScan = sc.Method
 		}
 	}
-	return nil
 }
 
 // stream is the first reconcile, read with cfg.Walk. The table is not
 // locked: until Start returns nobody else uses it, and events are being
 // buffered.
 func (t *Table) stream(ctx context.Context, lostBefore uint64) error {
-	began := time.Now()
 	t.tb.Reserve(snapshot.Estimate(snapshot.TCP))
+	return t.walk(ctx, lostBefore, false, time.Now())
+}
+
+// walkBatch is how many sockets a walked reconcile merges at a time, the
+// table locked: about 100 µs of events waiting at most.
+const walkBatch = 512
+
+// walk is a reconcile read with cfg.Walk. At start-up each socket is merged
+// as it comes; later a batch at a time, events applied between batches, so
+// that only a batch of sockets is held (and, when owners are asked for,
+// the owner map, scanned first).
+func (t *Table) walk(ctx context.Context, lostBefore uint64, owners bool, began time.Time) error {
 	// Each socket was read before the kernel clock's reading just after
 	// it comes. tracer.Now is a system call; the monotonic clock, which
 	// Go reads without one, runs at the same pace while the dump lasts
-	// (read first, it keeps readBy an upper bound).
+	// (read first, it keeps readBy an upper bound). The dump begins
+	// before the owner scan: a socket opened during the scan, which the
+	// scan may have missed, is newer than the dump and keeps the owner its
+	// events gave it.
 	mono := time.Now()
 	start := tracer.Now()
-	m := t.tb.Merge(start, t.cfg.NetNS, false)
 	readBy := func() uint64 { return start + uint64(time.Since(mono)) }
+	var found map[uint64][]snapshot.Owner
+	var partial *snapshot.PartialError
+	if owners {
+		var err error
+		if found, err = t.cfg.Owners(ctx); err != nil && !errors.As(err, &partial) {
+			return fmt.Errorf("find socket owners: %w", err)
+		}
+	}
+	t.mu.Lock()
+	startup := t.buffering
+	m := t.tb.Merge(start, t.cfg.NetNS, owners)
+	t.mu.Unlock()
+	batch := make([]snapshot.Socket, 0, walkBatch)
+	read := make([]uint64, 0, walkBatch)
+	merge := func() {
+		t.mu.Lock()
+		for i := range batch {
+			m.Add(&batch[i], read[i])
+		}
+		t.mu.Unlock()
+		batch, read = batch[:0], read[:0]
+	}
 	var nsErr *snapshot.NetNSError
-	if err := t.cfg.Walk(ctx, func(s *snapshot.Socket) { m.Add(s, readBy()) }); err != nil && !errors.As(err, &nsErr) {
+	err := t.cfg.Walk(ctx, func(s *snapshot.Socket) {
+		if startup {
+			m.Add(s, readBy())
+			return
+		}
+		batch, read = append(batch, *s), append(read, readBy())
+		if c := &batch[len(batch)-1]; c.Inode != 0 {
+			c.Owners = found[c.Inode] // none when not asked for
+		}
+		if len(batch) == walkBatch {
+			merge()
+		}
+	})
+	if err != nil && !errors.As(err, &nsErr) {
+		t.mu.Lock()
+		m.Abandon()
+		t.mu.Unlock()
 		return fmt.Errorf("dump sockets: %w", err)
 	}
-	m.SetCovers(t.cfg.Covers)
-	rec := m.Done(tracer.Now())
+	merge()
 	lost := t.lost()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.reconciled(rec, lostBefore, lost, began)
-	if nsErr != nil {
-		t.st.NetNSErr = nsErr
-	}
+	m.SetCovers(t.cfg.Covers)
+	t.reconciled(m.Done(tracer.Now()), lostBefore, lost, began)
+	t.dumped(owners, nsErr, partial)
 	return nil
 }
 

@@ -496,3 +496,81 @@ func TestDumpLoadSpacesReconciles(t *testing.T) {
 		t.Errorf("with DumpLoad 0.01 and 50 ms dumps: %d reconciles while the other table did 6, want at most 2", n)
 	}
 }
+
+// idQueue is a queue that says whether its events carry synthetic ids, as
+// the tracer does.
+type idQueue struct {
+	*queue
+	synthetic bool
+}
+
+func (q idQueue) SyntheticIDs() bool { return q.synthetic }
+
+// TestWalkedReconciles: with Walk and Owners, every dump is walked, the
+// owner scan's map attached as sockets come; a walk that fails leaves the
+// table as it was and is retried. Events with synthetic ids have every
+// dump after start-up read with Dump.
+func TestWalkedReconciles(t *testing.T) {
+	listener := snapshot.Socket{Proto: snapshot.TCP, State: tcp.Listen, Cookie: 7, Inode: 70, Local: local}
+	for _, synthetic := range []bool{false, true} {
+		var walks, dumps atomic.Int32
+		var failWalk atomic.Bool
+		walk := func(ctx context.Context, fn func(*snapshot.Socket)) error {
+			walks.Add(1)
+			s := listener
+			fn(&s)
+			if failWalk.Load() {
+				return errors.New("netlink: a test's failure")
+			}
+			return nil
+		}
+		owners := map[uint64][]snapshot.Owner{70: {{PID: 42, Comm: "srv"}}}
+		partial := &snapshot.PartialError{Unreadable: 2}
+		dump := func(_ context.Context, withOwners bool) ([]snapshot.Socket, error) {
+			dumps.Add(1)
+			socks := []snapshot.Socket{listener}
+			if withOwners {
+				snapshot.Attach(socks, owners)
+				return socks, partial
+			}
+			return socks, nil
+		}
+		scans := func(context.Context) (map[uint64][]snapshot.Owner, error) { return owners, partial }
+		q := idQueue{newQueue(), synthetic}
+		tr, err := Start(context.Background(), Config{Events: q, Dump: dump, Walk: walk, Owners: scans, NetNS: 1, Every: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		if err := tr.WaitOwners(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		var owner tracer.Process
+		tr.View(func(tb *table.Table, _ Status) {
+			if r := tb.Lookup(7); r != nil {
+				owner, _ = r.Owner()
+			}
+		})
+		_, st := waitFor(t, tr, func(_ []row, st Status) bool { return st.Reconciles >= 3 })
+		if owner.PID != 42 || st.OwnersUnreadable != 2 {
+			t.Errorf("synthetic ids %v: listener's owner %+v, %d processes unreadable; want pid 42 from the scan, 2", synthetic, owner, st.OwnersUnreadable)
+		}
+		if synthetic && (walks.Load() != 1 || dumps.Load() < 2) {
+			t.Errorf("synthetic ids: %d walks, %d dumps; want only start-up walked", walks.Load(), dumps.Load())
+		}
+		if !synthetic && dumps.Load() != 0 {
+			t.Errorf("%d dumps read with Dump, want every one walked", dumps.Load())
+		}
+		if !synthetic {
+			failWalk.Store(true)
+			_, st = waitFor(t, tr, func(_ []row, st Status) bool { return st.DumpErr != nil })
+			if got, _ := rows(tr); !slices.Equal(got, []row{{7, tcp.Listen}}) {
+				t.Errorf("after a failed walk: rows %v, want the listener still", got)
+			}
+			failWalk.Store(false)
+			waitFor(t, tr, func(_ []row, st Status) bool { return st.DumpErr == nil })
+		}
+		tr.Close()
+	}
+}

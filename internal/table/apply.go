@@ -20,12 +20,16 @@ func (t *Table) Apply(e *tracer.Event) {
 		return
 	}
 	if r.has(flagFromDump) {
-		if e.Time < t.dumpStart {
+		start, end := t.dumpStart, t.dumpEnd
+		if t.merging != nil && r.has(flagListed) {
+			start, end = t.merging.Start, t.merging.End // set by the merge under way
+		}
+		if e.Time < start {
 			t.stats.Superseded++
 			t.history(r, e)
 			return
 		}
-		if e.Time <= t.dumpEnd && e.Kind == tracer.Transition && rank(e.New) <= rank(r.state) {
+		if e.Time <= end && e.Kind == tracer.Transition && rank(e.New) <= rank(r.state) {
 			t.stats.Backwards++
 			// Its owner is no older than the dump's: the owner scan may
 			// have read the process before the socket was made.

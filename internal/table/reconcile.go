@@ -62,8 +62,12 @@ func (t *Table) Reconcile(d *Dump) ReconcileStats {
 }
 
 // A Merge is a Reconcile fed one socket at a time, as a dump is read: no
-// slice of 100 000 sockets is built first. Nothing else may use the table
-// until Done.
+// slice of 100 000 sockets is built first. Events with real cookies may be
+// applied between two Adds, as they would have been before a Reconcile:
+// an event at or after the dump's start wins over the dump either way, and
+// one that closes a socket before it is listed leaves a tomb that skips it.
+// Events with synthetic ids may not: the Keys of their rows, which adopt
+// matches listed sockets by, are read once per merge.
 type Merge struct {
 	t         *Table
 	d         Dump // without Sockets; End moves with each socket
@@ -73,7 +77,9 @@ type Merge struct {
 
 // Merge begins merging a dump that began at start (see Dump).
 func (t *Table) Merge(start uint64, netns uint32, owners bool) *Merge {
-	return &Merge{t: t, d: Dump{Start: start, End: start, NetNS: netns, Owners: owners}}
+	m := &Merge{t: t, d: Dump{Start: start, End: start, NetNS: netns, Owners: owners}}
+	t.merging = &m.d
+	return m
 }
 
 // SetCovers says which namespaces the dump judges (Dump.Covers); call it
@@ -139,6 +145,18 @@ func (t *Table) closedSynthetic(s *snapshot.Socket, d *Dump) bool {
 	return ok && closed >= d.Start
 }
 
+// Abandon ends a merge whose dump failed: what it merged stays (the
+// kernel's word, as of its window, which rows it set judge events by), and
+// no row is judged for being left out of it.
+func (m *Merge) Abandon() {
+	t := m.t
+	for i := range t.rows.n {
+		t.rows.at(i).set(flagListed, false)
+	}
+	t.byKey, t.merging = nil, nil
+	t.dumpStart, t.dumpEnd = m.d.Start, m.d.End
+}
+
 // Done ends the merge of a dump that ended at end: rows it did not list
 // are judged, and what the merge changed is returned.
 func (m *Merge) Done(end uint64) ReconcileStats {
@@ -156,7 +174,7 @@ func (m *Merge) Done(end uint64) ReconcileStats {
 		}
 	}
 	t.pruneAliases()
-	t.byKey = nil
+	t.byKey, t.merging = nil, nil
 	t.dumpStart, t.dumpEnd, t.dumpOwners = d.Start, d.End, d.Owners
 	t.stats.Reconciles++
 	return m.st

@@ -154,8 +154,43 @@ func tableListing(t *Table) []kv {
 // applied (some arriving only after the dump is merged). With no event
 // lost, the table must match the kernel exactly after every merge once the
 // events up to then are applied, except for timewait sockets that ended
-// silently since the last dump.
+// silently since the last dump. Later dumps are merged whole (Reconcile),
+// or a socket at a time with events applied between (a walked reconcile).
 func TestSimulatedKernel(t *testing.T) {
+	for _, walked := range []bool{false, true} {
+		t.Run(map[bool]string{false: "whole", true: "walked"}[walked], func(t *testing.T) {
+			simulate(t, walked)
+		})
+	}
+}
+
+// merge merges d while events keep coming: some are applied before, the
+// rest after; walked, some also between two sockets.
+func merge(tb *Table, d *Dump, events []*tracer.Event, rng *rand.Rand, walked bool) {
+	apply := func(n int) {
+		for _, e := range events[:n] {
+			tb.Apply(e)
+		}
+		events = events[n:]
+	}
+	apply(rng.IntN(len(events) + 1))
+	if !walked {
+		tb.Reconcile(d)
+		apply(len(events))
+		return
+	}
+	m := tb.Merge(d.Start, d.NetNS, d.Owners)
+	for i := range d.Sockets {
+		if rng.IntN(4) == 0 {
+			apply(rng.IntN(min(3, len(events)) + 1))
+		}
+		m.Add(&d.Sockets[i], d.End)
+	}
+	m.Done(d.End)
+	apply(len(events))
+}
+
+func simulate(t *testing.T, walked bool) {
 	for seed := range uint64(200) {
 		k := newKernel(seed)
 		for range 50 {
@@ -193,15 +228,7 @@ func TestSimulatedKernel(t *testing.T) {
 			for range k.rng.IntN(30) {
 				k.step()
 			}
-			d := k.dump(start, k.now)
-			lag := k.rng.IntN(len(k.events) + 1)
-			for _, e := range k.events[:lag] {
-				tb.Apply(e)
-			}
-			tb.Reconcile(d)
-			for _, e := range k.events[lag:] {
-				tb.Apply(e)
-			}
+			merge(tb, k.dump(start, k.now), k.events, k.rng, walked)
 			k.events = nil
 
 			want, got := k.listing(k.now), tableListing(tb)

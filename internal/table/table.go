@@ -57,7 +57,10 @@ type Table struct {
 	// owners: rows whose state it set judge events by it.
 	dumpStart, dumpEnd uint64
 	dumpOwners         bool
-	stats              Stats
+	// merging is the dump of the Merge under way, if any: rows it has
+	// listed judge events by its window instead.
+	merging *Dump
+	stats   Stats
 }
 
 // Stats count what the table did with its input since it was made.

@@ -708,3 +708,25 @@ func TestSyntheticIDsJoinListedRows(t *testing.T) {
 		}
 	})
 }
+
+// TestMergeAbandoned: a merge whose dump failed keeps what it merged,
+// judges later events by its window, and lists nothing for the next dump:
+// a row it listed is judged missing when the next dump leaves it out.
+func TestMergeAbandoned(t *testing.T) {
+	tb := New(Options{})
+	tb.Reconcile(dump(10*ms, 20*ms, sock(1, tcp.Established), sock(2, tcp.Established)))
+	m := tb.Merge(30*ms, testNS, false)
+	s := sock(1, tcp.FinWait1)
+	m.Add(&s, 32*ms)
+	m.Abandon()
+	tb.Apply(move(31*ms, 1, tcp.Established, tcp.FinWait1)) // read by the dump already
+	if r := tb.Lookup(1); r == nil || r.State() != tcp.FinWait1 {
+		t.Fatalf("row 1 after the abandoned merge: %v, want FIN_WAIT1 from the dump", views(tb))
+	}
+	if st := tb.Stats(); st.Backwards != 1 || st.Mismatched != 0 {
+		t.Errorf("stats %+v: want the event judged backwards by the abandoned dump's window", st)
+	}
+	if st := tb.Reconcile(dump(40*ms, 50*ms, sock(2, tcp.Established))); st.Unlisted != 1 {
+		t.Errorf("next dump without row 1: stats %+v, want it unlisted once", st)
+	}
+}

@@ -389,6 +389,11 @@ func (t *Tracer) attachAccept() {
 // that costs.
 func (t *Tracer) Warnings() []string { return t.warnings }
 
+// SyntheticIDs reports whether events may carry synthetic socket ids
+// (Event.Synthetic): this kernel, before 5.12, gives tracing programs no
+// socket cookies.
+func (t *Tracer) SyntheticIDs() bool { return !t.cookies }
+
 // SocketStorage reports whether per-socket state lives in socket local
 // storage, freed with the socket (5.11+), rather than in the sockets map.
 func (t *Tracer) SocketStorage() bool { return t.storage }
