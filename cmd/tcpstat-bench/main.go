@@ -1,6 +1,7 @@
 // Command tcpstat-bench churns loopback connections as fast as the machine
 // allows, with no tracer, with `tcpstat watch --json` writing to a file,
-// with bpftrace counting the same tracepoint in the kernel (the floor) and
+// with `tcpstat record` and `tcpstat top -b --json` (the table alone), with
+// bpftrace counting the same tracepoint in the kernel (the floor) and
 // printing it, side by side in one run, and reports what each costs and
 // what each captured. With -levers it also measures each variant of the
 // kernel program (tracer.Experiment) through the same consumer.
@@ -114,7 +115,8 @@ func run(cfg config) error {
 	}
 	defer restore()
 
-	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat, profile: cfg.profile}, recordTracer{bin: cfg.tcpstat, profile: cfg.profile}}
+	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat, profile: cfg.profile}, recordTracer{bin: cfg.tcpstat, profile: cfg.profile},
+		topTracer{cfg.tcpstat}}
 	if cfg.filters {
 		// The filter in the kernel: one that rejects every transition, and
 		// 50 prefixes of which the churn's loopback matches the last.

@@ -41,6 +41,10 @@ type result struct {
 	// Blocks that hold only events: bytes per event without checkpoints.
 	eventBlockBytes  int64
 	eventBlockEvents uint64
+	// tcpstat top only: no transitions printed, the events the table
+	// applied (the host's, accepts included) instead.
+	tableOnly   bool
+	tableEvents uint64
 }
 
 func (r result) rate() float64 { return float64(r.conns) / r.elapsed.Seconds() }
@@ -156,7 +160,7 @@ func report(w io.Writer, results []result) {
 		pct := 100 * float64(r.captured) / float64(r.expected())
 		events := max(r.captured, 1)
 		if r.captured == 0 {
-			events = r.expected() // a variant that sends nothing
+			events = r.expected() // a variant that sends nothing, or top
 		}
 		misses := "-"
 		if strings.HasPrefix(r.tracer, "tcpstat") || strings.HasPrefix(r.tracer, "watch") {
@@ -170,6 +174,11 @@ func report(w io.Writer, results []result) {
 			r.startup.Seconds(), float64(r.maxRSSKiB)/1024)
 	}
 	tw.Flush()
+	for _, r := range results {
+		if r.tableOnly {
+			fmt.Fprintf(w, "\n%s: the table applied %d events (the host's, accepts included), %d lost\n", r.tracer, r.tableEvents, r.lostReported)
+		}
+	}
 	for _, r := range results {
 		if r.recordedEvents == 0 {
 			continue
