@@ -130,6 +130,18 @@ func jsonEvents(t *testing.T, out string) (objs []map[string]any, times []time.T
 	return objs, times, dwells
 }
 
+// notEvents returns the JSON lines of out that are not transitions or
+// accepts (losses, staleness, the summary).
+func notEvents(out string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		if line != "" && !strings.HasPrefix(line, `{"type":"transition"`) && !strings.HasPrefix(line, `{"type":"accept"`) {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
 // ownEvents keeps the events on TestRecordReplayMatchesWatch's address.
 func ownEvents(objs []map[string]any, times []time.Time, dwells []float64) ([]map[string]any, []time.Time, []float64) {
 	var o []map[string]any
@@ -196,7 +208,8 @@ func TestRecordReplayMatchesWatch(t *testing.T) {
 		t.Fatalf("watch printed %d events for 30 connections", len(want))
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Fatalf("replay --json against watch --json (-watch +replay):\n%s", diff)
+		t.Fatalf("replay --json against watch --json (-watch +replay), %d events against %d:\n%s\nrecord's stderr: %s\nreplay's stderr: %s\nreplay's lines other than events:\n%s",
+			len(want), len(got), diff, r.stderr.String(), errOut.String(), notEvents(out.String()))
 	}
 	// Each measured the clock offset on its own: the times agree closely.
 	for i := range wantTimes {
