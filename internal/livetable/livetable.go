@@ -570,6 +570,7 @@ func (t *Table) walk(ctx context.Context, lostBefore uint64, owners bool, began 
 	batch := make([]snapshot.Socket, 0, walkBatch)
 	read := make([]uint64, 0, walkBatch)
 	merge := func() {
+		snapshot.Attach(batch, found) // none when not asked for
 		t.mu.Lock()
 		for i := range batch {
 			m.Add(&batch[i], read[i])
@@ -584,9 +585,6 @@ func (t *Table) walk(ctx context.Context, lostBefore uint64, owners bool, began 
 			return
 		}
 		batch, read = append(batch, *s), append(read, readBy())
-		if c := &batch[len(batch)-1]; c.Inode != 0 {
-			c.Owners = found[c.Inode] // none when not asked for
-		}
 		if len(batch) == walkBatch {
 			merge()
 		}
