@@ -266,6 +266,15 @@ struct {
 	__type(value, struct handled_set);
 } handled SEC(".maps");
 
+/* Benchmark only (exp_staged): where an event is built when it is not
+ * reserved in the ring buffer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event);
+} staging SEC(".maps");
+
 /* The filter program: filter_len instructions from 0. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -314,12 +323,15 @@ const volatile __u32 test_skip_first_one_in = 0;
 const volatile __u32 test_lose_one_in = 0;
 /* Benchmark only (Options.Experiment), each dropping a guarantee: no
  * task_comm; a single copy of the transition program, without the handled
- * set; no events at all; no per-socket state. */
+ * set; no events at all; no per-socket state; no owner in events; events
+ * built in a per-CPU buffer and never sent (no ring buffer reservation). */
 const volatile bool exp_no_task_comm = false;
 const volatile bool exp_one_copy = false;
 const volatile bool exp_no_events = false;
 const volatile bool exp_no_state = false;
 const volatile bool exp_query_wakeup = false;
+const volatile bool exp_no_owner = false;
+const volatile bool exp_staged = false;
 /* Tests only: 1 in n events is sent with kind 0, which user space rejects. */
 const volatile __u32 test_corrupt_one_in = 0;
 /* A sockets map entry whose socket is in CLOSE and has not moved for this
@@ -615,6 +627,8 @@ static __always_inline void submit(struct event *e)
 	__u64 *n = bpf_map_lookup_elem(&counters, &key);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
+	if (exp_staged)
+		return;
 	if (exp_query_wakeup) {
 		__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 
@@ -702,7 +716,13 @@ static __always_inline struct event *new_event(const struct endpoint *ep, struct
 
 	if (exp_no_events)
 		return NULL;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (exp_staged) {
+		__u32 zero = 0;
+
+		e = bpf_map_lookup_elem(&staging, &zero);
+	} else {
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	}
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
 		return NULL;
@@ -719,7 +739,7 @@ static __always_inline struct event *new_event(const struct endpoint *ep, struct
 	__builtin_memcpy(e->daddr, ep->daddr, sizeof(e->daddr));
 	if (st->synthetic)
 		e->flags |= FLAG_SYNTHETIC_COOKIE;
-	if (st->owner_source != OWNER_NONE) {
+	if (st->owner_source != OWNER_NONE && !exp_no_owner) {
 		e->flags |= FLAG_OWNER_KNOWN;
 		e->owner_source = st->owner_source;
 		e->owner_pid = st->owner_pid;
@@ -876,7 +896,8 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		st->birth_pending = PENDING_BIRTH;
 		st->birth_ns = st->entered_ns = now;
 		st->birth_task_pid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
+		if (!exp_no_task_comm)
+			bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
 		return;
 	}
 	set_cookie(st, sk, sk->__sk_common.skc_cookie.counter, true);
@@ -903,7 +924,8 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		st->birth_pending = PENDING_CONNECT;
 		st->birth_ns = now;
 		st->birth_task_pid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
+		if (!exp_no_task_comm)
+			bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
 		return;
 	}
 	if (pass) {

@@ -27,6 +27,8 @@ var variants = map[string]kernel.Experiment{
 	"no events":    {NoEvents: true},
 	"no state":     {NoState: true},
 	"query wakeup": {QueryWakeup: true},
+	"no owner":     {NoOwner: true},
+	"staged":       {Staged: true},
 }
 
 func variantNames() []string {

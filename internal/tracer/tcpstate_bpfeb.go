@@ -238,6 +238,7 @@ type tcpstateMapSpecs struct {
 	Handled        *ebpf.MapSpec `ebpf:"handled"`
 	SocketStorage  *ebpf.MapSpec `ebpf:"socket_storage"`
 	Sockets        *ebpf.MapSpec `ebpf:"sockets"`
+	Staging        *ebpf.MapSpec `ebpf:"staging"`
 }
 
 // tcpstateVariableSpecs contains global variables before they are loaded into the kernel.
@@ -245,10 +246,12 @@ type tcpstateMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
 	ExpNoEvents        *ebpf.VariableSpec `ebpf:"exp_no_events"`
+	ExpNoOwner         *ebpf.VariableSpec `ebpf:"exp_no_owner"`
 	ExpNoState         *ebpf.VariableSpec `ebpf:"exp_no_state"`
 	ExpNoTaskComm      *ebpf.VariableSpec `ebpf:"exp_no_task_comm"`
 	ExpOneCopy         *ebpf.VariableSpec `ebpf:"exp_one_copy"`
 	ExpQueryWakeup     *ebpf.VariableSpec `ebpf:"exp_query_wakeup"`
+	ExpStaged          *ebpf.VariableSpec `ebpf:"exp_staged"`
 	FilterCgroupId     *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
 	FilterCgroupLevel  *ebpf.VariableSpec `ebpf:"filter_cgroup_level"`
 	FilterCgroups      *ebpf.VariableSpec `ebpf:"filter_cgroups"`
@@ -304,6 +307,7 @@ type tcpstateMaps struct {
 	Handled        *ebpf.Map `ebpf:"handled"`
 	SocketStorage  *ebpf.Map `ebpf:"socket_storage"`
 	Sockets        *ebpf.Map `ebpf:"sockets"`
+	Staging        *ebpf.Map `ebpf:"staging"`
 }
 
 func (m *tcpstateMaps) Close() error {
@@ -315,6 +319,7 @@ func (m *tcpstateMaps) Close() error {
 		m.Handled,
 		m.SocketStorage,
 		m.Sockets,
+		m.Staging,
 	)
 }
 
@@ -323,10 +328,12 @@ func (m *tcpstateMaps) Close() error {
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
 	ExpNoEvents        *ebpf.Variable `ebpf:"exp_no_events"`
+	ExpNoOwner         *ebpf.Variable `ebpf:"exp_no_owner"`
 	ExpNoState         *ebpf.Variable `ebpf:"exp_no_state"`
 	ExpNoTaskComm      *ebpf.Variable `ebpf:"exp_no_task_comm"`
 	ExpOneCopy         *ebpf.Variable `ebpf:"exp_one_copy"`
 	ExpQueryWakeup     *ebpf.Variable `ebpf:"exp_query_wakeup"`
+	ExpStaged          *ebpf.Variable `ebpf:"exp_staged"`
 	FilterCgroupId     *ebpf.Variable `ebpf:"filter_cgroup_id"`
 	FilterCgroupLevel  *ebpf.Variable `ebpf:"filter_cgroup_level"`
 	FilterCgroups      *ebpf.Variable `ebpf:"filter_cgroups"`

@@ -89,6 +89,13 @@ type Experiment struct {
 	// QueryWakeup wakes the consumer by asking the ring buffer how much is
 	// waiting (bpf_ringbuf_query), as before, instead of counting records.
 	QueryWakeup bool
+	// NoOwner leaves the owner out of every event: the most an owner sent
+	// once per socket, not with each event, could save.
+	NoOwner bool
+	// Staged builds each event in a per-CPU buffer and never sends it: the
+	// ring buffer's reserve and submit left out, the most batching them
+	// could save.
+	Staged bool
 }
 
 // Tracer owns the loaded programs, their attachments and the ring buffer.
@@ -330,6 +337,8 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) e
 		"exp_no_events":          opts.Experiment.NoEvents,
 		"exp_no_state":           opts.Experiment.NoState,
 		"exp_query_wakeup":       opts.Experiment.QueryWakeup,
+		"exp_no_owner":           opts.Experiment.NoOwner,
+		"exp_staged":             opts.Experiment.Staged,
 	} {
 		values[name] = value
 	}
