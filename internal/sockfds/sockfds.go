@@ -11,7 +11,6 @@ import (
 	"os"
 	"unsafe"
 
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -41,10 +40,8 @@ func Scan(fn func(pid, fd uint32, inode uint64)) error {
 	// not fatal, the load says whether it was needed.
 	_ = rlimit.RemoveMemlock()
 	var objs sockfdsObjects
-	err := loadSockfdsObjects(&objs, nil)
-	// The kernel's BTF was parsed for the load and is not needed again.
-	btf.FlushKernelSpec()
-	if err != nil {
+	// The kernel's BTF is parsed for the load and dropped with it.
+	if err := loadSockfdsObjects(&objs, nil); err != nil {
 		return fmt.Errorf("%w: load: %w", ErrUnavailable, err)
 	}
 	defer objs.Close()

@@ -20,6 +20,14 @@ type sockfdsSockFd struct {
 	Inode uint64
 }
 
+// Names of all BPF objects in the ELF.
+//
+// Used for safe lookups in a Collection or CollectionSpec.
+const (
+	sockfdsProgSocketFds   = "socket_fds"
+	sockfdsVarUnusedSockFd = "unused_sock_fd"
+)
+
 // loadSockfds returns the embedded CollectionSpec for sockfds.
 func loadSockfds() (*ebpf.CollectionSpec, error) {
 	reader := bytes.NewReader(_SockfdsBytes)
@@ -40,7 +48,7 @@ func loadSockfds() (*ebpf.CollectionSpec, error) {
 //	*sockfdsMaps
 //
 // See ebpf.CollectionSpec.LoadAndAssign documentation for details.
-func loadSockfdsObjects(obj interface{}, opts *ebpf.CollectionOptions) error {
+func loadSockfdsObjects(obj any, opts *ebpf.CollectionOptions) error {
 	spec, err := loadSockfds()
 	if err != nil {
 		return err

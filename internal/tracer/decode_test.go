@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcpstat/tcpstat/internal/tcp"
@@ -210,7 +211,7 @@ func TestConfigureSetsEveryConstant(t *testing.T) {
 	if err := sizeMaps(spec, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := configure(spec, Options{}, true, true); err != nil {
+	if err := configure(spec, Options{}, true, true, btf.NewCache()); err != nil {
 		t.Fatal(err)
 	}
 	var records uint64

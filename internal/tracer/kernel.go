@@ -116,8 +116,10 @@ func seccompFiltered() bool {
 // HaveSocketCookieHelper reports whether tracing programs may call
 // bpf_get_socket_cookie() (Linux 5.12 and later), by loading a program
 // that does.
-func HaveSocketCookieHelper() (bool, error) {
-	return probeTracing("bpf_get_socket_cookie", asm.Instructions{
+func HaveSocketCookieHelper() (bool, error) { return haveSocketCookieHelper(btf.NewCache()) }
+
+func haveSocketCookieHelper(kernelBTF *btf.Cache) (bool, error) {
+	return probeTracing(kernelBTF, "bpf_get_socket_cookie", asm.Instructions{
 		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord), // the struct sock argument
 		asm.FnGetSocketCookie.Call(),
 	})
@@ -126,7 +128,9 @@ func HaveSocketCookieHelper() (bool, error) {
 // HaveSocketStorage reports whether tracing programs may keep socket local
 // storage (bpf_sk_storage_get, Linux 5.11 and later), by loading a program
 // that does.
-func HaveSocketStorage() (bool, error) {
+func HaveSocketStorage() (bool, error) { return haveSocketStorage(btf.NewCache()) }
+
+func haveSocketStorage(kernelBTF *btf.Cache) (bool, error) {
 	storage, err := ebpf.NewMap(&ebpf.MapSpec{
 		Type: ebpf.SkStorage, Flags: unix.BPF_F_NO_PREALLOC, KeySize: 4, ValueSize: 8,
 		Key: &btf.Int{Size: 4}, Value: &btf.Int{Size: 8},
@@ -135,7 +139,7 @@ func HaveSocketStorage() (bool, error) {
 		return false, fmt.Errorf("probe for socket storage: create a map: %w", explainPermission(err))
 	}
 	defer storage.Close()
-	return probeTracing("socket storage", asm.Instructions{
+	return probeTracing(kernelBTF, "socket storage", asm.Instructions{
 		asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord), // the struct sock argument
 		asm.LoadMapPtr(asm.R1, storage.FD()),
 		asm.Mov.Imm(asm.R3, 0),
@@ -146,17 +150,19 @@ func HaveSocketStorage() (bool, error) {
 
 // probeTracing reports whether the kernel loads a tracing program on
 // inet_sock_set_state made of body (then return 0): false when the verifier
-// refuses it, an error when loading fails for another reason.
-func probeTracing(what string, body asm.Instructions) (bool, error) {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+// refuses it, an error when loading fails for another reason. The program
+// is loaded as a collection, the one kind of load that takes the caller's
+// parsed kernel BTF (ebpf.NewProgram parses its own).
+func probeTracing(kernelBTF *btf.Cache, what string, body asm.Instructions) (bool, error) {
+	probe, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{"probe": {
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceRawTp,
 		AttachTo:     "inet_sock_set_state",
 		License:      "GPL",
 		Instructions: append(body, asm.Mov.Imm(asm.R0, 0), asm.Return()),
-	})
+	}}}, ebpf.CollectionOptions{Cache: kernelBTF})
 	if err == nil {
-		prog.Close()
+		probe.Close()
 		return true, nil
 	}
 	var ve *ebpf.VerifierError

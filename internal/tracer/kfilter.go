@@ -7,6 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 )
 
 // KernelFilter is a filter program for the BPF program (internal/filter
@@ -158,7 +159,7 @@ func shorthandFilter(family int, port uint16) (*KernelFilter, error) {
 
 // configureFilter sizes the filter's maps and returns the values of the
 // program's filter constants.
-func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) (map[string]any, error) {
+func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter, kernelBTF *btf.Cache) (map[string]any, error) {
 	var (
 		n           uint32
 		port, owner bool
@@ -173,7 +174,7 @@ func configureFilter(spec *ebpf.CollectionSpec, kf *KernelFilter) (map[string]an
 			return nil, err
 		}
 		if len(kf.Cgroups) > 0 {
-			if ok, err := HaveCgroupAncestors(); err != nil {
+			if ok, err := haveCgroupAncestors(kernelBTF); err != nil {
 				return nil, err
 			} else if !ok {
 				return nil, errors.New("kernel filter: this kernel's tracing programs cannot tell an owner's cgroup " +
@@ -255,8 +256,10 @@ var errFilterAndShorthand = errors.New("tracer options: Filter and Family/Port e
 // HaveCgroupAncestors reports whether the kernel's tracing programs may
 // call bpf_get_current_ancestor_cgroup_id, which FilterOwnerCgroup needs
 // (Debian's 5.10 refuses it), by loading a program that does.
-func HaveCgroupAncestors() (bool, error) {
-	return probeTracing("bpf_get_current_ancestor_cgroup_id", asm.Instructions{
+func HaveCgroupAncestors() (bool, error) { return haveCgroupAncestors(btf.NewCache()) }
+
+func haveCgroupAncestors(kernelBTF *btf.Cache) (bool, error) {
+	return probeTracing(kernelBTF, "bpf_get_current_ancestor_cgroup_id", asm.Instructions{
 		asm.Mov.Imm(asm.R1, 0),
 		asm.FnGetCurrentAncestorCgroupId.Call(),
 	})

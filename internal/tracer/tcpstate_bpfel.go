@@ -177,6 +177,59 @@ type tcpstateSockState struct {
 	Pad           [6]uint8
 }
 
+// Names of all BPF objects in the ELF.
+//
+// Used for safe lookups in a Collection or CollectionSpec.
+const (
+	tcpstateMapCounters           = "counters"
+	tcpstateMapEvents             = "events"
+	tcpstateMapFilterPrefixes     = "filter_prefixes"
+	tcpstateMapFilterProg         = "filter_prog"
+	tcpstateMapHandled            = "handled"
+	tcpstateMapSocketStorage      = "socket_storage"
+	tcpstateMapSockets            = "sockets"
+	tcpstateMapStaging            = "staging"
+	tcpstateProgAccept4Exit       = "accept4_exit"
+	tcpstateProgAcceptExit        = "accept_exit"
+	tcpstateProgListStorage       = "list_storage"
+	tcpstateProgSetStateFirst     = "set_state_first"
+	tcpstateProgSetStateSecond    = "set_state_second"
+	tcpstateProgSweepSockets      = "sweep_sockets"
+	tcpstateVarExpNoEvents        = "exp_no_events"
+	tcpstateVarExpNoOwner         = "exp_no_owner"
+	tcpstateVarExpNoState         = "exp_no_state"
+	tcpstateVarExpNoTaskComm      = "exp_no_task_comm"
+	tcpstateVarExpOneCopy         = "exp_one_copy"
+	tcpstateVarExpQueryWakeup     = "exp_query_wakeup"
+	tcpstateVarExpStaged          = "exp_staged"
+	tcpstateVarFilterCgroupId     = "filter_cgroup_id"
+	tcpstateVarFilterCgroupLevel  = "filter_cgroup_level"
+	tcpstateVarFilterCgroups      = "filter_cgroups"
+	tcpstateVarFilterHasSets      = "filter_has_sets"
+	tcpstateVarFilterLen          = "filter_len"
+	tcpstateVarFilterNeedsOwner   = "filter_needs_owner"
+	tcpstateVarFilterNeedsPort    = "filter_needs_port"
+	tcpstateVarHaveCookieHelper   = "have_cookie_helper"
+	tcpstateVarSweepAfterNs       = "sweep_after_ns"
+	tcpstateVarTestCorruptOneIn   = "test_corrupt_one_in"
+	tcpstateVarTestLoseOneIn      = "test_lose_one_in"
+	tcpstateVarTestSkipFirstOneIn = "test_skip_first_one_in"
+	tcpstateVarUnusedCounter      = "unused_counter"
+	tcpstateVarUnusedEvent        = "unused_event"
+	tcpstateVarUnusedFilterEnd    = "unused_filter_end"
+	tcpstateVarUnusedFilterInsn   = "unused_filter_insn"
+	tcpstateVarUnusedFilterKey    = "unused_filter_key"
+	tcpstateVarUnusedFilterOp     = "unused_filter_op"
+	tcpstateVarUnusedFlag         = "unused_flag"
+	tcpstateVarUnusedKeptSocket   = "unused_kept_socket"
+	tcpstateVarUnusedKind         = "unused_kind"
+	tcpstateVarUnusedOwnerSource  = "unused_owner_source"
+	tcpstateVarUnusedReason       = "unused_reason"
+	tcpstateVarUseSkStorage       = "use_sk_storage"
+	tcpstateVarWakeupBytes        = "wakeup_bytes"
+	tcpstateVarWakeupRecords      = "wakeup_records"
+)
+
 // loadTcpstate returns the embedded CollectionSpec for tcpstate.
 func loadTcpstate() (*ebpf.CollectionSpec, error) {
 	reader := bytes.NewReader(_TcpstateBytes)
@@ -197,7 +250,7 @@ func loadTcpstate() (*ebpf.CollectionSpec, error) {
 //	*tcpstateMaps
 //
 // See ebpf.CollectionSpec.LoadAndAssign documentation for details.
-func loadTcpstateObjects(obj interface{}, opts *ebpf.CollectionOptions) error {
+func loadTcpstateObjects(obj any, opts *ebpf.CollectionOptions) error {
 	spec, err := loadTcpstate()
 	if err != nil {
 		return err

@@ -170,23 +170,26 @@ func New(opts Options) (_ *Tracer, err error) {
 			m.Close() // the collection holds its own clone
 		}
 	}()
-	if t.cookies, err = HaveSocketCookieHelper(); err != nil {
+	// The kernel's BTF, parsed once for the probes and the load, and
+	// dropped with this cache when New returns: nothing needs it after.
+	kernelBTF := btf.NewCache()
+	if t.cookies, err = haveSocketCookieHelper(kernelBTF); err != nil {
 		return nil, err
 	}
 	t.cookies = t.cookies && !opts.syntheticCookies
 	if !opts.mapState && !opts.Experiment.StateInMap {
-		if t.storage, err = HaveSocketStorage(); err != nil {
+		if t.storage, err = haveSocketStorage(kernelBTF); err != nil {
 			return nil, err
 		}
 	}
-	if err := configure(spec, opts, t.cookies, t.storage); err != nil {
+	if err := configure(spec, opts, t.cookies, t.storage, kernelBTF); err != nil {
 		return nil, err
 	}
 	m, err := sockets()
 	if err != nil {
 		return nil, fmt.Errorf("create the sockets map: %w", explainPermission(err))
 	}
-	if err := t.load(spec, m, opts.Filter); err != nil {
+	if err := t.load(spec, m, opts.Filter, kernelBTF); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the BPF program: %+v", ve)
@@ -212,9 +215,6 @@ func New(opts Options) (_ *Tracer, err error) {
 	if !opts.Experiment.NoAccept {
 		t.attachAccept()
 	}
-	// The parsed kernel BTF is tens of megabytes that nothing needs once the
-	// programs are loaded; held, it slows every garbage collection.
-	btf.FlushKernelSpec()
 	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
@@ -234,7 +234,7 @@ func New(opts Options) (_ *Tracer, err error) {
 // load creates the maps, then loads the programs in two groups at once:
 // the kernel verifies one group on each core, and the two copies of the
 // transition program are most of the verifier's work.
-func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFilter) error {
+func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFilter, kernelBTF *btf.Cache) error {
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = nil
 	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{
@@ -246,7 +246,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFi
 	if err := loadFilter(maps.Maps["filter_prog"], maps.Maps["filter_prefixes"], kf); err != nil {
 		return err
 	}
-	shared := &ebpf.CollectionOptions{MapReplacements: maps.Maps}
+	shared := &ebpf.CollectionOptions{MapReplacements: maps.Maps, Cache: kernelBTF}
 	var first struct {
 		SetStateFirst *ebpf.Program `ebpf:"set_state_first"`
 		Accept4Exit   *ebpf.Program `ebpf:"accept4_exit"`
@@ -318,8 +318,8 @@ func sizeMaps(spec *ebpf.CollectionSpec, opts Options) error {
 }
 
 // configure sets the program's constants; sizeMaps must have run.
-func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool) error {
-	values, err := configureFilter(spec, opts.Filter)
+func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool, kernelBTF *btf.Cache) error {
+	values, err := configureFilter(spec, opts.Filter, kernelBTF)
 	if err != nil {
 		return err
 	}

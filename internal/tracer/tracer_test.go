@@ -716,3 +716,20 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkNew: loading and attaching the tracer, the fixed part of every
+// view's start-up (the kernel's BTF parsed, the verifier run).
+func BenchmarkNew(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	for b.Loop() {
+		tr, err := New(Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer() // detaching waits for RCU grace periods
+		tr.Close()
+		b.StartTimer()
+	}
+}
