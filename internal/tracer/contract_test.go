@@ -43,19 +43,26 @@ func churn(t *testing.T, ln int, addr unix.Sockaddr, socket func() int, n int) {
 	}
 }
 
+// churnListener listens on 127.0.0.1:port, churns n connections to it and
+// closes it: the listener's two transitions and the connections' own.
+func churnListener(t *testing.T, port, n int) {
+	t.Helper()
+	addr := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
+	ln := mustSocket(t)
+	must(t, unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
+	must(t, unix.Bind(ln, addr))
+	must(t, unix.Listen(ln, 64))
+	churn(t, ln, addr, func() int { return mustSocket(t) }, n)
+	must(t, unix.Close(ln))
+}
+
 // A corrupt sample is counted and skipped: Read goes on, and every event is
 // read or counted, exactly.
 func TestCorruptSamplesAreCountedAndSkipped(t *testing.T) {
 	requireRoot(t)
 	const port, conns = 29155, 100
 	tracer := newTracer(t, Options{Port: port, corruptOneIn: 4})
-	addr := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
-	ln := mustSocket(t)
-	must(t, unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
-	must(t, unix.Bind(ln, addr))
-	must(t, unix.Listen(ln, 64))
-	churn(t, ln, addr, func() int { return mustSocket(t) }, conns)
-	must(t, unix.Close(ln))
+	churnListener(t, port, conns)
 
 	// Per connection: 5 client transitions, 5 child transitions, 1 accept;
 	// 3, 3 and 1 with a reset; and the listener's 2.

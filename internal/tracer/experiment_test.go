@@ -5,8 +5,6 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Every variant of the kernel program the benchmark measures loads,
@@ -42,13 +40,7 @@ func TestExperiments(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			port := 29191 + i
 			tracer := newTracer(t, Options{Port: uint16(port), Experiment: tc.exp})
-			addr := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
-			ln := mustSocket(t)
-			must(t, unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
-			must(t, unix.Bind(ln, addr))
-			must(t, unix.Listen(ln, 8))
-			churn(t, ln, addr, func() int { return mustSocket(t) }, conns)
-			must(t, unix.Close(ln))
+			churnListener(t, port, conns)
 
 			// Until the count is reached, and a moment more for any beyond it.
 			var events []Event
