@@ -76,7 +76,6 @@ func Run() Report {
 	check("BPF map iterators (iter/bpf_map_elem, Linux 5.9+)",
 		"sweeping per-socket state of sockets whose close was lost (else the LRU map evicts it when full)",
 		funcErr(kernelBTF, "bpf_iter_bpf_map_elem"), "present")
-	kernelBTF = nil // tens of megabytes nothing below needs
 
 	// No probe for the tracing program type itself: the library's probe
 	// loads an fentry program, which some kernels refuse while tp_btf

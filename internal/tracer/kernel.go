@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -119,9 +120,11 @@ func seccompFiltered() bool {
 func HaveSocketCookieHelper() (bool, error) { return haveSocketCookieHelper(btf.NewCache()) }
 
 func haveSocketCookieHelper(kernelBTF *btf.Cache) (bool, error) {
-	return probeTracing(kernelBTF, "bpf_get_socket_cookie", asm.Instructions{
-		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord), // the struct sock argument
-		asm.FnGetSocketCookie.Call(),
+	return remember("bpf_get_socket_cookie", func() (bool, error) {
+		return probeTracing(kernelBTF, "bpf_get_socket_cookie", asm.Instructions{
+			asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord), // the struct sock argument
+			asm.FnGetSocketCookie.Call(),
+		})
 	})
 }
 
@@ -131,6 +134,10 @@ func haveSocketCookieHelper(kernelBTF *btf.Cache) (bool, error) {
 func HaveSocketStorage() (bool, error) { return haveSocketStorage(btf.NewCache()) }
 
 func haveSocketStorage(kernelBTF *btf.Cache) (bool, error) {
+	return remember("socket storage", func() (bool, error) { return probeSocketStorage(kernelBTF) })
+}
+
+func probeSocketStorage(kernelBTF *btf.Cache) (bool, error) {
 	storage, err := ebpf.NewMap(&ebpf.MapSpec{
 		Type: ebpf.SkStorage, Flags: unix.BPF_F_NO_PREALLOC, KeySize: 4, ValueSize: 8,
 		Key: &btf.Int{Size: 4}, Value: &btf.Int{Size: 8},
@@ -146,6 +153,22 @@ func haveSocketStorage(kernelBTF *btf.Cache) (bool, error) {
 		asm.Mov.Imm(asm.R4, 0),
 		asm.FnSkStorageGet.Call(),
 	})
+}
+
+// probed keeps each probe's answer: what the kernel's tracing programs may
+// call does not change while the process runs, and doctor, the filter's
+// compiler and New ask the same questions. Errors are not kept.
+var probed sync.Map // what → bool
+
+func remember(what string, probe func() (bool, error)) (bool, error) {
+	if ok, found := probed.Load(what); found {
+		return ok.(bool), nil
+	}
+	ok, err := probe()
+	if err == nil {
+		probed.Store(what, ok)
+	}
+	return ok, err
 }
 
 // probeTracing reports whether the kernel loads a tracing program on

@@ -259,8 +259,10 @@ var errFilterAndShorthand = errors.New("tracer options: Filter and Family/Port e
 func HaveCgroupAncestors() (bool, error) { return haveCgroupAncestors(btf.NewCache()) }
 
 func haveCgroupAncestors(kernelBTF *btf.Cache) (bool, error) {
-	return probeTracing(kernelBTF, "bpf_get_current_ancestor_cgroup_id", asm.Instructions{
-		asm.Mov.Imm(asm.R1, 0),
-		asm.FnGetCurrentAncestorCgroupId.Call(),
+	return remember("bpf_get_current_ancestor_cgroup_id", func() (bool, error) {
+		return probeTracing(kernelBTF, "bpf_get_current_ancestor_cgroup_id", asm.Instructions{
+			asm.Mov.Imm(asm.R1, 0),
+			asm.FnGetCurrentAncestorCgroupId.Call(),
+		})
 	})
 }

@@ -158,7 +158,7 @@ func New(opts Options) (_ *Tracer, err error) {
 		}
 	}
 	// The sockets map is preallocated: the kernel fills it while the
-	// probe below parses the kernel's BTF, one core each.
+	// kernel's BTF is parsed below, one core each.
 	made := make(chan mapResult, 1)
 	go func() {
 		m, err := ebpf.NewMap(spec.Maps["sockets"])
@@ -170,9 +170,11 @@ func New(opts Options) (_ *Tracer, err error) {
 			m.Close() // the collection holds its own clone
 		}
 	}()
-	// The kernel's BTF, parsed once for the probes and the load, and
-	// dropped with this cache when New returns: nothing needs it after.
+	// The kernel's BTF, parsed once for the probes and the load (here,
+	// while the sockets map is made; an error is the load's to report),
+	// and dropped with this cache when New returns: nothing needs it after.
 	kernelBTF := btf.NewCache()
+	_, _ = kernelBTF.Kernel()
 	if t.cookies, err = haveSocketCookieHelper(kernelBTF); err != nil {
 		return nil, err
 	}

@@ -718,7 +718,8 @@ func must(t *testing.T, err error) {
 }
 
 // BenchmarkNew: loading and attaching the tracer, the fixed part of every
-// view's start-up (the kernel's BTF parsed, the verifier run).
+// view's start-up (the kernel's BTF parsed, the verifier run). The feature
+// probes run in the first iteration only: their answers are kept.
 func BenchmarkNew(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
