@@ -425,14 +425,17 @@ func compare(tr *Table) (a agreement, err error) {
 		if b.synthetic && listedKeys[addrKey(b.local, b.remote)] {
 			continue // listed under its real cookie
 		}
-		if _, ok := after[c]; ok && !listed[c] {
+		if f, ok := after[c]; ok && !listed[c] {
 			a.Extra++
-			if b.expired {
+			// Past its timer by the view after ss: a timer that ran out
+			// while ss ran took the socket from ss's listing, and the view
+			// before was too early to say so.
+			if f.expired {
 				a.Expired++
 				continue
 			}
 			a.extra = append(a.extra, c)
-			details("extra: cookie %d %+v", c, b)
+			details("extra: cookie %d %+v, after ss %+v", c, b, f)
 		}
 	}
 	return a, nil
