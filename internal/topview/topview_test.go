@@ -150,12 +150,8 @@ func TestInteractive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	screen := tcell.NewSimulationScreen("UTF-8")
-	if err := screen.Init(); err != nil {
-		t.Fatal(err)
-	}
+	screen := topviewtest.NewScreen(t, 150, 12)
 	defer screen.Fini()
-	screen.SetSize(150, 12)
 	done := make(chan error)
 	go func() { done <- Interactive(context.Background(), screen, tr, Options{}, time.Hour) }()
 	// A mistake first: the status line shows it and the editor stays open.
@@ -164,9 +160,9 @@ func TestInteractive(t *testing.T) {
 	}
 	screen.InjectKey(tcell.KeyEnter, 0, tcell.ModNone)
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(topviewtest.ScreenText(screen), `filter: unmatched ")" at column 13`) {
+	for !strings.Contains(screen.Text(), `filter: unmatched ")" at column 13`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no error in the status line:\n%s", topviewtest.ScreenText(screen))
+			t.Fatalf("no error in the status line:\n%s", screen.Text())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -177,7 +173,7 @@ func TestInteractive(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	text := topviewtest.ScreenText(screen)
+	text := screen.Text()
 	for _, want := range []string{"(1 shown)", `filter "comm sshd"`, "sort state", "sshd", "[::1]:22"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("screen lacks %q:\n%s", want, text)
@@ -261,11 +257,7 @@ func TestInteractiveColor(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		screen := tcell.NewSimulationScreen("UTF-8")
-		if err := screen.Init(); err != nil {
-			t.Fatal(err)
-		}
-		screen.SetSize(150, 12)
+		screen := topviewtest.NewScreen(t, 150, 12)
 		done := make(chan error)
 		go func() {
 			done <- Interactive(context.Background(), screen, tr, Options{Sort: ByState, Color: color}, time.Hour)
