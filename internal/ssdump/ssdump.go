@@ -6,8 +6,10 @@ package ssdump
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -94,15 +96,13 @@ func parseLine(line string) (Socket, error) {
 	if s.State, ok = states[f[0]]; !ok {
 		return s, fmt.Errorf("unknown state %q", f[0])
 	}
-	q, err := strconv.ParseUint(f[1], 10, 32)
-	if err != nil {
+	var err error
+	if s.RecvQ, err = parseQueue(f[1]); err != nil {
 		return s, fmt.Errorf("receive queue %q: %w", f[1], err)
 	}
-	s.RecvQ = uint32(q)
-	if q, err = strconv.ParseUint(f[2], 10, 32); err != nil {
+	if s.SendQ, err = parseQueue(f[2]); err != nil {
 		return s, fmt.Errorf("send queue %q: %w", f[2], err)
 	}
-	s.SendQ = uint32(q)
 	if s.Local, err = parseAddrPort(f[3]); err != nil {
 		return s, err
 	}
@@ -132,6 +132,20 @@ func parseLine(line string) (Socket, error) {
 		}
 	}
 	return s, nil
+}
+
+// parseQueue reads a queue length. ss prints the kernel's u32 with %d, so
+// one of 2^31 or more comes out negative: a send queue read while the
+// socket's sequence numbers moved (write_seq - snd_una, seen on 5.10).
+func parseQueue(v string) (uint32, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n < math.MinInt32 || n > math.MaxUint32 {
+		return 0, errors.New("out of a 32-bit range")
+	}
+	return uint32(n), nil
 }
 
 // parseUsers reads `"comm",pid=N,fd=M),("comm",pid=N,fd=M` (the outer

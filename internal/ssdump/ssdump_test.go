@@ -21,6 +21,7 @@ TIME-WAIT  0      0          127.0.0.1:51764    127.0.0.1:36605 timer:(timewait,
 LISTEN     5      4096               *:22                 *:*   ino:1 sk:1 cgroup:/ <->
 SYN-SENT   0      1      [fe80::1]%eth0:40000   [fe80::2]:443   users:(("curl",pid=9,fd=5)) ino:9 sk:ff
 FIN-WAIT-2 0      0     127.0.0.53%lo:53        127.0.0.1:50000 timer:(timewait,59sec,0) ino:0 sk:10
+FIN-WAIT-1 0      -577178654 127.0.0.1:50001    127.0.0.1:80    ino:0 sk:11
 `
 
 func TestParse(t *testing.T) {
@@ -35,6 +36,8 @@ func TestParse(t *testing.T) {
 		{State: tcp.SynSent, SendQ: 1, Local: ap("[fe80::1]:40000"), Remote: ap("[fe80::2]:443"),
 			Users: []User{{"curl", 9, 5}}, Inode: 9, Cookie: 0xff},
 		{State: tcp.FinWait2, Local: ap("127.0.0.53:53"), Remote: ap("127.0.0.1:50000"), Cookie: 0x10, Timer: "timewait"},
+		// ss prints the kernel's u32 with %d (a 5.10 guest, CI).
+		{State: tcp.FinWait1, SendQ: 1<<32 - 577178654, Local: ap("127.0.0.1:50001"), Remote: ap("127.0.0.1:80"), Cookie: 0x11},
 	}
 	got, err := Parse(strings.NewReader(sample))
 	if err != nil {
@@ -50,6 +53,8 @@ func TestParseErrors(t *testing.T) {
 		{"ESTAB 0 0 127.0.0.1:1", "want at least 5 fields"},
 		{"WEIRD 0 0 127.0.0.1:1 127.0.0.1:2", `unknown state "WEIRD"`},
 		{"ESTAB x 0 127.0.0.1:1 127.0.0.1:2", "receive queue"},
+		{"ESTAB 0 4294967296 127.0.0.1:1 127.0.0.1:2", `send queue "4294967296": out of a 32-bit range`},
+		{"ESTAB 0 -2147483649 127.0.0.1:1 127.0.0.1:2", "send queue"},
 		{"ESTAB 0 0 127.0.0.1 127.0.0.1:2", "has no port"},
 		{"ESTAB 0 0 127.0.0.1:99999 127.0.0.1:2", "port in"},
 		{"ESTAB 0 0 [::1:1 127.0.0.1:2", "unmatched ["},
