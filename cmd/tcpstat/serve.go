@@ -85,7 +85,7 @@ func runServe(c *cli.Context) error {
 	// (Config.Keep), so the observer, fed by the table, sees none either.
 	obs := metrics.NewObserver(metrics.ObserverOptions{MaxPorts: c.Int("metrics.max-ports")})
 	sel := newServeSelection(keep, obs, c.App.ErrWriter)
-	cfg := livetable.Config{OnEnd: sel.end, OnEvent: sel.event, OnReconcile: sel.reconciled}
+	cfg := livetable.Config{OnEnd: sel.end, OnEvent: sel.event, OnReconcile: sel.reconciled, Counted: sel.row}
 	scopedConfig(&cfg, scope, c.String("netns") != "")
 	var stats func() (tracer.Stats, error)
 	if c.Bool("poll") {

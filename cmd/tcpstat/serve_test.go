@@ -135,96 +135,174 @@ func TestServeFilter(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
 	}
-	listen := func(addr string) net.Listener {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		return ln
-	}
-	kept, other := listen("127.80.212.1:0"), listen("127.80.212.2:0")
-	dial := func(ln net.Listener) {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-	}
-	dial(kept) // older than serve: its two ends count from the first dump
-	dial(other)
+	kept, other := listenOn(t, "127.80.212.1:0"), listenOn(t, "127.80.212.2:0")
+	dialOn(t, kept) // older than serve: its two ends count from the first dump
+	dialOn(t, other)
 	port := kept.Addr().(*net.TCPAddr).Port
-	const addr = "127.80.212.9:9982"
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		// The comm term keeps the kernel from filtering (filter explain):
-		// user space selects every event.
-		expr := fmt.Sprintf("src 127.80.212.1:%d or dst 127.80.212.1:%d or comm no-such-program", port, port)
-		done <- run(ctx, []string{"tcpstat", "serve", "--web.listen-address", addr, expr}, &out, &errOut)
-	}()
-	client := &http.Client{Timeout: 5 * time.Second}
-	series := func() map[string]string {
-		resp, err := client.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return nil
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		m := map[string]string{}
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, " "); ok && !strings.HasPrefix(l, "#") {
-				m[k] = v
-			}
-		}
-		return m
-	}
-	wait := func(want map[string]string) {
-		t.Helper()
-		var got map[string]string
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			select {
-			case err := <-done:
-				t.Fatalf("serve ended: %v (stderr %q)", err, errOut.String())
-			default:
-			}
-			got = series()
-			differ := []string{}
-			for k, v := range want {
-				if got[k] != v {
-					differ = append(differ, fmt.Sprintf("%s is %q, want %s", k, got[k], v))
-				}
-			}
-			if got != nil && len(differ) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s (stderr %q)", strings.Join(differ, "; "), errOut.String())
-			}
-		}
-	}
+	// The comm term keeps the kernel from filtering (filter explain):
+	// user space selects every event.
+	s := startServe(t, "127.80.212.9:9982", fmt.Sprintf("src 127.80.212.1:%d or dst 127.80.212.1:%d or comm no-such-program", port, port))
 	const (
 		established = `tcpstat_connections{state="ESTABLISHED"}`
 		listening   = `tcpstat_connections{state="LISTEN"}`
 		handshakes  = `tcpstat_transitions_total{from="SYN_SENT",to="ESTABLISHED"}`
 		accepts     = `tcpstat_accepts_total`
 	)
-	wait(map[string]string{established: "2", listening: "1"})
+	s.wait(map[string]string{established: "2", listening: "1"})
 	// The other listener's connection first: its events are read before
 	// the kept one's, so a count that took them would show.
-	dial(other)
-	dial(kept)
-	wait(map[string]string{established: "4", listening: "1", handshakes: "1", accepts: "1"})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("serve: %v", err)
+	dialOn(t, other)
+	dialOn(t, kept)
+	s.wait(map[string]string{established: "4", listening: "1", handshakes: "1", accepts: "1"})
+	s.stop()
+}
+
+// TestServeFilterReconcileCounts: under a filter the kernel applies, the
+// table still lists every socket and the dumps set the rows of those the
+// kernel sends no events for; tcpstat_table_reconciled_rows_total counts
+// only the rows the filter selects, so those corrections do not show as
+// drift.
+func TestServeFilterReconcileCounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	kept, other := listenOn(t, "127.80.213.1:0"), listenOn(t, "127.80.213.2:0")
+	port := kept.Addr().(*net.TCPAddr).Port
+	s := startServe(t, "127.80.213.9:9983", fmt.Sprintf("src 127.80.213.1:%d or dst 127.80.213.1:%d", port, port))
+	const reconciles = `tcpstat_table_reconciles_total`
+	s.wait(map[string]string{`tcpstat_connections{state="LISTEN"}`: "1"})
+	waitReconciles := func(n int) {
+		t.Helper()
+		var from int
+		fmt.Sscan(s.series()[reconciles], &from)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			var now int
+			fmt.Sscan(s.series()[reconciles], &now)
+			if now >= from+n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d reconciles in 30 s, want %d", now-from, n)
+			}
+		}
+	}
+	// Sockets the filter leaves out, born and gone between dumps: the
+	// kernel sends no events for them, so the dumps add them, then find
+	// them gone.
+	var conns []net.Conn
+	for range 10 {
+		conns = append(conns, dialOn(t, other)...)
+	}
+	waitReconciles(2)
+	for _, c := range conns {
+		c.Close()
+	}
+	waitReconciles(3)
+	got := s.series()
+	for _, o := range []string{"added", "corrected", "expired", "vanished"} {
+		// Counters: a row counted once stays counted.
+		if name := fmt.Sprintf(`tcpstat_table_reconciled_rows_total{outcome=%q}`, o); got[name] != "0" {
+			t.Errorf("%s is %q, want 0: the filter selects no socket the dumps changed", name, got[name])
+		}
+	}
+	s.stop()
+}
+
+func listenOn(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// dialOn connects to ln: the two ends, closed when the test ends.
+func dialOn(t *testing.T, ln net.Listener) []net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return []net.Conn{c, s}
+}
+
+// servedMetrics is serve running in the test, at addr.
+type servedMetrics struct {
+	t           *testing.T
+	addr        string
+	cancel      func()
+	done        chan error
+	out, errOut syncBuffer
+}
+
+func startServe(t *testing.T, addr string, args ...string) *servedMetrics {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := &servedMetrics{t: t, addr: addr, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		s.done <- run(ctx, append([]string{"tcpstat", "serve", "--web.listen-address", addr}, args...), &s.out, &s.errOut)
+	}()
+	return s
+}
+
+// series are the samples serve exposes, by name and labels; nil while it
+// does not answer.
+func (s *servedMetrics) series() map[string]string {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + s.addr + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok && !strings.HasPrefix(l, "#") {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// wait waits until the series in want have their values.
+func (s *servedMetrics) wait(want map[string]string) {
+	s.t.Helper()
+	var got map[string]string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		select {
+		case err := <-s.done:
+			s.t.Fatalf("serve ended: %v (stderr %q)", err, s.errOut.String())
+		default:
+		}
+		got = s.series()
+		differ := []string{}
+		for k, v := range want {
+			if got[k] != v {
+				differ = append(differ, fmt.Sprintf("%s is %q, want %s", k, got[k], v))
+			}
+		}
+		if got != nil && len(differ) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s (stderr %q)", strings.Join(differ, "; "), s.errOut.String())
+		}
+	}
+}
+
+func (s *servedMetrics) stop() {
+	s.t.Helper()
+	s.cancel()
+	if err := <-s.done; err != nil {
+		s.t.Fatalf("serve: %v", err)
 	}
 }
 

@@ -97,6 +97,11 @@ type Config struct {
 	// merged: what follows the table's sockets can forget those gone
 	// without an event.
 	OnReconcile func(*table.Table)
+	// Counted, when set, says which rows the reconciles after the first
+	// count in Status.Last and Total (table.Dump.Counted): a filtered
+	// view's counts leave out rows it never shows. It is called with the
+	// table locked.
+	Counted func(*table.Row) bool
 	// OnEvent is called, with the table locked, for every event the table
 	// takes (counted in Status.Events), in order: a View sees the table
 	// and what OnEvent did with the same events (a recording's tap).
@@ -493,6 +498,9 @@ func (t *Table) reconcile(ctx context.Context, lostBefore uint64, owners bool) e
 	lost := t.lost()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.st.Reconciles > 0 {
+		d.Counted = t.cfg.Counted
+	}
 	t.reconciled(t.tb.Reconcile(d), lostBefore, lost, began)
 	t.dumped(owners, nsErr, partial)
 	return nil
@@ -566,6 +574,9 @@ func (t *Table) walk(ctx context.Context, lostBefore uint64, owners bool, began 
 	t.mu.Lock()
 	startup := t.buffering
 	m := t.tb.Merge(start, t.cfg.NetNS, owners)
+	if !startup { // start-up's merge runs unlocked and counts every socket
+		m.SetCounted(t.cfg.Counted)
+	}
 	t.mu.Unlock()
 	batch := make([]snapshot.Socket, 0, walkBatch)
 	read := make([]uint64, 0, walkBatch)

@@ -100,7 +100,7 @@ func NewCollector(opts Options) *Collector {
 		stale:          d("table_stale", "1 while the table misses events and waits for its resync."),
 		resyncs:        d("table_resyncs_total", "Resyncs from a fresh dump after lost events."),
 		reconcile:      d("table_reconciles_total", "sock_diag dumps merged into the table, the first included."),
-		reconciled:     d("table_reconciled_rows_total", "Rows the periodic dumps changed: added, corrected, expired (timewait over), vanished (gone without an event).", "outcome"),
+		reconciled:     d("table_reconciled_rows_total", "Rows the periodic dumps changed (under a filter, those it selects): added, corrected, expired (timewait over), vanished (gone without an event).", "outcome"),
 		tracing:        d("tracing", "1 when events are traced, 0 when the table is kept from dumps alone."),
 		filterForced:   d("filter_forced_sockets_total", "Sockets the filter judged without waiting for their local port or owner, its limits reached: their events may be counted or left out wrongly."),
 		netnsNotDumped: d("netns_not_dumped", "Network namespaces the last dump could not dump (joining them needs CAP_SYS_ADMIN): their sockets older than tcpstat are missing."),

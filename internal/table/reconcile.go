@@ -26,6 +26,12 @@ type Dump struct {
 	// Owners says the sockets' Owners were scanned: a socket without one
 	// has no owner. When false, owners are left as they are.
 	Owners bool
+	// Counted, when set, says which rows ReconcileStats' outcomes (Added,
+	// Corrected, Confirmed, Expired, Vanished) count, judged on the row as
+	// the merge leaves it: serve FILTER's metrics count only the rows the
+	// filter selects. Every row is merged all the same, and the counts the
+	// table's own judgement rests on (Kept, Unlisted, Closed) take them all.
+	Counted func(*Row) bool
 }
 
 // ReconcileStats say what merging one dump changed.
@@ -54,7 +60,7 @@ func (s ReconcileStats) Add(o ReconcileStats) ReconcileStats {
 // events brings the table back to what the kernel holds.
 func (t *Table) Reconcile(d *Dump) ReconcileStats {
 	m := t.Merge(d.Start, d.NetNS, d.Owners)
-	m.d.Covers = d.Covers
+	m.d.Covers, m.d.Counted = d.Covers, d.Counted
 	for i := range d.Sockets {
 		m.Add(&d.Sockets[i], d.End)
 	}
@@ -85,6 +91,16 @@ func (t *Table) Merge(start uint64, netns uint32, owners bool) *Merge {
 // SetCovers says which namespaces the dump judges (Dump.Covers); call it
 // before Done.
 func (m *Merge) SetCovers(covers func(netns uint32) bool) { m.d.Covers = covers }
+
+// SetCounted says which rows the merge's outcomes count (Dump.Counted).
+func (m *Merge) SetCounted(counted func(*Row) bool) { m.d.Counted = counted }
+
+// count adds r to the outcome n, if the dump counts r (Counted).
+func (d *Dump) count(n *int, r *Row) {
+	if d.Counted == nil || d.Counted(r) {
+		*n++
+	}
+}
 
 // netnsOf is the namespace a listed socket is in.
 func (d *Dump) netnsOf(s *snapshot.Socket) uint32 {
@@ -126,8 +142,7 @@ func (m *Merge) Add(s *snapshot.Socket, readBy uint64) {
 			m.st.Closed++
 			return
 		}
-		t.addListed(s, d)
-		m.st.Added++
+		d.count(&m.st.Added, t.addListed(s, d))
 		return
 	}
 	r.set(flagListed, true)
@@ -180,7 +195,7 @@ func (m *Merge) Done(end uint64) ReconcileStats {
 	return m.st
 }
 
-func (t *Table) addListed(s *snapshot.Socket, d *Dump) {
+func (t *Table) addListed(s *snapshot.Socket, d *Dump) *Row {
 	r := t.rows.add(s.Cookie)
 	r.set(flagListed, true)
 	r.set(flagFromDump, true)
@@ -195,11 +210,18 @@ func (t *Table) addListed(s *snapshot.Socket, d *Dump) {
 	}
 	t.mergeOwner(r, s, d)
 	t.mergeCounters(r, s)
+	return r
 }
 
 // mergeListed updates a row from its socket in the dump.
 func (t *Table) mergeListed(r *Row, s *snapshot.Socket, d *Dump, st *ReconcileStats) {
-	defer t.mergeCounters(r, s)
+	var outcome *int // judged on the row as the merge leaves it
+	defer func() {
+		t.mergeCounters(r, s)
+		if outcome != nil {
+			d.count(outcome, r)
+		}
+	}()
 	if !r.has(flagFromDump) && r.seen >= d.Start {
 		// An event at or after the dump's start is at least as new as the
 		// dump's view. Only the timewait substate, which no event reports,
@@ -211,7 +233,7 @@ func (t *Table) mergeListed(r *Row, s *snapshot.Socket, d *Dump, st *ReconcileSt
 		}
 		if r.has(flagInferred) && miniSocket(s) {
 			r.set(flagInferred, false)
-			st.Confirmed++
+			outcome = &st.Confirmed
 		}
 		if !r.has(flagOwnerKnown) && !r.has(flagTimeWait) && len(s.Owners) > 0 {
 			t.mergeOwner(r, s, d)
@@ -222,9 +244,9 @@ func (t *Table) mergeListed(r *Row, s *snapshot.Socket, d *Dump, st *ReconcileSt
 	wasTimeWait := r.has(flagTimeWait)
 	timeWait := miniSocket(s) || (wasTimeWait && s.State == tcp.FinWait2)
 	if r.has(flagInferred) && timeWait {
-		st.Confirmed++
+		outcome = &st.Confirmed
 	} else if r.state != s.State && !(wasTimeWait && timeWait) {
-		st.Corrected++
+		outcome = &st.Corrected
 	}
 	if r.state != s.State {
 		r.state = s.State
@@ -320,7 +342,7 @@ func (t *Table) gone(r *Row, d *Dump, st *ReconcileStats) bool {
 	case !d.covers(r.netns):
 		// No dump covers this namespace: only time ends its timewait rows.
 		if r.has(flagTimeWait) && d.End > r.ended && time.Duration(d.End-r.ended) > TimeWaitLen {
-			st.Expired++
+			d.count(&st.Expired, r)
 			return true
 		}
 		return false
@@ -329,7 +351,7 @@ func (t *Table) gone(r *Row, d *Dump, st *ReconcileStats) bool {
 		return false
 	case r.has(flagTimeWait) && r.expires != 0 && d.Start >= r.expires:
 		// Its timer has run out: the dump did not skip it.
-		st.Expired++
+		d.count(&st.Expired, r)
 		return true
 	case !r.has(flagUnlisted):
 		// A dump walks the hash tables in batches and skips sockets when
@@ -339,9 +361,9 @@ func (t *Table) gone(r *Row, d *Dump, st *ReconcileStats) bool {
 		st.Unlisted++
 		return false
 	case r.has(flagTimeWait):
-		st.Expired++
+		d.count(&st.Expired, r)
 	default:
-		st.Vanished++
+		d.count(&st.Vanished, r)
 	}
 	return true
 }

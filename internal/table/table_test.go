@@ -524,6 +524,45 @@ func TestOrdering(t *testing.T) {
 	}
 }
 
+// TestReconcileCountsOnlyCounted: with Dump.Counted, the outcomes count
+// only the rows it selects (serve FILTER's metrics), judged as the merge
+// leaves them; every row is merged all the same, and Unlisted, which the
+// live table's resync rests on, counts every row.
+func TestReconcileCountsOnlyCounted(t *testing.T) {
+	odd := func(r *Row) bool { return r.Cookie()%2 == 1 }
+	for _, tc := range []struct {
+		counted              func(*Row) bool
+		first, second, third ReconcileStats
+	}{
+		{nil, ReconcileStats{Added: 2, Corrected: 2}, ReconcileStats{Unlisted: 4}, ReconcileStats{Vanished: 4}},
+		{odd, ReconcileStats{Added: 1, Corrected: 1}, ReconcileStats{Unlisted: 4}, ReconcileStats{Vanished: 2}},
+	} {
+		tb := New(Options{})
+		tb.Apply(move(5*ms, 1, tcp.SynSent, tcp.Established))
+		tb.Apply(move(5*ms, 2, tcp.SynSent, tcp.Established))
+		var got [3]ReconcileStats
+		var rows [2]int
+		for i, d := range []*Dump{
+			// Lost events: 1 and 2 are corrected, 5 and 6 added.
+			dump(10*ms, 20*ms, sock(1, tcp.CloseWait), sock(2, tcp.CloseWait), sock(5, tcp.Established), sock(6, tcp.Established)),
+			dump(30*ms, 40*ms), // one absence: unlisted
+			dump(50*ms, 60*ms), // two: vanished
+		} {
+			d.Counted = tc.counted
+			got[i] = tb.Reconcile(d)
+			if i != 1 {
+				rows[i/2] = tb.Len()
+			}
+		}
+		if diff := cmp.Diff([3]ReconcileStats{tc.first, tc.second, tc.third}, got); diff != "" {
+			t.Errorf("counted %v: stats (-want +got):\n%s", tc.counted != nil, diff)
+		}
+		if rows != [2]int{4, 0} {
+			t.Errorf("counted %v: %v rows after the first and third dumps, want [4 0]", tc.counted != nil, rows)
+		}
+	}
+}
+
 // TestSyntheticIDsAdoptCookies: on kernels whose tracing programs get no
 // cookies, events carry synthetic ids; the first dump that lists the socket
 // gives its row the real cookie, and later events still reach it.
