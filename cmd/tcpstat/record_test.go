@@ -100,6 +100,7 @@ func listen(t *testing.T, addr string) (net.Listener, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ln.Close() })
 	return ln, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
 

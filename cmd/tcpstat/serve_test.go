@@ -135,13 +135,13 @@ func TestServeFilter(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
 	}
-	kept, other := listenOn(t, "127.80.212.1:0"), listenOn(t, "127.80.212.2:0")
+	kept, port := listen(t, "127.80.212.1")
+	other, _ := listen(t, "127.80.212.2")
 	dialOn(t, kept) // older than serve: its two ends count from the first dump
 	dialOn(t, other)
-	port := kept.Addr().(*net.TCPAddr).Port
 	// The comm term keeps the kernel from filtering (filter explain):
 	// user space selects every event.
-	s := startServe(t, "127.80.212.9:9982", fmt.Sprintf("src 127.80.212.1:%d or dst 127.80.212.1:%d or comm no-such-program", port, port))
+	s := startServe(t, "127.80.212.9:9982", fmt.Sprintf("src 127.80.212.1:%s or dst 127.80.212.1:%s or comm no-such-program", port, port))
 	const (
 		established = `tcpstat_connections{state="ESTABLISHED"}`
 		listening   = `tcpstat_connections{state="LISTEN"}`
@@ -166,9 +166,9 @@ func TestServeFilterReconcileCounts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads the BPF program")
 	}
-	kept, other := listenOn(t, "127.80.213.1:0"), listenOn(t, "127.80.213.2:0")
-	port := kept.Addr().(*net.TCPAddr).Port
-	s := startServe(t, "127.80.213.9:9983", fmt.Sprintf("src 127.80.213.1:%d or dst 127.80.213.1:%d", port, port))
+	_, port := listen(t, "127.80.213.1")
+	other, _ := listen(t, "127.80.213.2")
+	s := startServe(t, "127.80.213.9:9983", fmt.Sprintf("src 127.80.213.1:%s or dst 127.80.213.1:%s", port, port))
 	const reconciles = `tcpstat_table_reconciles_total`
 	s.wait(map[string]string{`tcpstat_connections{state="LISTEN"}`: "1"})
 	waitReconciles := func(n int) {
@@ -206,16 +206,6 @@ func TestServeFilterReconcileCounts(t *testing.T) {
 		}
 	}
 	s.stop()
-}
-
-func listenOn(t *testing.T, addr string) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
 }
 
 // dialOn connects to ln: the two ends, closed when the test ends.
