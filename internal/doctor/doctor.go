@@ -73,9 +73,19 @@ func Run() Report {
 	}
 	haveTP := haveBTF && check("tracepoint sock:inet_sock_set_state", "every TCP state transition",
 		typeErr(kernelBTF, "btf_trace_inet_sock_set_state"), "present")
+	// Present in the kernel's BTF is not enough: some hosts refuse these
+	// iterators to root while they load others, so a privileged doctor
+	// loads one.
+	mapIterators := funcErr(kernelBTF, "bpf_iter_bpf_map_elem")
+	if mapIterators == nil && privileged {
+		ok, err := tracer.HaveMapIterators()
+		if mapIterators = err; err == nil && !ok {
+			mapIterators = errors.New("present in kernel BTF, but the kernel does not load them")
+		}
+	}
 	check("BPF map iterators (iter/bpf_map_elem, Linux 5.9+)",
 		"sweeping per-socket state of sockets whose close was lost (else the LRU map evicts it when full)",
-		funcErr(kernelBTF, "bpf_iter_bpf_map_elem"), "present")
+		mapIterators, "load")
 
 	// No probe for the tracing program type itself: the library's probe
 	// loads an fentry program, which some kernels refuse while tp_btf
@@ -117,12 +127,12 @@ func Run() Report {
 	}
 	haveDiag := check("netlink sock_diag", "socket listings (list) and the live table's dumps (top)", sockDiagErr(), "available")
 
-	var tracerErr error
-	var warnings []string
+	var tracerErr, iteratorsErr error
+	var acceptWarnings []string
 	if privileged && haveBTF && haveTP {
 		t, err := tracer.New(tracer.Options{})
 		if err == nil {
-			warnings = t.Warnings()
+			acceptWarnings, iteratorsErr = t.AcceptWarnings(), t.MapIterators()
 			err = t.Close()
 		}
 		tracerErr = err
@@ -131,13 +141,15 @@ func Run() Report {
 
 	tracing := privileged && haveBTF && haveTP && haveRing && tracerErr == nil
 	r.Features = append(r.Features, feature("watch: live TCP transitions", tracing, false, whyNot(privileged, haveBTF, haveTP, tracerErr)))
-	owners := strings.Join(warnings, "; ")
+	owners := strings.Join(acceptWarnings, "; ")
 	r.Features = append(r.Features, feature("owners of accepted connections", tracing, !haveAcceptTP || owners != "",
 		firstNonEmpty(owners, whyNot(privileged, haveBTF, haveTP, tracerErr))))
 	r.Features = append(r.Features, feature("socket cookies matching ss and sock_diag", tracing && haveCookie, tracing && !haveCookie,
 		"tracing programs cannot read cookies on this kernel: sockets get synthetic ids until listed"))
 	r.Features = append(r.Features, feature("per-socket kernel state freed with its socket", tracing && haveStorage, tracing && !haveStorage,
 		"kept in an LRU map instead (Linux < 5.11), swept every 10 s of sockets whose close was lost"))
+	r.Features = append(r.Features, feature("sweep of per-socket state whose close was lost", tracing && iteratorsErr == nil, tracing && iteratorsErr != nil,
+		fmt.Sprint("left to the LRU map, which evicts it only when full: ", iteratorsErr)))
 	r.Features = append(r.Features, feature("socket owners in one kernel pass", haveTaskFiles, false,
 		"owners come from a walk of /proc/*/fd, slower with many sockets"))
 	r.Features = append(r.Features, feature("list: netstat-style listings", true, !haveDiag,

@@ -1,11 +1,15 @@
 package doctor
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 // On the project's machines (BTF, tp_btf, ring buffers, root), everything
@@ -27,8 +31,7 @@ func TestRunFindsWhatTracingNeeds(t *testing.T) {
 	}
 	for _, name := range []string{
 		"kernel BTF (/sys/kernel/btf/vmlinux)", "tracepoint sock:inet_sock_set_state",
-		"BPF ring buffer", "tracer loads and attaches", "netlink sock_diag",
-		"BPF map iterators (iter/bpf_map_elem, Linux 5.9+)", taskFilesCheck,
+		"BPF ring buffer", "tracer loads and attaches", "netlink sock_diag", taskFilesCheck,
 	} {
 		c, ok := checks[name]
 		if !ok {
@@ -45,6 +48,28 @@ func TestRunFindsWhatTracingNeeds(t *testing.T) {
 		if status[name] != "available" {
 			t.Errorf("%s: %q, want available", name, status[name])
 		}
+	}
+	// The map iterators check and feature must say what the tracer finds:
+	// some hosts refuse these iterators to root (a BPF LSM policy) though
+	// their kernel's BTF has them.
+	tr, err := tracer.New(tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iterErr := tr.MapIterators()
+	tr.Close()
+	iterators, sweep := checks["BPF map iterators (iter/bpf_map_elem, Linux 5.9+)"], "available"
+	if iterErr != nil {
+		sweep = "degraded"
+	}
+	if iterators.Name == "" || iterators.OK != (iterErr == nil) {
+		t.Errorf("map iterators check %+v, but the tracer's iterators: %v", iterators, iterErr)
+	}
+	if errors.Is(iterErr, unix.EPERM) && !strings.Contains(iterators.Detail, "refused") {
+		t.Errorf("map iterators check %q does not say the kernel refused them (%v)", iterators.Detail, iterErr)
+	}
+	if got := status["sweep of per-socket state whose close was lost"]; got != sweep {
+		t.Errorf("sweep feature %q, want %q (tracer: %v)", got, sweep, iterErr)
 	}
 	// Socket storage in tracing programs came in 5.11.
 	var uts unix.Utsname

@@ -155,6 +155,47 @@ func probeSocketStorage(kernelBTF *btf.Cache) (bool, error) {
 	})
 }
 
+// ErrNoMapIterators: the kernel has no BPF map iterators (Linux 5.9+) or
+// refuses them. Per-socket state is then not swept or listed.
+var ErrNoMapIterators = errors.New("no BPF map iterators")
+
+// HaveMapIterators reports whether the kernel loads BPF map iterators
+// (iter/bpf_map_elem), by loading one: false on a kernel without them, an
+// error when the kernel has them but refuses them.
+func HaveMapIterators() (bool, error) {
+	return remember("map iterators", func() (bool, error) {
+		probe, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type: ebpf.Tracing, AttachType: ebpf.AttachTraceIter, AttachTo: "bpf_map_elem", License: "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		})
+		if err == nil {
+			probe.Close()
+			return true, nil
+		}
+		// The library wraps every refused load in a VerifierError, EPERM too.
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return false, fmt.Errorf("probe for BPF map iterators: %w", explainIteratorRefusal(err))
+		}
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) || errors.Is(err, unix.EINVAL) || errors.Is(err, btf.ErrNotFound) {
+			return false, nil
+		}
+		return false, fmt.Errorf("probe for BPF map iterators: %w", err)
+	})
+}
+
+// explainIteratorRefusal says why loading a map iterator failed. Hosts
+// have been seen that load task and socket iterators but refuse, to root,
+// the iterators that read and write any map's elements (bpf_map_elem,
+// bpf_sk_storage_map, sockmap): a BPF LSM policy.
+func explainIteratorRefusal(err error) error {
+	if (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) && HaveTracingPrivileges() && !seccompFiltered() {
+		return fmt.Errorf("%w (the kernel refused them to a process holding CAP_BPF and CAP_PERFMON: "+
+			"a security policy of this host, such as a BPF LSM program, forbids map iterators)", err)
+	}
+	return explainPermission(err)
+}
+
 // probed keeps each probe's answer: what the kernel's tracing programs may
 // call does not change while the process runs, and doctor, the filter's
 // compiler and New ask the same questions. Errors are not kept.

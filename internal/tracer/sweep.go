@@ -3,7 +3,6 @@ package tracer
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -34,8 +33,8 @@ type KeptSocket struct {
 // socket the kernel program keeps state for, once each: what the tests use
 // to show that per-socket state goes with its socket.
 func (t *Tracer) KeptSockets() ([]KeptSocket, error) {
-	if t.objs.SweepSockets == nil {
-		return nil, errors.New("list per-socket state: this kernel has no BPF map iterators (Linux 5.9+)")
+	if t.iteratorsErr != nil {
+		return nil, fmt.Errorf("list per-socket state: %w", t.iteratorsErr)
 	}
 	var kept []KeptSocket
 	at := map[uint64]int{}

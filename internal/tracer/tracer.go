@@ -115,7 +115,11 @@ type Tracer struct {
 	corrupt  atomic.Uint64 // samples Read skipped
 	deadline time.Time     // the caller's, for Read
 	sweeping chan struct{} // closed to stop the sweeper
-	swept    chan struct{} // closed when it stopped
+	// iteratorsErr is why the map iterators did not load, nil if they did.
+	iteratorsErr error
+	// acceptWarnings are the warnings of attachAccept, also in warnings.
+	acceptWarnings []string
+	swept          chan struct{} // closed when it stopped
 }
 
 // pollEvery bounds how long an event waits in the ring buffer: the kernel
@@ -216,6 +220,7 @@ func New(opts Options) (_ *Tracer, err error) {
 	}
 	if !opts.Experiment.NoAccept {
 		t.attachAccept()
+		t.warnings = append(t.warnings, t.acceptWarnings...)
 	}
 	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
@@ -278,20 +283,25 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFi
 }
 
 // loadIterators loads the programs that sweep and list per-socket state.
-// Map iterators came in 5.9: without them the LRU map alone bounds the
-// entries of sockets whose CLOSE was lost.
+// Without them (map iterators came in 5.9, and some hosts' policies refuse
+// them) the LRU map alone bounds the entries of sockets whose CLOSE was lost.
 func (t *Tracer) loadIterators(spec *ebpf.CollectionSpec, shared *ebpf.CollectionOptions) {
 	var iters struct {
 		SweepSockets *ebpf.Program `ebpf:"sweep_sockets"`
 		ListStorage  *ebpf.Program `ebpf:"list_storage"`
 	}
+	// Not a warning at every start: events and owners stay exact, and
+	// entries of lost closes are rare (a recursion loss); doctor says it.
 	if err := spec.Copy().LoadAndAssign(&iters, shared); err != nil {
-		t.warnings = append(t.warnings, "per-socket state of sockets closed unseen is left to the LRU map "+
-			"(no BPF map iterators, Linux 5.9+): "+err.Error())
+		t.iteratorsErr = fmt.Errorf("%w: %w", ErrNoMapIterators, explainIteratorRefusal(err))
 		return
 	}
 	t.objs.SweepSockets, t.objs.ListStorage = iters.SweepSockets, iters.ListStorage
 }
+
+// MapIterators reports why the programs that sweep and list per-socket state
+// did not load (wrapping ErrNoMapIterators), or nil when they did.
+func (t *Tracer) MapIterators() error { return t.iteratorsErr }
 
 type mapResult struct {
 	m   *ebpf.Map
@@ -379,7 +389,7 @@ func wakeupRecords(ringBytes uint32) uint64 {
 // passive opens get an owner at their first system call instead.
 func (t *Tracer) attachAccept() {
 	if err := ensureTracefs(); err != nil {
-		t.warnings = append(t.warnings, "owners of accepted connections are unknown until they close: "+err.Error())
+		t.acceptWarnings = append(t.acceptWarnings, "owners of accepted connections are unknown until they close: "+err.Error())
 		return
 	}
 	for name, prog := range map[string]*ebpf.Program{
@@ -388,7 +398,7 @@ func (t *Tracer) attachAccept() {
 	} {
 		l, err := link.Tracepoint("syscalls", name, prog, nil)
 		if err != nil {
-			t.warnings = append(t.warnings, fmt.Sprintf(
+			t.acceptWarnings = append(t.acceptWarnings, fmt.Sprintf(
 				"owners of accepted connections may be unknown until they close: attach syscalls:%s: %v", name, err))
 			continue
 		}
@@ -397,8 +407,12 @@ func (t *Tracer) attachAccept() {
 }
 
 // Warnings lists what this kernel or environment could not give, and what
-// that costs.
+// that costs; MapIterators says why per-socket state is not swept.
 func (t *Tracer) Warnings() []string { return t.warnings }
+
+// AcceptWarnings are the warnings about owners of accepted connections
+// (the accept() hooks), a part of Warnings.
+func (t *Tracer) AcceptWarnings() []string { return t.acceptWarnings }
 
 // SyntheticIDs reports whether events may carry synthetic socket ids
 // (Event.Synthetic): this kernel, before 5.12, gives tracing programs no
