@@ -3,6 +3,7 @@ package table
 import (
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -107,7 +108,8 @@ func TestConnectionLife(t *testing.T) {
 // adds and removes, across chunk boundaries and an index rebuild.
 func TestStore(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	s := newRowStore()
+	tb := New(Options{})
+	s := &tb.rows
 	model := map[uint64]uint32{}
 	next := uint64(1)
 	for i := range 60000 {
@@ -133,7 +135,8 @@ func TestStore(t *testing.T) {
 			t.Fatalf("lookup(%d) = %+v, want pid %d", c, r, pid)
 		}
 	}
-	if want := (s.n+chunkSize-1)>>chunkShift + 1; len(s.chunks) > want {
-		t.Errorf("store keeps %d chunks for %d rows, want at most %d", len(s.chunks), s.n, want)
+	if want := (s.n+chunkSize-1)>>chunkShift + 1; len(s.mem.chunks) > want {
+		t.Errorf("store keeps %d chunks for %d rows, want at most %d", len(s.mem.chunks), s.n, want)
 	}
+	runtime.KeepAlive(tb)
 }

@@ -1,20 +1,16 @@
 package table
 
-import (
-	"os"
-	"unsafe"
+import "runtime"
 
-	"golang.org/x/sys/unix"
-)
-
-// rowStore keeps rows dense in fixed-size chunks: appending never copies
-// the rows already held (no 2x spike while a slice grows), removal moves the
-// last row into the hole, and iteration is a walk over contiguous memory.
+// rowStore keeps rows dense in fixed-size chunks outside the Go heap
+// (chunks.go): appending never copies the rows already held (no 2x spike
+// while a slice grows), removal moves the last row into the hole, and
+// iteration is a walk over contiguous memory.
 type rowStore struct {
-	chunks [][]Row
-	n      int
-	index  map[uint64]int32 // cookie → position
-	peak   int              // most rows the index has held since it was made
+	mem   *chunkList
+	n     int
+	index map[uint64]int32 // cookie → position
+	peak  int              // most rows the index has held since it was made
 }
 
 const (
@@ -22,9 +18,15 @@ const (
 	chunkSize  = 1 << chunkShift
 )
 
-func newRowStore() rowStore { return rowStore{index: make(map[uint64]int32)} }
+// newRowStore returns t's store, whose chunks go back to the pool once t
+// is unreachable.
+func newRowStore(t *Table) rowStore {
+	mem := new(chunkList)
+	runtime.AddCleanup(t, (*chunkList).free, mem)
+	return rowStore{mem: mem, index: make(map[uint64]int32)}
+}
 
-func (s *rowStore) at(i int) *Row { return &s.chunks[i>>chunkShift][i&(chunkSize-1)] }
+func (s *rowStore) at(i int) *Row { return &s.mem.chunks[i>>chunkShift][i&(chunkSize-1)] }
 
 func (s *rowStore) lookup(cookie uint64) *Row {
 	if i, ok := s.index[cookie]; ok {
@@ -35,8 +37,8 @@ func (s *rowStore) lookup(cookie uint64) *Row {
 
 // add returns a zeroed row for cookie, which must not be present.
 func (s *rowStore) add(cookie uint64) *Row {
-	if s.n>>chunkShift == len(s.chunks) {
-		s.chunks = append(s.chunks, newChunk())
+	if s.n>>chunkShift == len(s.mem.chunks) {
+		s.mem.chunks = append(s.mem.chunks, newChunk())
 	}
 	i := s.n
 	s.n++
@@ -74,9 +76,10 @@ func (s *rowStore) remove(i int) {
 	s.n--
 	// Keep one spare chunk so a row count hovering at a boundary does not
 	// allocate and free a chunk each time.
-	if used := (s.n + chunkSize - 1) >> chunkShift; len(s.chunks) > used+1 {
-		s.chunks[len(s.chunks)-1] = nil
-		s.chunks = s.chunks[:len(s.chunks)-1]
+	if chunks := s.mem.chunks; len(chunks) > (s.n+chunkSize-1)>>chunkShift+1 {
+		freeChunk(chunks[len(chunks)-1])
+		chunks[len(chunks)-1] = nil
+		s.mem.chunks = chunks[:len(chunks)-1]
 	}
 	// Go maps never shrink: rebuild the index after a large drop.
 	if s.peak > 4*chunkSize && len(s.index) < s.peak/4 {
@@ -86,21 +89,4 @@ func (s *rowStore) remove(i int) {
 		}
 		s.index, s.peak = index, len(index)
 	}
-}
-
-// newChunk allocates room for chunkSize rows. Fresh memory from the kernel
-// would fault in a page at a time as rows are written, and in a VM each
-// fault is dear: at start-up the faults cost nearly as much as the dump.
-// MADV_POPULATE_WRITE (Linux 5.14) maps the chunk's pages in one call;
-// older kernels refuse it and the rows fault in as before.
-func newChunk() []Row {
-	c := make([]Row, chunkSize)
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&c[0])), len(c)*int(unsafe.Sizeof(c[0])))
-	// Only whole pages inside the chunk: madvise wants an aligned start.
-	page := uintptr(os.Getpagesize())
-	start := (uintptr(unsafe.Pointer(&b[0])) + page - 1) &^ (page - 1)
-	if off := int(start - uintptr(unsafe.Pointer(&b[0]))); off < len(b) {
-		_ = unix.Madvise(b[off:], unix.MADV_POPULATE_WRITE)
-	}
-	return c
 }

@@ -77,8 +77,10 @@ type Stats struct {
 
 // New returns an empty table.
 func New(opts Options) *Table {
-	return &Table{rows: newRowStore(), tombs: make(map[uint64]uint64), halfClosed: make(map[Key]uint64),
+	t := &Table{tombs: make(map[uint64]uint64), halfClosed: make(map[Key]uint64),
 		aliases: make(map[uint64]uint64), syntheticTombs: make(map[Key]uint64), onEnd: opts.OnEnd}
+	t.rows = newRowStore(t)
+	return t
 }
 
 // Key identifies a socket where its cookie cannot: by network namespace

@@ -1,0 +1,91 @@
+package table
+
+import (
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Row chunks live outside the Go heap. A row holds no Go pointer (owner
+// names are interned by id), so the collector has nothing to find in them,
+// and on the heap they would only raise its goal: with GOGC=100 the heap
+// grows to twice what is live before a collection, and the pages it reached
+// stay in the RSS. Mapped from the kernel, a row costs its own size once.
+//
+// Chunks are never unmapped: a chunk a table no longer needs is emptied
+// (its pages go back to the kernel and read as zeros) and kept for the next
+// one. A stale *Row, already wrong after the table changes, so reads zeros
+// or another table's row, never a fault.
+var chunkPool struct {
+	sync.Mutex
+	free   [][]Row
+	mapped int // chunks mapped since the process started: the pool never shrinks
+}
+
+const chunkBytes = chunkSize * int(unsafe.Sizeof(Row{}))
+
+// newChunk returns chunkSize zeroed rows, their pages already mapped in.
+// Faulting them in a page at a time as rows are written costs, in a VM,
+// nearly as much as the dump that fills them at start-up.
+func newChunk() []Row {
+	chunkPool.Lock()
+	defer chunkPool.Unlock()
+	if n := len(chunkPool.free); n > 0 {
+		c := chunkPool.free[n-1]
+		chunkPool.free = chunkPool.free[:n-1]
+		// MADV_POPULATE_WRITE (Linux 5.14): older kernels refuse it and the
+		// rows fault in as they are written.
+		_ = unix.Madvise(chunkMemory(c), unix.MADV_POPULATE_WRITE)
+		return c
+	}
+	b, err := unix.Mmap(-1, 0, chunkBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err != nil {
+		// Out of address space or memory: the heap would fail too, the
+		// same way the runtime fails an allocation.
+		panic("table: mapping rows: " + err.Error())
+	}
+	chunkPool.mapped++
+	return unsafe.Slice((*Row)(unsafe.Pointer(&b[0])), chunkSize)
+}
+
+// freeChunk gives c's pages back to the kernel and keeps c for reuse.
+func freeChunk(c []Row) {
+	chunkPool.Lock()
+	defer chunkPool.Unlock()
+	release(c)
+}
+
+// release frees c with chunkPool held.
+func release(c []Row) {
+	// Private anonymous pages read as zeros after MADV_DONTNEED: the chunk
+	// comes back empty, as newChunk promises.
+	if err := unix.Madvise(chunkMemory(c), unix.MADV_DONTNEED); err != nil {
+		clear(c)
+	}
+	chunkPool.free = append(chunkPool.free, c)
+}
+
+func chunkMemory(c []Row) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(&c[0])), chunkBytes)
+}
+
+// chunkList is a table's chunks, apart from the table so that a cleanup
+// can free them once the table is unreachable (runtime.AddCleanup).
+type chunkList struct{ chunks [][]Row }
+
+func (l *chunkList) free() {
+	chunkPool.Lock()
+	defer chunkPool.Unlock()
+	for _, c := range l.chunks {
+		release(c)
+	}
+	l.chunks = nil
+}
+
+// mappedChunks is the number of chunks mapped since the process started.
+func mappedChunks() int {
+	chunkPool.Lock()
+	defer chunkPool.Unlock()
+	return chunkPool.mapped
+}

@@ -1,0 +1,76 @@
+package table
+
+import (
+	"reflect"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestRowHoldsNoPointers guards the row chunks outside the Go heap: the
+// collector does not look there, so a Go pointer stored in a row would
+// leave what it points to unreachable to it.
+func TestRowHoldsNoPointers(t *testing.T) {
+	var walk func(reflect.Type, string)
+	walk = func(typ reflect.Type, path string) {
+		switch typ.Kind() {
+		case reflect.Struct:
+			for i := range typ.NumField() {
+				f := typ.Field(i)
+				walk(f.Type, path+"."+f.Name)
+			}
+		case reflect.Array:
+			walk(typ.Elem(), path+"[]")
+		case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+			reflect.Float32, reflect.Float64:
+		default:
+			t.Errorf("Row%s is a %s: rows live outside the Go heap and may hold no pointer", path, typ.Kind())
+		}
+	}
+	walk(reflect.TypeFor[Row](), "")
+}
+
+// TestChunksFreedWithTable drops a table of three chunks and waits for its
+// cleanup to give them back; the next table reuses them, zeroed.
+func TestChunksFreedWithTable(t *testing.T) {
+	fill := func(n int) *Table {
+		tb := New(Options{})
+		for i := range n {
+			r := tb.rows.add(uint64(i + 1))
+			r.pid, r.since = 7, 42
+		}
+		return tb
+	}
+	tb := fill(3*chunkSize - 1)
+	mem := tb.rows.mem // not the table: it keeps the table reachable
+	held := func() int {
+		chunkPool.Lock()
+		defer chunkPool.Unlock()
+		return len(mem.chunks)
+	}
+	if n := held(); n != 3 {
+		t.Fatalf("a table of %d rows holds %d chunks, want 3", tb.Len(), n)
+	}
+	tb = nil
+	deadline := time.Now().Add(10 * time.Second)
+	for held() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after its table was dropped, it still holds %d chunks", held())
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	mapped := mappedChunks()
+	tb = New(Options{})
+	for i := range 3 * chunkSize {
+		r := tb.rows.add(uint64(i + 1))
+		if r.pid != 0 || r.since != 0 {
+			t.Fatalf("row %d of a reused chunk holds pid %d, since %d: want a zeroed row", i, r.pid, r.since)
+		}
+	}
+	if again := mappedChunks(); again != mapped {
+		t.Errorf("refilling mapped %d new chunks, want the 3 freed ones reused", again-mapped)
+	}
+	runtime.KeepAlive(tb)
+}
