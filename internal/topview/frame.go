@@ -77,8 +77,10 @@ type Frame struct {
 	// column (set by Arrange, with Options.Containers).
 	Pods bool
 	rows []table.Row
-	// ids are the rows' owners' containers and pods, resolved once per
-	// capture (Arrange) when Options.Containers is set.
+	// idOf[i] is the index in ids of row i's owner's container and pod,
+	// resolved once per capture (Arrange) when Options.Containers is set:
+	// rows share a few identities, and an Identity is six strings.
+	idOf    []uint32
 	ids     []container.Identity
 	idsDone bool
 	// owners are the rows' owners, names included, resolved at capture:
@@ -194,28 +196,31 @@ func (f *Frame) resolve(ids *container.Resolver) {
 		return
 	}
 	f.idsDone = true
-	f.ids = f.ids[:0]
+	f.ids = append(f.ids[:0], container.Identity{}) // 0: no owner known
+	f.idOf = slices.Grow(f.idOf[:0], f.size())
 	type key struct {
 		cgroup uint64
 		pid    uint32
 	}
-	seen := make(map[key]container.Identity)
+	seen := make(map[key]uint32)
 	for i := range int32(f.size()) {
 		o := f.ownerAt(i)
-		var id container.Identity
+		at := uint32(0)
 		if o.Known {
 			k := key{cgroup: o.Cgroup}
 			if k.cgroup == 0 {
 				k.pid = o.PID
 			}
 			var ok bool
-			if id, ok = seen[k]; !ok {
-				id = ids.Owner(k.cgroup, k.pid)
-				seen[k] = id
+			if at, ok = seen[k]; !ok {
+				id := ids.Owner(k.cgroup, k.pid)
+				at = uint32(len(f.ids))
+				f.ids = append(f.ids, id)
+				seen[k] = at
+				f.Pods = f.Pods || !id.IsZero()
 			}
 		}
-		f.ids = append(f.ids, id)
-		f.Pods = f.Pods || !id.IsZero()
+		f.idOf = append(f.idOf, at)
 	}
 }
 
@@ -289,7 +294,7 @@ func (f *Frame) Identity(i int) container.Identity {
 	if !f.idsDone {
 		return container.Identity{}
 	}
-	return f.ids[f.order[i]]
+	return f.ids[f.idOf[f.order[i]]]
 }
 
 // displayState names request sockets as ss and netstat do.
