@@ -51,10 +51,10 @@ type DumpFunc func(ctx context.Context, owners bool) ([]snapshot.Socket, error)
 // host); fn must not keep s.
 type WalkFunc func(ctx context.Context, fn func(s *snapshot.Socket)) error
 
-// OwnersFunc scans every process's descriptors into an inode → owners map
-// (snapshot.Owners on a real host). A *snapshot.PartialError comes with a
-// valid map: some processes could not be read.
-type OwnersFunc func(ctx context.Context) (map[uint64][]snapshot.Owner, error)
+// OwnersFunc scans every process's descriptors into an index of sockets'
+// owners (snapshot.Owners on a real host). A *snapshot.PartialError comes
+// with a valid index: some processes could not be read.
+type OwnersFunc func(ctx context.Context) (*snapshot.OwnerIndex, error)
 
 // ErrEventsEnded is what Barrier returns once events are no longer read:
 // the source ended or failed (Status.Err says why), or the table was closed.
@@ -563,7 +563,7 @@ func (t *Table) walk(ctx context.Context, lostBefore uint64, owners bool, began 
 	mono := time.Now()
 	start := tracer.Now()
 	readBy := func() uint64 { return start + uint64(time.Since(mono)) }
-	var found map[uint64][]snapshot.Owner
+	var found *snapshot.OwnerIndex
 	var partial *snapshot.PartialError
 	if owners {
 		var err error

@@ -524,7 +524,7 @@ func TestWalkedReconciles(t *testing.T) {
 			}
 			return nil
 		}
-		owners := map[uint64][]snapshot.Owner{70: {{PID: 42, Comm: "srv"}}}
+		owners := snapshot.NewOwnerIndex(map[uint64][]snapshot.Owner{70: {{PID: 42, Comm: "srv"}}})
 		partial := &snapshot.PartialError{Unreadable: 2}
 		dump := func(_ context.Context, withOwners bool) ([]snapshot.Socket, error) {
 			dumps.Add(1)
@@ -535,7 +535,7 @@ func TestWalkedReconciles(t *testing.T) {
 			}
 			return socks, nil
 		}
-		scans := func(context.Context) (map[uint64][]snapshot.Owner, error) { return owners, partial }
+		scans := func(context.Context) (*snapshot.OwnerIndex, error) { return owners, partial }
 		q := idQueue{newQueue(), synthetic}
 		tr, err := Start(context.Background(), Config{Events: q, Dump: dump, Walk: walk, Owners: scans, NetNS: 1, Every: 20 * time.Millisecond})
 		if err != nil {

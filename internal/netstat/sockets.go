@@ -486,13 +486,13 @@ func (t *textWriter) unixRow(s *snapshot.Socket) {
 // inetRows writes one protocol's rows, IPv4 then IPv6 as netstat orders
 // them. Each family's dump walks the kernel's whole hash table, so the
 // IPv6 dump runs beside the IPv4 one, its rows kept until IPv4's are out.
-func (t *textWriter) inetRows(p snapshot.Proto, fams []snapshot.Family, owners map[uint64][]snapshot.Owner) error {
+func (t *textWriter) inetRows(p snapshot.Proto, fams []snapshot.Family, owners *snapshot.OwnerIndex) error {
 	walk := func(tw *textWriter, fam snapshot.Family) error {
 		c := tw.c
 		opts := snapshot.Options{Protos: []snapshot.Proto{p}, Families: []snapshot.Family{fam}, States: c.tcpStates(), Info: c.Timers, NetNS: c.NetNS, Source: c.inetSource()}
 		return snapshot.Walk(tw.ctx, opts, func(s *snapshot.Socket) error {
 			if owners != nil && s.Inode != 0 {
-				s.Owners = owners[s.Inode]
+				s.Owners = owners.Of(s.Inode)
 			}
 			if c.wanted(s) {
 				tw.inetRow(s)
@@ -522,7 +522,7 @@ func (t *textWriter) inetRows(p snapshot.Proto, fams []snapshot.Family, owners m
 
 func streamSocketsText(ctx context.Context, c *Config, w *bufio.Writer, warn io.Writer, nm *names) error {
 	t := &textWriter{w: w, c: c, names: nm, ctx: ctx, line: make([]byte, 0, 256), addr: make([]byte, 0, 64)}
-	var owners map[uint64][]snapshot.Owner
+	var owners *snapshot.OwnerIndex
 	if c.owners() {
 		var err error
 		owners, err = snapshot.Owners(ctx)

@@ -35,13 +35,18 @@ func canDiag() bool {
 // BenchmarkIndexOwners is the owner scan's index at 130 000 socket
 // descriptors held by seven processes, in the order a scan finds them.
 func BenchmarkIndexOwners(b *testing.B) {
+	var x OwnerIndex
+	for pid := range 7 {
+		x.procs = append(x.procs, Owner{PID: uint32(100 + pid), Comm: "holder", Cmd: "holder"})
+	}
 	src := make([]ownerRef, 130_000)
 	for i := range src {
-		src[i] = ownerRef{uint64(1_000_000 + (i*7919)%len(src)), Owner{PID: uint32(100 + i/20_000), Comm: "holder", Cmd: "holder"}}
+		src[i] = ownerRef{uint64(1_000_000 + (i*7919)%len(src)), uint32(i / 20_000)}
 	}
-	refs := make([]ownerRef, len(src))
+	x.refs = make([]ownerRef, len(src))
 	for b.Loop() {
-		copy(refs, src)
-		indexOwners(refs)
+		copy(x.refs, src)
+		x.shared = nil
+		x.index()
 	}
 }

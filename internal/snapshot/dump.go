@@ -176,11 +176,11 @@ func (opts *Options) defaults() ([]Proto, []Family, StateSet) {
 	return protos, families, states
 }
 
-// Attach sets each socket's Owners from an inode → owners map.
-func Attach(socks []Socket, owners map[uint64][]Owner) {
+// Attach sets each socket's Owners from an owner index.
+func Attach(socks []Socket, owners *OwnerIndex) {
 	for i := range socks {
 		if socks[i].Inode != 0 {
-			socks[i].Owners = owners[socks[i].Inode]
+			socks[i].Owners = owners.Of(socks[i].Inode)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"os"
 	"runtime"
 	"slices"
@@ -35,8 +36,8 @@ func (e *PartialError) Error() string {
 // a walk of /proc/*/fd, in parallel; LastOwnerScan says which. Either way a
 // process that exits mid-scan is skipped or keeps its pid with empty names,
 // and the names are read from /proc/<pid>/comm and cmdline. When some
-// processes could not be read the map is returned with a *PartialError.
-func Owners(ctx context.Context) (map[uint64][]Owner, error) {
+// processes could not be read the index is returned with a *PartialError.
+func Owners(ctx context.Context) (*OwnerIndex, error) {
 	owners, err := iterOwners(ctx, "/proc")
 	if err == nil || ctx.Err() != nil {
 		lastScan.Store(&OwnerScan{Method: ScanIterator})
@@ -66,10 +67,14 @@ func LastOwnerScan() *OwnerScan { return lastScan.Load() }
 
 // iterOwners is Owners through the BPF iterator, with the names read from
 // procRoot once per process that holds a socket.
-func iterOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error) {
-	var refs []ownerRef
+func iterOwners(ctx context.Context, procRoot string) (*OwnerIndex, error) {
+	var x OwnerIndex
 	err := sockfds.Scan(func(pid, _ uint32, inode uint64) {
-		refs = append(refs, ownerRef{inode, Owner{PID: pid}})
+		// Records come grouped by process: describe each once, later.
+		if len(x.procs) == 0 || x.procs[len(x.procs)-1].PID != pid {
+			x.procs = append(x.procs, Owner{PID: pid})
+		}
+		x.refs = append(x.refs, ownerRef{inode, uint32(len(x.procs) - 1)})
 	})
 	if err != nil {
 		return nil, err
@@ -77,18 +82,14 @@ func iterOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// Records come grouped by process; describe each once.
-	var last Owner
-	for i := range refs {
-		if i == 0 || refs[i].owner.PID != last.PID {
-			last = describe(procRoot, refs[i].owner.PID)
-		}
-		refs[i].owner = last
+	for i := range x.procs {
+		x.procs[i] = describe(procRoot, x.procs[i].PID)
 	}
-	return indexOwners(refs), nil
+	x.index()
+	return &x, nil
 }
 
-func scanOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error) {
+func scanOwners(ctx context.Context, procRoot string) (*OwnerIndex, error) {
 	pids, err := listPIDs(procRoot)
 	if err != nil {
 		return nil, err
@@ -96,7 +97,7 @@ func scanOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error
 	workers := min(max(runtime.GOMAXPROCS(0), 2), 8)
 	jobs := make(chan uint32, workers)
 	type result struct {
-		refs       []ownerRef
+		found      OwnerIndex
 		unreadable int
 	}
 	results := make([]result, workers)
@@ -109,7 +110,7 @@ func scanOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error
 			sc := fdScanner{root: procRoot}
 			for pid := range jobs {
 				var err error
-				if r.refs, err = sc.scan(pid, r.refs); err != nil {
+				if err = sc.scan(pid, &r.found); err != nil {
 					r.unreadable++
 				}
 			}
@@ -126,63 +127,108 @@ func scanOwners(ctx context.Context, procRoot string) (map[uint64][]Owner, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var refs []ownerRef
+	var owners OwnerIndex
 	unreadable := 0
 	for _, r := range results {
-		refs = append(refs, r.refs...)
+		base := uint32(len(owners.procs))
+		owners.procs = append(owners.procs, r.found.procs...)
+		for _, ref := range r.found.refs {
+			owners.refs = append(owners.refs, ownerRef{ref.inode, base + ref.proc})
+		}
 		unreadable += r.unreadable
 	}
-	owners := indexOwners(refs)
+	owners.index()
 	if unreadable > 0 {
-		return owners, &PartialError{Unreadable: unreadable}
+		return &owners, &PartialError{Unreadable: unreadable}
 	}
-	return owners, nil
+	return &owners, nil
+}
+
+// OwnerIndex finds the processes that hold a socket, by the socket's inode.
+// A record per descriptor names its process by index, so the processes'
+// names are held once: at 100 000 sockets that is 16 bytes per socket
+// where a map of owner slices took about 150, held at once with the dump.
+type OwnerIndex struct {
+	refs  []ownerRef // by inode, then pid
+	procs []Owner    // the processes holding sockets, by ownerRef.proc
+	// shared are the owners, by pid, of the few sockets that more than one
+	// descriptor holds: Of returns one process's Owner in place otherwise.
+	shared map[uint64][]Owner
 }
 
 // ownerRef is one descriptor of a socket, as the scan finds it.
 type ownerRef struct {
 	inode uint64
-	owner Owner
+	proc  uint32
 }
 
-// indexOwners builds the inode → owners map with every owners slice cut
-// from one backing array, sorted by PID: one allocation for 100 000
-// sockets instead of one each. It sorts 16-byte keys rather than the
-// 48-byte refs themselves.
-func indexOwners(refs []ownerRef) map[uint64][]Owner {
-	type key struct {
-		inode uint64
-		pid   uint32
-		ref   int32
+// NewOwnerIndex indexes owners given by socket inode.
+func NewOwnerIndex(owners map[uint64][]Owner) *OwnerIndex {
+	x := &OwnerIndex{}
+	for ino, os := range owners {
+		for _, o := range os {
+			x.refs = append(x.refs, ownerRef{ino, uint32(len(x.procs))})
+			x.procs = append(x.procs, o)
+		}
 	}
-	keys := make([]key, len(refs))
-	for i := range refs {
-		keys[i] = key{refs[i].inode, refs[i].owner.PID, int32(i)}
-	}
-	slices.SortFunc(keys, func(a, b key) int {
+	x.index()
+	return x
+}
+
+// index sorts the records and collects the shared sockets' owners.
+func (x *OwnerIndex) index() {
+	slices.SortFunc(x.refs, func(a, b ownerRef) int {
 		if c := cmp.Compare(a.inode, b.inode); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.pid, b.pid)
+		return cmp.Compare(x.procs[a.proc].PID, x.procs[b.proc].PID)
 	})
-	backing := make([]Owner, len(keys))
-	unique := 0
-	for i := range keys {
-		backing[i] = refs[keys[i].ref].owner
-		if i == 0 || keys[i].inode != keys[i-1].inode {
-			unique++
+	for i := 1; i < len(x.refs); i++ {
+		if ino := x.refs[i].inode; ino == x.refs[i-1].inode {
+			if x.shared == nil {
+				x.shared = make(map[uint64][]Owner)
+			}
+			if x.shared[ino] == nil {
+				x.shared[ino] = []Owner{x.procs[x.refs[i-1].proc]}
+			}
+			x.shared[ino] = append(x.shared[ino], x.procs[x.refs[i].proc])
 		}
 	}
-	m := make(map[uint64][]Owner, unique)
-	for i := 0; i < len(keys); {
-		j := i + 1
-		for j < len(keys) && keys[j].inode == keys[i].inode {
-			j++
-		}
-		m[keys[i].inode] = backing[i:j:j]
-		i = j
+}
+
+// Of returns the owners of the socket with inode, by pid, or nil. The
+// slice is the index's own: it must not be changed.
+func (x *OwnerIndex) Of(inode uint64) []Owner {
+	if x == nil {
+		return nil
 	}
-	return m
+	i, found := slices.BinarySearchFunc(x.refs, inode, func(r ownerRef, ino uint64) int { return cmp.Compare(r.inode, ino) })
+	switch {
+	case !found:
+		return nil
+	case i+1 < len(x.refs) && x.refs[i+1].inode == inode:
+		return x.shared[inode]
+	}
+	p := x.refs[i].proc
+	return x.procs[p : p+1 : p+1]
+}
+
+// All yields every socket's inode and owners, by inode.
+func (x *OwnerIndex) All() iter.Seq2[uint64, []Owner] {
+	return func(yield func(uint64, []Owner) bool) {
+		if x == nil {
+			return
+		}
+		for i := 0; i < len(x.refs); i++ {
+			ino := x.refs[i].inode
+			for i+1 < len(x.refs) && x.refs[i+1].inode == ino {
+				i++
+			}
+			if !yield(ino, x.Of(ino)) {
+				return
+			}
+		}
+	}
 }
 
 // listPIDs returns the numeric entries of /proc.
@@ -215,9 +261,9 @@ type fdScanner struct {
 	pathBuf []byte
 }
 
-// scan appends pid's sockets to refs. It returns no error for a vanished
-// process, and one only when the descriptors could not be read.
-func (s *fdScanner) scan(pid uint32, refs []ownerRef) ([]ownerRef, error) {
+// scan adds pid's sockets to found, unindexed. It returns no error for a
+// vanished process, and one only when the descriptors could not be read.
+func (s *fdScanner) scan(pid uint32, found *OwnerIndex) error {
 	s.pathBuf = append(s.pathBuf[:0], s.root...)
 	s.pathBuf = append(s.pathBuf, '/')
 	s.pathBuf = strconv.AppendUint(s.pathBuf, uint64(pid), 10)
@@ -225,23 +271,23 @@ func (s *fdScanner) scan(pid uint32, refs []ownerRef) ([]ownerRef, error) {
 	dfd, err := unix.Open(string(s.pathBuf), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if err == unix.ENOENT || err == unix.ESRCH {
-			return refs, nil
+			return nil
 		}
-		return refs, err
+		return err
 	}
 	defer unix.Close(dfd)
 
-	var owner *Owner
+	proc := -1
 	for {
 		n, err := unix.Getdents(dfd, s.dirent[:])
 		if err != nil {
 			if err == unix.ENOENT || err == unix.ESRCH {
-				return refs, nil
+				return nil
 			}
-			return refs, err
+			return err
 		}
 		if n <= 0 {
-			return refs, nil
+			return nil
 		}
 		for b := s.dirent[:n]; len(b) >= 19; {
 			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
@@ -261,11 +307,11 @@ func (s *fdScanner) scan(pid uint32, refs []ownerRef) ([]ownerRef, error) {
 			if !ok {
 				continue
 			}
-			if owner == nil {
-				o := describe(s.root, pid)
-				owner = &o
+			if proc < 0 {
+				proc = len(found.procs)
+				found.procs = append(found.procs, describe(s.root, pid))
 			}
-			refs = append(refs, ownerRef{ino, *owner})
+			found.refs = append(found.refs, ownerRef{ino, uint32(proc)})
 		}
 	}
 }

@@ -224,8 +224,8 @@ func TestIteratorOwnersMatchProc(t *testing.T) {
 			t.Fatalf("round %d: /proc scan: %v", round, err)
 		}
 		exiting.cmd.Wait()
-		for name, got := range map[string]map[uint64][]Owner{"iterator": byIter, "/proc": byProc} {
-			for ino, owners := range got {
+		for name, got := range map[string]*OwnerIndex{"iterator": byIter, "/proc": byProc} {
+			for ino, owners := range got.All() {
 				for _, o := range owners {
 					if o.PID == exiting.pid() && !slices.Contains(exiting.inodes, ino) {
 						t.Errorf("round %d: %s scan: the exiting holder %d owns socket %d, not one of its own", round, name, o.PID, ino)
@@ -234,7 +234,7 @@ func TestIteratorOwnersMatchProc(t *testing.T) {
 			}
 			for ino, pids := range want {
 				var gotPIDs []uint32
-				for _, o := range got[ino] {
+				for _, o := range got.Of(ino) {
 					gotPIDs = append(gotPIDs, o.PID)
 					if o.Comm != comm || o.Cmd != cmd {
 						t.Errorf("round %d: %s scan: socket %d: owner %+v, want comm %q and cmd %q", round, name, ino, o, comm, cmd)
@@ -245,10 +245,10 @@ func TestIteratorOwnersMatchProc(t *testing.T) {
 				}
 			}
 		}
-		held := func(m map[uint64][]Owner) map[uint64][]Owner {
+		held := func(x *OwnerIndex) map[uint64][]Owner {
 			out := map[uint64][]Owner{}
 			for ino := range want {
-				out[ino] = m[ino]
+				out[ino] = x.Of(ino)
 			}
 			return out
 		}

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -49,7 +50,7 @@ func TestScanOwners(t *testing.T) {
 		100: {{PID: 7, Comm: "nginx", Cmd: "nginx: worker"}, {PID: 10, Comm: "nginx", Cmd: "nginx"}},
 		101: {{PID: 10, Comm: "nginx", Cmd: "nginx"}},
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, maps.Collect(got.All())); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
 }
@@ -122,5 +123,45 @@ func TestNetlinkMatchesProcfs(t *testing.T) {
 	less := func(a, b row) bool { return a.Local+a.Remote < b.Local+b.Remote }
 	if diff := cmp.Diff(pf, nl, cmpopts.SortSlices(less)); diff != "" {
 		t.Errorf("(-procfs +netlink)\n%s", diff)
+	}
+}
+
+// TestOwnerIndex: a socket one process holds gets that process's owner, a
+// socket several descriptors hold gets all of them by pid (repeats kept, as
+// the scans find them), and an unknown inode none.
+func TestOwnerIndex(t *testing.T) {
+	nginx, worker, cat := Owner{PID: 10, Comm: "nginx"}, Owner{PID: 7, Comm: "nginx"}, Owner{PID: 20, Comm: "cat"}
+	x := &OwnerIndex{procs: []Owner{nginx, worker, cat}, refs: []ownerRef{{101, 0}, {100, 0}, {300, 2}, {100, 1}, {200, 2}, {300, 2}}}
+	x.index()
+	want := map[uint64][]Owner{
+		100: {worker, nginx},
+		101: {nginx},
+		200: {cat},
+		300: {cat, cat},
+	}
+	for ino, owners := range want {
+		if diff := cmp.Diff(owners, x.Of(ino)); diff != "" {
+			t.Errorf("Of(%d) (-want +got)\n%s", ino, diff)
+		}
+	}
+	if got := x.Of(150); got != nil {
+		t.Errorf("Of(150) = %v, want none", got)
+	}
+	var inodes []uint64
+	for ino, owners := range x.All() {
+		inodes = append(inodes, ino)
+		if diff := cmp.Diff(want[ino], owners); diff != "" {
+			t.Errorf("All: %d (-want +got)\n%s", ino, diff)
+		}
+	}
+	if diff := cmp.Diff([]uint64{100, 101, 200, 300}, inodes); diff != "" {
+		t.Errorf("All's inodes (-want +got)\n%s", diff)
+	}
+	if diff := cmp.Diff(want, maps.Collect(NewOwnerIndex(want).All())); diff != "" {
+		t.Errorf("NewOwnerIndex (-want +got)\n%s", diff)
+	}
+	var none *OwnerIndex
+	if none.Of(100) != nil {
+		t.Error("a nil index found owners")
 	}
 }

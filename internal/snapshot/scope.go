@@ -188,6 +188,6 @@ func (sc *Scope) DumpTCP(ctx context.Context, owners bool) ([]Socket, error) {
 }
 
 type ownerScan struct {
-	owners map[uint64][]Owner
+	owners *OwnerIndex
 	err    error
 }

@@ -23,7 +23,7 @@ func DumpTCP(ctx context.Context, owners bool) ([]Socket, error) {
 		return Dump(ctx, opts)
 	}
 	type scan struct {
-		owners map[uint64][]Owner
+		owners *OwnerIndex
 		err    error
 	}
 	scanned := make(chan scan, 1)
