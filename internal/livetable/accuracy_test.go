@@ -66,20 +66,37 @@ var reported sync.Map
 var accepted sync.Map
 
 // trail keeps what explains a failure: each cookie's events, the cookies
-// seen at each pair of addresses, when each merge ended and the views ran.
-// startTracing starts it afresh.
+// seen at each pair of addresses, when each merge ended, the owner scans
+// and when the views ran. startTracing starts it afresh.
 var trail struct {
 	sync.Mutex
 	byCookie   map[uint64][]tracer.Event
 	byAddrs    map[string][]uint64
 	reconciles []uint64
+	scans      []ownerScan
 	views      []string
+}
+
+// ownerScan is one scan of the sockets' owners the table merged.
+type ownerScan struct {
+	began, ended uint64
+	found        *snapshot.OwnerIndex
 }
 
 func resetTrail() {
 	trail.Lock()
 	defer trail.Unlock()
-	trail.byCookie, trail.byAddrs, trail.reconciles, trail.views = map[uint64][]tracer.Event{}, map[string][]uint64{}, nil, nil
+	trail.byCookie, trail.byAddrs, trail.reconciles, trail.scans, trail.views = map[uint64][]tracer.Event{}, map[string][]uint64{}, nil, nil, nil
+}
+
+// scanOwners is snapshot.Owners, kept in the trail.
+func scanOwners(ctx context.Context) (*snapshot.OwnerIndex, error) {
+	began := tracer.Now()
+	found, err := snapshot.Owners(ctx)
+	trail.Lock()
+	defer trail.Unlock()
+	trail.scans = append(trail.scans, ownerScan{began, tracer.Now(), found})
+	return found, err
 }
 
 func keepTrail(ev *tracer.Event) {
@@ -111,6 +128,13 @@ func trailOf(s ssdump.Socket) []string {
 			out = append(out, fmt.Sprintf("merged t:%d", t))
 			merged++
 		}
+	}
+	for _, sc := range trail.scans {
+		var pids []uint32
+		for _, o := range sc.found.Of(s.Inode) {
+			pids = append(pids, o.PID)
+		}
+		out = append(out, fmt.Sprintf("owner scan t:%d–%d of %d descriptors: inode %d held by %v", sc.began, sc.ended, sc.found.Len(), s.Inode, pids))
 	}
 	return append(out, trail.views...)
 }
@@ -490,7 +514,7 @@ func startTracing(t *testing.T, every time.Duration) *Table {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { events.Close() })
-	tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Owners: snapshot.Owners, Every: every,
+	tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Owners: scanOwners, Every: every,
 		OnEvent: func(ev *tracer.Event) {
 			// Only the workload's: other packages' tests churn beside
 			// this one, and must not slow the table's reader.

@@ -213,6 +213,14 @@ func (x *OwnerIndex) Of(inode uint64) []Owner {
 	return x.procs[p : p+1 : p+1]
 }
 
+// Len is the number of socket descriptors indexed.
+func (x *OwnerIndex) Len() int {
+	if x == nil {
+		return 0
+	}
+	return len(x.refs)
+}
+
 // All yields every socket's inode and owners, by inode.
 func (x *OwnerIndex) All() iter.Seq2[uint64, []Owner] {
 	return func(yield func(uint64, []Owner) bool) {

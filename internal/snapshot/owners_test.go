@@ -160,8 +160,11 @@ func TestOwnerIndex(t *testing.T) {
 	if diff := cmp.Diff(want, maps.Collect(NewOwnerIndex(want).All())); diff != "" {
 		t.Errorf("NewOwnerIndex (-want +got)\n%s", diff)
 	}
+	if x.Len() != 6 {
+		t.Errorf("Len() = %d, want 6 descriptors", x.Len())
+	}
 	var none *OwnerIndex
-	if none.Of(100) != nil {
+	if none.Of(100) != nil || none.Len() != 0 {
 		t.Error("a nil index found owners")
 	}
 }
