@@ -143,6 +143,26 @@ func TestOwners(t *testing.T) {
 			want: ownerView{},
 		},
 		{
+			// The scan of a dump that began before accept() may have read
+			// the process before the descriptor was there.
+			name: "an accept made after a dump began keeps its owner from that dump's scan",
+			steps: []step{
+				dm(&Dump{Sockets: []snapshot.Socket{sock(1, tcp.Established)}, Start: 10 * ms, End: 20 * ms, NetNS: testNS}),
+				ev(accept(30*ms, 1, tcp.Established, nginx)),
+				dm(dump(25*ms, 40*ms, sock(1, tcp.Established))),
+			},
+			want: ownerView{Current: 200, Comm: "nginx", Source: tracer.OwnerAccept},
+		},
+		{
+			name: "an accept made before a dump began takes the dump's word",
+			steps: []step{
+				dm(&Dump{Sockets: []snapshot.Socket{sock(1, tcp.Established)}, Start: 10 * ms, End: 20 * ms, NetNS: testNS}),
+				ev(accept(30*ms, 1, tcp.Established, nginx)),
+				dm(dump(35*ms, 40*ms, sock(1, tcp.Established))),
+			},
+			want: ownerView{},
+		},
+		{
 			name:  "a timewait socket older than tcpstat has no owner",
 			steps: []step{dm(dump(10*ms, 20*ms, sock(1, tcp.TimeWait)))},
 			want:  ownerView{},

@@ -298,6 +298,10 @@ func (t *Table) mergeOwner(r *Row, s *snapshot.Socket, d *Dump) {
 	case !d.Owners:
 	case s.Inode == 0 && r.has(flagOwnerKnown):
 		r.set(flagOwnerFormer, true)
+	case r.has(flagOwnerKnown) && r.seen >= d.Start:
+		// An event at or after the dump began named the owner: an accept
+		// (which leaves a row the dump set) whose descriptor the scan,
+		// reading the process before accept() returned, did not see.
 	default:
 		r.clearOwner()
 	}
