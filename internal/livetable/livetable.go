@@ -536,9 +536,8 @@ func (t *Table) dumped(owners bool, nsErr *snapshot.NetNSError, partial *snapsho
 	}
 }
 
-// stream is the first reconcile, read with cfg.Walk. The table is not
-// locked: until Start returns nobody else uses it, and events are being
-// buffered.
+// stream is the first reconcile, read with cfg.Walk while events are
+// buffered: until Start returns nobody else uses the table.
 func (t *Table) stream(ctx context.Context, lostBefore uint64) error {
 	t.tb.Reserve(snapshot.Estimate(snapshot.TCP))
 	return t.walk(ctx, lostBefore, false, time.Now())
@@ -548,10 +547,10 @@ func (t *Table) stream(ctx context.Context, lostBefore uint64) error {
 // table locked: about 100 µs of events waiting at most.
 const walkBatch = 512
 
-// walk is a reconcile read with cfg.Walk. At start-up each socket is merged
-// as it comes; later a batch at a time, events applied between batches, so
-// that only a batch of sockets is held (and, when owners are asked for,
-// the owner map, scanned first).
+// walk is a reconcile read with cfg.Walk, merged a batch at a time, events
+// applied between batches after start-up, so that only a few batches of
+// sockets are held (and, when owners are asked for, the owner index,
+// scanned first).
 func (t *Table) walk(ctx context.Context, lostBefore uint64, owners bool, began time.Time) error {
 	// Each socket was read before the kernel clock's reading just after
 	// it comes. tracer.Now is a system call; the monotonic clock, which
@@ -572,41 +571,60 @@ func (t *Table) walk(ctx context.Context, lostBefore uint64, owners bool, began 
 		}
 	}
 	t.mu.Lock()
-	startup := t.buffering
 	m := t.tb.Merge(start, t.cfg.NetNS, owners)
-	if !startup { // start-up's merge runs unlocked and counts every socket
+	if !t.buffering { // start-up's merge counts every socket
 		m.SetCounted(t.cfg.Counted)
 	}
 	t.mu.Unlock()
-	batch := make([]snapshot.Socket, 0, walkBatch)
-	read := make([]uint64, 0, walkBatch)
-	merge := func() {
-		snapshot.Attach(batch, found) // none when not asked for
-		t.mu.Lock()
-		for i := range batch {
-			m.Add(&batch[i], read[i])
-		}
-		t.mu.Unlock()
-		batch, read = batch[:0], read[:0]
+	// Sockets are read on this goroutine and merged on another, a batch at
+	// a time with the table locked: the kernel's walk and the parsing of
+	// the next batch overlap the merge on a second core, and events are
+	// applied between batches (during start-up they are buffered).
+	type walked struct {
+		socks []snapshot.Socket
+		read  []uint64
 	}
+	// At most four batches exist: two queued, one merging, one filling.
+	full, free := make(chan walked, 2), make(chan walked, 4)
+	merged := make(chan struct{})
+	go func() {
+		defer close(merged)
+		for w := range full {
+			snapshot.Attach(w.socks, found) // none when not asked for
+			t.mu.Lock()
+			for i := range w.socks {
+				m.Add(&w.socks[i], w.read[i])
+			}
+			t.mu.Unlock()
+			free <- walked{w.socks[:0], w.read[:0]}
+		}
+	}()
+	next := func() walked {
+		select {
+		case w := <-free:
+			return w
+		default:
+			return walked{make([]snapshot.Socket, 0, walkBatch), make([]uint64, 0, walkBatch)}
+		}
+	}
+	w := next()
 	var nsErr *snapshot.NetNSError
 	err := t.cfg.Walk(ctx, func(s *snapshot.Socket) {
-		if startup {
-			m.Add(s, readBy())
-			return
-		}
-		batch, read = append(batch, *s), append(read, readBy())
-		if len(batch) == walkBatch {
-			merge()
+		w.socks, w.read = append(w.socks, *s), append(w.read, readBy())
+		if len(w.socks) == walkBatch {
+			full <- w
+			w = next()
 		}
 	})
+	full <- w
+	close(full)
+	<-merged
 	if err != nil && !errors.As(err, &nsErr) {
 		t.mu.Lock()
 		m.Abandon()
 		t.mu.Unlock()
 		return fmt.Errorf("dump sockets: %w", err)
 	}
-	merge()
 	lost := t.lost()
 	t.mu.Lock()
 	defer t.mu.Unlock()

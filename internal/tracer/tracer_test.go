@@ -734,3 +734,35 @@ func BenchmarkNew(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkSyscall is what tracing adds to every system call on the host,
+// not only to the traced ones: the accept() programs hang on syscall
+// tracepoints, and while any syscall tracepoint is enabled every system
+// call of every task takes the kernel's slower exit path. getppid is about
+// the cheapest system call there is.
+func BenchmarkSyscall(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	for _, c := range []struct {
+		name   string
+		tracer *Options
+	}{
+		{"no tracer", nil},
+		{"tracer", &Options{}},
+		{"tracer without accept programs", &Options{Experiment: Experiment{NoAccept: true}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.tracer != nil {
+				tr, err := New(*c.tracer)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tr.Close()
+			}
+			for b.Loop() {
+				unix.Getppid()
+			}
+		})
+	}
+}
