@@ -165,8 +165,8 @@ type ownerRef struct {
 // NewOwnerIndex indexes owners given by socket inode.
 func NewOwnerIndex(owners map[uint64][]Owner) *OwnerIndex {
 	x := &OwnerIndex{}
-	for ino, os := range owners {
-		for _, o := range os {
+	for ino, held := range owners {
+		for _, o := range held {
 			x.refs = append(x.refs, ownerRef{ino, uint32(len(x.procs))})
 			x.procs = append(x.procs, o)
 		}

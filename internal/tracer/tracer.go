@@ -115,11 +115,11 @@ type Tracer struct {
 	corrupt  atomic.Uint64 // samples Read skipped
 	deadline time.Time     // the caller's, for Read
 	sweeping chan struct{} // closed to stop the sweeper
+	swept    chan struct{} // closed when it stopped
 	// iteratorsErr is why the map iterators did not load, nil if they did.
 	iteratorsErr error
 	// acceptWarnings are the warnings of attachAccept, also in warnings.
 	acceptWarnings []string
-	swept          chan struct{} // closed when it stopped
 }
 
 // pollEvery bounds how long an event waits in the ring buffer: the kernel
