@@ -574,3 +574,55 @@ func TestWalkedReconciles(t *testing.T) {
 		tr.Close()
 	}
 }
+
+// TestWalkedInBatches: a walk of several batches (the last one short) is
+// merged whole, at start-up and in the owner reconcile that follows it,
+// each socket with the owner the scan found for it.
+func TestWalkedInBatches(t *testing.T) {
+	const n = 2*walkBatch + 7
+	socks := make([]snapshot.Socket, n)
+	held := map[uint64][]snapshot.Owner{}
+	for i := range socks {
+		socks[i] = snapshot.Socket{Proto: snapshot.TCP, State: tcp.Established, Cookie: uint64(i + 1), Inode: uint64(1000 + i),
+			Local: local, Remote: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(1024+i))}
+		held[socks[i].Inode] = []snapshot.Owner{{PID: uint32(100 + i%3), Comm: "srv"}}
+	}
+	walk := func(ctx context.Context, fn func(*snapshot.Socket)) error {
+		for i := range socks {
+			s := socks[i] // fn must not keep s: hand it a copy that changes after
+			fn(&s)
+			s.Cookie = 0
+		}
+		return nil
+	}
+	scans := func(context.Context) (*snapshot.OwnerIndex, error) { return snapshot.NewOwnerIndex(held), nil }
+	dump := func(context.Context, bool) ([]snapshot.Socket, error) {
+		t.Error("a dump read whole, want every dump walked")
+		return nil, nil
+	}
+	tr, err := Start(context.Background(), Config{Events: idQueue{newQueue(), false}, Dump: dump, Walk: walk, Owners: scans, NetNS: 1, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := tr.WaitOwners(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr.View(func(tb *table.Table, st Status) {
+		if tb.Len() != n || st.Reconciles != 2 {
+			t.Errorf("%d rows after %d reconciles, want %d after start-up and the owner scan", tb.Len(), st.Reconciles, n)
+		}
+		for _, s := range socks {
+			r := tb.Lookup(s.Cookie)
+			if r == nil {
+				t.Errorf("no row for socket %d", s.Cookie)
+				continue
+			}
+			if o, ok := r.Owner(); !ok || o.PID != held[s.Inode][0].PID {
+				t.Errorf("socket %d: owner %+v, %v; want pid %d", s.Cookie, o, ok, held[s.Inode][0].PID)
+			}
+		}
+	})
+}
