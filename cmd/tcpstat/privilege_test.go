@@ -361,7 +361,13 @@ func TestLeastPrivilegeAgent(t *testing.T) {
 		}
 		warned := strings.Contains(c.stderr.String(), "CAP_SYS_ADMIN")
 		if warned == tc.full || strings.Contains(body, "\ntcpstat_netns_not_dumped 0\n") != tc.full {
-			t.Errorf("caps %s: warning %q, want one naming CAP_SYS_ADMIN: %v", tc.caps, c.stderr.String(), !tc.full)
+			var dumped []string // what the metrics said of the namespaces
+			for _, l := range strings.Split(body, "\n") {
+				if strings.HasPrefix(l, "tcpstat_netns_not_dumped") || strings.HasPrefix(l, "tcpstat_connections{") {
+					dumped = append(dumped, l)
+				}
+			}
+			t.Errorf("caps %s: warning %q, want one naming CAP_SYS_ADMIN: %v; metrics %q", tc.caps, c.stderr.String(), !tc.full, dumped)
 		}
 		c.cmd.Process.Signal(syscall.SIGTERM)
 		c.wait(t)
