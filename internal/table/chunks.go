@@ -8,10 +8,11 @@ import (
 )
 
 // Row chunks live outside the Go heap. A row holds no Go pointer (owner
-// names are interned by id), so the collector has nothing to find in them,
-// and on the heap they would only raise its goal: with GOGC=100 the heap
-// grows to twice what is live before a collection, and the pages it reached
-// stay in the RSS. Mapped from the kernel, a row costs its own size once.
+// names are interned by id; TestRowHasNoPointers), so the collector has
+// nothing to find in them, and on the heap they would only raise its goal:
+// with GOGC=100 the heap grows to twice what is live before a collection,
+// and the pages it reached stay in the RSS. Mapped from the kernel, a row
+// costs its own size once.
 //
 // Chunks are never unmapped: a chunk a table no longer needs is emptied
 // (its pages go back to the kernel and read as zeros) and kept for the next

@@ -1,35 +1,10 @@
 package table
 
 import (
-	"reflect"
 	"runtime"
 	"testing"
 	"time"
 )
-
-// TestRowHoldsNoPointers guards the row chunks outside the Go heap: the
-// collector does not look there, so a Go pointer stored in a row would
-// leave what it points to unreachable to it.
-func TestRowHoldsNoPointers(t *testing.T) {
-	var walk func(reflect.Type, string)
-	walk = func(typ reflect.Type, path string) {
-		switch typ.Kind() {
-		case reflect.Struct:
-			for i := range typ.NumField() {
-				f := typ.Field(i)
-				walk(f.Type, path+"."+f.Name)
-			}
-		case reflect.Array:
-			walk(typ.Elem(), path+"[]")
-		case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-			reflect.Float32, reflect.Float64:
-		default:
-			t.Errorf("Row%s is a %s: rows live outside the Go heap and may hold no pointer", path, typ.Kind())
-		}
-	}
-	walk(reflect.TypeFor[Row](), "")
-}
 
 // TestChunksFreedWithTable drops a table of three chunks and waits for its
 // cleanup to give them back; the next table reuses them, zeroed.

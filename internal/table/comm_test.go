@@ -40,7 +40,9 @@ func TestCommRegistry(t *testing.T) {
 }
 
 // TestRowHasNoPointers keeps the row chunks out of the garbage collector's
-// scan (see commNames).
+// scan (see commNames) and lets them live outside the Go heap (chunks.go),
+// where the collector does not look: a Go pointer stored in a row would
+// leave what it points to unreachable to it.
 func TestRowHasNoPointers(t *testing.T) {
 	var walk func(reflect.Type, string)
 	walk = func(typ reflect.Type, path string) {
