@@ -167,16 +167,7 @@ func TestDualStack(t *testing.T) {
 	}
 	ln.Close() // the listener's own transitions are seen below
 	src := &spy{Events: events, reasons: map[netip.AddrPort]tracer.Reason{}}
-	tr, err := Start(context.Background(), Config{Events: src, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := tr.WaitOwners(ctx); err != nil {
-		t.Fatal(err)
-	}
+	tr := startWithOwners(t, Config{Events: src, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: time.Hour})
 	_, st := rows(tr)
 	reconciles := st.Reconciles
 

@@ -600,16 +600,7 @@ func TestWalkedInBatches(t *testing.T) {
 		t.Error("a dump read whole, want every dump walked")
 		return nil, nil
 	}
-	tr, err := Start(context.Background(), Config{Events: idQueue{newQueue(), false}, Dump: dump, Walk: walk, Owners: scans, NetNS: 1, Every: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := tr.WaitOwners(ctx); err != nil {
-		t.Fatal(err)
-	}
+	tr := startWithOwners(t, Config{Events: idQueue{newQueue(), false}, Dump: dump, Walk: walk, Owners: scans, NetNS: 1, Every: time.Hour})
 	tr.View(func(tb *table.Table, st Status) {
 		if tb.Len() != n || st.Reconciles != 2 {
 			t.Errorf("%d rows after %d reconciles, want %d after start-up and the owner scan", tb.Len(), st.Reconciles, n)
@@ -625,4 +616,21 @@ func TestWalkedInBatches(t *testing.T) {
 			}
 		}
 	})
+}
+
+// startWithOwners starts a table, closed when the test ends, and waits
+// until the owners of sockets older than it are known.
+func startWithOwners(t *testing.T, cfg Config) *Table {
+	t.Helper()
+	tr, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := tr.WaitOwners(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
