@@ -28,7 +28,7 @@ watch: build
 
 # Regenerate the BPF objects with Debian's clang and libbpf-dev headers.
 generate:
-	$(GO) generate ./internal/tracer ./internal/sockfds
+	$(GO) generate ./internal/tracer ./internal/sockfds ./internal/tcpiter
 
 # Unit tests always; the privileged tests run when root (CI is root).
 test:
@@ -42,8 +42,8 @@ lint:
 
 # The committed BPF objects must be what the sources generate.
 check-generated: generate
-	@git diff --exit-code --stat -- internal/tracer internal/sockfds || { echo "BPF objects are stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- internal/tracer internal/sockfds)" || { git status --porcelain -- internal/tracer internal/sockfds; exit 1; }
+	@git diff --exit-code --stat -- internal/tracer internal/sockfds internal/tcpiter || { echo "BPF objects are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- internal/tracer internal/sockfds internal/tcpiter)" || { git status --porcelain -- internal/tracer internal/sockfds internal/tcpiter; exit 1; }
 
 # Loopback churn with and without tracers, side by side (needs root), at 1,
 # 2 and 4 churning workers, with each variant of the kernel program.

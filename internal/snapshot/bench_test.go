@@ -23,6 +23,26 @@ func BenchmarkDumpTCP(b *testing.B) {
 	b.ReportMetric(float64(n), "sockets")
 }
 
+// BenchmarkWalkTCP streams the same dump socket by socket, as listings and
+// the live table read it (tcpiter's BenchmarkDump is the BPF iterator's
+// side).
+func BenchmarkWalkTCP(b *testing.B) {
+	if !canDiag() {
+		b.Skip("needs sock_diag (root)")
+	}
+	n := 0
+	for b.Loop() {
+		n = 0
+		if err := Walk(context.Background(), Options{Protos: []Proto{TCP}, Source: Netlink}, func(*Socket) error {
+			n++
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n), "sockets")
+}
+
 func canDiag() bool {
 	c, err := openDiag()
 	if err != nil {
