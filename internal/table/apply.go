@@ -82,9 +82,12 @@ func startsSocket(e *tracer.Event) bool {
 // bury leaves the tombstone of a socket that closed at (CLOCK_BOOTTIME ns).
 // One under a synthetic id is also kept by Key: a dump that read the socket
 // before it closed lists it under its real cookie, which nothing names yet.
+// Listeners too (remote 0.0.0.0:0): a new listener on the address has a row
+// of its own events, which the dump's socket is matched to first. A socket
+// closed before connect() gave it a port has no Key a dump could list.
 func (t *Table) bury(cookie uint64, synthetic bool, k Key, at uint64) {
 	t.tombs[cookie] = at
-	if synthetic && k.Local.Port() != 0 && k.Remote.Port() != 0 {
+	if synthetic && k.Local.Port() != 0 {
 		t.syntheticTombs[k] = at
 	}
 }
