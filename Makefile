@@ -26,9 +26,12 @@ man: build
 watch: build
 	./bin/tcpstat watch
 
+# The packages whose BPF objects bpf2go generates and the tree commits.
+BPF_PKGS := internal/tracer internal/sockfds internal/tcpiter
+
 # Regenerate the BPF objects with Debian's clang and libbpf-dev headers.
 generate:
-	$(GO) generate ./internal/tracer ./internal/sockfds ./internal/tcpiter
+	$(GO) generate $(addprefix ./,$(BPF_PKGS))
 
 # Unit tests always; the privileged tests run when root (CI is root).
 test:
@@ -42,8 +45,8 @@ lint:
 
 # The committed BPF objects must be what the sources generate.
 check-generated: generate
-	@git diff --exit-code --stat -- internal/tracer internal/sockfds internal/tcpiter || { echo "BPF objects are stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- internal/tracer internal/sockfds internal/tcpiter)" || { git status --porcelain -- internal/tracer internal/sockfds internal/tcpiter; exit 1; }
+	@git diff --exit-code --stat -- $(BPF_PKGS) || { echo "BPF objects are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(BPF_PKGS))" || { git status --porcelain -- $(BPF_PKGS); exit 1; }
 
 # Loopback churn with and without tracers, side by side (needs root), at 1,
 # 2 and 4 churning workers, with each variant of the kernel program.
