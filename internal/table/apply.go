@@ -20,13 +20,14 @@ func (t *Table) Apply(e *tracer.Event) {
 		return
 	}
 	if r.has(flagFromDump) {
-		start, end := t.dumpStart, t.dumpEnd
+		start, end, owners := t.dumpStart, t.dumpEnd, t.dumpOwners
 		if t.merging != nil && r.has(flagListed) {
-			start, end = t.merging.Start, t.merging.End // set by the merge under way
+			// Set by the merge under way.
+			start, end, owners = t.merging.Start, t.merging.End, t.merging.Owners
 		}
 		if e.Time < start {
 			t.stats.Superseded++
-			t.history(r, e)
+			t.history(r, e, owners)
 			return
 		}
 		if e.Time <= end && e.Kind == tracer.Transition && rank(e.New) <= rank(r.state) {
@@ -230,11 +231,11 @@ func (t *Table) peerClosed(e *tracer.Event) {
 
 // history takes what a superseded event still tells: when the socket was
 // born, how long it stayed in the states it left, when it entered the
-// state the dump found it in, and its owner when the dump did not scan for
-// owners (an event made between the barrier before a dump and its start
-// is applied after the dump).
-func (t *Table) history(r *Row, e *tracer.Event) {
-	if e.OwnerKnown && !t.dumpOwners && !r.has(flagOwnerKnown) && !r.has(flagTimeWait) {
+// state the dump found it in, and its owner when the dump that superseded
+// it (dumpOwners) did not scan for owners (an event made between the
+// barrier before a dump and its start is applied after the dump).
+func (t *Table) history(r *Row, e *tracer.Event, dumpOwners bool) {
+	if e.OwnerKnown && !dumpOwners && !r.has(flagOwnerKnown) && !r.has(flagTimeWait) {
 		r.setOwner(e.Owner, eventOwnerSource(e))
 	}
 	if e.Kind != tracer.Transition {
