@@ -236,8 +236,9 @@ struct {
 /* Without socket storage: every live socket's state. With it: only passive
  * opens from ESTABLISHED until their first transition after accept(), the
  * one way the accept programs (classic tracepoints, which cannot reach
- * socket storage) hand the owner over. Keyed by the struct sock address,
- * only while the socket lives. */
+ * socket storage) hand the owner over; user space then makes it a hash
+ * allocated as it fills. Keyed by the struct sock address, only while the
+ * socket lives. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 17); /* user space sets the size */
@@ -582,8 +583,10 @@ static __always_inline void queue_for_accept(struct sock *sk, struct sock_state 
 {
 	__u64 key = (__u64)sk;
 
-	if (use_sk_storage)
-		bpf_map_update_elem(&sockets, &key, st, BPF_ANY);
+	/* Full (a hash allocated as it fills): the owner is learned at the
+	 * socket's next system call instead. */
+	if (use_sk_storage && bpf_map_update_elem(&sockets, &key, st, BPF_ANY))
+		count(COUNTER_STATE_FULL);
 }
 
 static __always_inline void take_accepted_owner(struct sock *sk, struct sock_state *st)

@@ -26,7 +26,9 @@ type Stats struct {
 	Corrupt uint64
 	// SocketsFull counts transitions for which no per-socket state could be
 	// had (sockets map full, or socket storage refused): they were reported
-	// without owner and dwell.
+	// without owner and dwell. With socket storage it also counts accepted
+	// sockets that found the sockets map full: they have no owner until
+	// their next system call.
 	SocketsFull uint64
 	// Swept counts sockets map entries removed because their socket had
 	// closed unseen (only without socket storage; see SocketStorage).

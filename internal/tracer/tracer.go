@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // Errors Read returns; see Read for which end reading.
@@ -140,8 +141,18 @@ func New(opts Options) (_ *Tracer, err error) {
 	// the cgroup, where raising the limit may be refused and is not needed.
 	_ = rlimit.RemoveMemlock()
 
-	spec, err := loadTcpstate()
-	if err != nil {
+	// The object is parsed on one core while the kernel's BTF is on the
+	// other (each about 25 ms at a cold start).
+	parsed := make(chan error, 1)
+	var spec *ebpf.CollectionSpec
+	go func() {
+		var err error
+		spec, err = loadTcpstate()
+		parsed <- err
+	}()
+	kernelBTF := btf.NewCache()
+	_, _ = kernelBTF.Kernel() // an error is the load's to report
+	if err := <-parsed; err != nil {
 		return nil, fmt.Errorf("load BPF object: %w", err)
 	}
 	t := &Tracer{decoder: NewDecoder()}
@@ -161,24 +172,8 @@ func New(opts Options) (_ *Tracer, err error) {
 			return nil, err
 		}
 	}
-	// The sockets map is preallocated: the kernel fills it while the
-	// kernel's BTF is parsed below, one core each.
-	made := make(chan mapResult, 1)
-	go func() {
-		m, err := ebpf.NewMap(spec.Maps["sockets"])
-		made <- mapResult{m, err}
-	}()
-	sockets := sync.OnceValues(func() (*ebpf.Map, error) { r := <-made; return r.m, r.err })
-	defer func() {
-		if m, _ := sockets(); m != nil {
-			m.Close() // the collection holds its own clone
-		}
-	}()
-	// The kernel's BTF, parsed once for the probes and the load (here,
-	// while the sockets map is made; an error is the load's to report),
-	// and dropped with this cache when New returns: nothing needs it after.
-	kernelBTF := btf.NewCache()
-	_, _ = kernelBTF.Kernel()
+	// The kernel's BTF, parsed once above for the probes and the load, is
+	// dropped with its cache when New returns: nothing needs it after.
 	if t.cookies, err = haveSocketCookieHelper(kernelBTF); err != nil {
 		return nil, err
 	}
@@ -188,14 +183,18 @@ func New(opts Options) (_ *Tracer, err error) {
 			return nil, err
 		}
 	}
+	if t.storage && !preemptRT() {
+		acceptQueueOnly(spec.Maps["sockets"])
+	}
 	if err := configure(spec, opts, t.cookies, t.storage, kernelBTF); err != nil {
 		return nil, err
 	}
-	m, err := sockets()
+	sockets, err := ebpf.NewMap(spec.Maps["sockets"])
 	if err != nil {
 		return nil, fmt.Errorf("create the sockets map: %w", explainPermission(err))
 	}
-	if err := t.load(spec, m, opts.Filter, kernelBTF); err != nil {
+	defer sockets.Close() // the collection holds its own clone
+	if err := t.load(spec, sockets, opts.Filter, kernelBTF); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the BPF program: %+v", ve)
@@ -239,11 +238,14 @@ func New(opts Options) (_ *Tracer, err error) {
 }
 
 // load creates the maps, then loads the programs in two groups at once:
-// the kernel verifies one group on each core, and the two copies of the
-// transition program are most of the verifier's work.
+// the kernel verifies one group on each core. The two copies of the
+// transition program are most of the verifier's work, an accept program
+// each the rest.
 func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFilter, kernelBTF *btf.Cache) error {
-	mapsOnly := spec.Copy()
-	mapsOnly.Programs = nil
+	// Copies with only the programs each load needs: copying all of them
+	// for each was a fifth of a cold start's CPU.
+	mapsOnly, firstSpec := specWith(spec), specWith(spec, "set_state_first", "accept4_exit")
+	secondSpec, itersSpec := specWith(spec, "set_state_second", "accept_exit"), specWith(spec, "sweep_sockets", "list_storage")
 	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{"sockets": sockets}})
 	if err != nil {
@@ -257,20 +259,20 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFi
 	var first struct {
 		SetStateFirst *ebpf.Program `ebpf:"set_state_first"`
 		Accept4Exit   *ebpf.Program `ebpf:"accept4_exit"`
-		AcceptExit    *ebpf.Program `ebpf:"accept_exit"`
 	}
 	var second struct {
 		SetStateSecond *ebpf.Program `ebpf:"set_state_second"`
+		AcceptExit     *ebpf.Program `ebpf:"accept_exit"`
 	}
 	loaded := make(chan error, 1)
-	go func() { loaded <- spec.Copy().LoadAndAssign(&second, shared) }()
-	err = spec.Copy().LoadAndAssign(&first, shared)
+	go func() { loaded <- secondSpec.LoadAndAssign(&second, shared) }()
+	err = firstSpec.LoadAndAssign(&first, shared)
 	// Whatever loaded is t's from here, for Close to release on failure.
 	err = errors.Join(err, <-loaded)
-	t.objs.SetStateFirst, t.objs.Accept4Exit, t.objs.AcceptExit = first.SetStateFirst, first.Accept4Exit, first.AcceptExit
-	t.objs.SetStateSecond = second.SetStateSecond
+	t.objs.SetStateFirst, t.objs.Accept4Exit = first.SetStateFirst, first.Accept4Exit
+	t.objs.SetStateSecond, t.objs.AcceptExit = second.SetStateSecond, second.AcceptExit
 	if err == nil {
-		t.loadIterators(spec, shared)
+		t.loadIterators(itersSpec, shared)
 	}
 	for _, m := range []struct {
 		name string
@@ -282,9 +284,21 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFi
 	return err
 }
 
+// specWith copies spec with only the named programs.
+func specWith(spec *ebpf.CollectionSpec, programs ...string) *ebpf.CollectionSpec {
+	all := spec.Programs
+	defer func() { spec.Programs = all }()
+	spec.Programs = make(map[string]*ebpf.ProgramSpec, len(programs))
+	for _, name := range programs {
+		spec.Programs[name] = all[name]
+	}
+	return spec.Copy()
+}
+
 // loadIterators loads the programs that sweep and list per-socket state.
 // Without them (map iterators came in 5.9, and some hosts' policies refuse
-// them) the LRU map alone bounds the entries of sockets whose CLOSE was lost.
+// them) only the sockets map's bound limits the entries of sockets whose
+// CLOSE was lost.
 func (t *Tracer) loadIterators(spec *ebpf.CollectionSpec, shared *ebpf.CollectionOptions) {
 	var iters struct {
 		SweepSockets *ebpf.Program `ebpf:"sweep_sockets"`
@@ -292,7 +306,7 @@ func (t *Tracer) loadIterators(spec *ebpf.CollectionSpec, shared *ebpf.Collectio
 	}
 	// Not a warning at every start: events and owners stay exact, and
 	// entries of lost closes are rare (a recursion loss); doctor says it.
-	if err := spec.Copy().LoadAndAssign(&iters, shared); err != nil {
+	if err := spec.LoadAndAssign(&iters, shared); err != nil {
 		t.iteratorsErr = fmt.Errorf("%w: %w", ErrNoMapIterators, explainIteratorRefusal(err))
 		return
 	}
@@ -303,9 +317,26 @@ func (t *Tracer) loadIterators(spec *ebpf.CollectionSpec, shared *ebpf.Collectio
 // did not load (wrapping ErrNoMapIterators), or nil when they did.
 func (t *Tracer) MapIterators() error { return t.iteratorsErr }
 
-type mapResult struct {
-	m   *ebpf.Map
-	err error
+// acceptQueueOnly makes the sockets map a hash whose entries are allocated
+// as they are inserted, for when socket storage holds per-socket state:
+// the map then only holds passive opens from ESTABLISHED to their first
+// transition after accept(), and that transition, whatever it is, deletes
+// the entry: none outlives its socket (see queue_for_accept).
+// Preallocating the LRU hash's 131 072 entries took the kernel 80 ms,
+// which without socket storage every start still pays.
+// When it is full an insert fails and is counted (SocketsFull), where the
+// LRU would have evicted another socket's owner unseen.
+func acceptQueueOnly(spec *ebpf.MapSpec) {
+	spec.Type = ebpf.Hash
+	spec.Flags |= unix.BPF_F_NO_PREALLOC
+}
+
+// preemptRT reports whether the kernel is built with PREEMPT_RT, where
+// kernels before 6.1 refuse hashes allocated at run time to tracepoint
+// programs (the accept programs).
+func preemptRT() bool {
+	b, err := os.ReadFile("/sys/kernel/realtime")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 // sizeMaps checks and sets the sizes of the ring buffer and sockets map.
