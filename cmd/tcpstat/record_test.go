@@ -226,6 +226,52 @@ func TestRecordReplayMatchesWatch(t *testing.T) {
 	}
 }
 
+// TestRecordStopKeepsLastEvents stops record right after refused
+// connects, before the ring buffer woke its reader: record detaches and
+// reads what is left, so every transition made before the stop is in the
+// recording. It failed when the table's reader stopped with the command's
+// context (the kernel matrix's flakes of TestRecordReplayMatchesWatch and
+// TestRecordFilter on 5.10: the last SYN_SENT → CLOSE missing).
+func TestRecordStopKeepsLastEvents(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the BPF program")
+	}
+	ln, port := listen(t, "127.83.8.1")
+	ln.Close()
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec.tcprec")
+	r := startInProcess(t, filepath.Join(dir, "ready"), "record", "-w", rec, "--port", port, "--ready-file", filepath.Join(dir, "ready"))
+	const connects = 3
+	for range connects {
+		if _, err := net.Dial("tcp", "127.83.8.1:"+port); err == nil {
+			t.Fatal("connect to a closed port succeeded")
+		}
+	}
+	r.stop(t)
+
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"tcpstat", "replay", "--json", rec}, &out, &errOut); err != nil {
+		t.Fatalf("replay: %v (%s)", err, errOut.String())
+	}
+	objs, _, _ := jsonEvents(t, out.String())
+	var opens, refused int
+	for _, m := range objs {
+		if m["daddr"] != "127.83.8.1" {
+			continue
+		}
+		switch {
+		case m["new_state"] == "SYN_SENT":
+			opens++
+		case m["new_state"] == "CLOSE" && m["reason"] == "refused":
+			refused++
+		}
+	}
+	if opens != connects || refused != connects {
+		t.Fatalf("%d refused connects recorded as %d CLOSE → SYN_SENT and %d refused SYN_SENT → CLOSE:\n%s\nrecord's stderr: %s",
+			connects, opens, refused, out.String(), r.stderr.String())
+	}
+}
+
 // ownRows are a frame's rows on addresses under prefix, keyed by cookie.
 func ownRows(t *testing.T, frame []byte, prefix string) map[uint64]string {
 	frames := readFrames(t, frame)

@@ -183,7 +183,9 @@ type Table struct {
 
 // Start builds the table and returns once it is live. Events must already
 // be attached: whatever happens from then on is either in the dump or in
-// the events.
+// the events. ctx bounds start-up and the reconciles; events are read
+// until Close, so that a caller stopping on ctx (a signal) can detach its
+// tracer and Barrier to apply the events still buffered.
 func Start(ctx context.Context, cfg Config) (*Table, error) {
 	if cfg.Dump == nil {
 		return nil, errors.New("start connection table: no dump function")
@@ -201,8 +203,10 @@ func Start(ctx context.Context, cfg Config) (*Table, error) {
 		}
 		cfg.NetNS = ns
 	}
+	// Not derived from ctx: the end of ctx must not leave events unread.
+	reading, stopReading := context.WithCancel(context.WithoutCancel(ctx))
 	ctx, cancel := context.WithCancel(ctx)
-	t := &Table{cfg: cfg, cancel: cancel, tb: table.New(table.Options{OnEnd: cfg.OnEnd}),
+	t := &Table{cfg: cfg, cancel: func() { cancel(); stopReading() }, tb: table.New(table.Options{OnEnd: cfg.OnEnd}),
 		readerDone: make(chan struct{}), ownersKnown: make(chan struct{})}
 	t.st.Tracing, t.st.PollReason = cfg.Events != nil, cfg.PollReason
 
@@ -211,7 +215,7 @@ func Start(ctx context.Context, cfg Config) (*Table, error) {
 	if cfg.Events != nil {
 		t.buffering = true
 		t.wg.Add(1)
-		go t.readLoop(ctx)
+		go t.readLoop(reading)
 	} else {
 		close(t.readerDone)
 	}
@@ -314,7 +318,7 @@ func (t *Table) WaitOwners(ctx context.Context) error {
 	}
 }
 
-// Close stops the table. It does not close Events.
+// Close stops the table, reading events included. It does not close Events.
 func (t *Table) Close() {
 	t.cancel()
 	t.wg.Wait()

@@ -304,6 +304,40 @@ func TestBarrier(t *testing.T) {
 	}
 }
 
+// TestBarrierAfterCancel: a caller that stops on Start's context (a
+// signal) still applies the events left in the source, as record does
+// when it stops: events are read until Close, so a Barrier after the
+// cancel applies every event queued before it.
+func TestBarrierAfterCancel(t *testing.T) {
+	q := newQueue()
+	dump := func(context.Context, bool) ([]snapshot.Socket, error) { return nil, nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	var seen atomic.Uint64
+	tr, err := Start(ctx, Config{Events: q, Dump: dump, NetNS: 1, Every: time.Hour, OnEvent: func(*tracer.Event) { seen.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	cancel()
+	// The last events, still in the ring buffer when the signal came.
+	q.push(transition(1, tcp.Close, tcp.SynSent))
+	q.push(transition(1, tcp.SynSent, tcp.Close))
+	q.push(transition(2, tcp.Close, tcp.SynSent))
+	if err := barrier(tr); err != nil {
+		t.Fatalf("barrier after the context ended: %v", err)
+	}
+	if got, st := rows(tr); seen.Load() != 3 || st.Events != 3 || !cmp.Equal(got, []row{{2, tcp.SynSent}}) {
+		t.Errorf("after the barrier: %d events handed on, status %d events, rows %v; want 3, 3 and [{2 SYN_SENT}]", seen.Load(), st.Events, got)
+	}
+	if _, st := rows(tr); st.EventsEnded || st.Err != nil {
+		t.Errorf("status %+v: want still reading, no error", st)
+	}
+	tr.Close()
+	if err := barrier(tr); !errors.Is(err, ErrEventsEnded) {
+		t.Errorf("barrier after Close: %v, want ErrEventsEnded", err)
+	}
+}
+
 func startQueue(t *testing.T, q *queue, dump DumpFunc) *Table {
 	t.Helper()
 	if dump == nil {
