@@ -177,6 +177,7 @@ type Table struct {
 	readerEnded bool
 
 	barrierMu   sync.Mutex    // one Barrier at a time: each waits for its own flush
+	abandoned   bool          // guarded by barrierMu: a Barrier gave up waiting for its flush
 	readerDone  chan struct{} // closed when the reader returns
 	ownersKnown chan struct{} // closed when OwnersPending turns false
 }
@@ -271,6 +272,25 @@ func (t *Table) Barrier(ctx context.Context) error {
 	}
 	t.barrierMu.Lock()
 	defer t.barrierMu.Unlock()
+	// A Barrier that gave up (its ctx ended: a reconcile's, at shutdown)
+	// left its flush to the reader, whose ErrFlushed may come after this
+	// one's flush but before the events this one waits for: flush twice.
+	for again := t.abandoned; ; again = false {
+		if err := t.flush(ctx); err != nil {
+			if ctx.Err() != nil {
+				t.abandoned = true
+			}
+			return err
+		}
+		t.abandoned = false
+		if !again {
+			return nil
+		}
+	}
+}
+
+// flush is one round of Barrier, with barrierMu held.
+func (t *Table) flush(ctx context.Context) error {
 	done := make(chan struct{})
 	t.mu.Lock()
 	if t.readerEnded {

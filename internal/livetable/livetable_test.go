@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -335,6 +336,158 @@ func TestBarrierAfterCancel(t *testing.T) {
 	tr.Close()
 	if err := barrier(tr); !errors.Is(err, ErrEventsEnded) {
 		t.Errorf("barrier after Close: %v, want ErrEventsEnded", err)
+	}
+}
+
+// ring is an event source that, like the ring buffer's reader, gives
+// events only when flushed: a flush wakes Read, which returns the events
+// there at that moment, then ErrFlushed. Flushes that come before Read
+// wakes make one, as the reader's eventfd does. Once held, Read stops
+// twice for the test, before the next ErrFlushed and at the Read after it.
+type ring struct {
+	mu       sync.Mutex
+	events   []tracer.Event
+	hold     bool
+	wake     chan struct{}
+	flushes  chan struct{} // one per Flush, for the test
+	stopped  chan struct{}
+	resume   chan struct{}
+	deadline atomic.Int64
+	// Of the reading goroutine.
+	owed    int
+	flushed bool
+	stops   int
+}
+
+func newRing() *ring {
+	return &ring{wake: make(chan struct{}, 1), flushes: make(chan struct{}, 10), stopped: make(chan struct{}), resume: make(chan struct{})}
+}
+
+func (r *ring) push(ev tracer.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
+
+func (r *ring) holdNext() {
+	r.mu.Lock()
+	r.hold = true
+	r.mu.Unlock()
+}
+
+// stop waits for the test once held.
+func (r *ring) stop() {
+	r.mu.Lock()
+	if r.hold && r.stops == 0 {
+		r.stops = 2
+		r.hold = false
+	}
+	r.mu.Unlock()
+	if r.stops > 0 {
+		r.stops--
+		r.stopped <- struct{}{}
+		<-r.resume
+	}
+}
+
+func (r *ring) Read(ev *tracer.Event) error {
+	if r.stops == 1 {
+		r.stop()
+	}
+	for {
+		switch {
+		case r.owed > 0:
+			r.mu.Lock()
+			*ev, r.events = r.events[0], r.events[1:]
+			r.mu.Unlock()
+			r.owed--
+			return nil
+		case r.flushed:
+			r.stop()
+			r.flushed = false
+			return tracer.ErrFlushed
+		}
+		select {
+		case <-r.wake:
+			r.mu.Lock()
+			r.owed, r.flushed = len(r.events), true
+			r.mu.Unlock()
+		case <-time.After(time.Until(time.Unix(0, r.deadline.Load()))):
+			return os.ErrDeadlineExceeded
+		}
+	}
+}
+
+func (r *ring) Flush() error {
+	r.flushes <- struct{}{}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (r *ring) SetDeadline(d time.Time)      { r.deadline.Store(d.UnixNano()) }
+func (r *ring) Stats() (tracer.Stats, error) { return tracer.Stats{}, nil }
+
+// TestBarrierAfterAbandoned: a Barrier whose context ended (a reconcile's,
+// when the command stops) leaves its flush to the reader; the next Barrier
+// must not take that flush's ErrFlushed for its own and return before the
+// events queued before it are applied.
+func TestBarrierAfterAbandoned(t *testing.T) {
+	r := newRing()
+	dump := func(context.Context, bool) ([]snapshot.Socket, error) { return nil, nil }
+	tr, err := Start(context.Background(), Config{Events: r, Dump: dump, NetNS: 1, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := tr.WaitOwners(ctx); err != nil { // after the first reconcile's Barrier
+		t.Fatal(err)
+	}
+	<-r.flushes
+
+	// The reader wakes for the first Barrier's flush, finds nothing, and
+	// is about to say so when that Barrier gives up.
+	r.holdNext()
+	first, giveUp := context.WithCancel(context.Background())
+	abandoned := make(chan error, 1)
+	go func() { abandoned <- tr.Barrier(first) }()
+	<-r.flushes
+	<-r.stopped
+	giveUp()
+	if err := <-abandoned; !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned barrier: %v, want context.Canceled", err)
+	}
+
+	r.push(transition(1, tcp.Close, tcp.SynSent))
+	type result struct {
+		err  error
+		rows []row
+	}
+	second := make(chan result, 1)
+	go func() {
+		err := barrier(tr)
+		got, _ := rows(tr)
+		second <- result{err, got}
+	}()
+	<-r.flushes
+	// The first flush's ErrFlushed comes now; the reader stops before
+	// reading on.
+	r.resume <- struct{}{}
+	<-r.stopped
+	var res result
+	select {
+	case res = <-second:
+		r.resume <- struct{}{}
+	case <-r.flushes: // flushing again, as it must
+		r.resume <- struct{}{}
+		res = <-second
+	}
+	if res.err != nil || !cmp.Equal(res.rows, []row{{1, tcp.SynSent}}) {
+		t.Errorf("barrier after an abandoned one: %v, rows %v; want no error, [{1 SYN_SENT}]", res.err, res.rows)
 	}
 }
 
