@@ -142,7 +142,7 @@ func New(opts Options) (_ *Tracer, err error) {
 	_ = rlimit.RemoveMemlock()
 
 	// The object is parsed on one core while the kernel's BTF is on the
-	// other (each about 25 ms at a cold start).
+	// other (each tens of milliseconds in a fresh process).
 	parsed := make(chan error, 1)
 	var spec *ebpf.CollectionSpec
 	go func() {
