@@ -286,13 +286,12 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFi
 
 // specWith copies spec with only the named programs.
 func specWith(spec *ebpf.CollectionSpec, programs ...string) *ebpf.CollectionSpec {
-	all := spec.Programs
-	defer func() { spec.Programs = all }()
-	spec.Programs = make(map[string]*ebpf.ProgramSpec, len(programs))
+	only := *spec
+	only.Programs = make(map[string]*ebpf.ProgramSpec, len(programs))
 	for _, name := range programs {
-		spec.Programs[name] = all[name]
+		only.Programs[name] = spec.Programs[name]
 	}
-	return spec.Copy()
+	return only.Copy()
 }
 
 // loadIterators loads the programs that sweep and list per-socket state.
