@@ -196,7 +196,10 @@ struct sock_state {
 	/* Bit i: the owner is in the filter's cgroup i (or below it). */
 	__u8 owner_in_cgroup;
 	__u8 sent_undecided; /* events went out before the verdict */
-	__u8 pad[6];
+	__u8 pad[4];
+	/* (old << 8 | new) of the transition the first copy of the program
+	 * handled and the second has not yet passed over; 0 if none. */
+	__u16 handled;
 };
 
 /* The socket's addresses and ports, read once per run. */
@@ -322,6 +325,9 @@ const volatile __u64 wakeup_bytes = 1;
  * losses that would leave per-socket state behind. */
 const volatile __u32 test_skip_first_one_in = 0;
 const volatile __u32 test_lose_one_in = 0;
+/* Tests only: 1 in n runs of the second copy do not see this CPU's handled
+ * set, as when the task moved to another CPU between the two copies. */
+const volatile __u32 test_second_elsewhere_one_in = 0;
 /* Benchmark only (Options.Experiment), each dropping a guarantee: no
  * task_comm; a single copy of the transition program, without the handled
  * set; no events at all; no per-socket state; no owner in events; events
@@ -867,7 +873,9 @@ static __always_inline void emit(struct sock *sk, const struct endpoint *ep, str
 	submit(e);
 }
 
-static __always_inline void transition(struct sock *sk, int oldstate, int newstate)
+/* Reports one transition; returns the socket's state it used, NULL if it
+ * had none (dropped before, or none could be had). */
+static __always_inline struct sock_state *transition(struct sock *sk, int oldstate, int newstate)
 {
 	/* A socket's first transition starts its life here. */
 	bool birth = oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
@@ -880,17 +888,17 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 
 	if (newstate == TCP_CLOSE && one_in(test_lose_one_in)) {
 		count(COUNTER_FORCED_LOST);
-		return;
+		return NULL;
 	}
 	if (!read_endpoint(&ep, sk))
-		return;
+		return NULL;
 	now = bpf_ktime_get_boot_ns();
 	st = state_of(sk, birth);
 	if (!st)
 		st = &scratch;
 	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
 		if (st == &scratch)
-			return;
+			return NULL;
 		/* The new child still holds its listener's copy here: its own
 		 * cookie and its peer's address are set after this tracepoint
 		 * (inet_csk_clone_lock; 6.1 and 6.12 show the listener's cookie,
@@ -901,7 +909,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		st->birth_task_pid = bpf_get_current_pid_tgid() >> 32;
 		if (!exp_no_task_comm)
 			bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
-		return;
+		return st;
 	}
 	set_cookie(st, sk, sk->__sk_common.skc_cookie.counter, true);
 	take_accepted_owner(sk, st);
@@ -929,7 +937,7 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 		st->birth_task_pid = bpf_get_current_pid_tgid() >> 32;
 		if (!exp_no_task_comm)
 			bpf_get_current_comm(&st->birth_task_comm, sizeof(st->birth_task_comm));
-		return;
+		return st;
 	}
 	if (pass) {
 		if (st->birth_pending == PENDING_BIRTH)
@@ -941,62 +949,50 @@ static __always_inline void transition(struct sock *sk, int oldstate, int newsta
 	st->birth_pending = PENDING_NONE;
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
 		queue_for_accept(sk, st);
-	if (newstate == TCP_CLOSE)
-		forget(sk);
+	return st == &scratch ? NULL : st;
 }
 
 /*
  * Exactly one copy handles each transition. The tracepoint runs the first
- * copy then the second, with preemption off, so only an interrupt (softirq)
- * comes between them. The first copy handles what it runs for and adds it
- * to this CPU's handled set; the second copy takes such an entry out and
- * passes over the transition, and handles every transition without one:
- * those the first copy's guard skipped because they interrupted it. A set,
- * not a slot per nesting level, because a softirq transition may fall
- * between the two copies' runs for a process-context one, and must neither
- * overwrite its entry nor make the second copy handle it twice. The
- * signature includes the raw cookie field so that a reused socket address
- * cannot match an old entry.
+ * copy, then the second. The first copy handles what it runs for and marks
+ * it in the socket's state; the second passes over a transition so marked,
+ * and handles every other one: those the first copy's guard skipped because
+ * they interrupted it. The mark is kept in the socket, not the CPU: where
+ * tracepoints no longer turn preemption off (SRCU-fast tracepoints), the
+ * task may be preempted and moved to another CPU between the two copies,
+ * and a mark left in the first CPU would make the second copy report the
+ * transition again (seen once on 7.3-rc7). A socket's transitions are
+ * serialized by its lock, so the mark the second copy finds is for its own
+ * transition or stale (its second run skipped), and a stale one can never
+ * match: consecutive transitions of a socket never share (old, new). A
+ * transition that had no state of its own is marked in this CPU's handled
+ * set instead, which is exact where the tracepoint keeps preemption off.
  */
-static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, bool second)
+
+/* The socket's state if it has some; never makes it. */
+static __always_inline struct sock_state *kept_state(struct sock *sk)
 {
-	__u32 zero = 0;
+	if (exp_no_state)
+		return NULL;
+	if (!use_sk_storage)
+		return map_state(sk, false, false);
+	return bpf_sk_storage_get(&socket_storage, sk, 0, 0);
+}
+
+/* The handled set's signature includes the raw cookie field, so that a
+ * reused socket address cannot match an old entry. A set, not a slot per
+ * nesting level, because a softirq transition may fall between the two
+ * copies' runs for a process-context one. */
+static __always_inline void add_handled(struct sock *sk, __u16 states)
+{
+	__u32 zero = 0, victim = 0, age = 0;
 	struct handled_set *set = bpf_map_lookup_elem(&handled, &zero);
-	__u64 addr = (__u64)sk;
-	__u32 states = (oldstate << 8) | newstate;
 	int i;
 
-	if (sk->sk_protocol != IPPROTO_TCP)
-		return 0;
 	if (!set) /* cannot happen: per-CPU arrays are preallocated */
-		return 0;
-	if (second) {
-		__u64 cookie = sk->__sk_common.skc_cookie.counter;
-
-		for (i = 0; i < HANDLED_MAX; i++) {
-			struct handled *h = &set->slot[i];
-
-			if (h->sk == addr && h->cookie == cookie && h->states == states) {
-				h->sk = 0;
-				return 0;
-			}
-		}
-		count(COUNTER_RECOVERED);
-		transition(sk, oldstate, newstate);
-		return 0;
-	}
-	if (one_in(test_skip_first_one_in)) {
-		count(COUNTER_FORCED_SKIP);
-		return 0;
-	}
-	transition(sk, oldstate, newstate);
-	if (exp_one_copy)
-		return 0;
-
+		return;
 	/* A free slot, else the oldest: an entry the second copy never took
 	 * because its own guard skipped that transition. */
-	__u32 victim = 0, age = 0;
-
 	for (i = 0; i < HANDLED_MAX; i++) {
 		struct handled *h = &set->slot[i];
 
@@ -1016,8 +1012,67 @@ static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, b
 		h->cookie = sk->__sk_common.skc_cookie.counter; /* may be new */
 		h->states = states;
 		h->seq = ++set->seq;
-		h->sk = addr;
+		h->sk = (__u64)sk;
 	}
+}
+
+/* Takes the transition's entry out of this CPU's handled set, if there. */
+static __always_inline bool take_handled(struct sock *sk, __u16 states)
+{
+	__u32 zero = 0;
+	struct handled_set *set = bpf_map_lookup_elem(&handled, &zero);
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+	int i;
+
+	if (!set || one_in(test_second_elsewhere_one_in))
+		return false;
+	for (i = 0; i < HANDLED_MAX; i++) {
+		struct handled *h = &set->slot[i];
+
+		if (h->sk == (__u64)sk && h->cookie == cookie && h->states == states) {
+			h->sk = 0;
+			return true;
+		}
+	}
+	return false;
+}
+
+static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, bool second)
+{
+	__u16 states = (oldstate << 8) | newstate;
+	struct sock_state *st;
+	bool done = false;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	if (second) {
+		st = kept_state(sk);
+		if (st && st->handled) {
+			done = st->handled == states;
+			st->handled = 0;
+		}
+		if (!done && !take_handled(sk, states)) {
+			count(COUNTER_RECOVERED);
+			transition(sk, oldstate, newstate);
+		}
+		/* Without socket storage the state was kept for this run. */
+		if (newstate == TCP_CLOSE)
+			forget(sk);
+		return 0;
+	}
+	if (one_in(test_skip_first_one_in)) {
+		count(COUNTER_FORCED_SKIP);
+		return 0;
+	}
+	st = transition(sk, oldstate, newstate);
+	if (st && !exp_one_copy) {
+		st->handled = states;
+		return 0;
+	}
+	if (!exp_one_copy)
+		add_handled(sk, states);
+	if (newstate == TCP_CLOSE)
+		forget(sk);
 	return 0;
 }
 

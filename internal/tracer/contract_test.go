@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/tcp"
 )
 
 // churn makes n loopback connections to addr and closes them, the client
@@ -54,6 +57,97 @@ func churnListener(t *testing.T, port, n int) {
 	must(t, unix.Listen(ln, 64))
 	churn(t, ln, addr, func() int { return mustSocket(t) }, n)
 	must(t, unix.Close(ln))
+}
+
+// newNetns makes a network namespace named prefix-pid with lo up, removed
+// at the end of the test, and runs each ip command of setup in it; it
+// returns the namespace's path and inode.
+func newNetns(t *testing.T, prefix string, setup ...[]string) (string, uint32) {
+	t.Helper()
+	ns := prefix + "-" + strconv.Itoa(os.Getpid())
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ip("-n", ns, "link", "set", "lo", "up")
+	for _, args := range setup {
+		ip(append([]string{"-n", ns}, args...)...)
+	}
+	var st unix.Stat_t
+	must(t, unix.Stat("/run/netns/"+ns, &st))
+	return "/run/netns/" + ns, uint32(st.Ino)
+}
+
+// Each transition is reported exactly once, whichever copy of the program
+// handles it and wherever the second copy runs. The first copy passes over
+// one transition in three (the second must take it), and the second copy
+// does not see this CPU's handled set one run in two, as when the task is
+// preempted and moved to another CPU between the copies (tracepoints run
+// preemptible on recent kernels): every socket's transitions still form one
+// unbroken chain, none missing and none twice.
+func TestEachTransitionOnce(t *testing.T) {
+	requireRoot(t)
+	path, ino := newNetns(t, "tcpstat-once")
+	for i, mode := range stateModes(t) {
+		t.Run(mode.name, func(t *testing.T) {
+			const conns = 300
+			tracer := newTracer(t, Options{
+				RingBufferSize: 1 << 24, mapState: mode.mapState,
+				skipFirstOneIn: 3, secondElsewhereOneIn: 2,
+			})
+			socket := func() int { return socketInNetns(t, path) }
+			addr := &unix.SockaddrInet4{Port: 29160 + i, Addr: [4]byte{127, 0, 0, 1}}
+			ln := socket()
+			must(t, unix.Bind(ln, addr))
+			must(t, unix.Listen(ln, 64))
+			churn(t, ln, addr, socket, conns)
+			must(t, unix.Close(ln))
+
+			var clients, children, listeners, open int
+			last := map[uint64]tcp.State{}
+			follow := func(ev *Event) bool {
+				if ev.NetNS != ino || ev.Kind != Transition {
+					return false
+				}
+				prev, seen := last[ev.Cookie]
+				switch {
+				case !seen && ev.Old == tcp.Close && ev.New == tcp.SynSent:
+					clients++
+				case !seen && ev.Old == tcp.Listen && ev.New == tcp.SynRecv:
+					children++
+				case !seen && ev.Old == tcp.Close && ev.New == tcp.Listen:
+					listeners++
+				case !seen || prev != ev.Old:
+					t.Fatalf("socket %d: %s → %s after %s (seen before: %v), a transition missing or reported twice",
+						ev.Cookie, ev.Old, ev.New, prev, seen)
+				}
+				last[ev.Cookie] = ev.New
+				if !seen {
+					open++
+				}
+				if ev.New == tcp.Close || ev.New == tcp.TimeWait {
+					open--
+				}
+				return listeners == 1 && open == 0
+			}
+			s := &stream{t: t, tr: tracer}
+			s.waitFor("every socket's end", follow)
+			if clients != conns || children != conns || listeners != 1 {
+				t.Errorf("%d clients, %d children and %d listeners, want %d, %d and 1",
+					clients, children, listeners, conns, conns)
+			}
+			checkNoLoss(t, tracer)
+			st, err := tracer.Stats()
+			must(t, err)
+			if st.Recovered == 0 {
+				t.Errorf("the second copy took no transition: %+v", st)
+			}
+		})
+	}
 }
 
 // A corrupt sample is counted and skipped: Read goes on, and every event is
@@ -115,18 +209,7 @@ func TestStateGoesWithTheSocket(t *testing.T) {
 	if testing.Short() {
 		t.Skip("churns 3000 connections")
 	}
-	ns := "tcpstat-state-" + strconv.Itoa(os.Getpid())
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	ip("netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ip("-n", ns, "link", "set", "lo", "up")
-	var nsStat unix.Stat_t
-	must(t, unix.Stat("/run/netns/"+ns, &nsStat))
+	path, ino := newNetns(t, "tcpstat-state")
 
 	for i, mode := range stateModes(t) {
 		t.Run(mode.name, func(t *testing.T) {
@@ -141,7 +224,7 @@ func TestStateGoesWithTheSocket(t *testing.T) {
 			if tracer.SocketStorage() == mode.mapState {
 				t.Fatalf("SocketStorage() = %v in mode %s", tracer.SocketStorage(), mode.name)
 			}
-			socket := func() int { return socketInNetns(t, "/run/netns/"+ns) }
+			socket := func() int { return socketInNetns(t, path) }
 			addr := &unix.SockaddrInet4{Port: 29156 + i, Addr: [4]byte{127, 0, 0, 1}}
 			ln := socket()
 			must(t, unix.Bind(ln, addr))
@@ -156,14 +239,14 @@ func TestStateGoesWithTheSocket(t *testing.T) {
 			}
 			churn(t, ln, addr, socket, conns)
 
-			live := func() int { return liveSockets(t, ns) }
-			if got := waitKept(t, tracer, uint32(nsStat.Ino), live); got != 1+2*kept {
+			live := func() int { return liveSockets(t, filepath.Base(path)) }
+			if got := waitKept(t, tracer, ino, live); got != 1+2*kept {
 				t.Errorf("%d live sockets, want the listener and %d connections", got, kept)
 			}
 			for _, fd := range append(open, ln) {
 				must(t, unix.Close(fd))
 			}
-			if got := waitKept(t, tracer, uint32(nsStat.Ino), live); got != 0 {
+			if got := waitKept(t, tracer, ino, live); got != 0 {
 				t.Errorf("%d live sockets after closing all", got)
 			}
 			must(t, tracer.Detach())
@@ -184,16 +267,7 @@ func TestStateGoesWithTheSocket(t *testing.T) {
 // children's accept hand-overs (their storage stays with them, rightly).
 func TestSweepFreesStateOfLostCloses(t *testing.T) {
 	requireRoot(t)
-	ns := "tcpstat-sweep-" + strconv.Itoa(os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip link set lo up: %v: %s", err, out)
-	}
-	var nsStat unix.Stat_t
-	must(t, unix.Stat("/run/netns/"+ns, &nsStat))
+	path, ino := newNetns(t, "tcpstat-sweep")
 	for i, mode := range stateModes(t) {
 		t.Run(mode.name, func(t *testing.T) {
 			const resets = 5
@@ -201,7 +275,7 @@ func TestSweepFreesStateOfLostCloses(t *testing.T) {
 			if mapIteratorsRefused(t, tracer) {
 				return
 			}
-			socket := func() int { return socketInNetns(t, "/run/netns/"+ns) }
+			socket := func() int { return socketInNetns(t, path) }
 			addr := &unix.SockaddrInet4{Port: 29158 + i, Addr: [4]byte{127, 0, 0, 1}}
 			ln := socket()
 			must(t, unix.Bind(ln, addr))
@@ -236,7 +310,7 @@ func TestSweepFreesStateOfLostCloses(t *testing.T) {
 				must(t, err)
 				inMap := 0
 				for _, k := range kept {
-					if k.NetNS == uint32(nsStat.Ino) && k.InMap {
+					if k.NetNS == ino && k.InMap {
 						inMap++
 					}
 				}

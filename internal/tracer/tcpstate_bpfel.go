@@ -174,60 +174,62 @@ type tcpstateSockState struct {
 	BirthTaskComm [16]int8
 	OwnerInCgroup uint8
 	SentUndecided uint8
-	Pad           [6]uint8
+	Pad           [4]uint8
+	Handled       uint16
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpstateMapCounters           = "counters"
-	tcpstateMapEvents             = "events"
-	tcpstateMapFilterPrefixes     = "filter_prefixes"
-	tcpstateMapFilterProg         = "filter_prog"
-	tcpstateMapHandled            = "handled"
-	tcpstateMapSocketStorage      = "socket_storage"
-	tcpstateMapSockets            = "sockets"
-	tcpstateMapStaging            = "staging"
-	tcpstateProgAccept4Exit       = "accept4_exit"
-	tcpstateProgAcceptExit        = "accept_exit"
-	tcpstateProgListStorage       = "list_storage"
-	tcpstateProgSetStateFirst     = "set_state_first"
-	tcpstateProgSetStateSecond    = "set_state_second"
-	tcpstateProgSweepSockets      = "sweep_sockets"
-	tcpstateVarExpNoEvents        = "exp_no_events"
-	tcpstateVarExpNoOwner         = "exp_no_owner"
-	tcpstateVarExpNoState         = "exp_no_state"
-	tcpstateVarExpNoTaskComm      = "exp_no_task_comm"
-	tcpstateVarExpOneCopy         = "exp_one_copy"
-	tcpstateVarExpQueryWakeup     = "exp_query_wakeup"
-	tcpstateVarExpStaged          = "exp_staged"
-	tcpstateVarFilterCgroupId     = "filter_cgroup_id"
-	tcpstateVarFilterCgroupLevel  = "filter_cgroup_level"
-	tcpstateVarFilterCgroups      = "filter_cgroups"
-	tcpstateVarFilterHasSets      = "filter_has_sets"
-	tcpstateVarFilterLen          = "filter_len"
-	tcpstateVarFilterNeedsOwner   = "filter_needs_owner"
-	tcpstateVarFilterNeedsPort    = "filter_needs_port"
-	tcpstateVarHaveCookieHelper   = "have_cookie_helper"
-	tcpstateVarSweepAfterNs       = "sweep_after_ns"
-	tcpstateVarTestCorruptOneIn   = "test_corrupt_one_in"
-	tcpstateVarTestLoseOneIn      = "test_lose_one_in"
-	tcpstateVarTestSkipFirstOneIn = "test_skip_first_one_in"
-	tcpstateVarUnusedCounter      = "unused_counter"
-	tcpstateVarUnusedEvent        = "unused_event"
-	tcpstateVarUnusedFilterEnd    = "unused_filter_end"
-	tcpstateVarUnusedFilterInsn   = "unused_filter_insn"
-	tcpstateVarUnusedFilterKey    = "unused_filter_key"
-	tcpstateVarUnusedFilterOp     = "unused_filter_op"
-	tcpstateVarUnusedFlag         = "unused_flag"
-	tcpstateVarUnusedKeptSocket   = "unused_kept_socket"
-	tcpstateVarUnusedKind         = "unused_kind"
-	tcpstateVarUnusedOwnerSource  = "unused_owner_source"
-	tcpstateVarUnusedReason       = "unused_reason"
-	tcpstateVarUseSkStorage       = "use_sk_storage"
-	tcpstateVarWakeupBytes        = "wakeup_bytes"
-	tcpstateVarWakeupRecords      = "wakeup_records"
+	tcpstateMapCounters                 = "counters"
+	tcpstateMapEvents                   = "events"
+	tcpstateMapFilterPrefixes           = "filter_prefixes"
+	tcpstateMapFilterProg               = "filter_prog"
+	tcpstateMapHandled                  = "handled"
+	tcpstateMapSocketStorage            = "socket_storage"
+	tcpstateMapSockets                  = "sockets"
+	tcpstateMapStaging                  = "staging"
+	tcpstateProgAccept4Exit             = "accept4_exit"
+	tcpstateProgAcceptExit              = "accept_exit"
+	tcpstateProgListStorage             = "list_storage"
+	tcpstateProgSetStateFirst           = "set_state_first"
+	tcpstateProgSetStateSecond          = "set_state_second"
+	tcpstateProgSweepSockets            = "sweep_sockets"
+	tcpstateVarExpNoEvents              = "exp_no_events"
+	tcpstateVarExpNoOwner               = "exp_no_owner"
+	tcpstateVarExpNoState               = "exp_no_state"
+	tcpstateVarExpNoTaskComm            = "exp_no_task_comm"
+	tcpstateVarExpOneCopy               = "exp_one_copy"
+	tcpstateVarExpQueryWakeup           = "exp_query_wakeup"
+	tcpstateVarExpStaged                = "exp_staged"
+	tcpstateVarFilterCgroupId           = "filter_cgroup_id"
+	tcpstateVarFilterCgroupLevel        = "filter_cgroup_level"
+	tcpstateVarFilterCgroups            = "filter_cgroups"
+	tcpstateVarFilterHasSets            = "filter_has_sets"
+	tcpstateVarFilterLen                = "filter_len"
+	tcpstateVarFilterNeedsOwner         = "filter_needs_owner"
+	tcpstateVarFilterNeedsPort          = "filter_needs_port"
+	tcpstateVarHaveCookieHelper         = "have_cookie_helper"
+	tcpstateVarSweepAfterNs             = "sweep_after_ns"
+	tcpstateVarTestCorruptOneIn         = "test_corrupt_one_in"
+	tcpstateVarTestLoseOneIn            = "test_lose_one_in"
+	tcpstateVarTestSecondElsewhereOneIn = "test_second_elsewhere_one_in"
+	tcpstateVarTestSkipFirstOneIn       = "test_skip_first_one_in"
+	tcpstateVarUnusedCounter            = "unused_counter"
+	tcpstateVarUnusedEvent              = "unused_event"
+	tcpstateVarUnusedFilterEnd          = "unused_filter_end"
+	tcpstateVarUnusedFilterInsn         = "unused_filter_insn"
+	tcpstateVarUnusedFilterKey          = "unused_filter_key"
+	tcpstateVarUnusedFilterOp           = "unused_filter_op"
+	tcpstateVarUnusedFlag               = "unused_flag"
+	tcpstateVarUnusedKeptSocket         = "unused_kept_socket"
+	tcpstateVarUnusedKind               = "unused_kind"
+	tcpstateVarUnusedOwnerSource        = "unused_owner_source"
+	tcpstateVarUnusedReason             = "unused_reason"
+	tcpstateVarUseSkStorage             = "use_sk_storage"
+	tcpstateVarWakeupBytes              = "wakeup_bytes"
+	tcpstateVarWakeupRecords            = "wakeup_records"
 )
 
 // loadTcpstate returns the embedded CollectionSpec for tcpstate.
@@ -298,39 +300,40 @@ type tcpstateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
-	ExpNoEvents        *ebpf.VariableSpec `ebpf:"exp_no_events"`
-	ExpNoOwner         *ebpf.VariableSpec `ebpf:"exp_no_owner"`
-	ExpNoState         *ebpf.VariableSpec `ebpf:"exp_no_state"`
-	ExpNoTaskComm      *ebpf.VariableSpec `ebpf:"exp_no_task_comm"`
-	ExpOneCopy         *ebpf.VariableSpec `ebpf:"exp_one_copy"`
-	ExpQueryWakeup     *ebpf.VariableSpec `ebpf:"exp_query_wakeup"`
-	ExpStaged          *ebpf.VariableSpec `ebpf:"exp_staged"`
-	FilterCgroupId     *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
-	FilterCgroupLevel  *ebpf.VariableSpec `ebpf:"filter_cgroup_level"`
-	FilterCgroups      *ebpf.VariableSpec `ebpf:"filter_cgroups"`
-	FilterHasSets      *ebpf.VariableSpec `ebpf:"filter_has_sets"`
-	FilterLen          *ebpf.VariableSpec `ebpf:"filter_len"`
-	FilterNeedsOwner   *ebpf.VariableSpec `ebpf:"filter_needs_owner"`
-	FilterNeedsPort    *ebpf.VariableSpec `ebpf:"filter_needs_port"`
-	HaveCookieHelper   *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
-	SweepAfterNs       *ebpf.VariableSpec `ebpf:"sweep_after_ns"`
-	TestCorruptOneIn   *ebpf.VariableSpec `ebpf:"test_corrupt_one_in"`
-	TestLoseOneIn      *ebpf.VariableSpec `ebpf:"test_lose_one_in"`
-	TestSkipFirstOneIn *ebpf.VariableSpec `ebpf:"test_skip_first_one_in"`
-	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedFilterEnd    *ebpf.VariableSpec `ebpf:"unused_filter_end"`
-	UnusedFilterInsn   *ebpf.VariableSpec `ebpf:"unused_filter_insn"`
-	UnusedFilterKey    *ebpf.VariableSpec `ebpf:"unused_filter_key"`
-	UnusedFilterOp     *ebpf.VariableSpec `ebpf:"unused_filter_op"`
-	UnusedFlag         *ebpf.VariableSpec `ebpf:"unused_flag"`
-	UnusedKeptSocket   *ebpf.VariableSpec `ebpf:"unused_kept_socket"`
-	UnusedKind         *ebpf.VariableSpec `ebpf:"unused_kind"`
-	UnusedOwnerSource  *ebpf.VariableSpec `ebpf:"unused_owner_source"`
-	UnusedReason       *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UseSkStorage       *ebpf.VariableSpec `ebpf:"use_sk_storage"`
-	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
-	WakeupRecords      *ebpf.VariableSpec `ebpf:"wakeup_records"`
+	ExpNoEvents              *ebpf.VariableSpec `ebpf:"exp_no_events"`
+	ExpNoOwner               *ebpf.VariableSpec `ebpf:"exp_no_owner"`
+	ExpNoState               *ebpf.VariableSpec `ebpf:"exp_no_state"`
+	ExpNoTaskComm            *ebpf.VariableSpec `ebpf:"exp_no_task_comm"`
+	ExpOneCopy               *ebpf.VariableSpec `ebpf:"exp_one_copy"`
+	ExpQueryWakeup           *ebpf.VariableSpec `ebpf:"exp_query_wakeup"`
+	ExpStaged                *ebpf.VariableSpec `ebpf:"exp_staged"`
+	FilterCgroupId           *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
+	FilterCgroupLevel        *ebpf.VariableSpec `ebpf:"filter_cgroup_level"`
+	FilterCgroups            *ebpf.VariableSpec `ebpf:"filter_cgroups"`
+	FilterHasSets            *ebpf.VariableSpec `ebpf:"filter_has_sets"`
+	FilterLen                *ebpf.VariableSpec `ebpf:"filter_len"`
+	FilterNeedsOwner         *ebpf.VariableSpec `ebpf:"filter_needs_owner"`
+	FilterNeedsPort          *ebpf.VariableSpec `ebpf:"filter_needs_port"`
+	HaveCookieHelper         *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
+	SweepAfterNs             *ebpf.VariableSpec `ebpf:"sweep_after_ns"`
+	TestCorruptOneIn         *ebpf.VariableSpec `ebpf:"test_corrupt_one_in"`
+	TestLoseOneIn            *ebpf.VariableSpec `ebpf:"test_lose_one_in"`
+	TestSecondElsewhereOneIn *ebpf.VariableSpec `ebpf:"test_second_elsewhere_one_in"`
+	TestSkipFirstOneIn       *ebpf.VariableSpec `ebpf:"test_skip_first_one_in"`
+	UnusedCounter            *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEvent              *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFilterEnd          *ebpf.VariableSpec `ebpf:"unused_filter_end"`
+	UnusedFilterInsn         *ebpf.VariableSpec `ebpf:"unused_filter_insn"`
+	UnusedFilterKey          *ebpf.VariableSpec `ebpf:"unused_filter_key"`
+	UnusedFilterOp           *ebpf.VariableSpec `ebpf:"unused_filter_op"`
+	UnusedFlag               *ebpf.VariableSpec `ebpf:"unused_flag"`
+	UnusedKeptSocket         *ebpf.VariableSpec `ebpf:"unused_kept_socket"`
+	UnusedKind               *ebpf.VariableSpec `ebpf:"unused_kind"`
+	UnusedOwnerSource        *ebpf.VariableSpec `ebpf:"unused_owner_source"`
+	UnusedReason             *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UseSkStorage             *ebpf.VariableSpec `ebpf:"use_sk_storage"`
+	WakeupBytes              *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupRecords            *ebpf.VariableSpec `ebpf:"wakeup_records"`
 }
 
 // tcpstateObjects contains all objects after they have been loaded into the kernel.
@@ -380,39 +383,40 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
-	ExpNoEvents        *ebpf.Variable `ebpf:"exp_no_events"`
-	ExpNoOwner         *ebpf.Variable `ebpf:"exp_no_owner"`
-	ExpNoState         *ebpf.Variable `ebpf:"exp_no_state"`
-	ExpNoTaskComm      *ebpf.Variable `ebpf:"exp_no_task_comm"`
-	ExpOneCopy         *ebpf.Variable `ebpf:"exp_one_copy"`
-	ExpQueryWakeup     *ebpf.Variable `ebpf:"exp_query_wakeup"`
-	ExpStaged          *ebpf.Variable `ebpf:"exp_staged"`
-	FilterCgroupId     *ebpf.Variable `ebpf:"filter_cgroup_id"`
-	FilterCgroupLevel  *ebpf.Variable `ebpf:"filter_cgroup_level"`
-	FilterCgroups      *ebpf.Variable `ebpf:"filter_cgroups"`
-	FilterHasSets      *ebpf.Variable `ebpf:"filter_has_sets"`
-	FilterLen          *ebpf.Variable `ebpf:"filter_len"`
-	FilterNeedsOwner   *ebpf.Variable `ebpf:"filter_needs_owner"`
-	FilterNeedsPort    *ebpf.Variable `ebpf:"filter_needs_port"`
-	HaveCookieHelper   *ebpf.Variable `ebpf:"have_cookie_helper"`
-	SweepAfterNs       *ebpf.Variable `ebpf:"sweep_after_ns"`
-	TestCorruptOneIn   *ebpf.Variable `ebpf:"test_corrupt_one_in"`
-	TestLoseOneIn      *ebpf.Variable `ebpf:"test_lose_one_in"`
-	TestSkipFirstOneIn *ebpf.Variable `ebpf:"test_skip_first_one_in"`
-	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
-	UnusedFilterEnd    *ebpf.Variable `ebpf:"unused_filter_end"`
-	UnusedFilterInsn   *ebpf.Variable `ebpf:"unused_filter_insn"`
-	UnusedFilterKey    *ebpf.Variable `ebpf:"unused_filter_key"`
-	UnusedFilterOp     *ebpf.Variable `ebpf:"unused_filter_op"`
-	UnusedFlag         *ebpf.Variable `ebpf:"unused_flag"`
-	UnusedKeptSocket   *ebpf.Variable `ebpf:"unused_kept_socket"`
-	UnusedKind         *ebpf.Variable `ebpf:"unused_kind"`
-	UnusedOwnerSource  *ebpf.Variable `ebpf:"unused_owner_source"`
-	UnusedReason       *ebpf.Variable `ebpf:"unused_reason"`
-	UseSkStorage       *ebpf.Variable `ebpf:"use_sk_storage"`
-	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
-	WakeupRecords      *ebpf.Variable `ebpf:"wakeup_records"`
+	ExpNoEvents              *ebpf.Variable `ebpf:"exp_no_events"`
+	ExpNoOwner               *ebpf.Variable `ebpf:"exp_no_owner"`
+	ExpNoState               *ebpf.Variable `ebpf:"exp_no_state"`
+	ExpNoTaskComm            *ebpf.Variable `ebpf:"exp_no_task_comm"`
+	ExpOneCopy               *ebpf.Variable `ebpf:"exp_one_copy"`
+	ExpQueryWakeup           *ebpf.Variable `ebpf:"exp_query_wakeup"`
+	ExpStaged                *ebpf.Variable `ebpf:"exp_staged"`
+	FilterCgroupId           *ebpf.Variable `ebpf:"filter_cgroup_id"`
+	FilterCgroupLevel        *ebpf.Variable `ebpf:"filter_cgroup_level"`
+	FilterCgroups            *ebpf.Variable `ebpf:"filter_cgroups"`
+	FilterHasSets            *ebpf.Variable `ebpf:"filter_has_sets"`
+	FilterLen                *ebpf.Variable `ebpf:"filter_len"`
+	FilterNeedsOwner         *ebpf.Variable `ebpf:"filter_needs_owner"`
+	FilterNeedsPort          *ebpf.Variable `ebpf:"filter_needs_port"`
+	HaveCookieHelper         *ebpf.Variable `ebpf:"have_cookie_helper"`
+	SweepAfterNs             *ebpf.Variable `ebpf:"sweep_after_ns"`
+	TestCorruptOneIn         *ebpf.Variable `ebpf:"test_corrupt_one_in"`
+	TestLoseOneIn            *ebpf.Variable `ebpf:"test_lose_one_in"`
+	TestSecondElsewhereOneIn *ebpf.Variable `ebpf:"test_second_elsewhere_one_in"`
+	TestSkipFirstOneIn       *ebpf.Variable `ebpf:"test_skip_first_one_in"`
+	UnusedCounter            *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEvent              *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFilterEnd          *ebpf.Variable `ebpf:"unused_filter_end"`
+	UnusedFilterInsn         *ebpf.Variable `ebpf:"unused_filter_insn"`
+	UnusedFilterKey          *ebpf.Variable `ebpf:"unused_filter_key"`
+	UnusedFilterOp           *ebpf.Variable `ebpf:"unused_filter_op"`
+	UnusedFlag               *ebpf.Variable `ebpf:"unused_flag"`
+	UnusedKeptSocket         *ebpf.Variable `ebpf:"unused_kept_socket"`
+	UnusedKind               *ebpf.Variable `ebpf:"unused_kind"`
+	UnusedOwnerSource        *ebpf.Variable `ebpf:"unused_owner_source"`
+	UnusedReason             *ebpf.Variable `ebpf:"unused_reason"`
+	UseSkStorage             *ebpf.Variable `ebpf:"use_sk_storage"`
+	WakeupBytes              *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupRecords            *ebpf.Variable `ebpf:"wakeup_records"`
 }
 
 // tcpstatePrograms contains all programs after they have been loaded into the kernel.

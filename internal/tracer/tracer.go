@@ -62,12 +62,15 @@ type Options struct {
 	// For tests. syntheticCookies makes the kernel program behave as on
 	// kernels before 5.12; mapState keeps per-socket state in the sockets
 	// map as before 5.11; skipFirstOneIn makes the first copy pass over 1
-	// in n transitions as a recursion would; loseOneIn drops 1 in n.
-	syntheticCookies bool
-	mapState         bool
-	skipFirstOneIn   uint32
-	loseOneIn        uint32
-	corruptOneIn     uint32 // sends 1 in n events with kind 0
+	// in n transitions as a recursion would; loseOneIn drops 1 in n;
+	// secondElsewhereOneIn hides this CPU's handled set from 1 in n runs
+	// of the second copy, as if the task had moved between the copies.
+	syntheticCookies     bool
+	mapState             bool
+	skipFirstOneIn       uint32
+	loseOneIn            uint32
+	secondElsewhereOneIn uint32
+	corruptOneIn         uint32 // sends 1 in n events with kind 0
 }
 
 // Experiment is what Options.Experiment can change.
@@ -366,21 +369,22 @@ func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool, k
 		return err
 	}
 	for name, value := range map[string]any{
-		"have_cookie_helper":     cookies,
-		"use_sk_storage":         storage,
-		"wakeup_records":         wakeupRecords(spec.Maps["events"].MaxEntries),
-		"wakeup_bytes":           uint64(spec.Maps["events"].MaxEntries / 16),
-		"sweep_after_ns":         uint64(time.Second),
-		"test_skip_first_one_in": opts.skipFirstOneIn,
-		"test_lose_one_in":       opts.loseOneIn,
-		"test_corrupt_one_in":    opts.corruptOneIn,
-		"exp_no_task_comm":       opts.Experiment.NoTaskComm,
-		"exp_one_copy":           opts.Experiment.OneCopy,
-		"exp_no_events":          opts.Experiment.NoEvents,
-		"exp_no_state":           opts.Experiment.NoState,
-		"exp_query_wakeup":       opts.Experiment.QueryWakeup,
-		"exp_no_owner":           opts.Experiment.NoOwner,
-		"exp_staged":             opts.Experiment.Staged,
+		"have_cookie_helper":           cookies,
+		"use_sk_storage":               storage,
+		"wakeup_records":               wakeupRecords(spec.Maps["events"].MaxEntries),
+		"wakeup_bytes":                 uint64(spec.Maps["events"].MaxEntries / 16),
+		"sweep_after_ns":               uint64(time.Second),
+		"test_skip_first_one_in":       opts.skipFirstOneIn,
+		"test_lose_one_in":             opts.loseOneIn,
+		"test_second_elsewhere_one_in": opts.secondElsewhereOneIn,
+		"test_corrupt_one_in":          opts.corruptOneIn,
+		"exp_no_task_comm":             opts.Experiment.NoTaskComm,
+		"exp_one_copy":                 opts.Experiment.OneCopy,
+		"exp_no_events":                opts.Experiment.NoEvents,
+		"exp_no_state":                 opts.Experiment.NoState,
+		"exp_query_wakeup":             opts.Experiment.QueryWakeup,
+		"exp_no_owner":                 opts.Experiment.NoOwner,
+		"exp_staged":                   opts.Experiment.Staged,
 	} {
 		values[name] = value
 	}

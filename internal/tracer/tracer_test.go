@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -502,26 +501,16 @@ func TestConnectTimeout(t *testing.T) {
 		t.Skip("takes 3 s of SYN retransmissions")
 	}
 	const port = 29151
-	ns := "tcpstat-test-" + strconv.Itoa(os.Getpid())
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	ip("netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ip("-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-	ip("-n", ns, "addr", "add", "10.253.0.1/24", "dev", "v0")
-	ip("-n", ns, "link", "set", "v0", "up")
-	ip("-n", ns, "link", "set", "v1", "up")
-	ip("-n", ns, "neigh", "add", "10.253.0.2", "lladdr", "02:00:00:00:00:02", "dev", "v0", "nud", "permanent")
-	var nsStat unix.Stat_t
-	must(t, unix.Stat("/run/netns/"+ns, &nsStat))
+	path, ino := newNetns(t, "tcpstat-test",
+		[]string{"link", "add", "v0", "type", "veth", "peer", "name", "v1"},
+		[]string{"addr", "add", "10.253.0.1/24", "dev", "v0"},
+		[]string{"link", "set", "v0", "up"},
+		[]string{"link", "set", "v1", "up"},
+		[]string{"neigh", "add", "10.253.0.2", "lladdr", "02:00:00:00:00:02", "dev", "v0", "nud", "permanent"})
 
 	tracer := newTracer(t, Options{Port: port})
 	s := &stream{t: t, tr: tracer}
-	fd := socketInNetns(t, "/run/netns/"+ns)
+	fd := socketInNetns(t, path)
 	defer unix.Close(fd)
 	must(t, unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, 1))
 	err := unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{10, 253, 0, 2}})
@@ -536,8 +525,8 @@ func TestConnectTimeout(t *testing.T) {
 		t.Errorf("transitions (-want +got):\n%s", diff)
 	}
 	for _, ev := range s.events {
-		if uint64(ev.NetNS) != nsStat.Ino {
-			t.Errorf("netns %d, want %d (%s)", ev.NetNS, nsStat.Ino, ns)
+		if ev.NetNS != ino {
+			t.Errorf("netns %d, want %d (%s)", ev.NetNS, ino, path)
 		}
 		if ev.Errno != uint16(unix.ETIMEDOUT) && ev.New == tcp.Close {
 			t.Errorf("errno %d, want ETIMEDOUT", ev.Errno)
