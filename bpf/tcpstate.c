@@ -350,8 +350,10 @@ static __always_inline void count(enum counter c)
 	__u32 key = c;
 	__u64 *v = bpf_map_lookup_elem(&counters, &key);
 
+	/* Per-CPU, yet atomic: where tracepoints run preemptible, another
+	 * program may run on this CPU between a read and its write. */
 	if (v)
-		*v += 1; /* per-CPU: no atomics needed */
+		__sync_fetch_and_add(v, 1);
 }
 
 static __always_inline bool one_in(__u32 n)
