@@ -351,7 +351,10 @@ static __always_inline void count(enum counter c)
 	__u64 *v = bpf_map_lookup_elem(&counters, &key);
 
 	/* Per-CPU, yet atomic: where tracepoints run preemptible, another
-	 * program may run on this CPU between a read and its write. */
+	 * program may run on this CPU between a read and its write. The
+	 * wakeup count and the synthetic cookies' sequence stay plain: one
+	 * only paces wakeups, the other needs a fetching add (5.12+) and
+	 * serves kernels before 5.12, which keep preemption off. */
 	if (v)
 		__sync_fetch_and_add(v, 1);
 }
@@ -968,7 +971,12 @@ static __always_inline struct sock_state *transition(struct sock *sk, int oldsta
  * transition or stale (its second run skipped), and a stale one can never
  * match: consecutive transitions of a socket never share (old, new). A
  * transition that had no state of its own is marked in this CPU's handled
- * set instead, which is exact where the tracepoint keeps preemption off.
+ * set instead, which is exact only where the tracepoint keeps preemption
+ * off. Without socket storage the first copy leaves a closed socket's
+ * sockets map entry to the second, which deletes it after reading the mark
+ * (if that run is skipped, the sweep removes the entry), and an entry the
+ * LRU evicts between the two copies, with more live sockets than the map
+ * holds, loses its mark: the second copy reports that transition again.
  */
 
 /* The socket's state if it has some; never makes it. */
@@ -1042,23 +1050,29 @@ static __always_inline bool take_handled(struct sock *sk, __u16 states)
 static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, bool second)
 {
 	__u16 states = (oldstate << 8) | newstate;
+	bool close = newstate == TCP_CLOSE;
+	bool marked = false, in_set = false;
 	struct sock_state *st;
-	bool done = false;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	if (second) {
 		st = kept_state(sk);
 		if (st && st->handled) {
-			done = st->handled == states;
+			marked = st->handled == states;
 			st->handled = 0;
 		}
-		if (!done && !take_handled(sk, states)) {
-			count(COUNTER_RECOVERED);
-			transition(sk, oldstate, newstate);
+		if (!marked)
+			in_set = take_handled(sk, states);
+		if (marked || in_set) {
+			/* The first copy left a closed socket's state to this run. */
+			if (marked && close)
+				forget(sk);
+			return 0;
 		}
-		/* Without socket storage the state was kept for this run. */
-		if (newstate == TCP_CLOSE)
+		count(COUNTER_RECOVERED);
+		st = transition(sk, oldstate, newstate);
+		if (st && close)
 			forget(sk);
 		return 0;
 	}
@@ -1067,14 +1081,15 @@ static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, b
 		return 0;
 	}
 	st = transition(sk, oldstate, newstate);
-	if (st && !exp_one_copy) {
-		st->handled = states;
+	if (exp_one_copy) {
+		if (st && close)
+			forget(sk);
 		return 0;
 	}
-	if (!exp_one_copy)
+	if (st)
+		st->handled = states;
+	else
 		add_handled(sk, states);
-	if (newstate == TCP_CLOSE)
-		forget(sk);
 	return 0;
 }
 

@@ -31,7 +31,9 @@ type Stats struct {
 	// their next system call.
 	SocketsFull uint64
 	// Swept counts sockets map entries removed because their socket had
-	// closed unseen (only without socket storage; see SocketStorage).
+	// closed unseen, or closed while the second copy of the transition
+	// program, which deletes the entry, was skipped (only without socket
+	// storage; see SocketStorage).
 	Swept uint64
 	// RunTime and RunCount add up the runs of every attached program; they
 	// are zero unless kernel.bpf_stats_enabled is set.
