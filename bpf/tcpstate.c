@@ -227,7 +227,7 @@ struct handled {
 
 struct handled_set {
 	__u32 seq;
-	__u32 pad;
+	__u32 second_running; /* tests only: see test_skip_first_one_in */
 	struct handled slot[HANDLED_MAX];
 };
 
@@ -321,8 +321,10 @@ const volatile __u64 wakeup_records = 1;
 /* The same in bytes, for exp_query_wakeup. */
 const volatile __u64 wakeup_bytes = 1;
 /* Tests only: 1 in n runs of the first copy pass the transition to the
- * second copy as a recursion would; 1 in n moves to CLOSE are dropped, the
- * losses that would leave per-socket state behind. */
+ * second copy as a recursion would (only while no run of the second copy is
+ * in progress on the CPU: the real guard cannot skip the first copy then);
+ * 1 in n moves to CLOSE are dropped, the losses that would leave per-socket
+ * state behind. */
 const volatile __u32 test_skip_first_one_in = 0;
 const volatile __u32 test_lose_one_in = 0;
 /* Tests only: 1 in n runs of the second copy do not see this CPU's handled
@@ -1047,42 +1049,66 @@ static __always_inline bool take_handled(struct sock *sk, __u16 states)
 	return false;
 }
 
+/* Tests only (test_skip_first_one_in): adds delta to the count of runs of
+ * the second copy in progress on this CPU, and returns it. */
+static __always_inline __u32 second_running(int delta)
+{
+	__u32 zero = 0;
+	struct handled_set *set;
+
+	if (!test_skip_first_one_in)
+		return 0;
+	set = bpf_map_lookup_elem(&handled, &zero);
+	if (!set)
+		return 0;
+	set->second_running += delta;
+	return set->second_running;
+}
+
+static __always_inline void second_copy(struct sock *sk, int oldstate, int newstate, __u16 states)
+{
+	bool close = newstate == TCP_CLOSE;
+	struct sock_state *st = kept_state(sk);
+	bool marked = false;
+
+	if (st && st->handled) {
+		marked = st->handled == states;
+		st->handled = 0;
+	}
+	if (marked) {
+		/* The first copy left a closed socket's state to this run. */
+		if (close)
+			forget(sk);
+		return;
+	}
+	if (take_handled(sk, states))
+		return;
+	count(COUNTER_RECOVERED);
+	st = transition(sk, oldstate, newstate);
+	if (st && close)
+		forget(sk);
+}
+
 static __always_inline int dedupe(struct sock *sk, int oldstate, int newstate, bool second)
 {
 	__u16 states = (oldstate << 8) | newstate;
-	bool close = newstate == TCP_CLOSE;
-	bool marked = false, in_set = false;
 	struct sock_state *st;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	if (second) {
-		st = kept_state(sk);
-		if (st && st->handled) {
-			marked = st->handled == states;
-			st->handled = 0;
-		}
-		if (!marked)
-			in_set = take_handled(sk, states);
-		if (marked || in_set) {
-			/* The first copy left a closed socket's state to this run. */
-			if (marked && close)
-				forget(sk);
-			return 0;
-		}
-		count(COUNTER_RECOVERED);
-		st = transition(sk, oldstate, newstate);
-		if (st && close)
-			forget(sk);
+		second_running(1);
+		second_copy(sk, oldstate, newstate, states);
+		second_running(-1);
 		return 0;
 	}
-	if (one_in(test_skip_first_one_in)) {
+	if (one_in(test_skip_first_one_in) && !second_running(0)) {
 		count(COUNTER_FORCED_SKIP);
 		return 0;
 	}
 	st = transition(sk, oldstate, newstate);
 	if (exp_one_copy) {
-		if (st && close)
+		if (st && newstate == TCP_CLOSE)
 			forget(sk);
 		return 0;
 	}

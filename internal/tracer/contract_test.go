@@ -88,7 +88,9 @@ func newNetns(t *testing.T, prefix string, setup ...[]string) (string, uint32) {
 // does not see this CPU's handled set one run in two, as when the task is
 // preempted and moved to another CPU between the copies (tracepoints run
 // preemptible on recent kernels): every socket's transitions still form one
-// unbroken chain, none missing and none twice.
+// unbroken chain, none missing and none twice. (With the mark in the socket
+// the set is only used for transitions without state: this holds the
+// second copy to finding the mark on any CPU.)
 func TestEachTransitionOnce(t *testing.T) {
 	requireRoot(t)
 	path, ino := newNetns(t, "tcpstat-once")
@@ -140,7 +142,10 @@ func TestEachTransitionOnce(t *testing.T) {
 				t.Errorf("%d clients, %d children and %d listeners, want %d, %d and 1",
 					clients, children, listeners, conns, conns)
 			}
-			checkNoLoss(t, tracer)
+			// The chains are the check: the loss counters also count the
+			// host's other traffic, some of it from before the second copy
+			// was attached, when the first copy's forced skips are lost.
+			must(t, tracer.Detach())
 			st, err := tracer.Stats()
 			must(t, err)
 			if st.Recovered == 0 {

@@ -128,10 +128,10 @@ const (
 )
 
 type tcpstateHandledSet struct {
-	_    structs.HostLayout
-	Seq  uint32
-	Pad  uint32
-	Slot [8]struct {
+	_             structs.HostLayout
+	Seq           uint32
+	SecondRunning uint32
+	Slot          [8]struct {
 		_      structs.HostLayout
 		Sk     uint64
 		Cookie uint64
