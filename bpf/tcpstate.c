@@ -557,21 +557,21 @@ static __always_inline struct sock_state *map_state(struct sock *sk, bool fresh,
 	return st;
 }
 
-/* The state of sk, made if missing; NULL (counted) if none can be had.
- * Only tracing programs may call it: classic ones cannot reach socket
- * storage, and use map_state. */
-static __always_inline struct sock_state *state_of(struct sock *sk, bool fresh)
+/* The state of sk, made if missing and create; NULL if none can be had
+ * (counted when create). Only tracing programs may call it: classic ones
+ * cannot reach socket storage, and use map_state. */
+static __always_inline struct sock_state *state_of(struct sock *sk, bool fresh, bool create)
 {
 	struct sock_state *st;
 
 	if (exp_no_state)
 		return NULL;
 	if (!use_sk_storage)
-		return map_state(sk, fresh, true);
-	st = bpf_sk_storage_get(&socket_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st)
+		return map_state(sk, fresh, create);
+	st = bpf_sk_storage_get(&socket_storage, sk, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!st && create)
 		count(COUNTER_STATE_FULL);
-	else if (fresh)
+	else if (st && fresh)
 		__builtin_memset(st, 0, sizeof(*st));
 	return st;
 }
@@ -900,7 +900,7 @@ static __always_inline struct sock_state *transition(struct sock *sk, int oldsta
 	if (!read_endpoint(&ep, sk))
 		return NULL;
 	now = bpf_ktime_get_boot_ns();
-	st = state_of(sk, birth);
+	st = state_of(sk, birth, true);
 	if (!st)
 		st = &scratch;
 	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
@@ -981,16 +981,6 @@ static __always_inline struct sock_state *transition(struct sock *sk, int oldsta
  * holds, loses its mark: the second copy reports that transition again.
  */
 
-/* The socket's state if it has some; never makes it. */
-static __always_inline struct sock_state *kept_state(struct sock *sk)
-{
-	if (exp_no_state)
-		return NULL;
-	if (!use_sk_storage)
-		return map_state(sk, false, false);
-	return bpf_sk_storage_get(&socket_storage, sk, 0, 0);
-}
-
 /* The handled set's signature includes the raw cookie field, so that a
  * reused socket address cannot match an old entry. A set, not a slot per
  * nesting level, because a softirq transition may fall between the two
@@ -1068,7 +1058,7 @@ static __always_inline __u32 second_running(int delta)
 static __always_inline void second_copy(struct sock *sk, int oldstate, int newstate, __u16 states)
 {
 	bool close = newstate == TCP_CLOSE;
-	struct sock_state *st = kept_state(sk);
+	struct sock_state *st = state_of(sk, false, false);
 	bool marked = false;
 
 	if (st && st->handled) {
