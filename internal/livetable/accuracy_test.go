@@ -36,6 +36,7 @@ func addrKey(local, remote netip.AddrPort) string { return local.String() + " " 
 
 // seen is one socket as the table showed it.
 type seen struct {
+	cookie        uint64
 	state         tcp.State
 	local, remote netip.AddrPort
 	pid           uint32 // the owner's, current or former
@@ -174,6 +175,16 @@ func newOnTuple(r seen, s ssdump.Socket) bool {
 	return r.timeWait && s.State != tcp.TimeWait && s.Timer != "timewait"
 }
 
+// closedBefore reports a row found before only by the addresses of a
+// socket ss listed, which the tracer has since seen close, while the
+// view after holds ss's socket under its own cookie: the socket ss
+// listed outlived the row's, so it is a new connection that reused the
+// 4-tuple (a client port freed by a passive close, seen on 5.10).
+func closedBefore(r seen, inAfterByCookie bool) bool {
+	last, ok := reported.Load(r.cookie)
+	return inAfterByCookie && ok && last.(tcp.State) == tcp.Close
+}
+
 // tableView is the workload's rows of the table, in the namespace ss
 // lists (the tracer sees every namespace; other tests on this host may
 // use the same addresses in namespaces of their own).
@@ -204,7 +215,7 @@ func tableView(tr *Table) map[uint64]seen {
 			if v, ok := named.Load(r.Cookie()); ok {
 				namedBy = v.(uint32)
 			}
-			out[r.Cookie()] = seen{r.State(), r.Local(), r.Remote(), o.PID, known, former, r.TimeWait(), r.Inferred(), expired, r.Synthetic(), last, by, acceptSeen, r.OwnerSource(), namedBy}
+			out[r.Cookie()] = seen{r.Cookie(), r.State(), r.Local(), r.Remote(), o.PID, known, former, r.TimeWait(), r.Inferred(), expired, r.Synthetic(), last, by, acceptSeen, r.OwnerSource(), namedBy}
 		}
 	})
 	return out
@@ -352,7 +363,7 @@ func compare(tr *Table) (a agreement, err error) {
 		f, inAfter := after[s.Cookie]
 		key := addrKey(s.Local, s.Remote)
 		if !inBefore {
-			if b, inBefore = synBefore[key]; inBefore && newOnTuple(b, s) {
+			if b, inBefore = synBefore[key]; inBefore && (newOnTuple(b, s) || closedBefore(b, inAfter)) {
 				b, inBefore = seen{}, false
 			}
 		}
