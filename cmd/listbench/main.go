@@ -172,7 +172,11 @@ func holdSockets(n int, max time.Duration) error {
 		lim.Cur = lim.Max
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	// No keepalives: Go's default probes every idle connection after 15 s,
+	// and 100 000 sockets probing at once overflow loopback's backlog; the
+	// dropped probes kill the connections 150 s in, mid-benchmark.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
@@ -196,7 +200,7 @@ func holdSockets(n int, max time.Duration) error {
 			c.Close()
 		}
 	}()
-	d := net.Dialer{Timeout: 5 * time.Second}
+	d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: -1}
 	for i := 0; i < n/2; i++ {
 		c, err := d.DialContext(ctx, "tcp4", ln.Addr().String())
 		if err != nil {

@@ -180,8 +180,8 @@ type textWriter struct {
 	c     *Config
 	names *names
 	ctx   context.Context
-	line  []byte
-	addr  []byte
+	// Reused by every row.
+	line, addr, port []byte
 }
 
 func (t *textWriter) header(inet bool) {
@@ -301,8 +301,15 @@ func (t *textWriter) appendAddr(b []byte, ap netip.AddrPort, proto string) []byt
 	} else {
 		a = append(a, t.names.host(t.ctx, ap.Addr())...)
 	}
-	port := t.names.service(ap.Port(), proto, t.c.NumericPorts)
 	t.addr = a
+	port := t.port[:0]
+	if ap.Port() != 0 && t.c.NumericPorts {
+		// Formatted in place: a string per row is an allocation per row.
+		port = strconv.AppendUint(port, uint64(ap.Port()), 10)
+	} else {
+		port = append(port, t.names.service(ap.Port(), proto, t.c.NumericPorts)...)
+	}
+	t.port = port
 	if !t.c.Wide && len(a)+len(port) > addrWidth {
 		pl := min(len(port), addrWidth-4)
 		a = a[:addrWidth-pl]

@@ -221,7 +221,7 @@ func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, f
 	}
 	var infos infoSlab
 	var s Socket
-	var handed []uint64 // cookies handed out, for a retry to skip
+	var handed cookieLog // cookies handed out, for a retry to skip
 	var skip map[uint64]struct{}
 	for attempt := 1; ; attempt++ {
 		interrupted, err := c.dump(req, func(msg []byte) error {
@@ -233,21 +233,42 @@ func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, f
 					return nil
 				}
 			}
-			handed = append(handed, s.Cookie)
+			handed.add(s.Cookie)
 			return fn(&s)
 		})
 		if err != nil || !interrupted {
-			return len(handed), err
+			return handed.n, err
 		}
 		if attempt == maxDumpAttempts {
-			return len(handed), fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
+			return handed.n, fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
 		}
-		skip = make(map[uint64]struct{}, len(handed))
-		for _, k := range handed {
-			skip[k] = struct{}{}
+		skip = make(map[uint64]struct{}, handed.n)
+		for _, c := range handed.chunks {
+			for _, k := range c {
+				skip[k] = struct{}{}
+			}
 		}
 	}
 }
+
+// cookieLog keeps cookies in fixed chunks: a growing slice would copy
+// them at every doubling (and fault its new pages in), a few percent of
+// a listing's time at 100 000 sockets.
+type cookieLog struct {
+	chunks [][]uint64
+	n      int
+}
+
+func (l *cookieLog) add(c uint64) {
+	if l.n%cookieChunk == 0 {
+		l.chunks = append(l.chunks, make([]uint64, 0, cookieChunk))
+	}
+	last := &l.chunks[len(l.chunks)-1]
+	*last = append(*last, c)
+	l.n++
+}
+
+const cookieChunk = 4096
 
 func diagRequest(p Proto, fam Family, states StateSet, info bool) ([]byte, error) {
 	switch p {
