@@ -63,6 +63,7 @@ func BenchmarkStartup(b *testing.B) {
 			runtime.GC()
 			runtime.ReadMemStats(&before)
 			began := time.Now()
+			go ReserveRows() // as top, record and serve start
 			events, err := tracer.New(tracer.Options{})
 			if err != nil {
 				b.Fatal(err)

@@ -182,6 +182,12 @@ type Table struct {
 	ownersKnown chan struct{} // closed when OwnersPending turns false
 }
 
+// ReserveRows readies row memory for the TCP sockets of tcpstat's network
+// namespace (table.Reserve). Run it on its own goroutine while the tracer
+// loads: the load leaves part of a core idle, and in Start the same pages
+// would be written on the start-up's path.
+func ReserveRows() { table.Reserve(snapshot.Estimate(snapshot.TCP)) }
+
 // Start builds the table and returns once it is live. Events must already
 // be attached: whatever happens from then on is either in the dump or in
 // the events. ctx bounds start-up and the reconciles; events are read

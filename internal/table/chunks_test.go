@@ -49,3 +49,43 @@ func TestChunksFreedWithTable(t *testing.T) {
 	}
 	runtime.KeepAlive(tb)
 }
+
+// TestReserve readies chunks before a table fills them: the table takes
+// those, zeroed, before any other, and a Reserve for rows the tables
+// already hold readies nothing more.
+func TestReserve(t *testing.T) {
+	pool := func() (inTables int, warm map[*Row]bool) {
+		chunkPool.Lock()
+		defer chunkPool.Unlock()
+		warm = make(map[*Row]bool)
+		for _, c := range chunkPool.warm {
+			warm[&c[0]] = true
+		}
+		return chunkPool.mapped - len(chunkPool.free) - len(chunkPool.warm), warm
+	}
+	held, _ := pool()
+	Reserve((held+3)*chunkSize - 1)
+	_, warm := pool()
+	if len(warm) < 3 {
+		t.Fatalf("Reserve for three chunks more than the tables hold readied %d", len(warm))
+	}
+	tb := New(Options{})
+	for i := range 3 * chunkSize {
+		r := tb.rows.add(uint64(i + 1))
+		if r.pid != 0 || r.since != 0 || r.flags != 0 {
+			t.Fatalf("row %d of a reserved chunk is not zeroed", i)
+		}
+		r.pid, r.since = 7, 42
+	}
+	for i, c := range tb.rows.mem.chunks {
+		if !warm[&c[0]] {
+			t.Errorf("the table's chunk %d is not one Reserve readied", i)
+		}
+	}
+	_, before := pool()
+	Reserve(3 * chunkSize)
+	if _, after := pool(); len(after) != len(before) {
+		t.Errorf("Reserve for the rows a table already holds readied %d chunks", len(after)-len(before))
+	}
+	runtime.KeepAlive(tb)
+}
