@@ -39,6 +39,15 @@ func scopedConfig(cfg *livetable.Config, sc *snapshot.Scope, one bool) {
 	}
 }
 
+// reserveRows readies the live table's row memory while the tracer loads
+// (livetable.ReserveRows) when the table follows every namespace: the
+// count it goes by is the host's, which says nothing of one namespace.
+func reserveRows(c *cli.Context) {
+	if c.String("netns") == "" {
+		go livetable.ReserveRows()
+	}
+}
+
 // takeLong removes the long option --name VALUE (or --name=VALUE) from
 // list's arguments, which go to netstat's own parser; need says what
 // VALUE is, for the error when it is missing.

@@ -127,7 +127,7 @@ func runRecord(c *cli.Context) error {
 	if r.rec, err = record.NewRecorder(opts); err != nil {
 		return err
 	}
-	go livetable.ReserveRows()
+	reserveRows(c)
 	if r.tr, err = tracer.New(tracer.Options{RingBufferSize: c.Int("ring-size"), Filter: kernelFilter(keep, c.App.ErrWriter)}); err != nil {
 		return err
 	}

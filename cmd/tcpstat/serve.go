@@ -91,7 +91,7 @@ func runServe(c *cli.Context) error {
 	if c.Bool("poll") {
 		cfg.PollReason = "--poll"
 	} else {
-		go livetable.ReserveRows()
+		reserveRows(c)
 		events, err := tracer.New(tracer.Options{Filter: kernelFilter(keep, c.App.ErrWriter)})
 		if err != nil {
 			return fmt.Errorf("%w (or serve --poll: connections by state only)", err)

@@ -99,7 +99,7 @@ func runTop(c *cli.Context) error {
 	cfg := livetable.Config{PollReason: "--poll"}
 	scopedConfig(&cfg, scope, c.String("netns") != "")
 	if !c.Bool("poll") {
-		go livetable.ReserveRows()
+		reserveRows(c)
 		events, err := tracer.New(tracer.Options{})
 		if err != nil {
 			// Where tracing is impossible the table still works from dumps,
