@@ -182,8 +182,9 @@ type Table struct {
 	ownersKnown chan struct{} // closed when OwnersPending turns false
 }
 
-// ReserveRows readies row memory for the TCP sockets of tcpstat's network
-// namespace (table.Reserve). Run it on its own goroutine while the tracer
+// ReserveRows readies row memory (table.Reserve) for the TCP sockets that
+// /proc/net/sockstat counts: those of every namespace, and the TIME_WAIT
+// sockets of tcpstat's own. Run it on its own goroutine while the tracer
 // loads: the load leaves part of a core idle, and in Start the same pages
 // would be written on the start-up's path.
 func ReserveRows() { table.Reserve(snapshot.Estimate(snapshot.TCP)) }
