@@ -77,8 +77,8 @@ func Reserve(rows int) {
 	want := (rows + chunkSize - 1) >> chunkShift
 	for {
 		chunkPool.Lock()
-		inTables := chunkPool.mapped - len(chunkPool.free) - len(chunkPool.warm)
-		if inTables+len(chunkPool.warm) >= want {
+		// Every chunk not emptied is in a table or readied.
+		if chunkPool.mapped-len(chunkPool.free) >= want {
 			chunkPool.Unlock()
 			return
 		}
