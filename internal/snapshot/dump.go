@@ -221,17 +221,15 @@ func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, f
 	}
 	var infos infoSlab
 	var s Socket
-	var handed cookieLog // cookies handed out, for a retry to skip
-	var skip map[uint64]struct{}
+	var handed cookieSet // for a retry to skip
 	for attempt := 1; ; attempt++ {
+		retry := attempt > 1
 		interrupted, err := c.dump(req, func(msg []byte) error {
 			if err := parseMsg(msg, p, &s, info, &infos); err != nil {
 				return err
 			}
-			if skip != nil {
-				if _, dup := skip[s.Cookie]; dup {
-					return nil
-				}
+			if retry && handed.has(s.Cookie) {
+				return nil
 			}
 			handed.add(s.Cookie)
 			return fn(&s)
@@ -242,33 +240,8 @@ func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, f
 		if attempt == maxDumpAttempts {
 			return handed.n, fmt.Errorf("%w (%d attempts)", errDumpInterrupted, attempt)
 		}
-		skip = make(map[uint64]struct{}, handed.n)
-		for _, c := range handed.chunks {
-			for _, k := range c {
-				skip[k] = struct{}{}
-			}
-		}
 	}
 }
-
-// cookieLog keeps cookies in fixed chunks: a growing slice would copy
-// them at every doubling (and fault its new pages in), a few percent of
-// a listing's time at 100 000 sockets.
-type cookieLog struct {
-	chunks [][]uint64
-	n      int
-}
-
-func (l *cookieLog) add(c uint64) {
-	if l.n%cookieChunk == 0 {
-		l.chunks = append(l.chunks, make([]uint64, 0, cookieChunk))
-	}
-	last := &l.chunks[len(l.chunks)-1]
-	*last = append(*last, c)
-	l.n++
-}
-
-const cookieChunk = 4096
 
 func diagRequest(p Proto, fam Family, states StateSet, info bool) ([]byte, error) {
 	switch p {

@@ -352,28 +352,3 @@ func TestLinkIndex(t *testing.T) {
 		}
 	}
 }
-
-// TestCookieLog checks the log a retried dump skips by across its chunk
-// boundaries.
-func TestCookieLog(t *testing.T) {
-	var l cookieLog
-	const n = 2*cookieChunk + 7
-	for i := range n {
-		l.add(uint64(i) * 3)
-	}
-	if l.n != n || len(l.chunks) != 3 {
-		t.Fatalf("%d cookies in %d chunks, want %d in 3", l.n, len(l.chunks), n)
-	}
-	i := 0
-	for _, c := range l.chunks {
-		for _, k := range c {
-			if k != uint64(i)*3 {
-				t.Fatalf("cookie %d is %d, want %d", i, k, i*3)
-			}
-			i++
-		}
-	}
-	if i != n {
-		t.Fatalf("read back %d cookies, want %d", i, n)
-	}
-}
