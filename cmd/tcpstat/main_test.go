@@ -137,6 +137,10 @@ const runAsTcpstat = "TCPSTAT_TEST_RUN_MAIN"
 // without CAP_SYS_ADMIN, and exec its arguments under it.
 const execUnderSeccomp = "TCPSTAT_TEST_EXEC_UNDER_SECCOMP"
 
+// execAgentFirst makes this test binary hand its arguments to
+// tcpstat-agent, as serve does in a build without the metrics server.
+const execAgentFirst = "TCPSTAT_TEST_EXEC_AGENT"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(execUnderSeccomp) == "1" {
 		os.Unsetenv(execUnderSeccomp)
@@ -144,6 +148,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(127)
 		}
+	}
+	if os.Getenv(execAgentFirst) == "1" {
+		// As a build without the metrics server runs serve.
+		os.Unsetenv(execAgentFirst)
+		fmt.Fprintf(os.Stderr, "tcpstat: %v\n", execAgent(os.Args))
+		os.Exit(1)
 	}
 	if os.Getenv(runAsTcpstat) == "1" {
 		os.Args = append([]string{"tcpstat"}, os.Args[1:]...)
@@ -157,22 +167,28 @@ func TestMain(m *testing.M) {
 // user can run it.
 func tcpstatCommand(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
+	bin := copySelf(t, filepath.Join(t.TempDir(), "tcpstat"))
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), runAsTcpstat+"=1")
+	return cmd
+}
+
+// copySelf copies this test binary to path, where every user can run it.
+func copySelf(t *testing.T, path string) string {
+	t.Helper()
 	self, err := os.ReadFile(os.Args[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "tcpstat")
-	if err := os.WriteFile(bin, self, 0o755); err != nil {
+	if err := os.WriteFile(path, self, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for dir := filepath.Dir(bin); dir != os.TempDir(); dir = filepath.Dir(dir) {
+	for dir := filepath.Dir(path); dir != os.TempDir(); dir = filepath.Dir(dir) {
 		if err := os.Chmod(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), runAsTcpstat+"=1")
-	return cmd
+	return path
 }
 
 // TestWatchEndsOnSIGTERM: a signal ends watch cleanly: what was read is

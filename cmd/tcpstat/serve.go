@@ -1,23 +1,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"time"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
 
-	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/urfave/cli/v2"
-
-	"github.com/tcpstat/tcpstat/internal/filter"
-	"github.com/tcpstat/tcpstat/internal/livetable"
-	"github.com/tcpstat/tcpstat/internal/metrics"
-	"github.com/tcpstat/tcpstat/internal/table"
-	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 // defaultListen is serve's address: localhost, so that nothing is
@@ -49,155 +40,37 @@ func serveCommand() *cli.Command {
 	}
 }
 
-func runServe(c *cli.Context) error {
-	resolver, err := containerResolver(c)
+// agentName is the binary serve runs in when this build leaves the metrics
+// server out (-tags noserve, as make build does): the Prometheus client,
+// its HTTP and TLS configuration and their packages' initialisation cost
+// every start 3–7 ms, about 3 % of a `list -tan` of 100 000 sockets.
+// tcpstat-agent is the same program with them linked in.
+const agentName = "tcpstat-agent"
+
+// execAgent replaces this process with tcpstat-agent, given the same
+// arguments: the pid, signals, descriptors and capabilities the agent
+// starts with are this process's. It returns only on failure.
+func execAgent(args []string) error {
+	path, err := agentPath()
 	if err != nil {
 		return err
 	}
-	keep, err := parseFilter(c.Args().Slice(), resolver)
-	if err != nil {
-		return err
-	}
-	by := metrics.By(c.String("metrics.by"))
-	if by != metrics.ByNone && by != metrics.ByNetNS && by != metrics.ByPod {
-		return fmt.Errorf("--metrics.by %q: want netns or pod", by)
-	}
-	if c.Int("metrics.max-series") < 1 || c.Int("metrics.max-ports") < 0 {
-		return errors.New("--metrics.max-series must be at least 1 and --metrics.max-ports at least 0")
-	}
-	if f := c.String("web.config.file"); f != "" {
-		if err := web.Validate(f); err != nil {
-			return fmt.Errorf("--web.config.file %s: %w", f, err)
+	err = syscall.Exec(path, append([]string{path}, args[1:]...), os.Environ())
+	return fmt.Errorf("serve: run %s: %w", path, err)
+}
+
+// agentPath finds tcpstat-agent beside this binary, else in PATH.
+func agentPath() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), agentName)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
 		}
 	}
-	// Listen before tracing: a port in use is reported at once.
-	ln, err := net.Listen("tcp", c.String("web.listen-address"))
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+	if p, err := exec.LookPath(agentName); err == nil {
+		return p, nil
 	}
-	defer ln.Close()
-
-	scope, err := scopeOf(c)
-	if err != nil {
-		return err
-	}
-	// With --netns the table takes no other namespace's events
-	// (Config.Keep), so the observer, fed by the table, sees none either.
-	obs := metrics.NewObserver(metrics.ObserverOptions{MaxPorts: c.Int("metrics.max-ports")})
-	sel := newServeSelection(keep, obs, c.App.ErrWriter)
-	cfg := livetable.Config{OnEnd: sel.end, OnEvent: sel.event, OnReconcile: sel.reconciled, Counted: sel.row}
-	scopedConfig(&cfg, scope, c.String("netns") != "")
-	var stats func() (tracer.Stats, error)
-	if c.Bool("poll") {
-		cfg.PollReason = "--poll"
-	} else {
-		reserveRows(c)
-		events, err := tracer.New(tracer.Options{Filter: kernelFilter(keep, c.App.ErrWriter)})
-		if err != nil {
-			return fmt.Errorf("%w (or serve --poll: connections by state only)", err)
-		}
-		defer events.Close()
-		for _, w := range events.Warnings() {
-			fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
-		}
-		cfg.Events, stats = events, events.Stats
-	}
-	tr, err := livetable.Start(c.Context, cfg)
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
-
-	tr.View(func(_ *table.Table, st livetable.Status) {
-		if st.NetNSErr != nil {
-			fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %v\n", st.NetNSErr)
-		}
-	})
-	col := metrics.NewCollector(metrics.Options{
-		Table: tr, Observer: obs, Stats: stats, Match: sel.row, FilterForced: func() (n uint64) {
-			tr.View(func(*table.Table, livetable.Status) { n = sel.gate.Forced })
-			return n
-		},
-		By: by, MaxSeries: c.Int("metrics.max-series"), Identity: resolver.Owner,
-	})
-	health := func() error {
-		var err error
-		tr.View(func(_ *table.Table, st livetable.Status) { err = st.Err })
-		return err
-	}
-	return serveHTTP(c.Context, ln, metrics.Handler(metrics.Registry(col), health), c.String("web.config.file"), c.App.ErrWriter)
-}
-
-// serveSelection gives the metrics the sockets serve's filter selects:
-// their events, all of a socket's or none (filter.Gate), and their rows.
-// The live table calls it with its lock held, which guards the gate.
-type serveSelection struct {
-	all    bool // no filter: every socket
-	gate   *filter.Gate
-	obs    *metrics.Observer
-	stderr io.Writer
-	warned uint64 // the gate's Forced last warned of
-	// The socket of the event being taken, and whether the gate passed
-	// it: the table ends a row while taking its last event, and the row's
-	// own owner by then (a process it was handed to) may judge otherwise.
-	current uint64
-	passed  bool
-}
-
-func newServeSelection(keep *filter.Filter, obs *metrics.Observer, stderr io.Writer) *serveSelection {
-	return &serveSelection{all: keep.Empty(), gate: filter.NewGate(keep), obs: obs, stderr: stderr}
-}
-
-func (s *serveSelection) event(ev *tracer.Event) {
-	s.current, s.passed = ev.Cookie, false
-	s.gate.Push(ev, func(e *tracer.Event) error {
-		s.passed = s.passed || e.Cookie == ev.Cookie
-		s.obs.Event(e)
-		return nil
-	})
-	if w := s.gate.ForcedWarning(&s.warned); w != "" {
-		fmt.Fprintf(s.stderr, "tcpstat: warning: %s\n", w)
-	}
-}
-
-func (s *serveSelection) row(r *table.Row) bool {
-	if s.all {
-		return true
-	}
-	sub := filter.FromRow(r)
-	return s.gate.MatchRow(&sub, r.Cookie())
-}
-
-func (s *serveSelection) end(r *table.Row) {
-	pass := s.all || r.Cookie() == s.current && s.passed || r.Cookie() != s.current && s.row(r)
-	if pass {
-		s.obs.End(r)
-	}
-}
-
-// reconciled forgets the gate's identities of sockets gone without an
-// ending event (lost, or left out by the kernel's part of the filter).
-func (s *serveSelection) reconciled(tb *table.Table) { s.gate.Retain(tb.Holds) }
-
-// serveHTTP serves h on ln, with TLS and basic auth from webConfig when
-// given, until ctx ends.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, webConfig string, stderr io.Writer) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	flags := &web.FlagConfig{WebListenAddresses: &[]string{ln.Addr().String()}, WebSystemdSocket: new(bool), WebConfigFile: &webConfig}
-	done := make(chan error, 1)
-	go func() { done <- web.Serve(ln, srv, flags, logger) }()
-	fmt.Fprintf(stderr, "tcpstat: serving /metrics and /healthz on %s\n", ln.Addr())
-	select {
-	case err := <-done:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shut)
-	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+	return "", errors.New("serve: this tcpstat leaves the metrics server to " + agentName +
+		", which is neither beside it nor in PATH: install it beside tcpstat (make build writes bin/" + agentName +
+		") or build tcpstat without -tags noserve")
 }

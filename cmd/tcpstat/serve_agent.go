@@ -1,0 +1,14 @@
+//go:build noserve
+
+package main
+
+import (
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// runServe hands serve to tcpstat-agent: this build leaves the metrics
+// server out (see agentName). The agent parses the arguments again, and
+// checks them.
+func runServe(*cli.Context) error { return execAgent(os.Args) }
