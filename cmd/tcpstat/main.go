@@ -39,8 +39,14 @@ func main() {
 // run executes the command line args (args[0] is the program name) with
 // output to stdout and stderr; it returns instead of exiting.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return newApp(stdout, stderr).RunContext(ctx, args)
+	app := newApp(stdout, stderr)
+	app.Metadata = map[string]any{argsKey: args}
+	return app.RunContext(ctx, args)
 }
+
+// argsKey keeps run's arguments in the app's metadata, for a command that
+// hands them to another program (serve, to tcpstat-agent).
+const argsKey = "args"
 
 // commands are tcpstat's subcommands, the single source of its help,
 // completion scripts and man pages.

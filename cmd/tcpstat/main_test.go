@@ -138,7 +138,8 @@ const runAsTcpstat = "TCPSTAT_TEST_RUN_MAIN"
 const execUnderSeccomp = "TCPSTAT_TEST_EXEC_UNDER_SECCOMP"
 
 // execAgentFirst makes this test binary hand its arguments to
-// tcpstat-agent, as serve does in a build without the metrics server.
+// tcpstat-agent, as serve does in a build without the metrics server
+// ("1", or "always" for the agent too).
 const execAgentFirst = "TCPSTAT_TEST_EXEC_AGENT"
 
 func TestMain(m *testing.M) {
@@ -149,9 +150,12 @@ func TestMain(m *testing.M) {
 			os.Exit(127)
 		}
 	}
-	if os.Getenv(execAgentFirst) == "1" {
-		// As a build without the metrics server runs serve.
-		os.Unsetenv(execAgentFirst)
+	if how := os.Getenv(execAgentFirst); how != "" {
+		// As a build without the metrics server runs serve; "always" makes
+		// the agent such a build too.
+		if how != "always" {
+			os.Unsetenv(execAgentFirst)
+		}
 		fmt.Fprintf(os.Stderr, "tcpstat: %v\n", execAgent(os.Args))
 		os.Exit(1)
 	}

@@ -47,23 +47,34 @@ func serveCommand() *cli.Command {
 // tcpstat-agent is the same program with them linked in.
 const agentName = "tcpstat-agent"
 
+// handedOver marks the agent's environment, so that an agent that is
+// itself a build without the server says so instead of handing over again
+// (to itself, forever).
+const handedOver = "TCPSTAT_SERVE_HANDED_OVER"
+
 // execAgent replaces this process with tcpstat-agent, given the same
-// arguments: the pid, signals, descriptors and capabilities the agent
-// starts with are this process's. It returns only on failure.
+// arguments (args[0] is the program name). The agent keeps this process's
+// pid and descriptors; its capabilities are what execve gives it (its own
+// file capabilities, or root's). It returns only on failure.
 func execAgent(args []string) error {
+	if os.Getenv(handedOver) != "" {
+		return errors.New("serve: this " + agentName + " leaves the metrics server out too: install the agent build " +
+			"(make build writes bin/" + agentName + ", go build without -tags noserve)")
+	}
 	path, err := agentPath()
 	if err != nil {
 		return err
 	}
-	err = syscall.Exec(path, append([]string{path}, args[1:]...), os.Environ())
+	err = syscall.Exec(path, append([]string{path}, args[1:]...), append(os.Environ(), handedOver+"=1"))
 	return fmt.Errorf("serve: run %s: %w", path, err)
 }
 
-// agentPath finds tcpstat-agent beside this binary, else in PATH.
+// agentPath finds tcpstat-agent beside this binary (beside its target, if
+// it was started through a symbolic link), else in PATH.
 func agentPath() (string, error) {
 	if self, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(self), agentName)
-		if _, err := os.Stat(p); err == nil {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}

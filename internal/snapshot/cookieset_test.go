@@ -20,7 +20,7 @@ func checkCookieSet(t *testing.T, cookies, probes []uint64) *cookieSet {
 		}
 		s.add(c)
 		want[c] = true
-		if words := len(s.blocks) * cookieBlockWords; s.list == nil && words > max(s.n, minCookieWords) {
+		if words := len(s.blocks) * cookieBlockWords; words > max(s.n, minCookieWords) {
 			t.Fatalf("after %d cookies the bitmaps have %d words, over their bound", s.n, words)
 		}
 	}
@@ -29,15 +29,25 @@ func checkCookieSet(t *testing.T, cookies, probes []uint64) *cookieSet {
 	}
 	for c := range want {
 		if !s.has(c) {
-			t.Fatalf("cookie %d added but not found (list mode %v)", c, s.list != nil)
+			t.Fatalf("cookie %d added but not found (%d bitmaps, %d listed)", c, len(s.blocks), listed(&s))
 		}
 	}
 	for _, c := range probes {
 		if s.has(c) != want[c] {
-			t.Fatalf("has(%d) = %v, want %v (list mode %v)", c, s.has(c), want[c], s.list != nil)
+			t.Fatalf("has(%d) = %v, want %v (%d bitmaps, %d listed)", c, s.has(c), want[c], len(s.blocks), listed(&s))
 		}
 	}
+	if n := len(s.blocks)*cookieBlockBits + listed(&s); n < s.n {
+		t.Fatalf("%d cookies, room for %d", s.n, n)
+	}
 	return &s
+}
+
+func listed(s *cookieSet) (n int) {
+	for _, c := range s.list {
+		n += len(c)
+	}
+	return n
 }
 
 func TestCookieSet(t *testing.T) {
@@ -60,15 +70,15 @@ func TestCookieSet(t *testing.T) {
 	t.Run("dense in hash order stays a bitmap", func(t *testing.T) {
 		c := dense(1<<20, 100_000)
 		s := checkCookieSet(t, c, near(c[:1000]))
-		if s.list != nil || len(s.blocks) > 26 {
-			t.Fatalf("list mode %v, %d bitmaps for 100 000 cookies in a row", s.list != nil, len(s.blocks))
+		if listed(s) != 0 || len(s.blocks) > 26 {
+			t.Fatalf("%d listed, %d bitmaps for 100 000 cookies in a row", listed(s), len(s.blocks))
 		}
 	})
 	t.Run("old listeners first, then the bulk", func(t *testing.T) {
 		c := append([]uint64{1, 2, 900, 70_000, 1 << 33}, dense(81_000_000, 100_000)...)
 		s := checkCookieSet(t, c, near(c[:1000]))
-		if s.list != nil || len(s.blocks) > 30 {
-			t.Fatalf("list mode %v, %d bitmaps for 5 old cookies and 100 000 in a row", s.list != nil, len(s.blocks))
+		if listed(s) != 0 || len(s.blocks) > 30 {
+			t.Fatalf("%d listed, %d bitmaps for 5 old cookies and 100 000 in a row", listed(s), len(s.blocks))
 		}
 	})
 	t.Run("descending from near zero", func(t *testing.T) {
@@ -77,41 +87,46 @@ func TestCookieSet(t *testing.T) {
 			c = append(c, uint64(i)*3)
 		}
 		s := checkCookieSet(t, c, near(c))
-		if s.list != nil {
-			t.Fatal("5 001 cookies in 15 000 turned into a list")
+		if listed(s) != 0 {
+			t.Fatalf("%d of 5 001 cookies in 15 000 listed", listed(s))
 		}
 	})
-	t.Run("sparse becomes a list", func(t *testing.T) {
+	t.Run("sparse: bitmaps up to their bound, the rest listed", func(t *testing.T) {
 		c := make([]uint64, 3*cookieChunk+5)
 		for i := range c {
 			c[i] = rng.Uint64()
 		}
 		s := checkCookieSet(t, c, near(c[:500]))
-		if s.list == nil || len(s.list) != 4 {
-			t.Fatalf("%d random cookies: list mode %v in %d chunks, want a list in 4", len(c), s.list != nil, len(s.list))
+		// One bitmap a cookie, as many as the bound allows (it grows with
+		// the count: 64 words a bitmap, 8 bytes a cookie).
+		if len(s.blocks) != len(c)/cookieBlockWords || listed(s) != len(c)-len(s.blocks) || len(s.list) != 3 {
+			t.Fatalf("%d random cookies: %d bitmaps, %d listed in %d chunks", len(c), len(s.blocks), listed(s), len(s.list))
 		}
 	})
-	t.Run("dense then scattered: the bitmaps' cookies move to the list", func(t *testing.T) {
-		c := dense(7, 9000)
+	t.Run("scattered first, then the bulk", func(t *testing.T) {
+		var c []uint64
 		for range 300 {
 			c = append(c, rng.Uint64())
 		}
-		s := checkCookieSet(t, c, near(c))
-		if s.list == nil {
-			t.Fatalf("300 scattered cookies kept in %d bitmaps", len(s.blocks))
+		c = append(c, dense(81_000_000, 100_000)...)
+		s := checkCookieSet(t, c, near(c[:1000]))
+		// The bulk's first cookies wait in the list until the count allows
+		// their bitmaps; the rest of the bulk is in bitmaps.
+		if listed(s) > 6000 || len(s.blocks) > 64+26 {
+			t.Fatalf("%d listed, %d bitmaps for 300 scattered cookies and 100 000 in a row", listed(s), len(s.blocks))
 		}
 	})
 	t.Run("the top of the range", func(t *testing.T) {
 		c := []uint64{math.MaxUint64, math.MaxUint64 - 1, math.MaxUint64 - 200, 0, 1}
 		checkCookieSet(t, c, near(c))
 	})
-	t.Run("added after a lookup, in list mode", func(t *testing.T) {
+	t.Run("listed after a lookup", func(t *testing.T) {
 		var s cookieSet
 		for i := range uint64(100) {
 			s.add(i << 32)
 		}
-		if s.list == nil || !s.has(5<<32) || s.has(101<<32) {
-			t.Fatalf("list mode %v, has(5<<32) %v, has(101<<32) %v", s.list != nil, s.has(5<<32), s.has(101<<32))
+		if listed(&s) != 36 || !s.has(5<<32) || !s.has(99<<32) || s.has(101<<32) {
+			t.Fatalf("%d listed, has(5<<32) %v, has(99<<32) %v, has(101<<32) %v", listed(&s), s.has(5<<32), s.has(99<<32), s.has(101<<32))
 		}
 		s.add(101 << 32) // a retry hands out a socket the first attempt did not
 		if !s.has(101 << 32) {
