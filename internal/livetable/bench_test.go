@@ -69,7 +69,10 @@ func BenchmarkStartup(b *testing.B) {
 				b.Fatal(err)
 			}
 			attach += time.Since(began)
-			tr, err := Start(context.Background(), Config{Events: events, Dump: snapshot.DumpTCP, Walk: snapshot.WalkTCP, Every: time.Hour})
+			// Every namespace, as top, record and serve follow by default.
+			sc := snapshot.AllNetNS()
+			tr, err := Start(context.Background(), Config{Events: events, Dump: sc.DumpTCP, Walk: sc.WalkTCP, Covers: sc.Covers,
+				Owners: snapshot.Owners, Every: time.Hour})
 			if err != nil {
 				b.Fatal(err)
 			}

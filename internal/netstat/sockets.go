@@ -491,33 +491,46 @@ func (t *textWriter) unixRow(s *snapshot.Socket) {
 // streamSocketsText writes netstat's socket tables as the kernel hands
 // the sockets over, without collecting them first.
 // inetRows writes one protocol's rows, IPv4 then IPv6 as netstat orders
-// them. Each family's dump walks the kernel's whole hash table, so the
-// IPv6 dump runs beside the IPv4 one, its rows kept until IPv4's are out.
+// them, the IPv6 rows kept until IPv4's are out. Each family's dump walks
+// the kernel's whole hash table: TCP's two families come from one dump
+// (snapshot.Options.Interleaved), and the IPv6 dump of the other
+// protocols runs beside the IPv4 one.
 func (t *textWriter) inetRows(p snapshot.Proto, fams []snapshot.Family, owners *snapshot.OwnerIndex) error {
-	walk := func(tw *textWriter, fam snapshot.Family) error {
-		c := tw.c
-		opts := snapshot.Options{Protos: []snapshot.Proto{p}, Families: []snapshot.Family{fam}, States: c.tcpStates(), Info: c.Timers, NetNS: c.NetNS, Source: c.inetSource()}
-		return snapshot.Walk(tw.ctx, opts, func(s *snapshot.Socket) error {
+	walk := func(fams []snapshot.Family, row func(s *snapshot.Socket)) error {
+		c := t.c
+		opts := snapshot.Options{Protos: []snapshot.Proto{p}, Families: fams, Interleaved: true, States: c.tcpStates(), Info: c.Timers, NetNS: c.NetNS, Source: c.inetSource()}
+		return snapshot.Walk(t.ctx, opts, func(s *snapshot.Socket) error {
 			if owners != nil && s.Inode != 0 {
 				s.Owners = owners.Of(s.Inode)
 			}
 			if c.wanted(s) {
-				tw.inetRow(s)
+				row(s)
 			}
 			return nil
 		})
 	}
 	if len(fams) == 1 {
-		return walk(t, fams[0])
+		return walk(fams, t.inetRow)
 	}
 	var later bytes.Buffer
 	lw := bufio.NewWriterSize(&later, 64<<10)
 	lt := &textWriter{w: lw, c: t.c, names: t.names, ctx: t.ctx, line: make([]byte, 0, 256), addr: make([]byte, 0, 64)}
-	done := make(chan error, 1)
-	go func() { done <- walk(lt, fams[1]) }()
-	err := walk(t, fams[0])
-	if err2 := <-done; err == nil {
-		err = err2
+	var err error
+	if p == snapshot.TCP {
+		err = walk(fams, func(s *snapshot.Socket) {
+			if s.IPv6 {
+				lt.inetRow(s)
+			} else {
+				t.inetRow(s)
+			}
+		})
+	} else {
+		done := make(chan error, 1)
+		go func() { done <- walk(fams[1:], lt.inetRow) }()
+		err = walk(fams[:1], t.inetRow)
+		if err2 := <-done; err == nil {
+			err = err2
+		}
 	}
 	if err != nil {
 		return err

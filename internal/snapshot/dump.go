@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -16,6 +17,8 @@ type Family uint8
 const (
 	IPv4 Family = 4
 	IPv6 Family = 6
+	// bothFamilies is one TCP dump of IPv4 and IPv6 (Options.Interleaved).
+	bothFamilies Family = 46
 )
 
 // Source says where a dump reads from.
@@ -54,6 +57,11 @@ func (s StateSet) Has(st tcp.State) bool { return st < 32 && s&(1<<st) != 0 }
 type Options struct {
 	Protos   []Proto  // default: TCP, UDP, RAW, UNIX, in that order
 	Families []Family // default: IPv4 then IPv6 (not used for UNIX)
+	// Interleaved lets TCP sockets of both families come in one dump, in
+	// the kernel's order (IPv4 and IPv6 mixed), instead of IPv4 then
+	// IPv6: the kernel keeps one hash table for both, and each family's
+	// dump walks all of it.
+	Interleaved bool
 	// States limits TCP sockets (only) to these states; 0 means AllStates.
 	// SYN_RECV request sockets are tcp.NewSynRecv, the kernel's number.
 	States StateSet
@@ -69,7 +77,8 @@ type Options struct {
 }
 
 // Dump lists the sockets selected by opts, grouped by protocol then family
-// in the order opts gives them. Interrupted netlink dumps are retried.
+// in the order opts gives them (TCP's two families mixed when
+// opts.Interleaved). Interrupted netlink dumps are retried.
 func Dump(ctx context.Context, opts Options) ([]Socket, error) {
 	out := make([]Socket, 0, Estimate(opts.Protos...))
 	err := walk(ctx, opts, func(s *Socket) error {
@@ -131,7 +140,21 @@ func walk(ctx context.Context, opts Options, fn func(*Socket) error) error {
 func walkConn(ctx context.Context, conn *diagConn, procfs bool, opts Options, fn func(*Socket) error) error {
 	protos, families, states := opts.defaults()
 	for _, p := range protos {
-		for _, fam := range familiesFor(p, families) {
+		fams := familiesFor(p, families)
+		if conn != nil && p == TCP && opts.Interleaved && slices.Contains(fams, IPv4) && slices.Contains(fams, IPv6) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n, err := walkNetlink(conn, p, bothFamilies, states, opts.Info, fn)
+			if err == nil {
+				continue
+			}
+			// A kernel without the old interface gets one dump per family.
+			if n > 0 || !diagUnsupported(err) {
+				return fmt.Errorf("dump %s sockets: %w", familyName(p, bothFamilies), err)
+			}
+		}
+		for _, fam := range fams {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -194,8 +217,11 @@ func familiesFor(p Proto, families []Family) []Family {
 }
 
 func familyName(p Proto, f Family) string {
-	if f == IPv6 {
+	switch f {
+	case IPv6:
 		return p.String() + "6"
+	case bothFamilies:
+		return p.String() + " and " + p.String() + "6"
 	}
 	return p.String()
 }
@@ -243,18 +269,20 @@ func walkNetlink(c *diagConn, p Proto, fam Family, states StateSet, info bool, f
 	}
 }
 
-func diagRequest(p Proto, fam Family, states StateSet, info bool) ([]byte, error) {
-	switch p {
-	case TCP:
-		return inetRequest(afOf(fam), unix.IPPROTO_TCP, uint32(states), info), nil
-	case UDP:
-		return inetRequest(afOf(fam), unix.IPPROTO_UDP, 0xffffffff, false), nil
-	case RAW:
-		return inetRequest(afOf(fam), unix.IPPROTO_RAW, 0xffffffff, false), nil
-	case UNIX:
-		return unixRequest(), nil
+func diagRequest(p Proto, fam Family, states StateSet, info bool) (diagReq, error) {
+	switch {
+	case p == TCP && fam == bothFamilies:
+		return diagReq{tcpBothType, tcpBothRequest(uint32(states), info)}, nil
+	case p == TCP:
+		return diagReq{unix.SOCK_DIAG_BY_FAMILY, inetRequest(afOf(fam), unix.IPPROTO_TCP, uint32(states), info)}, nil
+	case p == UDP:
+		return diagReq{unix.SOCK_DIAG_BY_FAMILY, inetRequest(afOf(fam), unix.IPPROTO_UDP, 0xffffffff, false)}, nil
+	case p == RAW:
+		return diagReq{unix.SOCK_DIAG_BY_FAMILY, inetRequest(afOf(fam), unix.IPPROTO_RAW, 0xffffffff, false)}, nil
+	case p == UNIX:
+		return diagReq{unix.SOCK_DIAG_BY_FAMILY, unixRequest()}, nil
 	}
-	return nil, fmt.Errorf("unknown protocol %d", p)
+	return diagReq{}, fmt.Errorf("unknown protocol %d", p)
 }
 
 func parseMsg(msg []byte, p Proto, s *Socket, info bool, infos *infoSlab) error {

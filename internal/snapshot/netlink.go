@@ -18,10 +18,15 @@ import (
 const (
 	sizeofNlMsghdr      = 16
 	sizeofInetDiagReqV2 = 56
+	sizeofInetDiagReq   = 60 // the old request, TCPDIAG_GETSOCK's
 	sizeofInetDiagMsg   = 72
 	sizeofUnixDiagReq   = 24
 	sizeofUnixDiagMsg   = 16
 	sizeofRtAttr        = 4
+
+	// tcpDiagGetSock is the old TCP request (before SOCK_DIAG_BY_FAMILY,
+	// still served): its dump lists IPv4 and IPv6 in one walk.
+	tcpDiagGetSock = 18
 
 	inetDiagInfo = 2  // INET_DIAG_INFO: struct tcp_info
 	inetDiagMark = 15 // INET_DIAG_MARK: sk_mark, sent only to CAP_NET_ADMIN
@@ -78,19 +83,28 @@ func (c *diagConn) Close() error {
 	return err
 }
 
-// dump sends one SOCK_DIAG_BY_FAMILY dump request (payload is the
-// inet_diag_req_v2 or unix_diag_req) and hands every answer's payload to
+// tcpBothType is the message type of a TCP dump of both families: a
+// variable so that a test can have the kernel refuse it.
+var tcpBothType uint16 = tcpDiagGetSock
+
+// diagReq is a dump request: the netlink message type and its payload.
+type diagReq struct {
+	typ     uint16 // SOCK_DIAG_BY_FAMILY, or tcpDiagGetSock
+	payload []byte // inet_diag_req_v2, unix_diag_req, or inet_diag_req
+}
+
+// dump sends one dump request and hands every answer's payload to
 // each as it arrives, from one reused buffer: a dump of 100 000 sockets
 // touches 64 KiB of memory, not megabytes. It reports whether the kernel
 // flagged the dump as interrupted.
-func (c *diagConn) dump(payload []byte, each func(msg []byte) error) (interrupted bool, err error) {
+func (c *diagConn) dump(r diagReq, each func(msg []byte) error) (interrupted bool, err error) {
 	c.seq++
-	req := make([]byte, sizeofNlMsghdr+len(payload))
+	req := make([]byte, sizeofNlMsghdr+len(r.payload))
 	binary.NativeEndian.PutUint32(req[0:4], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:6], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint16(req[4:6], r.typ)
 	binary.NativeEndian.PutUint16(req[6:8], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	binary.NativeEndian.PutUint32(req[8:12], c.seq)
-	copy(req[sizeofNlMsghdr:], payload)
+	copy(req[sizeofNlMsghdr:], r.payload)
 	if err := unix.Sendto(c.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return false, fmt.Errorf("send sock_diag request: %w", err)
 	}
@@ -167,6 +181,21 @@ func inetRequest(family, protocol uint8, states uint32, wantInfo bool) []byte {
 		req[3] = unix.IPPROTO_RAW // sdiag_raw_protocol: every raw socket
 	}
 	binary.NativeEndian.PutUint32(req[4:8], states)
+	return req
+}
+
+// tcpBothRequest builds the old inet_diag_req for TCPDIAG_GETSOCK. The
+// kernel dumps it as family AF_UNSPEC: IPv4 and IPv6 sockets in one walk
+// of its hash table, where one request per family walks it twice. The
+// answers are the same inet_diag_msg.
+func tcpBothRequest(states uint32, wantInfo bool) []byte {
+	req := make([]byte, sizeofInetDiagReq)
+	req[0] = unix.AF_UNSPEC // idiag_family: the kernel dumps AF_UNSPEC whatever it says
+	if wantInfo {
+		req[3] = 1 << (inetDiagInfo - 1) // idiag_ext
+	}
+	// id (bytes 4–51) left zero: no port or address to match.
+	binary.NativeEndian.PutUint32(req[52:56], states) // idiag_states; idiag_dbs unused
 	return req
 }
 

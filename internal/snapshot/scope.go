@@ -80,7 +80,7 @@ func (sc *Scope) walk(ctx context.Context, fn func(*Socket) error) error {
 	if err != nil {
 		return err
 	}
-	res, err := WalkNetNS(ctx, nss, Options{Protos: []Proto{TCP}}, 2, fn)
+	res, err := WalkNetNS(ctx, nss, Options{Protos: []Proto{TCP}, Interleaved: true}, 2, fn)
 	if err != nil {
 		return err
 	}
