@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -20,6 +21,10 @@ const (
 	// bothFamilies is one TCP dump of IPv4 and IPv6 (Options.Interleaved).
 	bothFamilies Family = 46
 )
+
+// tcpBothRefused is set once the kernel refused a dump of both families
+// (Options.Interleaved): the process then dumps one family at a time.
+var tcpBothRefused atomic.Bool
 
 // Source says where a dump reads from.
 type Source uint8
@@ -141,7 +146,8 @@ func walkConn(ctx context.Context, conn *diagConn, procfs bool, opts Options, fn
 	protos, families, states := opts.defaults()
 	for _, p := range protos {
 		fams := familiesFor(p, families)
-		if conn != nil && p == TCP && opts.Interleaved && slices.Contains(fams, IPv4) && slices.Contains(fams, IPv6) {
+		if conn != nil && p == TCP && opts.Interleaved && !tcpBothRefused.Load() &&
+			slices.Contains(fams, IPv4) && slices.Contains(fams, IPv6) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -149,10 +155,12 @@ func walkConn(ctx context.Context, conn *diagConn, procfs bool, opts Options, fn
 			if err == nil {
 				continue
 			}
-			// A kernel without the old interface gets one dump per family.
+			// A kernel without the old interface gets one dump per
+			// family, from now on without asking again.
 			if n > 0 || !diagUnsupported(err) {
 				return fmt.Errorf("dump %s sockets: %w", familyName(p, bothFamilies), err)
 			}
+			tcpBothRefused.Store(true)
 		}
 		for _, fam := range fams {
 			if err := ctx.Err(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"os"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -86,18 +87,16 @@ func TestInterleavedDump(t *testing.T) {
 		v6    bool
 		info  bool
 	}
-	// walk returns the test's sockets by cookie; every socket of the dump
-	// must come once.
+	// walk returns the test's sockets by cookie, each of which must come
+	// once (other sockets may move under the walk as other tests churn).
 	walk := func(t *testing.T, opts Options) map[uint64]row {
 		t.Helper()
-		seen := map[uint64]bool{}
 		out := map[uint64]row{}
 		if err := Walk(context.Background(), opts, func(s *Socket) error {
-			if seen[s.Cookie] {
-				t.Errorf("cookie %d handed out twice", s.Cookie)
-			}
-			seen[s.Cookie] = true
 			if mine[[2]string{s.Local.String(), s.Remote.String()}] && s.State != tcp.TimeWait {
+				if _, dup := out[s.Cookie]; dup {
+					t.Errorf("cookie %d handed out twice", s.Cookie)
+				}
 				out[s.Cookie] = row{s.State, s.IPv6, s.Info != nil}
 			}
 			return nil
@@ -155,6 +154,40 @@ func TestInterleavedDump(t *testing.T) {
 		}
 	})
 	t.Run("one dump", func(t *testing.T) { check(t, opts) })
+	t.Run("requests sent", func(t *testing.T) {
+		// Each of the table's dumps asks for both families in one request.
+		var mu sync.Mutex
+		sent := map[uint16]int{}
+		onDumpRequest = func(typ uint16) {
+			mu.Lock()
+			defer mu.Unlock()
+			sent[typ]++
+		}
+		defer func() { onDumpRequest = nil }()
+		ctx := context.Background()
+		for _, d := range []struct {
+			name string
+			dump func() error
+			one  bool // the current namespace only
+		}{
+			{"Walk", func() error { return Walk(ctx, opts, func(*Socket) error { return nil }) }, true},
+			{"DumpTCP", func() error { _, err := DumpTCP(ctx, false); return err }, true},
+			{"WalkTCP", func() error { return WalkTCP(ctx, func(*Socket) {}) }, true},
+			{"Scope.WalkTCP", func() error { return AllNetNS().WalkTCP(ctx, func(*Socket) {}) }, false},
+			{"Scope.DumpTCP", func() error { _, err := AllNetNS().DumpTCP(ctx, false); return err }, false},
+		} {
+			clear(sent)
+			if err := d.dump(); err != nil {
+				t.Fatalf("%s: %v", d.name, err)
+			}
+			mu.Lock()
+			both, one := sent[tcpDiagGetSock], sent[unix.SOCK_DIAG_BY_FAMILY]
+			mu.Unlock()
+			if one != 0 || both < 1 || (d.one && both != 1) {
+				t.Errorf("%s sent %d dumps of both families and %d of one, want one of both (per namespace) and none of one", d.name, both, one)
+			}
+		}
+	})
 	t.Run("tcp_info", func(t *testing.T) {
 		o := opts
 		o.Info = true
@@ -175,7 +208,7 @@ func TestInterleavedDump(t *testing.T) {
 	})
 	t.Run("refused", func(t *testing.T) {
 		// No such sock_diag message: the kernel answers EINVAL.
-		defer func(typ uint16) { tcpBothType = typ }(tcpBothType)
+		defer func(typ uint16) { tcpBothType = typ; tcpBothRefused.Store(false) }(tcpBothType)
 		tcpBothType = 0x7fff
 		conn, err := openDiag()
 		if err != nil {
@@ -186,5 +219,8 @@ func TestInterleavedDump(t *testing.T) {
 			t.Fatalf("the kernel answered %v to an unknown message type, want a refusal", err)
 		}
 		check(t, opts)
+		if !tcpBothRefused.Load() {
+			t.Error("the refusal was not remembered: every dump would ask again")
+		}
 	})
 }

@@ -83,9 +83,13 @@ func (c *diagConn) Close() error {
 	return err
 }
 
-// tcpBothType is the message type of a TCP dump of both families: a
-// variable so that a test can have the kernel refuse it.
-var tcpBothType uint16 = tcpDiagGetSock
+// tcpBothType is the message type of a TCP dump of both families, and
+// onDumpRequest, when set, is told each request's type: variables for
+// tests, to have the kernel refuse the request and to see which ones go.
+var (
+	tcpBothType   uint16 = tcpDiagGetSock
+	onDumpRequest func(typ uint16)
+)
 
 // diagReq is a dump request: the netlink message type and its payload.
 type diagReq struct {
@@ -105,6 +109,9 @@ func (c *diagConn) dump(r diagReq, each func(msg []byte) error) (interrupted boo
 	binary.NativeEndian.PutUint16(req[6:8], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	binary.NativeEndian.PutUint32(req[8:12], c.seq)
 	copy(req[sizeofNlMsghdr:], r.payload)
+	if onDumpRequest != nil {
+		onDumpRequest(r.typ)
+	}
 	if err := unix.Sendto(c.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return false, fmt.Errorf("send sock_diag request: %w", err)
 	}
@@ -149,6 +156,13 @@ func walkMessages(b []byte, seq uint32, each func(msg []byte) error) (done, inte
 		}
 		switch typ {
 		case unix.NLMSG_DONE:
+			// A dump that failed inside the kernel (no handler for the
+			// protocol, say) ends with its negative errno here.
+			if len(msg) >= 4 {
+				if errno := -int32(binary.NativeEndian.Uint32(msg[0:4])); errno > 0 {
+					return false, interrupted, unix.Errno(errno)
+				}
+			}
 			return true, interrupted, nil
 		case unix.NLMSG_ERROR:
 			if len(msg) < 4 {

@@ -219,6 +219,7 @@ func TestWalkMessages(t *testing.T) {
 		{"interrupted", hdr(20, unix.NLM_F_DUMP_INTR, 7, nil), false, true, false, 1},
 		{"stale seq skipped", hdr(20, 0, 6, nil), false, false, false, 0},
 		{"error", hdr(unix.NLMSG_ERROR, 0, 7, errMsg), false, false, true, 0},
+		{"dump failed in the kernel", bytes.Join([][]byte{hdr(20, 2, 7, nil), hdr(unix.NLMSG_DONE, 2, 7, errMsg)}, nil), false, false, true, 1},
 		{"bad length", []byte{200, 0, 0, 0, 20, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0}, false, false, true, 0},
 	}
 	for _, tt := range tests {
