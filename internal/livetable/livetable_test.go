@@ -64,7 +64,13 @@ func (q *queue) Read(ev *tracer.Event) error {
 	case <-q.flush:
 		select {
 		case it := <-q.events:
-			q.flush <- struct{}{} // still owed once the queue is empty
+			// Still owed once the queue is empty; a Flush that came in
+			// the meantime already stands for it (flushes coalesce, as
+			// the tracer's do), and blocking here would hang the reader.
+			select {
+			case q.flush <- struct{}{}:
+			default:
+			}
 			return it.read(ev)
 		default:
 			return tracer.ErrFlushed
