@@ -301,7 +301,7 @@ func boot(ctx context.Context, vmlinux, initramfs, outDir string, vm vmConfig) b
 	ctx, cancel := context.WithTimeout(ctx, vm.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-M", "pc", "-accel", "tcg,thread="+vm.TCGThread, "-cpu", "max", "-smp", strconv.Itoa(vm.CPUs), "-m", "1024M",
+		"-M", "pc", "-accel", "tcg,thread="+vm.TCGThread, "-cpu", "max", "-smp", strconv.Itoa(vm.CPUs), "-m", "2048M",
 		"-nodefaults", "-display", "none", "-no-reboot",
 		"-kernel", vmlinux, "-initrd", initramfs,
 		"-append", "console=ttyS0 panic=-1 rdinit=/init no_timer_check",

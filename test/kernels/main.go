@@ -148,6 +148,7 @@ type kernelRun struct {
 	Infra    []string // why the kernel could not be (fully) tested
 	Retries  []string // boots that died before /init and were retried
 	Failed   []string // "package Test" that failed
+	OOMKills []string // the kernel console's "Out of memory" lines
 	dir      string
 }
 

@@ -34,6 +34,7 @@ func classify(r *kernelRun, g guestOptions) {
 			}
 		}
 	}
+	r.OOMKills = oomKills(r.Boot.Console)
 	var running string
 	for _, p := range rep.Packages {
 		if !p.Finished {
@@ -71,6 +72,22 @@ func consoleHint(path string) string {
 	}
 	lines := strings.Split(strings.TrimRight(strings.ReplaceAll(string(data), "\r", ""), "\n"), "\n")
 	return " (console ends: " + strings.TrimSpace(lines[len(lines)-1]) + ")"
+}
+
+// oomKills returns the kernel console's lines that say the OOM killer
+// killed a process: a test binary killed so has no output of its own.
+func oomKills(path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var kills []string
+	for _, l := range strings.Split(strings.ReplaceAll(string(data), "\r", ""), "\n") {
+		if strings.Contains(l, "Out of memory") {
+			kills = append(kills, strings.TrimSpace(l))
+		}
+	}
+	return kills
 }
 
 // kernelTrouble quotes the first panic, Oops, BUG (soft lockups among
@@ -139,6 +156,7 @@ type runSummary struct {
 	Infra    []string     `json:"infrastructure_failures,omitempty"`
 	Failed   []string     `json:"failed_tests,omitempty"`
 	Retries  []string     `json:"boot_retries,omitempty"`
+	OOMKills []string     `json:"oom_kills,omitempty"`
 	FetchSec float64      `json:"fetch_seconds"`
 	BootSec  float64      `json:"boot_and_tests_seconds"`
 	Guest    *guestReport `json:"guest,omitempty"`
@@ -147,7 +165,7 @@ type runSummary struct {
 func (r *kernelRun) summary() runSummary {
 	return runSummary{
 		Kernel: r.Spec.Label, Debian: r.Kernel, Result: r.result(), Infra: r.Infra, Failed: r.Failed, Retries: r.Retries,
-		FetchSec: r.Fetch.Seconds(), BootSec: r.Boot.Duration.Seconds(), Guest: r.Report,
+		OOMKills: r.OOMKills, FetchSec: r.Fetch.Seconds(), BootSec: r.Boot.Duration.Seconds(), Guest: r.Report,
 	}
 }
 
@@ -190,7 +208,7 @@ func (m matrix) write(dir string) error {
 func (m matrix) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Kernel test matrix\n\n")
-	fmt.Fprintf(&b, "`make test-kernels`, %s, %d test packages, %s in all. Each kernel is Debian's own build, booted under QEMU (TCG, 2 vCPUs, 1 GiB) with the static test binaries in an initramfs; the tests run as root.\n\n",
+	fmt.Fprintf(&b, "`make test-kernels`, %s, %d test packages, %s in all. Each kernel is Debian's own build, booted under QEMU (TCG, 2 vCPUs, 2 GiB) with the static test binaries in an initramfs; the tests run as root.\n\n",
 		m.Start.UTC().Format("2006-01-02 15:04 MST"), len(m.Packages), m.Total.Round(time.Second))
 	b.WriteString("| kernel | Debian package | version | uname -r | result | tests | boot + tests | tcpstat doctor |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
@@ -235,6 +253,9 @@ func (m matrix) markdown() string {
 		}
 		for _, i := range r.Retries {
 			fmt.Fprintf(&problems, "- %s: %s\n", r.Spec.Label, i)
+		}
+		for _, k := range r.OOMKills {
+			fmt.Fprintf(&problems, "- %s: kernel console: %s\n", r.Spec.Label, k)
 		}
 		if r.Kernel != nil {
 			for _, m := range r.Kernel.Missing {
@@ -346,6 +367,9 @@ func (m matrix) summarize(w io.Writer) int {
 		}
 		for _, i := range r.Retries {
 			fmt.Fprintf(w, "        retried %s: %s\n", r.Spec.Label, i)
+		}
+		for _, k := range r.OOMKills {
+			fmt.Fprintf(w, "        console %s: %s\n", r.Spec.Label, k)
 		}
 	}
 	fmt.Fprintf(w, "kernels: %s in all; matrix and logs in the output directory\n", m.Total.Round(time.Second))

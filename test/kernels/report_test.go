@@ -33,6 +33,10 @@ func testRuns(t *testing.T) ([]*kernelRun, guestOptions) {
 	if err := os.WriteFile(console, []byte("[    4.2] Run /init as init process\n[    9.1] Kernel panic - not syncing: sysrq triggered crash\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	oomConsole := filepath.Join(t.TempDir(), "oom.log")
+	if err := os.WriteFile(oomConsole, []byte("[   71.5] tcpstat.test invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0\n[   71.6] Out of memory: Killed process 212 (tcpstat.test) total-vm:1416164kB, anon-rss:412280kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1012kB oom_score_adj:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	runs := []*kernelRun{
 		{Spec: k("5.10", "", "").Spec, Kernel: k("5.10", "linux-image-5.10.0-46-amd64", "5.10.262-1"),
 			Boot: bootResult{Duration: 5300 * time.Millisecond}, Report: report("pass.log")},
@@ -42,7 +46,7 @@ func testRuns(t *testing.T) ([]*kernelRun, guestOptions) {
 		{Spec: k("stable", "", "").Spec, Kernel: k("stable", "linux-image-7.2.13+deb14-amd64", "7.2.13-1"),
 			Boot: bootResult{Duration: 10 * time.Minute, TimedOut: true}, Report: report("died.log")},
 		{Spec: k("rc", "", "").Spec, Kernel: k("rc", "linux-image-7.3-amd64", "7.3~rc7-1~exp1"),
-			Boot: bootResult{Duration: 6100 * time.Millisecond}, Report: report("fail.log")},
+			Boot: bootResult{Duration: 6100 * time.Millisecond, Console: oomConsole}, Report: report("fail.log")},
 	}
 	for _, r := range runs {
 		classify(r, g)

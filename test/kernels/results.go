@@ -168,8 +168,10 @@ func decodeTests(ctx context.Context, p *packageResult) error {
 	failed := false
 	for _, t := range p.Tests {
 		if t.Status == statusNoResult && p.Finished {
-			// The binary exited while the test ran: a panic or os.Exit.
+			// The binary exited while the test ran: a panic, os.Exit, a
+			// signal, or its report was lost on the way out.
 			t.Status = statusFail
+			t.Output = append(t.Output, exitNote(p.Exit))
 		}
 		if t.Status == statusSkip && !expectedSkip(t.Output) {
 			// The guest runs every test as root: a skip there hides a test
@@ -192,6 +194,18 @@ func decodeTests(ctx context.Context, p *packageResult) error {
 		p.Tests = append(p.Tests, &testResult{Name: "(package)", Status: statusNoResult, Output: tail(pkgOutput, 40)})
 	}
 	return nil
+}
+
+// exitNote says how a test binary ended while one of its tests had not
+// reported, so that a failure with no output of its own still says why.
+func exitNote(status int) string {
+	switch {
+	case status == 0:
+		return "(the test binary exited with status 0 but this test never reported: its output was lost on the test port)"
+	case status > 128:
+		return fmt.Sprintf("(the test binary was killed by signal %d while this test ran; the kernel console says whether the OOM killer did it)", status-128)
+	}
+	return fmt.Sprintf("(the test binary exited with status %d while this test ran)", status)
 }
 
 func tail(lines []string, n int) []string {

@@ -15,7 +15,8 @@ import (
 // The logs under testdata/guest are what the guest's /init writes on the
 // test port: pass.log from a real 5.10 run, the others made to cover a
 // failing subtest, an expected and an unexpected skip, a panic, a TestMain failure, doctor output, a
-// VM that died mid-test and output glued to a marker.
+// VM that died mid-test, test binaries that ended while a test ran (killed,
+// their output lost, an exit status) and output glued to a marker.
 func TestReadGuestOutput(t *testing.T) {
 	logs, err := filepath.Glob("testdata/guest/*.log")
 	if err != nil || len(logs) == 0 {
@@ -51,7 +52,7 @@ func TestReadGuestOutputMissingLog(t *testing.T) {
 }
 
 func FuzzParseGuestOutput(f *testing.F) {
-	for _, log := range []string{"pass", "fail", "died", "glued"} {
+	for _, log := range []string{"pass", "fail", "died", "glued", "killed"} {
 		data, err := os.ReadFile(filepath.Join("testdata/guest", log+".log"))
 		if err != nil {
 			f.Fatal(err)
