@@ -60,29 +60,34 @@ func classify(r *kernelRun, g guestOptions) {
 	}
 }
 
+// consoleLines is the kernel console log as lines, without carriage
+// returns or a trailing empty line; nil if it cannot be read.
+func consoleLines(path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(strings.ReplaceAll(string(data), "\r", ""), "\n"), "\n")
+}
+
 // consoleHint quotes the kernel's first complaint, or its last words,
 // when the guest died.
 func consoleHint(path string) string {
 	if hint := kernelTrouble(path); hint != "" {
 		return hint
 	}
-	data, err := os.ReadFile(path)
-	if err != nil || len(data) == 0 {
+	lines := consoleLines(path)
+	if len(lines) == 0 {
 		return " (no kernel console output)"
 	}
-	lines := strings.Split(strings.TrimRight(strings.ReplaceAll(string(data), "\r", ""), "\n"), "\n")
 	return " (console ends: " + strings.TrimSpace(lines[len(lines)-1]) + ")"
 }
 
 // oomKills returns the kernel console's lines that say the OOM killer
 // killed a process: a test binary killed so has no output of its own.
 func oomKills(path string) []string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
 	var kills []string
-	for _, l := range strings.Split(strings.ReplaceAll(string(data), "\r", ""), "\n") {
+	for _, l := range consoleLines(path) {
 		if strings.Contains(l, "Out of memory") {
 			kills = append(kills, strings.TrimSpace(l))
 		}
@@ -93,11 +98,7 @@ func oomKills(path string) []string {
 // kernelTrouble quotes the first panic, Oops, BUG (soft lockups among
 // them) or RCU stall on the kernel console, or returns "".
 func kernelTrouble(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	for _, l := range strings.Split(strings.ReplaceAll(string(data), "\r", ""), "\n") {
+	for _, l := range consoleLines(path) {
 		for _, sign := range []string{"Kernel panic", "BUG:", "Oops", "detected stalls"} {
 			if strings.Contains(l, sign) {
 				return " (console: " + strings.TrimSpace(l) + ")"
