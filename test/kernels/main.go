@@ -262,7 +262,7 @@ func bootKernel(ctx context.Context, r *kernelRun, common string, o options) err
 		if err := os.Rename(r.Boot.Console, kept); err != nil {
 			return fmt.Errorf("keep console log: %w", err)
 		}
-		r.Retries = append(r.Retries, fmt.Sprintf("boot %d died before /init reported%s; booted again", attempt+1, consoleHint(kept)))
+		r.Retries = append(r.Retries, fmt.Sprintf("boot %d died before /init reported%s; booted again", attempt+1, consoleHint(consoleLines(kept))))
 	}
 }
 

@@ -34,7 +34,8 @@ func classify(r *kernelRun, g guestOptions) {
 			}
 		}
 	}
-	r.OOMKills = oomKills(r.Boot.Console)
+	console := consoleLines(r.Boot.Console)
+	r.OOMKills = oomKills(console)
 	var running string
 	for _, p := range rep.Packages {
 		if !p.Finished {
@@ -49,11 +50,11 @@ func classify(r *kernelRun, g guestOptions) {
 	case r.Boot.ExitErr != nil:
 		r.Infra = append(r.Infra, r.Boot.ExitErr.Error())
 	case r.Boot.TimedOut:
-		r.Infra = append(r.Infra, fmt.Sprintf("timed out after %s%s%s", r.Boot.Duration.Round(time.Second), during, kernelTrouble(r.Boot.Console)))
+		r.Infra = append(r.Infra, fmt.Sprintf("timed out after %s%s%s", r.Boot.Duration.Round(time.Second), during, kernelTrouble(console)))
 	case rep.Release == "":
-		r.Infra = append(r.Infra, "no result: the guest died before /init reported"+consoleHint(r.Boot.Console))
+		r.Infra = append(r.Infra, "no result: the guest died before /init reported"+consoleHint(console))
 	case !rep.Done:
-		r.Infra = append(r.Infra, "no result: the guest stopped before the end"+during+consoleHint(r.Boot.Console))
+		r.Infra = append(r.Infra, "no result: the guest stopped before the end"+during+consoleHint(console))
 	}
 	if rep.Done && len(rep.Packages) != len(g.Packages) {
 		r.Infra = append(r.Infra, fmt.Sprintf("the guest ran %d of %d test packages", len(rep.Packages), len(g.Packages)))
@@ -72,22 +73,21 @@ func consoleLines(path string) []string {
 
 // consoleHint quotes the kernel's first complaint, or its last words,
 // when the guest died.
-func consoleHint(path string) string {
-	if hint := kernelTrouble(path); hint != "" {
+func consoleHint(console []string) string {
+	if hint := kernelTrouble(console); hint != "" {
 		return hint
 	}
-	lines := consoleLines(path)
-	if len(lines) == 0 {
+	if len(console) == 0 {
 		return " (no kernel console output)"
 	}
-	return " (console ends: " + strings.TrimSpace(lines[len(lines)-1]) + ")"
+	return " (console ends: " + strings.TrimSpace(console[len(console)-1]) + ")"
 }
 
 // oomKills returns the kernel console's lines that say the OOM killer
 // killed a process: a test binary killed so has no output of its own.
-func oomKills(path string) []string {
+func oomKills(console []string) []string {
 	var kills []string
-	for _, l := range consoleLines(path) {
+	for _, l := range console {
 		if strings.Contains(l, "Out of memory") {
 			kills = append(kills, strings.TrimSpace(l))
 		}
@@ -97,8 +97,8 @@ func oomKills(path string) []string {
 
 // kernelTrouble quotes the first panic, Oops, BUG (soft lockups among
 // them) or RCU stall on the kernel console, or returns "".
-func kernelTrouble(path string) string {
-	for _, l := range consoleLines(path) {
+func kernelTrouble(console []string) string {
+	for _, l := range console {
 		for _, sign := range []string{"Kernel panic", "BUG:", "Oops", "detected stalls"} {
 			if strings.Contains(l, sign) {
 				return " (console: " + strings.TrimSpace(l) + ")"
