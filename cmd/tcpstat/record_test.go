@@ -22,8 +22,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/tcpstat/tcpstat/internal/loadgen"
 	"github.com/tcpstat/tcpstat/internal/record"
 	"github.com/tcpstat/tcpstat/internal/testenv"
 )
@@ -383,29 +382,12 @@ func TestReplayAtMatchesTop(t *testing.T) {
 // the kernel drops the SYNs of further connects, which stay in SYN_SENT.
 func fullListener(t *testing.T, addr string) (port int) {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	l, err := loadgen.ListenFull(netip.AddrPortFrom(netip.MustParseAddr(addr), 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(fd) })
-	sa := &unix.SockaddrInet4{Addr: netip.MustParseAddr(addr).As4()}
-	if err := unix.Bind(fd, sa); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	got, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port = got.(*unix.SockaddrInet4).Port
-	c, err := net.Dial("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return port
+	t.Cleanup(func() { l.Close() })
+	return int(l.Addr.Port())
 }
 
 // TestRecordCheckpointsWhileSocketUndecided records with a filter on ports

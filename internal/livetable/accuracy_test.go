@@ -781,3 +781,108 @@ func TestPeerClose(t *testing.T) {
 		t.Errorf("%d dumps merged: want the events alone", now.Reconciles-st.Reconciles)
 	}
 }
+
+// TestWaitingConnect holds a connect in SYN_SENT (its listener's accept
+// queue is full) while dumps come and go: the table must show it once,
+// with the port ss lists it with and its owner. Before Linux 5.12 its
+// only event, CLOSE → SYN_SENT, has a synthetic id and no local port yet
+// (seen in the kernel matrix on 5.10: a second row for it from a dump,
+// until the connect gave up).
+func TestWaitingConnect(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads the tracer")
+	}
+	tr := startTracing(t, 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := tr.WaitOwners(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := loadgen.ListenFull(netip.MustParseAddrPort("127.77.202.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialCtx, stopDial := context.WithCancel(ctx)
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := (&net.Dialer{}).DialContext(dialCtx, "tcp", ln.Addr.String())
+		if err == nil {
+			c.Close()
+		}
+		dialed <- err
+	}()
+	gaveUp := false
+	defer func() {
+		if !gaveUp {
+			stopDial()
+			<-dialed
+		}
+	}()
+	// waiting is the connect as ss lists it, once it does.
+	waiting := func() (netip.AddrPort, bool) {
+		socks, err := ssView()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range socks {
+			if s.Remote == ln.Addr && s.State == tcp.SynSent {
+				return s.Local, true
+			}
+		}
+		return netip.AddrPort{}, false
+	}
+	var local netip.AddrPort
+	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
+		var ok bool
+		if local, ok = waiting(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connect to %v in SYN_SENT after %v", ln.Addr, waitTimeout)
+		}
+	}
+	// Two whole dumps while it waits.
+	_, st := rows(tr)
+	waitFor(t, tr, func(_ []row, now Status) bool { return now.Reconciles >= st.Reconciles+2 })
+	if err := barrier(tr); err != nil {
+		t.Fatal(err)
+	}
+	if _, still := waiting(); !still {
+		t.Fatal("the connect stopped waiting: the listener's queue was not full")
+	}
+	var got []seen
+	for _, r := range tableView(tr) {
+		if r.remote == ln.Addr && r.local != ln.Filler {
+			got = append(got, r)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d rows for the waiting connect, want 1: %+v", len(got), got)
+	}
+	if r := got[0]; r.state != tcp.SynSent || r.local != local || !r.owned || r.pid != uint32(os.Getpid()) {
+		t.Errorf("row %+v: want SYN_SENT from %v, owned by this process (%d)", r, local, os.Getpid())
+	}
+	stopDial()
+	gaveUp = true
+	if err := <-dialed; err == nil {
+		t.Fatal("the connect to a full accept queue was accepted")
+	}
+	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
+		if err := barrier(tr); err != nil {
+			t.Fatal(err)
+		}
+		left := 0
+		for _, r := range tableView(tr) {
+			if r.remote == ln.Addr && r.local != ln.Filler {
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rows for the connect %v after it gave up", left, waitTimeout)
+		}
+	}
+}

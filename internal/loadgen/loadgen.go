@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Mix configures a mixed workload.
@@ -273,4 +275,52 @@ func Hold(ctx context.Context, server, client netip.Addr, n int, ready func()) e
 	ready()
 	<-ctx.Done()
 	return nil
+}
+
+// A FullListener is an IPv4 listener whose accept queue is full: it drops
+// the SYN of every other connect, which waits in SYN_SENT until its
+// dialer gives up.
+type FullListener struct {
+	Addr   netip.AddrPort
+	Filler netip.AddrPort // the local end of the connection that filled it
+	fd     int
+	filler net.Conn
+}
+
+// ListenFull opens a FullListener on addr (port 0: any). Close it when done.
+func ListenFull(addr netip.AddrPort) (*FullListener, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	l := &FullListener{fd: fd}
+	// Backlog 0 holds one connection; the filler takes it.
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: addr.Addr().As4(), Port: int(addr.Port())}); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("bind %v: %w", addr, err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("listen on %v: %w", addr, err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("getsockname: %w", err)
+	}
+	l.Addr = netip.AddrPortFrom(addr.Addr(), uint16(sa.(*unix.SockaddrInet4).Port))
+	if l.filler, err = net.Dial("tcp", l.Addr.String()); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("fill %v: %w", l.Addr, err)
+	}
+	l.Filler = l.filler.LocalAddr().(*net.TCPAddr).AddrPort()
+	return l, nil
+}
+
+// Close closes the listener and the connection that filled it.
+func (l *FullListener) Close() error {
+	if l.filler != nil {
+		l.filler.Close()
+	}
+	return unix.Close(l.fd)
 }

@@ -1,7 +1,10 @@
 package table
 
 import (
+	"net/netip"
+
 	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
@@ -17,6 +20,9 @@ func (t *Table) resolveAlias(e *tracer.Event) *tracer.Event {
 		return e
 	}
 	real, ok := t.aliases[e.Cookie]
+	if ok {
+		real, ok = t.mendGuess(e, real)
+	}
 	if !ok {
 		if real, ok = t.join(e); !ok {
 			return e
@@ -87,45 +93,166 @@ func (t *Table) listedByKey() map[Key]uint64 {
 	return t.byKey
 }
 
-// syntheticRows finds the rows keyed by synthetic ids, by Key. A new
-// connection may reuse the 4-tuple of a timewait row: the other row wins.
-func (t *Table) syntheticRows() map[Key]uint64 {
-	m := map[Key]uint64{}
+// syntheticIndex finds the rows keyed by synthetic ids for a merge to
+// adopt, by Key. Connects made at CLOSE → SYN_SENT, before the kernel gave
+// them a port, are found apart, by their Key without it (see connectKey).
+type syntheticIndex struct {
+	byKey      map[Key]uint64
+	connecting map[Key]*waiting
+}
+
+// waiting are the portless rows of one connectKey, in table order, and
+// how many of them a merge has adopted.
+type waiting struct {
+	ids     []uint64
+	adopted int
+}
+
+// syntheticRows indexes the rows keyed by synthetic ids. A new connection
+// may reuse the 4-tuple of a timewait row: the other row wins.
+func (t *Table) syntheticRows() *syntheticIndex {
+	x := &syntheticIndex{byKey: map[Key]uint64{}, connecting: map[Key]*waiting{}}
 	for i := range t.rows.n {
 		r := t.rows.at(i)
 		if !r.has(flagSynthetic) {
 			continue
 		}
-		if other, ok := m[r.Key()]; ok && r.has(flagTimeWait) && !t.rows.lookup(other).has(flagTimeWait) {
+		k := r.Key()
+		if portless(r) {
+			if x.connecting[k] == nil {
+				x.connecting[k] = &waiting{}
+			}
+			x.connecting[k].ids = append(x.connecting[k].ids, r.cookie)
 			continue
 		}
-		m[r.Key()] = r.cookie
+		if other, ok := x.byKey[k]; ok && r.has(flagTimeWait) && !t.rows.lookup(other).has(flagTimeWait) {
+			continue
+		}
+		x.byKey[k] = r.cookie
 	}
-	return m
+	return x
+}
+
+// nextConnect takes the next portless row that may be the listed SYN_SENT
+// socket with Key k.
+func (x *syntheticIndex) nextConnect(k Key) (id uint64, ok bool) {
+	w := x.connecting[connectKey(k)]
+	if w == nil || w.adopted == len(w.ids) {
+		return 0, false
+	}
+	w.adopted++
+	return w.ids[w.adopted-1], true
+}
+
+// portless reports a connect's row made at CLOSE → SYN_SENT and not moved
+// since: the tracepoint fires before connect() picks the local port, so the
+// row has none, though a dump lists the socket with it.
+func portless(r *Row) bool {
+	return r.state == tcp.SynSent && r.lport == 0 && r.rport != 0
+}
+
+// connectKey is the Key a portless row has for a listed socket: its own
+// with local port 0.
+func connectKey(k Key) Key {
+	k.Local = netip.AddrPortFrom(k.Local.Addr(), 0)
+	return k
 }
 
 // adopt gives the synthetic-id row with the Key of listed socket s the
 // real cookie the dump lists it under; later events under the synthetic
 // id go to it. A timewait row that was one before the dump began is not
 // the full socket the dump lists on its 4-tuple: that is a new connection.
-func (t *Table) adopt(synthetic map[Key]uint64, s *snapshot.Socket, d *Dump) *Row {
-	if len(synthetic) == 0 {
+// A socket listed in SYN_SENT may be a portless row's: the row takes its
+// port. That is a guess until the connect's next event tells its port (see
+// mendGuess): several connects from one address to one peer may wait at
+// once, and one of them may be older than the tracer; the count of rows is
+// right either way.
+func (t *Table) adopt(x *syntheticIndex, s *snapshot.Socket, d *Dump) *Row {
+	if len(x.byKey) == 0 && len(x.connecting) == 0 {
 		return nil // every kernel since 5.12: no Key to make
 	}
 	k, cookie := KeyOf(d.netnsOf(s), s.Local, s.Remote), s.Cookie
-	id, ok := synthetic[k]
-	if !ok {
+	id, ok := x.byKey[k]
+	guessed := false
+	switch {
+	case ok:
+		if r := t.rows.lookup(id); r.has(flagTimeWait) && r.ended < d.Start && !miniSocket(s) {
+			return nil
+		}
+		delete(x.byKey, k)
+	case s.State == tcp.SynSent:
+		if id, ok = x.nextConnect(k); !ok {
+			return nil
+		}
+		guessed = true
+	default:
 		return nil
 	}
-	if r := t.rows.lookup(id); r.has(flagTimeWait) && r.ended < d.Start && !miniSocket(s) {
-		return nil
-	}
-	delete(synthetic, k)
 	r := t.rows.rekey(id, cookie)
 	r.set(flagSynthetic, false)
+	if r.lport == 0 {
+		r.setAddrs(s.Local, s.Remote)
+	}
 	t.aliases[id] = cookie
+	if guessed {
+		t.guesses[id] = struct{}{}
+	}
 	t.stats.Adopted++
 	return r
+}
+
+// mendGuess checks the port of the first event with one under a synthetic
+// id whose portless row was adopted by guess, and returns the cookie the
+// event belongs to. When it is another guessed row's socket, the two ids
+// and the two rows' histories (both still the SYN_SENT rows their connects
+// made: an event would have checked them) change places. When it is no
+// guessed row's, the id loses its alias: the event is for a socket no dump
+// has listed yet, or one older than the tracer (see join).
+func (t *Table) mendGuess(e *tracer.Event, real uint64) (uint64, bool) {
+	if _, ok := t.guesses[e.Cookie]; !ok || e.Local.Port() == 0 {
+		return real, true
+	}
+	delete(t.guesses, e.Cookie)
+	r := t.rows.lookup(real)
+	if r == nil || r.lport == e.Local.Port() {
+		return real, true
+	}
+	k := KeyOf(e.NetNS, e.Local, e.Remote)
+	for other := range t.guesses {
+		mine := t.aliases[other]
+		if o := t.rows.lookup(mine); o != nil && o.Key() == k {
+			swapHistory(r, o)
+			t.aliases[e.Cookie], t.aliases[other] = mine, real
+			t.stats.Mended++
+			return mine, true
+		}
+	}
+	delete(t.aliases, e.Cookie)
+	t.stats.Mended++
+	return 0, false
+}
+
+// swapHistory exchanges what two rows know from events (birth, state
+// times, owner) and keeps what they know from the dump (cookie, ports,
+// counters, an owner it scanned).
+func swapHistory(a, b *Row) {
+	a.since, b.since = b.since, a.since
+	a.seen, b.seen = b.seen, a.seen
+	a.born, b.born = b.born, a.born
+	a.dwell, b.dwell = b.dwell, a.dwell
+	fromEvents := flagSinceKnown | flagBornKnown | flagHandshakeKnown
+	if a.ownerSource != tracer.OwnerSnapshot && b.ownerSource != tracer.OwnerSnapshot {
+		// Owners a dump scanned are the sockets', and stay.
+		fromEvents |= flagOwnerKnown | flagOwnerFormer
+		a.pid, b.pid = b.pid, a.pid
+		a.uid, b.uid = b.uid, a.uid
+		a.comm, b.comm = b.comm, a.comm
+		a.cgroup, b.cgroup = b.cgroup, a.cgroup
+		a.ownerSource, b.ownerSource = b.ownerSource, a.ownerSource
+	}
+	fa, fb := a.flags&fromEvents, b.flags&fromEvents
+	a.flags = a.flags&^fromEvents | fb
+	b.flags = b.flags&^fromEvents | fa
 }
 
 // pruneAliases forgets the aliases of cookies that have neither a row nor
@@ -134,6 +261,7 @@ func (t *Table) pruneAliases() {
 	for id, real := range t.aliases {
 		if _, closing := t.tombs[real]; !closing && t.rows.lookup(real) == nil {
 			delete(t.aliases, id)
+			delete(t.guesses, id)
 		}
 	}
 }

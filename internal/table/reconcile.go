@@ -78,7 +78,7 @@ type Merge struct {
 	t         *Table
 	d         Dump // without Sockets; End moves with each socket
 	st        ReconcileStats
-	synthetic map[Key]uint64 // built on first need
+	synthetic *syntheticIndex // built on first need
 }
 
 // Merge begins merging a dump that began at start (see Dump).

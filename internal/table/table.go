@@ -44,6 +44,9 @@ type Table struct {
 	// aliases maps the synthetic ids of events (kernels before 5.12 give
 	// tracing programs no cookies) to the real cookies dumps found for them.
 	aliases map[uint64]uint64
+	// guesses are the synthetic ids of portless connects' rows that dumps
+	// adopted (see adopt): the first event with a port checks each.
+	guesses map[uint64]struct{}
 	// byKey finds rows under real cookies by Key for synthetic-id events
 	// no dump matched (see join); nil until first needed after a dump.
 	byKey map[Key]uint64
@@ -73,12 +76,13 @@ type Stats struct {
 	Reconciles uint64 // dumps merged
 	PeerClosed uint64 // timewait rows moved to TIME_WAIT (or gone, when the peer got a reset: no timewait socket) by their local peer's close
 	Adopted    uint64 // synthetic ids given their real cookie by a dump (their row adopted, or their events joined to its row)
+	Mended     uint64 // adoptions of waiting connects that their events proved wrong
 }
 
 // New returns an empty table.
 func New(opts Options) *Table {
 	t := &Table{tombs: make(map[uint64]uint64), halfClosed: make(map[Key]uint64),
-		aliases: make(map[uint64]uint64), syntheticTombs: make(map[Key]uint64), onEnd: opts.OnEnd}
+		aliases: make(map[uint64]uint64), guesses: make(map[uint64]struct{}), syntheticTombs: make(map[Key]uint64), onEnd: opts.OnEnd}
 	t.rows = newRowStore(t)
 	return t
 }
