@@ -195,7 +195,7 @@ func (t *Table) adopt(x *syntheticIndex, s *snapshot.Socket, d *Dump) *Row {
 	}
 	t.aliases[id] = cookie
 	if guessed {
-		t.guesses[id] = struct{}{}
+		t.guesses[cookie] = id
 	}
 	t.stats.Adopted++
 	return r
@@ -209,26 +209,26 @@ func (t *Table) adopt(x *syntheticIndex, s *snapshot.Socket, d *Dump) *Row {
 // guessed row's, the id loses its alias: the event is for a socket no dump
 // has listed yet, or one older than the tracer (see join).
 func (t *Table) mendGuess(e *tracer.Event, real uint64) (uint64, bool) {
-	if _, ok := t.guesses[e.Cookie]; !ok || e.Local.Port() == 0 {
+	if id, ok := t.guesses[real]; !ok || id != e.Cookie || e.Local.Port() == 0 {
 		return real, true
 	}
-	delete(t.guesses, e.Cookie)
+	delete(t.guesses, real)
 	r := t.rows.lookup(real)
 	if r == nil || r.lport == e.Local.Port() {
 		return real, true
 	}
+	t.stats.Mended++
 	k := KeyOf(e.NetNS, e.Local, e.Remote)
-	for other := range t.guesses {
-		mine := t.aliases[other]
-		if o := t.rows.lookup(mine); o != nil && o.Key() == k {
-			swapHistory(r, o)
-			t.aliases[e.Cookie], t.aliases[other] = mine, real
-			t.stats.Mended++
-			return mine, true
-		}
+	mine, listed := t.listedByKey()[k]
+	other, guessed := t.guesses[mine]
+	if o := t.rows.lookup(mine); listed && guessed && o != nil && o.Key() == k {
+		swapHistory(r, o)
+		t.aliases[e.Cookie], t.aliases[other] = mine, real
+		delete(t.guesses, mine)
+		t.guesses[real] = other // its own event still checks it
+		return mine, true
 	}
 	delete(t.aliases, e.Cookie)
-	t.stats.Mended++
 	return 0, false
 }
 
@@ -261,7 +261,7 @@ func (t *Table) pruneAliases() {
 	for id, real := range t.aliases {
 		if _, closing := t.tombs[real]; !closing && t.rows.lookup(real) == nil {
 			delete(t.aliases, id)
-			delete(t.guesses, id)
+			delete(t.guesses, real)
 		}
 	}
 }

@@ -44,9 +44,9 @@ type Table struct {
 	// aliases maps the synthetic ids of events (kernels before 5.12 give
 	// tracing programs no cookies) to the real cookies dumps found for them.
 	aliases map[uint64]uint64
-	// guesses are the synthetic ids of portless connects' rows that dumps
-	// adopted (see adopt): the first event with a port checks each.
-	guesses map[uint64]struct{}
+	// guesses maps the cookies dumps gave portless connects' rows to their
+	// synthetic ids (see adopt): the first event with a port checks each.
+	guesses map[uint64]uint64
 	// byKey finds rows under real cookies by Key for synthetic-id events
 	// no dump matched (see join); nil until first needed after a dump.
 	byKey map[Key]uint64
@@ -82,7 +82,7 @@ type Stats struct {
 // New returns an empty table.
 func New(opts Options) *Table {
 	t := &Table{tombs: make(map[uint64]uint64), halfClosed: make(map[Key]uint64),
-		aliases: make(map[uint64]uint64), guesses: make(map[uint64]struct{}), syntheticTombs: make(map[Key]uint64), onEnd: opts.OnEnd}
+		aliases: make(map[uint64]uint64), guesses: make(map[uint64]uint64), syntheticTombs: make(map[Key]uint64), onEnd: opts.OnEnd}
 	t.rows = newRowStore(t)
 	return t
 }
