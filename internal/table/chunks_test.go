@@ -1,9 +1,14 @@
 package table
 
 import (
+	"bufio"
+	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestChunksFreedWithTable drops a table of three chunks and waits for its
@@ -88,4 +93,48 @@ func TestReserve(t *testing.T) {
 		t.Errorf("Reserve for the rows a table already holds readied %d chunks", len(after)-len(before))
 	}
 	runtime.KeepAlive(tb)
+}
+
+// TestChunksInHugePages: chunks are carved from arenas aligned to huge
+// pages and marked for them, so that the kernel may back them with huge
+// pages (THPeligible in /proc/self/smaps) unless transparent huge pages are
+// off altogether.
+func TestChunksInHugePages(t *testing.T) {
+	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil {
+		t.Fatalf("reading the huge page mode: %v", err)
+	}
+	want := !strings.Contains(string(mode), "[never]")
+	chunkPool.Lock()
+	c, err := mapChunk()
+	chunkPool.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer freeChunk(c)
+	at := uintptr(unsafe.Pointer(&c[0]))
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var start, end uintptr
+	in := false
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		line := sc.Text()
+		if n, _ := fmt.Sscanf(line, "%x-%x ", &start, &end); n == 2 {
+			in = start <= at && at < end
+			if in && (start%hugePage != 0 || end-start < arenaBytes) {
+				t.Errorf("the chunk's mapping %x-%x: want %d MiB aligned to %d MiB", start, end, arenaBytes>>20, hugePage>>20)
+			}
+			continue
+		}
+		if eligible, ok := strings.CutPrefix(line, "THPeligible:"); ok && in {
+			if got := strings.TrimSpace(eligible) == "1"; got != want {
+				t.Errorf("THPeligible %q in huge page mode %q", strings.TrimSpace(eligible), strings.TrimSpace(string(mode)))
+			}
+			return
+		}
+	}
+	t.Fatalf("no THPeligible line for the mapping of %x in /proc/self/smaps", at)
 }
