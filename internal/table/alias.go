@@ -21,12 +21,9 @@ func (t *Table) resolveAlias(e *tracer.Event) *tracer.Event {
 	}
 	real, ok := t.aliases[e.Cookie]
 	if ok {
-		real, ok = t.mendGuess(e, real)
-	}
-	if !ok {
-		if real, ok = t.join(e); !ok {
-			return e
-		}
+		real = t.mendGuess(e, real)
+	} else if real, ok = t.join(e); !ok {
+		return e
 	}
 	ev := *e
 	ev.Cookie = real
@@ -202,45 +199,57 @@ func (t *Table) adopt(x *syntheticIndex, s *snapshot.Socket, d *Dump) *Row {
 }
 
 // mendGuess checks the port of the first event with one under a synthetic
-// id whose portless row was adopted by guess, and returns the cookie the
-// event belongs to. When it is another guessed row's socket, the two ids
-// and the two rows' histories (both still the SYN_SENT rows their connects
-// made: an event would have checked them) change places. When it is no
-// guessed row's, the id loses its alias: the event is for a socket no dump
-// has listed yet, or one older than the tracer (see join).
-func (t *Table) mendGuess(e *tracer.Event, real uint64) (uint64, bool) {
+// id whose portless row was adopted by guess, and returns the cookie of
+// the row the event belongs to. A wrong guess gave the connect's history
+// (its birth, times and owner: it is still the SYN_SENT row its connect
+// made, as any event would have checked it) to another socket's row, r.
+// When the dump listed the connect's socket, its row and r exchange
+// histories, and ids when that row was a guess too. When it did not (the
+// socket was hashed after the dump read its bucket, or r's socket is older
+// than the tracer), the connect gets a row of its own, under its id, with
+// the history r had, and r keeps what the dump knew.
+func (t *Table) mendGuess(e *tracer.Event, real uint64) uint64 {
 	if id, ok := t.guesses[real]; !ok || id != e.Cookie || e.Local.Port() == 0 {
-		return real, true
+		return real
 	}
 	delete(t.guesses, real)
 	r := t.rows.lookup(real)
 	if r == nil || r.lport == e.Local.Port() {
-		return real, true
+		return real
 	}
 	t.stats.Mended++
 	k := KeyOf(e.NetNS, e.Local, e.Remote)
-	mine, listed := t.listedByKey()[k]
-	other, guessed := t.guesses[mine]
-	if o := t.rows.lookup(mine); listed && guessed && o != nil && o.Key() == k {
-		swapHistory(r, o)
-		t.aliases[e.Cookie], t.aliases[other] = mine, real
-		delete(t.guesses, mine)
-		t.guesses[real] = other // its own event still checks it
-		return mine, true
+	if mine, listed := t.listedByKey()[k]; listed {
+		if o := t.rows.lookup(mine); o != nil && o.Key() == k {
+			swapHistory(r, o)
+			t.aliases[e.Cookie] = mine
+			if other, guessed := t.guesses[mine]; guessed {
+				t.aliases[other] = real
+				delete(t.guesses, mine)
+				t.guesses[real] = other // its own event still checks it
+			}
+			return mine
+		}
 	}
 	delete(t.aliases, e.Cookie)
-	return 0, false
+	own := t.rows.add(e.Cookie)
+	own.state, own.netns = r.state, r.netns
+	own.set(flagSynthetic, true)
+	swapHistory(r, own)
+	r.born, r.since = t.dumpEnd, t.dumpEnd // as a row the dump added
+	r.set(flagFromDump, true)
+	return e.Cookie
 }
 
-// swapHistory exchanges what two rows know from events (birth, state
-// times, owner) and keeps what they know from the dump (cookie, ports,
-// counters, an owner it scanned).
+// swapHistory exchanges two rows' histories (birth, state times, whether a
+// dump or an event set the state, an owner events gave) and keeps what the
+// dump knew of each socket (cookie, ports, counters, an owner it scanned).
 func swapHistory(a, b *Row) {
 	a.since, b.since = b.since, a.since
 	a.seen, b.seen = b.seen, a.seen
 	a.born, b.born = b.born, a.born
 	a.dwell, b.dwell = b.dwell, a.dwell
-	fromEvents := flagSinceKnown | flagBornKnown | flagHandshakeKnown
+	fromEvents := flagSinceKnown | flagBornKnown | flagHandshakeKnown | flagFromDump
 	if a.ownerSource != tracer.OwnerSnapshot && b.ownerSource != tracer.OwnerSnapshot {
 		// Owners a dump scanned are the sockets', and stay.
 		fromEvents |= flagOwnerKnown | flagOwnerFormer

@@ -56,9 +56,7 @@ func newChunk() []Row {
 	if n := len(chunkPool.free); n > 0 {
 		c := chunkPool.free[n-1]
 		chunkPool.free = chunkPool.free[:n-1]
-		// MADV_POPULATE_WRITE (Linux 5.14): older kernels refuse it and the
-		// rows fault in as they are written.
-		_ = unix.Madvise(chunkMemory(c), unix.MADV_POPULATE_WRITE)
+		populate(c)
 		return c
 	}
 	c, err := mapChunk()
@@ -83,10 +81,19 @@ func mapChunk() ([]Row, error) {
 	chunkPool.arena = unsafe.Add(chunkPool.arena, chunkBytes)
 	chunkPool.left -= uintptr(chunkBytes)
 	chunkPool.mapped++
-	// MADV_POPULATE_WRITE (Linux 5.14): older kernels refuse it and the
-	// rows fault in as they are written.
-	_ = unix.Madvise(chunkMemory(c), unix.MADV_POPULATE_WRITE)
+	populate(c)
 	return c, nil
+}
+
+// populate maps c's pages in, writable: with MADV_POPULATE_WRITE (Linux
+// 5.14), or a write to each page where the kernel refuses it.
+func populate(c []Row) {
+	b := chunkMemory(c)
+	if unix.Madvise(b, unix.MADV_POPULATE_WRITE) != nil {
+		for i := 0; i < len(b); i += pageSize {
+			b[i] = 0
+		}
+	}
 }
 
 // mapArena maps arenaBytes aligned to a huge page, for huge pages.
@@ -160,7 +167,9 @@ func freeChunk(c []Row) {
 // release frees c with chunkPool held.
 func release(c []Row) {
 	// Private anonymous pages read as zeros after MADV_DONTNEED: the chunk
-	// comes back empty, as newChunk promises.
+	// comes back empty, as newChunk promises. A chunk is not a whole huge
+	// page: the kernel splits the ones under it, and frees the split pages
+	// when it next reclaims; a reused chunk is in small pages.
 	if err := unix.Madvise(chunkMemory(c), unix.MADV_DONTNEED); err != nil {
 		clear(c)
 	}

@@ -721,6 +721,15 @@ func TestSyntheticIDsJoinListedRows(t *testing.T) {
 		BornKnown bool
 		Synthetic bool
 	}
+	byCookie := func(a, b row) int {
+		switch {
+		case a.Cookie < b.Cookie:
+			return -1
+		case a.Cookie > b.Cookie:
+			return 1
+		}
+		return 0
+	}
 	rowsOf := func(tb *Table) []row {
 		var out []row
 		for i := range tb.Len() {
@@ -728,12 +737,7 @@ func TestSyntheticIDsJoinListedRows(t *testing.T) {
 			born, known := r.Born()
 			out = append(out, row{r.Cookie(), r.State(), born, known, r.Synthetic()})
 		}
-		slices.SortFunc(out, func(a, b row) int {
-			if a.Cookie < b.Cookie {
-				return -1
-			}
-			return 1 // cookies are unique
-		})
+		slices.SortFunc(out, byCookie)
 		return out
 	}
 	t.Run("an older socket's first event during the dump", func(t *testing.T) {
@@ -840,31 +844,42 @@ func TestSyntheticIDsJoinListedRows(t *testing.T) {
 		}
 	})
 	t.Run("a waiting connect older than the tracer is not a new one's", func(t *testing.T) {
-		// The dump lists a connect made before the tracer started, and not
-		// yet the one whose first event the table has: the new one's row is
-		// taken for the old socket until the new one's next event.
-		older := sock(cookie+1, tcp.SynSent)
+		// The dump lists a connect made before the tracer started first,
+		// and the one whose first event the table has later or not at all:
+		// the new one's row is taken for the old socket until the new
+		// one's next event, which must give the history back.
+		older := sock(cookie+1, tcp.SynSent, snapshot.Owner{PID: 400, Comm: "older"})
 		older.Local = netip.AddrPortFrom(client.Addr(), client.Port()+1)
-		tb := New(Options{})
-		start := syn(5*ms, tcp.Close, tcp.SynSent)
-		start.Local = netip.AddrPortFrom(client.Addr(), 0)
-		tb.Apply(start)
-		tb.Reconcile(dump(10*ms, 20*ms, older))
-		tb.Apply(syn(30*ms, tcp.SynSent, tcp.Established))
-		var got []tcp.State
-		for _, c := range []uint64{cookie + 1, id} {
-			if r := tb.Lookup(c); r != nil {
-				got = append(got, r.State())
+		for _, tc := range []struct {
+			name  string
+			dump  []snapshot.Socket
+			newer uint64 // the new connect's row: its id, or the cookie the dump listed it under
+		}{
+			{"the new one not listed", []snapshot.Socket{older}, id},
+			{"the new one listed after", []snapshot.Socket{older, sock(cookie, tcp.SynSent)}, cookie},
+		} {
+			tb := New(Options{})
+			start := syn(5*ms, tcp.Close, tcp.SynSent)
+			start.Local = netip.AddrPortFrom(client.Addr(), 0)
+			tb.Apply(start)
+			tb.Reconcile(dump(10*ms, 20*ms, tc.dump...))
+			tb.Apply(syn(30*ms, tcp.SynSent, tcp.Established))
+			want := []row{{tc.newer, tcp.Established, 5 * ms, true, tc.newer == id}, {cookie + 1, tcp.SynSent, 20 * ms, false, false}}
+			slices.SortFunc(want, byCookie)
+			if diff := cmp.Diff(want, rowsOf(tb)); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 			}
-		}
-		if want := []tcp.State{tcp.SynSent, tcp.Established}; tb.Len() != 2 || !slices.Equal(got, want) {
-			t.Errorf("%d rows; the old connect's and the new one's states %v, want %v", tb.Len(), got, want)
-		}
-		if r := tb.Lookup(id); r == nil || r.Key() != KeyOf(testNS, client, server) {
-			t.Errorf("the new connect's row %v: want it under its id, with its port", r)
-		}
-		if st := tb.Stats(); st.Mended != 1 {
-			t.Errorf("stats %+v: want 1 mended", st)
+			for c, pid := range map[uint64]uint32{tc.newer: curl.PID, cookie + 1: 400} {
+				if o, known := tb.Lookup(c).Owner(); !known || o.PID != pid {
+					t.Errorf("%s: row %d's owner %+v (known %v), want pid %d", tc.name, c, o, known, pid)
+				}
+			}
+			if r := tb.Lookup(tc.newer); r.Key() != KeyOf(testNS, client, server) {
+				t.Errorf("%s: the new connect's Key %+v, want its own port", tc.name, r.Key())
+			}
+			if st := tb.Stats(); st.Mended != 1 {
+				t.Errorf("%s: stats %+v: want 1 mended", tc.name, st)
+			}
 		}
 	})
 	t.Run("a new connection on the 4-tuple of a timewait row is its own", func(t *testing.T) {
