@@ -88,11 +88,17 @@ func mapChunk() ([]Row, error) {
 // populate maps c's pages in, writable: with MADV_POPULATE_WRITE (Linux
 // 5.14), or a write to each page where the kernel refuses it.
 func populate(c []Row) {
+	if unix.Madvise(chunkMemory(c), unix.MADV_POPULATE_WRITE) != nil {
+		writeEachPage(c)
+	}
+}
+
+// writeEachPage writes a zero to each page of c: the first write to a
+// page is where its cost is paid.
+func writeEachPage(c []Row) {
 	b := chunkMemory(c)
-	if unix.Madvise(b, unix.MADV_POPULATE_WRITE) != nil {
-		for i := 0; i < len(b); i += pageSize {
-			b[i] = 0
-		}
+	for i := 0; i < len(b); i += pageSize {
+		b[i] = 0
 	}
 }
 
@@ -145,10 +151,7 @@ func Reserve(rows int) {
 		chunkPool.Unlock()
 		// Taken out of the pool, c counts as in a table while it is
 		// written: a concurrent Reserve does not ready another for it.
-		b := chunkMemory(c)
-		for i := 0; i < len(b); i += pageSize {
-			b[i] = 0 // the first write to the page: where its cost is paid
-		}
+		writeEachPage(c)
 		chunkPool.Lock()
 		chunkPool.warm = append(chunkPool.warm, c)
 		chunkPool.Unlock()
