@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,14 +20,38 @@ import (
 // owns each transition. It speaks one line per command on stdin and
 // answers "ok [values]" or "err message" on stdout.
 
-const peerEnv = "TCPSTAT_TEST_PEER"
+const (
+	peerEnv      = "TCPSTAT_TEST_PEER"
+	peerNetnsEnv = "TCPSTAT_TEST_PEER_NETNS" // a network namespace to open sockets in
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(peerEnv) == "1" {
+		if ns := os.Getenv(peerNetnsEnv); ns != "" {
+			// The peer is one goroutine on this thread: its sockets are
+			// made in the namespace the thread enters.
+			runtime.LockOSThread()
+			if err := enterNetns(ns); err != nil {
+				fmt.Fprintf(os.Stderr, "peer: %v\n", err)
+				os.Exit(2)
+			}
+		}
 		runPeer(os.Stdin, os.Stdout)
 		return
 	}
 	os.Exit(m.Run())
+}
+
+func enterNetns(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open network namespace: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter network namespace %s: %w", path, err)
+	}
+	return nil
 }
 
 func runPeer(in io.Reader, out io.Writer) {
@@ -144,8 +169,15 @@ type peer struct {
 
 func startPeer(t *testing.T) *peer {
 	t.Helper()
+	return startPeerIn(t, "")
+}
+
+// startPeerIn starts a peer whose sockets are made in the network
+// namespace at netns ("": this test's).
+func startPeerIn(t *testing.T, netns string) *peer {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), peerEnv+"=1")
+	cmd.Env = append(os.Environ(), peerEnv+"=1", peerNetnsEnv+"="+netns)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
