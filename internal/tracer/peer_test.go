@@ -7,12 +7,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstat/tcpstat/internal/netnstest"
 )
 
 // A peer is this test binary run as a separate process that opens, accepts
@@ -28,30 +29,17 @@ const (
 func TestMain(m *testing.M) {
 	if os.Getenv(peerEnv) == "1" {
 		if ns := os.Getenv(peerNetnsEnv); ns != "" {
-			// The peer is one goroutine on this thread: its sockets are
-			// made in the namespace the thread enters.
-			runtime.LockOSThread()
-			if err := enterNetns(ns); err != nil {
+			// Its sockets are made on a thread in the namespace.
+			if err := netnstest.Do(ns, func() error { runPeer(os.Stdin, os.Stdout); return nil }); err != nil {
 				fmt.Fprintf(os.Stderr, "peer: %v\n", err)
 				os.Exit(2)
 			}
+			return
 		}
 		runPeer(os.Stdin, os.Stdout)
 		return
 	}
 	os.Exit(m.Run())
-}
-
-func enterNetns(path string) error {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open network namespace: %w", err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("enter network namespace %s: %w", path, err)
-	}
-	return nil
 }
 
 func runPeer(in io.Reader, out io.Writer) {
