@@ -55,8 +55,9 @@ type Options struct {
 	MaxSockets int
 
 	// Experiment swaps or turns off parts of the kernel program to measure
-	// what each costs (cmd/tcpstat-bench). Not for real use: all but
-	// StateInMap drop a guarantee.
+	// what each costs (cmd/tcpstat-bench). Not for real use: most drop a
+	// guarantee (StateInMap and StateInHash: the state of sockets past
+	// MaxSockets).
 	Experiment Experiment
 
 	// For tests. syntheticCookies makes the kernel program behave as on
@@ -78,6 +79,10 @@ type Experiment struct {
 	// StateInMap keeps per-socket state in the sockets map (as before
 	// 5.11) where socket storage is available.
 	StateInMap bool
+	// StateInHash keeps per-socket state in the sockets map made a hash
+	// allocated as it fills (as the accept hand-off's), not preallocated
+	// and not LRU, where socket storage is available.
+	StateInHash bool
 	// OneCopy attaches only the first copy of the transition program and
 	// keeps no handled set: transitions that interrupt it are lost.
 	OneCopy bool
@@ -181,12 +186,12 @@ func New(opts Options) (_ *Tracer, err error) {
 		return nil, err
 	}
 	t.cookies = t.cookies && !opts.syntheticCookies
-	if !opts.mapState && !opts.Experiment.StateInMap {
+	if !opts.mapState && !opts.Experiment.StateInMap && !opts.Experiment.StateInHash {
 		if t.storage, err = haveSocketStorage(kernelBTF); err != nil {
 			return nil, err
 		}
 	}
-	if t.storage && !preemptRT() {
+	if (t.storage || opts.Experiment.StateInHash) && !preemptRT() {
 		acceptQueueOnly(spec.Maps["sockets"])
 	}
 	if err := configure(spec, opts, t.cookies, t.storage, kernelBTF); err != nil {
