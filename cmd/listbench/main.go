@@ -1,6 +1,8 @@
 // Command listbench times `tcpstat list -tan` and `-tanp` against `ss` and
 // net-tools `netstat` side by side while it holds N loopback TCP sockets
-// spread over several processes (each stays under a 20 000 fd limit).
+// spread over several processes (each stays under a 20 000 fd limit), and
+// measures the peak RSS of `tcpstat top -b -n 2` (text and JSON) at each
+// size against the same with no socket held.
 //
 //	go build -o bin/tcpstat ./cmd/tcpstat && go run ./cmd/listbench -sizes 10000,100000
 //
@@ -51,20 +53,57 @@ func run() error {
 	if _, err := os.Stat(*tcpstat); err != nil {
 		return fmt.Errorf("tcpstat binary: %w (build it with make build)", err)
 	}
+	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 2 {
 			return fmt.Errorf("bad size %q", s)
 		}
-		if err := measure(n, *runs, *tcpstat, *holdMax); err != nil {
+		ns = append(ns, n)
+	}
+	fmt.Printf("\n== no socket held: the empty process ==\n")
+	empty, err := measureTop(*tcpstat, *runs, 0, nil)
+	if err != nil {
+		return err
+	}
+	for _, n := range ns {
+		if err := measure(n, *runs, *tcpstat, *holdMax, empty); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// topRuns is how many times each top is run: each takes a frame interval.
+const topRuns = 3
+
+// measureTop prints the median peak RSS of `top -b -n 2`, text and JSON,
+// and with sockets on the host (those held and any others, such as the
+// last size's in TIME_WAIT), the bytes per socket above empty (the same
+// measured with none held). It returns the peaks.
+func measureTop(tcpstat string, runs, sockets int, empty []int64) ([]int64, error) {
+	var peaks []int64
+	for i, c := range [][]string{{tcpstat, "top", "-b", "-n", "2"}, {tcpstat, "top", "-b", "--json", "-n", "2"}} {
+		r, err := timeCommand(c, min(runs, topRuns))
+		if err != nil {
+			return nil, err
+		}
+		peaks = append(peaks, r.rss)
+		fmt.Printf("%-22s peak RSS %6.1f MB", shortName(c), float64(r.rss)/1e6)
+		if sockets > 0 {
+			fmt.Printf("  %4.0f B/socket above the empty process (%d sockets)", float64(r.rss-empty[i])/float64(sockets), sockets)
+		}
+		fmt.Println()
+	}
+	var self syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err == nil {
+		fmt.Printf("(a child's peak RSS cannot read below its parent's, listbench's: %.1f MB)\n", float64(self.Maxrss<<10)/1e6)
+	}
+	return peaks, nil
+}
+
 // measure starts holders for n sockets, times every command, stops them.
-func measure(n, runs int, tcpstat string, holdMax time.Duration) error {
+func measure(n, runs int, tcpstat string, holdMax time.Duration, empty []int64) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -102,6 +141,7 @@ func measure(n, runs int, tcpstat string, holdMax time.Duration) error {
 	}
 	fmt.Printf("\n== %d loopback TCP sockets held by %d processes ==\n", n, len(holders))
 	fmt.Printf("%-22s %12s %12s %12s %8s\n", "command", "median", "fastest", "median cpu", "rows")
+	sockets := n // on the host, as ss -tan lists them (after its header)
 	for _, flags := range []string{"-tan", "-tanp"} {
 		cmds := [][]string{
 			{tcpstat, "list", flags},
@@ -115,6 +155,9 @@ func measure(n, runs int, tcpstat string, holdMax time.Duration) error {
 				return err
 			}
 			med[i], cpu[i] = r.median, r.cpu
+			if c[0] == "ss" && flags == "-tan" {
+				sockets = r.rows - 1
+			}
 			fmt.Printf("%-22s %12s %12s %12s %8d\n", shortName(c), r.median.Round(100*time.Microsecond),
 				r.fastest.Round(100*time.Microsecond), r.cpu.Round(100*time.Microsecond), r.rows)
 		}
@@ -122,7 +165,8 @@ func measure(n, runs int, tcpstat string, holdMax time.Duration) error {
 			flags, float64(med[1])/float64(med[0]), float64(med[2])/float64(med[0]),
 			float64(cpu[1])/float64(cpu[0]), float64(cpu[2])/float64(cpu[0]))
 	}
-	return nil
+	_, err = measureTop(tcpstat, runs, sockets, empty)
+	return err
 }
 
 func shortName(c []string) string {
@@ -137,6 +181,7 @@ func shortName(c []string) string {
 type timing struct {
 	median, fastest time.Duration // wall time
 	cpu             time.Duration // median user+system time: steadier on a shared machine
+	rss             int64         // median peak resident set, bytes
 	rows            int           // lines of the last run's output
 }
 
@@ -144,11 +189,16 @@ type timing struct {
 // differ between the tools mean other processes changed sockets meanwhile.
 func timeCommand(c []string, runs int) (timing, error) {
 	var walls, cpus []time.Duration
+	var rss []int64
 	var t timing
 	for range runs {
 		cmd := exec.Command(c[0], c[1:]...)
-		var buf bytes.Buffer
-		cmd.Stdout = &buf
+		// Counted as it comes, not kept: a child's peak RSS counts its
+		// parent's at exec (os/exec starts children sharing this
+		// process's memory, and exec keeps the larger peak), so this
+		// process must stay small for top's figure to be top's.
+		var lines lineCounter
+		cmd.Stdout = &lines
 		cmd.Stderr = io.Discard
 		start := time.Now()
 		if err := cmd.Run(); err != nil {
@@ -156,12 +206,27 @@ func timeCommand(c []string, runs int) (timing, error) {
 		}
 		walls = append(walls, time.Since(start))
 		cpus = append(cpus, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
-		t.rows = bytes.Count(buf.Bytes(), []byte("\n"))
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = append(rss, ru.Maxrss<<10) // Linux counts it in KiB
+		}
+		t.rows = int(lines)
 	}
 	slices.Sort(walls)
 	slices.Sort(cpus)
 	t.median, t.fastest, t.cpu = walls[len(walls)/2], walls[0], cpus[len(cpus)/2]
+	if len(rss) > 0 {
+		slices.Sort(rss)
+		t.rss = rss[len(rss)/2]
+	}
 	return t, nil
+}
+
+// lineCounter counts the lines written to it and keeps nothing.
+type lineCounter int
+
+func (n *lineCounter) Write(p []byte) (int, error) {
+	*n += lineCounter(bytes.Count(p, []byte("\n")))
+	return len(p), nil
 }
 
 // holdSockets opens n/2 loopback connections (both ends held here), says

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -174,6 +175,12 @@ func report(w io.Writer, results []result) {
 			r.startup.Seconds(), float64(r.maxRSSKiB)/1024)
 	}
 	tw.Flush()
+	// os/exec starts a child sharing this process's memory, and exec keeps
+	// the larger peak: no child's max RSS can read below this one's.
+	var self syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err == nil {
+		fmt.Fprintf(w, "(max RSS cannot read below the benchmark's own peak, %.1fMB)\n", float64(self.Maxrss)/1024)
+	}
 	for _, r := range results {
 		if r.tableOnly {
 			fmt.Fprintf(w, "\n%s: the table applied %d events (the host's, accepts included), %d lost\n", r.tracer, r.tableEvents, r.lostReported)
