@@ -105,6 +105,7 @@ enum counter {
 	COUNTER_FORCED_SKIP,	  /* tests: runs the first copy passed over on purpose */
 	COUNTER_FORCED_LOST,	  /* tests: moves to CLOSE dropped on purpose */
 	COUNTER_RECORDS,	  /* not a count: records this CPU sent, for wakeups */
+	COUNTER_IN_STORAGE,	  /* sockets whose state went to socket storage: the sockets map was full */
 	COUNTER_MAX,
 };
 
@@ -196,7 +197,11 @@ struct sock_state {
 	/* Bit i: the owner is in the filter's cgroup i (or below it). */
 	__u8 owner_in_cgroup;
 	__u8 sent_undecided; /* events went out before the verdict */
-	__u8 pad[4];
+	__u8 in_storage;     /* this state is in socket storage */
+	/* A sockets map entry only handing an accepted socket's owner over to
+	 * its state in socket storage (or, if it has none, to become it). */
+	__u8 handoff;
+	__u8 pad[2];
 	/* (old << 8 | new) of the transition the first copy of the program
 	 * handled and the second has not yet passed over; 0 if none. */
 	__u16 handled;
@@ -236,12 +241,12 @@ struct {
 	__uint(max_entries, 1 << 23); /* user space sets the size */
 } events SEC(".maps");
 
-/* Without socket storage: every live socket's state. With it: only passive
- * opens from ESTABLISHED until their first transition after accept(), the
- * one way the accept programs (classic tracepoints, which cannot reach
- * socket storage) hand the owner over; user space then makes it a hash
- * allocated as it fills. Keyed by the struct sock address, only while the
- * socket lives. */
+/* Without socket storage: every live socket's state. With it, a hash
+ * allocated as it fills (user space makes it one): every live socket's
+ * state while it has room (state_hash_first), and the hand-off of an
+ * accepted socket's owner from the accept programs (classic tracepoints,
+ * which cannot reach socket storage) to a state in storage. Keyed by the
+ * struct sock address, only while the socket lives. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 17); /* user space sets the size */
@@ -314,6 +319,12 @@ const volatile __u32 filter_cgroup_level[FILTER_MAX_CGROUPS] = {};
 const volatile bool have_cookie_helper = true;
 /* bpf_sk_storage_get() is callable from tracing programs since 5.11. */
 const volatile bool use_sk_storage = true;
+/* With socket storage: each socket's state goes in the sockets map while it
+ * has room, in socket storage only past that. An entry costs less than
+ * making a socket's storage (its allocation and memory cgroup charge) and
+ * freeing it. Needs real cookies: an entry's cookie tells a socket from an
+ * earlier one at its address whose close was lost. */
+const volatile bool state_hash_first = false;
 /* Each CPU wakes the consumer once per this many records (a power of two):
  * it also polls, and a wakeup (an IPI) per event would cost more than the
  * event. User space sets it to a sixteenth of the ring per CPU. */
@@ -539,75 +550,137 @@ static __always_inline void set_cookie(struct sock_state *st, struct sock *sk, _
 	}
 }
 
-/* The sockets map entry of sk; a new one if create (a birth forgets
- * whatever an earlier socket at the same address left behind). */
-static __always_inline struct sock_state *map_state(struct sock *sk, bool fresh, bool create)
+/* A new, zeroed sockets map entry for sk; NULL when the map is full. */
+static __always_inline struct sock_state *new_map_state(struct sock *sk)
 {
-	struct sock_state zero = {}, *st = NULL;
+	struct sock_state zero = {};
 	__u64 key = (__u64)sk;
 
-	if (!fresh)
+	if (bpf_map_update_elem(&sockets, &key, &zero, BPF_ANY))
+		return NULL;
+	return bpf_map_lookup_elem(&sockets, &key);
+}
+
+/* The sockets map entry of sk; a new one if create (a birth forgets
+ * whatever an earlier socket at the same address left behind). With
+ * state_hash_first, an entry whose cookie is not the socket's (cookie) was
+ * left by an earlier socket at the address whose close was lost: it goes. */
+static __always_inline struct sock_state *map_state(struct sock *sk, bool fresh, bool create, __u64 cookie)
+{
+	struct sock_state *st = NULL;
+	__u64 key = (__u64)sk;
+
+	if (!fresh) {
 		st = bpf_map_lookup_elem(&sockets, &key);
+		if (st && state_hash_first && st->cookie && st->cookie != cookie) {
+			bpf_map_delete_elem(&sockets, &key);
+			st = NULL;
+		}
+	}
 	if (st || !create)
 		return st;
-	if (bpf_map_update_elem(&sockets, &key, &zero, BPF_ANY) == 0)
-		st = bpf_map_lookup_elem(&sockets, &key);
+	st = new_map_state(sk);
 	if (!st)
 		count(COUNTER_STATE_FULL);
 	return st;
 }
 
-/* The state of sk, made if missing and create; NULL if none can be had
- * (counted when create). Only tracing programs may call it: classic ones
- * cannot reach socket storage, and use map_state. */
-static __always_inline struct sock_state *state_of(struct sock *sk, bool fresh, bool create)
+/* The socket storage of sk, made if missing and create. */
+static __always_inline struct sock_state *stored_state(struct sock *sk, bool fresh, bool create)
 {
 	struct sock_state *st;
+
+	st = bpf_sk_storage_get(&socket_storage, sk, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!st) {
+		if (create)
+			count(COUNTER_STATE_FULL);
+		return NULL;
+	}
+	if (fresh)
+		__builtin_memset(st, 0, sizeof(*st));
+	if (!st->in_storage) {
+		st->in_storage = 1;
+		if (state_hash_first)
+			count(COUNTER_IN_STORAGE);
+	}
+	return st;
+}
+
+/* The state of sk, made if missing and create; NULL if none can be had
+ * (counted when create). With state_hash_first it is looked for in the
+ * sockets map, then in storage, and made in the map, else in storage.
+ * Only tracing programs may call it: classic ones cannot reach socket
+ * storage, and use map_state. */
+static __always_inline struct sock_state *state_of(struct sock *sk, bool fresh, bool create)
+{
+	struct sock_state *st, *handoff = NULL;
 
 	if (exp_no_state)
 		return NULL;
 	if (!use_sk_storage)
-		return map_state(sk, fresh, create);
-	st = bpf_sk_storage_get(&socket_storage, sk, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (!st && create)
-		count(COUNTER_STATE_FULL);
-	else if (st && fresh)
-		__builtin_memset(st, 0, sizeof(*st));
-	return st;
+		return map_state(sk, fresh, create, 0);
+	if (!state_hash_first)
+		return stored_state(sk, fresh, create);
+	if (!fresh) {
+		st = map_state(sk, false, false, sk->__sk_common.skc_cookie.counter);
+		if (st && !st->handoff)
+			return st;
+		handoff = st;
+		/* Its owner, if handed over, is taken next (take_accepted_owner). */
+		st = stored_state(sk, false, false);
+		if (st)
+			return st;
+		if (handoff) {
+			/* Accepted before any of its transitions was seen. */
+			handoff->handoff = handoff->in_storage = 0;
+			return handoff;
+		}
+		if (!create)
+			return NULL;
+	}
+	st = new_map_state(sk);
+	if (st)
+		return st;
+	return stored_state(sk, fresh, true);
 }
 
-/* The socket leaves the connection: without socket storage, its entry
- * goes now (storage goes with the socket). */
+/* The socket leaves the connection: its sockets map entry goes now
+ * (storage goes with the socket). */
 static __always_inline void forget(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 
-	if (!use_sk_storage)
+	if (!use_sk_storage || state_hash_first)
 		bpf_map_delete_elem(&sockets, &key);
 }
 
 /*
- * With socket storage, a passive open waits in the sockets map from
- * ESTABLISHED until its first transition after accept(), which takes the
- * owner the accept program left there. Any entry found is taken, so none
- * outlives that transition.
+ * A passive open whose state is in socket storage waits in the sockets map
+ * from ESTABLISHED until its first transition after accept(), which takes
+ * the owner the accept program left there. Any entry found is taken, so
+ * none outlives that transition. One whose state is in the sockets map
+ * (in_map) needs no hand-off: the accept program finds its state there.
  */
-static __always_inline void queue_for_accept(struct sock *sk, struct sock_state *st)
+static __always_inline void queue_for_accept(struct sock *sk, struct sock_state *st, bool in_map)
 {
 	__u64 key = (__u64)sk;
 
+	if (!use_sk_storage || in_map)
+		return;
 	/* Full (a hash allocated as it fills): the owner is learned at the
 	 * socket's next system call instead. */
-	if (use_sk_storage && bpf_map_update_elem(&sockets, &key, st, BPF_ANY))
+	st->handoff = 1;
+	if (bpf_map_update_elem(&sockets, &key, st, BPF_ANY))
 		count(COUNTER_STATE_FULL);
+	st->handoff = 0;
 }
 
-static __always_inline void take_accepted_owner(struct sock *sk, struct sock_state *st)
+static __always_inline void take_accepted_owner(struct sock *sk, struct sock_state *st, bool in_map)
 {
 	__u64 key = (__u64)sk;
 	struct sock_state *q;
 
-	if (!use_sk_storage || st->owner_source != OWNER_NONE)
+	if (!use_sk_storage || in_map || st->owner_source != OWNER_NONE)
 		return;
 	q = bpf_map_lookup_elem(&sockets, &key);
 	if (!q)
@@ -919,7 +992,7 @@ static __always_inline struct sock_state *transition(struct sock *sk, int oldsta
 		return st;
 	}
 	set_cookie(st, sk, sk->__sk_common.skc_cookie.counter, true);
-	take_accepted_owner(sk, st);
+	take_accepted_owner(sk, st, state_hash_first && st != &scratch && !st->in_storage);
 	/* Only a task holding the socket lock acts on the socket from a system
 	 * call; softirq and timers never own it, whoever is current. */
 	if (owned)
@@ -955,7 +1028,7 @@ static __always_inline struct sock_state *transition(struct sock *sk, int oldsta
 	}
 	st->birth_pending = PENDING_NONE;
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
-		queue_for_accept(sk, st);
+		queue_for_accept(sk, st, state_hash_first && st != &scratch && !st->in_storage);
 	return st == &scratch ? NULL : st;
 }
 
@@ -1131,8 +1204,9 @@ struct syscall_exit {
 /*
  * accept() and accept4() return a new socket: its owner is the caller. The
  * socket is found through the returned descriptor, in the task's file
- * table. Its state is in the sockets map: all of it without socket storage,
- * else its entry since ESTABLISHED (made here for a socket older than
+ * table. Its state is in the sockets map: all of it without socket storage
+ * or while the map has room (state_hash_first), else its hand-off entry
+ * since ESTABLISHED (made here, and marked so, for a socket older than
  * tcpstat). A socket already closed gets none: nothing would delete it.
  */
 static __always_inline int accepted(__s64 fd)
@@ -1167,7 +1241,13 @@ static __always_inline int accepted(__s64 fd)
 
 	__u8 state = skc->skc_state;
 
-	st = map_state(sk, false, state != TCP_CLOSE);
+	st = map_state(sk, false, false, skc->skc_cookie.counter);
+	if (!st && state != TCP_CLOSE) {
+		st = map_state(sk, true, true, 0);
+		/* With socket storage the socket may have its state there. */
+		if (st && use_sk_storage)
+			st->handoff = 1;
+	}
 	if (!st)
 		return 0;
 	now = bpf_ktime_get_boot_ns();

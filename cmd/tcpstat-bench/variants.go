@@ -19,17 +19,17 @@ import (
 // through the same consumer as `tcpstat watch --json` (internal/watch), in
 // a process of its own re-executed from this one.
 var variants = map[string]kernel.Experiment{
-	"default":       {},
-	"state in map":  {StateInMap: true},
-	"state in hash": {StateInHash: true},
-	"one copy":      {OneCopy: true},
-	"no accept":     {NoAccept: true},
-	"no task comm":  {NoTaskComm: true},
-	"no events":     {NoEvents: true},
-	"no state":      {NoState: true},
-	"query wakeup":  {QueryWakeup: true},
-	"no owner":      {NoOwner: true},
-	"staged":        {Staged: true},
+	"default":          {},
+	"state in map":     {StateInMap: true},
+	"state in storage": {StateInStorage: true},
+	"one copy":         {OneCopy: true},
+	"no accept":        {NoAccept: true},
+	"no task comm":     {NoTaskComm: true},
+	"no events":        {NoEvents: true},
+	"no state":         {NoState: true},
+	"query wakeup":     {QueryWakeup: true},
+	"no owner":         {NoOwner: true},
+	"staged":           {Staged: true},
 }
 
 func variantNames() []string {

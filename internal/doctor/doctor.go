@@ -103,8 +103,8 @@ func Run() Report {
 			if err == nil && !ok {
 				err = errors.New("not callable from tracing programs (Linux < 5.11): per-socket state in an LRU map, swept every 10 s")
 			}
-			haveStorage = check("socket local storage in tracing programs", "per-socket state (owner, time in state) freed with the socket",
-				err, "callable: per-socket state goes with the socket")
+			haveStorage = check("socket local storage in tracing programs", "per-socket state (owner, time in state) past the sockets map's bound, freed with the socket",
+				err, "callable: no bound on the sockets whose state is kept")
 		}
 	}
 	tracefs := tracer.TracefsDir()
@@ -242,9 +242,9 @@ func sockDiagErr() error {
 // was lost when nothing sweeps it.
 func unswept(storage bool) string {
 	if storage {
-		// Only accepted sockets on their way to their next transition
-		// are in the sockets map; an insert past its bound is counted.
-		return "an accepted socket whose next transition was lost keeps its entry in the sockets map until tcpstat exits: "
+		// Past the map's bound, state goes to socket storage.
+		return "a socket whose close was lost keeps its entry in the sockets map until a newer socket at its address takes it, " +
+			"or tcpstat exits; once the map is full, new sockets' state goes to socket storage: "
 	}
 	return "left to the LRU map, which evicts it only when full: "
 }

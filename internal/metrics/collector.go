@@ -64,7 +64,7 @@ type Collector struct {
 	connections, transitions, accepts, closes, failed               *prometheus.Desc
 	handshake, acceptWait, stateDuration, lifetime                  *prometheus.Desc
 	events, lost, recovered, socketsFull, stale, resyncs, reconcile *prometheus.Desc
-	reconciled, tracing, netnsNotDumped, filterForced               *prometheus.Desc
+	reconciled, tracing, netnsNotDumped, filterForced, inStorage    *prometheus.Desc
 }
 
 // NewCollector returns a Collector; register it with a prometheus.Registry.
@@ -97,6 +97,7 @@ func NewCollector(opts Options) *Collector {
 		lost:           d("tracer_events_lost_total", "Events lost, by reason: ring_buffer_full, recursion (neither program ran), startup_buffer (the table's start-up buffer overflowed).", "reason"),
 		recovered:      d("tracer_recursion_recovered_total", "Transitions that interrupted the first program on the same CPU and were taken by the second."),
 		socketsFull:    d("tracer_sockets_map_full_total", "Transitions reported without owner and dwell: the socket did not fit the kernel's sockets map."),
+		inStorage:      d("tracer_state_in_storage_total", "Sockets whose kernel state went to socket storage because the kernel's sockets map was full: nothing is lost, each costs more."),
 		stale:          d("table_stale", "1 while the table misses events and waits for its resync."),
 		resyncs:        d("table_resyncs_total", "Resyncs from a fresh dump after lost events."),
 		reconcile:      d("table_reconciles_total", "sock_diag dumps merged into the table, the first included."),
@@ -111,7 +112,7 @@ func NewCollector(opts Options) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.transitions, c.accepts, c.closes, c.failed,
 		c.handshake, c.acceptWait, c.stateDuration, c.lifetime, c.events, c.lost, c.recovered,
-		c.socketsFull, c.stale, c.resyncs, c.reconcile, c.reconciled, c.tracing, c.netnsNotDumped, c.filterForced} {
+		c.socketsFull, c.inStorage, c.stale, c.resyncs, c.reconcile, c.reconciled, c.tracing, c.netnsNotDumped, c.filterForced} {
 		ch <- d
 	}
 }
@@ -335,4 +336,5 @@ func (c *Collector) collectHealth(ch chan<- prometheus.Metric, st livetable.Stat
 	counter(c.lost, buffered, "startup_buffer")
 	counter(c.recovered, ts.Recovered)
 	counter(c.socketsFull, ts.SocketsFull)
+	counter(c.inStorage, ts.InStorage)
 }

@@ -11,9 +11,10 @@ import (
 	"github.com/tcpstat/tcpstat/internal/tcp"
 )
 
-// TestAcceptQueueBounded: with socket storage the sockets map holds only
-// accepted sockets' owners on their way from the accept program to the
-// socket's next transition. It is a hash allocated as it fills, bounded by
+// TestAcceptQueueBounded: with state in socket storage the sockets map
+// holds only accepted sockets' owners on their way from the accept program
+// to the socket's next transition (TestStateSpillsToStorage: the default,
+// where it holds state first). It is a hash allocated as it fills, bounded by
 // MaxSockets: an accepted socket that finds it full is counted (SocketsFull)
 // and has no owner until its next system call; one that found room gets
 // accept()'s owner at its next transition, which takes its entry out.
@@ -25,7 +26,7 @@ func TestAcceptQueueBounded(t *testing.T) {
 	must(t, err)
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	tr := newTracer(t, Options{MaxSockets: bound, Port: uint16(port)})
+	tr := newTracer(t, Options{MaxSockets: bound, Port: uint16(port), storageOnly: true})
 	info, err := tr.objs.Sockets.Info()
 	must(t, err)
 	if !tr.SocketStorage() || preemptRT() {
@@ -44,20 +45,7 @@ func TestAcceptQueueBounded(t *testing.T) {
 	before, err := tr.Stats()
 	must(t, err)
 
-	var clients, servers []net.Conn
-	defer func() {
-		for _, c := range append(clients, servers...) {
-			c.Close()
-		}
-	}()
-	for range conns {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		must(t, err)
-		clients = append(clients, c)
-		s, err := ln.Accept()
-		must(t, err)
-		servers = append(servers, s)
-	}
+	clients, servers := holdConns(t, ln, conns)
 	ours := map[uint64]bool{} // the accepted sockets' cookies
 	for _, s := range servers {
 		ours[cookieOf(t, s)] = false
@@ -129,4 +117,96 @@ func cookieOf(t *testing.T, c net.Conn) uint64 {
 	}))
 	must(t, serr)
 	return cookie
+}
+
+// TestStateSpillsToStorage: by default each socket's state is in the
+// sockets map while it has room and in socket storage past it, so the
+// map's bound costs speed, not state. With a map of 16 and 40 connections
+// held open, every socket of ours shows one unbroken chain of transitions,
+// each after its birth with its dwell, the tasks that acted on them as
+// owners, and the sockets past the bound are counted in Stats.InStorage. A
+// map alone (Experiment.StateInMap) fails it: sockets past its bound have no
+// dwell.
+func TestStateSpillsToStorage(t *testing.T) {
+	requireRoot(t)
+	const bound, conns = 16, 40
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	tr := newTracer(t, Options{MaxSockets: bound, Port: port})
+	if want := !kernelBefore(t, 5, 12) && !preemptRT(); tr.StateInMapFirst() != want {
+		t.Fatalf("StateInMapFirst() = %v, want %v", tr.StateInMapFirst(), want)
+	}
+	if !tr.StateInMapFirst() {
+		return // TestAcceptQueueBounded covers the sockets map here
+	}
+	before, err := tr.Stats()
+	must(t, err)
+
+	clients, servers := holdConns(t, ln, conns)
+	// The accepted sockets close first, from this process: their
+	// ESTABLISHED → FIN_WAIT1 is ours.
+	for _, c := range append(servers, clients...) {
+		c.Close()
+	}
+
+	pid := uint32(os.Getpid())
+	last := map[uint64]tcp.State{}
+	open, births := 0, 0
+	s := &stream{t: t, tr: tr}
+	s.waitFor("every socket's end", func(e *Event) bool {
+		if e.Kind != Transition {
+			return false
+		}
+		prev, seen := last[e.Cookie]
+		birth := e.Old == tcp.Close && e.New == tcp.SynSent || e.Old == tcp.Listen && e.New == tcp.SynRecv
+		switch {
+		case !seen && birth:
+			births++
+			open++
+		case !seen || prev != e.Old:
+			t.Fatalf("socket %d: %s → %s after %s (seen before: %v), a transition missing or reported twice",
+				e.Cookie, e.Old, e.New, prev, seen)
+		case !e.DwellKnown:
+			t.Errorf("socket %d: %s → %s without its dwell: the socket had no state", e.Cookie, e.Old, e.New)
+		}
+		switch {
+		case e.Old == tcp.Close && e.New == tcp.SynSent, e.Old == tcp.Established && e.New == tcp.FinWait1:
+			if e.Owner.PID != pid {
+				t.Errorf("socket %d: %s → %s owned by %+v (%q), want pid %d", e.Cookie, e.Old, e.New, e.Owner, e.OwnerSource, pid)
+			}
+		}
+		last[e.Cookie] = e.New
+		if e.New == tcp.Close || e.New == tcp.TimeWait {
+			open--
+		}
+		return births == 2*conns && open == 0
+	})
+	after, err := tr.Stats()
+	must(t, err)
+	if spilled := after.InStorage - before.InStorage; spilled < 2*conns-bound {
+		t.Errorf("%d sockets' state in storage, want at least %d of our %d past a map of %d", spilled, 2*conns-bound, 2*conns, bound)
+	}
+	checkNoLoss(t, tr)
+}
+
+// holdConns opens n connections to ln, each accepted, closed when the test
+// ends if still open.
+func holdConns(t *testing.T, ln net.Listener, n int) (clients, servers []net.Conn) {
+	t.Helper()
+	t.Cleanup(func() {
+		for _, c := range append(clients, servers...) {
+			c.Close()
+		}
+	})
+	for range n {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		must(t, err)
+		clients = append(clients, c)
+		s, err := ln.Accept()
+		must(t, err)
+		servers = append(servers, s)
+	}
+	return clients, servers
 }

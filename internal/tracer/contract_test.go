@@ -98,7 +98,7 @@ func TestEachTransitionOnce(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			const conns = 300
 			tracer := newTracer(t, Options{
-				RingBufferSize: 1 << 24, mapState: mode.mapState,
+				RingBufferSize: 1 << 24, mapState: mode.mapState, storageOnly: mode.storageOnly,
 				skipFirstOneIn: 3, secondElsewhereOneIn: 2,
 			})
 			socket := func() int { return socketInNetns(t, path) }
@@ -220,14 +220,15 @@ func TestStateGoesWithTheSocket(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			const conns, kept = 3000, 20
 			tracer := newTracer(t, Options{
-				RingBufferSize: os.Getpagesize(), mapState: mode.mapState,
+				RingBufferSize: os.Getpagesize(), mapState: mode.mapState, storageOnly: mode.storageOnly,
 				skipFirstOneIn: 7, loseOneIn: 5,
 			})
 			if mapIteratorsRefused(t, tracer) {
 				return
 			}
-			if tracer.SocketStorage() == mode.mapState {
-				t.Fatalf("SocketStorage() = %v in mode %s", tracer.SocketStorage(), mode.name)
+			if tracer.SocketStorage() == mode.mapState || tracer.StateInMapFirst() != (!mode.mapState && !mode.storageOnly) {
+				t.Fatalf("SocketStorage() = %v, StateInMapFirst() = %v in mode %s",
+					tracer.SocketStorage(), tracer.StateInMapFirst(), mode.name)
 			}
 			socket := func() int { return socketInNetns(t, path) }
 			addr := &unix.SockaddrInet4{Port: 29156 + i, Addr: [4]byte{127, 0, 0, 1}}
@@ -267,16 +268,17 @@ func TestStateGoesWithTheSocket(t *testing.T) {
 
 // With every move to CLOSE dropped, the sweep frees the entries those
 // sockets left in the sockets map. The sockets stay open in CLOSE, so that
-// no newer socket at the same address takes their entries over: without
-// socket storage, reset children and a refused client; with it, the reset
-// children's accept hand-overs (their storage stays with them, rightly).
+// no newer socket at the same address takes their entries over: with state
+// in the map (alone or first), reset children and a refused client; in
+// storage only, the reset children's accept hand-overs (their storage stays
+// with them, rightly).
 func TestSweepFreesStateOfLostCloses(t *testing.T) {
 	requireRoot(t)
 	path, ino := newNetns(t, "tcpstat-sweep")
 	for i, mode := range stateModes(t) {
 		t.Run(mode.name, func(t *testing.T) {
 			const resets = 5
-			tracer := newTracer(t, Options{mapState: mode.mapState, loseOneIn: 1})
+			tracer := newTracer(t, Options{mapState: mode.mapState, storageOnly: mode.storageOnly, loseOneIn: 1})
 			if mapIteratorsRefused(t, tracer) {
 				return
 			}
@@ -307,7 +309,7 @@ func TestSweepFreesStateOfLostCloses(t *testing.T) {
 				}
 			}()
 			want := uint64(resets) // the children's hand-overs
-			if mode.mapState {
+			if !mode.storageOnly {
 				want = resets + 1 // the children and the refused client
 			}
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {

@@ -211,7 +211,7 @@ func TestConfigureSetsEveryConstant(t *testing.T) {
 	if err := sizeMaps(spec, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := configure(spec, Options{}, true, true, btf.NewCache()); err != nil {
+	if err := configure(spec, Options{}, &Tracer{cookies: true, storage: true, hashFirst: true}, btf.NewCache()); err != nil {
 		t.Fatal(err)
 	}
 	var records uint64

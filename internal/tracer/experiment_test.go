@@ -22,7 +22,7 @@ func TestExperiments(t *testing.T) {
 		bad  func(Event) string // what an event must not have
 	}{
 		{"state in map", Experiment{StateInMap: true}, whole, nil},
-		{"state in hash", Experiment{StateInHash: true}, whole, nil},
+		{"state in storage", Experiment{StateInStorage: true}, whole, nil},
 		{"one copy", Experiment{OneCopy: true}, whole, nil},
 		{"no accept", Experiment{NoAccept: true}, whole - conns, func(ev Event) string {
 			return cond(ev.Kind == Accept, "an accept event")

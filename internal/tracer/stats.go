@@ -30,10 +30,14 @@ type Stats struct {
 	// sockets that found the sockets map full: they have no owner until
 	// their next system call.
 	SocketsFull uint64
+	// InStorage counts sockets whose state went to socket storage because
+	// the sockets map was full (see StateInMapFirst): nothing is lost, each
+	// costs more.
+	InStorage uint64
 	// Swept counts sockets map entries removed because their socket had
 	// closed unseen, or closed while the second copy of the transition
-	// program, which deletes the entry, was skipped (only without socket
-	// storage; see SocketStorage).
+	// program, which deletes the entry, was skipped (only for state in the
+	// sockets map).
 	Swept uint64
 	// RunTime and RunCount add up the runs of every attached program; they
 	// are zero unless kernel.bpf_stats_enabled is set.
@@ -72,6 +76,7 @@ func (t *Tracer) Stats() (Stats, error) {
 		{tcpstateCounterCOUNTER_RINGBUF_FULL, &s.RingBufferFull},
 		{tcpstateCounterCOUNTER_STATE_FULL, &s.SocketsFull},
 		{tcpstateCounterCOUNTER_SWEPT, &s.Swept},
+		{tcpstateCounterCOUNTER_IN_STORAGE, &s.InStorage},
 		{tcpstateCounterCOUNTER_FORCED_SKIP, &s.RecursionMisses},
 		{tcpstateCounterCOUNTER_FORCED_LOST, &s.forcedLost},
 	} {

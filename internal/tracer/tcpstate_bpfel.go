@@ -37,7 +37,8 @@ const (
 	tcpstateCounterCOUNTER_FORCED_SKIP  tcpstateCounter = 5
 	tcpstateCounterCOUNTER_FORCED_LOST  tcpstateCounter = 6
 	tcpstateCounterCOUNTER_RECORDS      tcpstateCounter = 7
-	tcpstateCounterCOUNTER_MAX          tcpstateCounter = 8
+	tcpstateCounterCOUNTER_IN_STORAGE   tcpstateCounter = 8
+	tcpstateCounterCOUNTER_MAX          tcpstateCounter = 9
 )
 
 type tcpstateEvent struct {
@@ -174,7 +175,9 @@ type tcpstateSockState struct {
 	BirthTaskComm [16]int8
 	OwnerInCgroup uint8
 	SentUndecided uint8
-	Pad           [4]uint8
+	InStorage     uint8
+	Handoff       uint8
+	Pad           [2]uint8
 	Handled       uint16
 }
 
@@ -211,6 +214,7 @@ const (
 	tcpstateVarFilterNeedsOwner         = "filter_needs_owner"
 	tcpstateVarFilterNeedsPort          = "filter_needs_port"
 	tcpstateVarHaveCookieHelper         = "have_cookie_helper"
+	tcpstateVarStateHashFirst           = "state_hash_first"
 	tcpstateVarSweepAfterNs             = "sweep_after_ns"
 	tcpstateVarTestCorruptOneIn         = "test_corrupt_one_in"
 	tcpstateVarTestLoseOneIn            = "test_lose_one_in"
@@ -315,6 +319,7 @@ type tcpstateVariableSpecs struct {
 	FilterNeedsOwner         *ebpf.VariableSpec `ebpf:"filter_needs_owner"`
 	FilterNeedsPort          *ebpf.VariableSpec `ebpf:"filter_needs_port"`
 	HaveCookieHelper         *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
+	StateHashFirst           *ebpf.VariableSpec `ebpf:"state_hash_first"`
 	SweepAfterNs             *ebpf.VariableSpec `ebpf:"sweep_after_ns"`
 	TestCorruptOneIn         *ebpf.VariableSpec `ebpf:"test_corrupt_one_in"`
 	TestLoseOneIn            *ebpf.VariableSpec `ebpf:"test_lose_one_in"`
@@ -398,6 +403,7 @@ type tcpstateVariables struct {
 	FilterNeedsOwner         *ebpf.Variable `ebpf:"filter_needs_owner"`
 	FilterNeedsPort          *ebpf.Variable `ebpf:"filter_needs_port"`
 	HaveCookieHelper         *ebpf.Variable `ebpf:"have_cookie_helper"`
+	StateHashFirst           *ebpf.Variable `ebpf:"state_hash_first"`
 	SweepAfterNs             *ebpf.Variable `ebpf:"sweep_after_ns"`
 	TestCorruptOneIn         *ebpf.Variable `ebpf:"test_corrupt_one_in"`
 	TestLoseOneIn            *ebpf.Variable `ebpf:"test_lose_one_in"`

@@ -56,18 +56,19 @@ type Options struct {
 
 	// Experiment swaps or turns off parts of the kernel program to measure
 	// what each costs (cmd/tcpstat-bench). Not for real use: most drop a
-	// guarantee (StateInMap and StateInHash: the state of sockets past
-	// MaxSockets).
+	// guarantee (StateInMap: the state of sockets past MaxSockets).
 	Experiment Experiment
 
 	// For tests. syntheticCookies makes the kernel program behave as on
 	// kernels before 5.12; mapState keeps per-socket state in the sockets
-	// map as before 5.11; skipFirstOneIn makes the first copy pass over 1
-	// in n transitions as a recursion would; loseOneIn drops 1 in n;
-	// secondElsewhereOneIn hides this CPU's handled set from 1 in n runs
-	// of the second copy, as if the task had moved between the copies.
+	// map as before 5.11; storageOnly keeps it in socket storage only, as
+	// when the sockets map is full; skipFirstOneIn makes the first copy
+	// pass over 1 in n transitions as a recursion would; loseOneIn drops 1
+	// in n; secondElsewhereOneIn hides this CPU's handled set from 1 in n
+	// runs of the second copy, as if the task had moved between the copies.
 	syntheticCookies     bool
 	mapState             bool
+	storageOnly          bool
 	skipFirstOneIn       uint32
 	loseOneIn            uint32
 	secondElsewhereOneIn uint32
@@ -79,10 +80,9 @@ type Experiment struct {
 	// StateInMap keeps per-socket state in the sockets map (as before
 	// 5.11) where socket storage is available.
 	StateInMap bool
-	// StateInHash keeps per-socket state in the sockets map made a hash
-	// allocated as it fills (as the accept hand-off's), not preallocated
-	// and not LRU, where socket storage is available.
-	StateInHash bool
+	// StateInStorage keeps per-socket state in socket storage only, not
+	// in the sockets map first: what a socket costs once the map is full.
+	StateInStorage bool
 	// OneCopy attaches only the first copy of the transition program and
 	// keeps no handled set: transitions that interrupt it are lost.
 	OneCopy bool
@@ -121,10 +121,13 @@ type Tracer struct {
 	warnings []string
 	cookies  bool
 	storage  bool
-	corrupt  atomic.Uint64 // samples Read skipped
-	deadline time.Time     // the caller's, for Read
-	sweeping chan struct{} // closed to stop the sweeper
-	swept    chan struct{} // closed when it stopped
+	// hashFirst: with socket storage, state goes in the sockets map while
+	// it has room (see state_hash_first in bpf/tcpstate.c).
+	hashFirst bool
+	corrupt   atomic.Uint64 // samples Read skipped
+	deadline  time.Time     // the caller's, for Read
+	sweeping  chan struct{} // closed to stop the sweeper
+	swept     chan struct{} // closed when it stopped
 	// iteratorsErr is why the map iterators did not load, nil if they did.
 	iteratorsErr error
 	// acceptWarnings are the warnings of attachAccept, also in warnings.
@@ -186,15 +189,18 @@ func New(opts Options) (_ *Tracer, err error) {
 		return nil, err
 	}
 	t.cookies = t.cookies && !opts.syntheticCookies
-	if !opts.mapState && !opts.Experiment.StateInMap && !opts.Experiment.StateInHash {
+	if !opts.mapState && !opts.Experiment.StateInMap {
 		if t.storage, err = haveSocketStorage(kernelBTF); err != nil {
 			return nil, err
 		}
 	}
-	if (t.storage || opts.Experiment.StateInHash) && !preemptRT() {
-		acceptQueueOnly(spec.Maps["sockets"])
+	if t.storage && !preemptRT() {
+		allocatedAsItFills(spec.Maps["sockets"])
+		// An entry left by a socket whose close was lost is told from a
+		// newer socket at its address by their cookies: real ones only.
+		t.hashFirst = t.cookies && !opts.storageOnly && !opts.Experiment.StateInStorage
 	}
-	if err := configure(spec, opts, t.cookies, t.storage, kernelBTF); err != nil {
+	if err := configure(spec, opts, t, kernelBTF); err != nil {
 		return nil, err
 	}
 	sockets, err := ebpf.NewMap(spec.Maps["sockets"])
@@ -324,16 +330,19 @@ func (t *Tracer) loadIterators(spec *ebpf.CollectionSpec, shared *ebpf.Collectio
 // did not load (wrapping ErrNoMapIterators), or nil when they did.
 func (t *Tracer) MapIterators() error { return t.iteratorsErr }
 
-// acceptQueueOnly makes the sockets map a hash whose entries are allocated
-// as they are inserted, for when socket storage holds per-socket state:
-// the map then only holds passive opens from ESTABLISHED to their first
-// transition after accept(), and that transition, whatever it is, deletes
-// the entry: none outlives its socket (see queue_for_accept).
+// allocatedAsItFills makes the sockets map a hash whose entries are
+// allocated as they are inserted, for when socket storage can hold
+// per-socket state: the map holds each socket's state while it has room
+// (hashFirst), else only passive opens whose state is in storage, from
+// ESTABLISHED to their first transition after accept(), which deletes the
+// entry (see queue_for_accept). A socket's close deletes its entry, and the
+// sweep those whose close was lost.
 // Preallocating the LRU hash's 131 072 entries took the kernel 80 ms,
 // which without socket storage every start still pays.
-// When it is full an insert fails and is counted (SocketsFull), where the
-// LRU would have evicted another socket's owner unseen.
-func acceptQueueOnly(spec *ebpf.MapSpec) {
+// When it is full a socket's state goes to its storage, and a hand-off
+// that finds no room is counted (SocketsFull), where the LRU would have
+// evicted another socket's state unseen.
+func allocatedAsItFills(spec *ebpf.MapSpec) {
 	spec.Type = ebpf.Hash
 	spec.Flags |= unix.BPF_F_NO_PREALLOC
 }
@@ -368,14 +377,15 @@ func sizeMaps(spec *ebpf.CollectionSpec, opts Options) error {
 }
 
 // configure sets the program's constants; sizeMaps must have run.
-func configure(spec *ebpf.CollectionSpec, opts Options, cookies, storage bool, kernelBTF *btf.Cache) error {
+func configure(spec *ebpf.CollectionSpec, opts Options, t *Tracer, kernelBTF *btf.Cache) error {
 	values, err := configureFilter(spec, opts.Filter, kernelBTF)
 	if err != nil {
 		return err
 	}
 	for name, value := range map[string]any{
-		"have_cookie_helper":           cookies,
-		"use_sk_storage":               storage,
+		"have_cookie_helper":           t.cookies,
+		"use_sk_storage":               t.storage,
+		"state_hash_first":             t.hashFirst,
 		"wakeup_records":               wakeupRecords(spec.Maps["events"].MaxEntries),
 		"wakeup_bytes":                 uint64(spec.Maps["events"].MaxEntries / 16),
 		"sweep_after_ns":               uint64(time.Second),
@@ -458,9 +468,15 @@ func (t *Tracer) AcceptWarnings() []string { return t.acceptWarnings }
 // socket cookies.
 func (t *Tracer) SyntheticIDs() bool { return !t.cookies }
 
-// SocketStorage reports whether per-socket state lives in socket local
-// storage, freed with the socket (5.11+), rather than in the sockets map.
+// SocketStorage reports whether per-socket state may live in socket local
+// storage, freed with the socket (5.11+), rather than in the sockets map
+// only.
 func (t *Tracer) SocketStorage() bool { return t.storage }
+
+// StateInMapFirst reports whether, with socket storage, per-socket state
+// goes in the sockets map while it has room, and in storage only past it
+// (Stats.InStorage counts those sockets).
+func (t *Tracer) StateInMapFirst() bool { return t.hashFirst }
 
 // Read blocks until the next event and decodes it into ev.
 //

@@ -274,7 +274,7 @@ func TestClosePaths(t *testing.T) {
 		for _, mode := range stateModes(t) {
 			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
 				port := strconv.Itoa(29100 + i)
-				tracer := newTracer(t, Options{Port: uint16(29100 + i), mapState: mode.mapState})
+				tracer := newTracer(t, Options{Port: uint16(29100 + i), mapState: mode.mapState, storageOnly: mode.storageOnly})
 				s := &stream{t: t, tr: tracer}
 				server, client := startPeerIn(t, netns), startPeerIn(t, netns)
 				tc.run(s, server, client, netip.AddrPortFrom(netip.MustParseAddr(tc.addr), uint16(29100+i)).String(), port)
@@ -303,16 +303,24 @@ func TestClosePaths(t *testing.T) {
 
 // stateMode is where the kernel program keeps per-socket state.
 type stateMode struct {
-	name     string
-	mapState bool
+	name string
+	// mapState: in the sockets map, as before 5.11. storageOnly: in
+	// socket storage, as once the sockets map is full. Neither: the
+	// default, the map while it has room, then storage.
+	mapState, storageOnly bool
 }
 
 // stateModes lists those this kernel offers: the sockets map always,
-// socket storage from 5.11 (TestSocketStorageFrom511 holds the probe to it).
+// socket storage from 5.11 (TestSocketStorageFrom511 holds the probe to it),
+// the map first and storage past it where cookies are real (5.12) and the
+// map is allocated as it fills (not on PREEMPT_RT).
 func stateModes(t *testing.T) []stateMode {
-	modes := []stateMode{{"map", true}}
+	modes := []stateMode{{name: "map", mapState: true}}
 	if !kernelBefore(t, 5, 11) {
-		modes = append(modes, stateMode{"storage", false})
+		modes = append(modes, stateMode{name: "storage", storageOnly: true})
+	}
+	if !kernelBefore(t, 5, 12) && !preemptRT() {
+		modes = append(modes, stateMode{name: "map+storage"})
 	}
 	return modes
 }
@@ -328,6 +336,13 @@ func TestSocketStorageFrom511(t *testing.T) {
 	}
 	if newTracer(t, Options{mapState: true}).SocketStorage() {
 		t.Error("SocketStorage() with mapState: true")
+	}
+	wantFirst := !kernelBefore(t, 5, 12) && !preemptRT()
+	if got := newTracer(t, Options{}).StateInMapFirst(); got != wantFirst {
+		t.Errorf("StateInMapFirst() = %v, want %v", got, wantFirst)
+	}
+	if newTracer(t, Options{storageOnly: true}).StateInMapFirst() {
+		t.Error("StateInMapFirst() with storageOnly: true")
 	}
 }
 
