@@ -124,9 +124,9 @@ func cookieOf(t *testing.T, c net.Conn) uint64 {
 // map's bound costs speed, not state. With a map of 16 and 40 connections
 // held open, every socket of ours shows one unbroken chain of transitions,
 // each after its birth with its dwell, the tasks that acted on them as
-// owners, and the sockets past the bound are counted in Stats.InStorage. A
-// map alone (Experiment.StateInMap) fails it: sockets past its bound have no
-// dwell.
+// owners, and the sockets past the bound are counted in Stats.InStorage.
+// Without the fallback to storage it fails: sockets past the bound have no
+// state, so no dwell.
 func TestStateSpillsToStorage(t *testing.T) {
 	requireRoot(t)
 	const bound, conns = 16, 40
