@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -151,7 +153,9 @@ const (
 
 // TestMulticastMatchesIP makes the namespace a multicast router (two
 // virtual interfaces and one forwarding entry) and compares -M with
-// ip mroute; -Ms counts them.
+// ip mroute; -Ms counts them. On a kernel without multicast routing
+// (CONFIG_IP_MROUTE), which refuses MRT_INIT, -M must list empty tables as
+// ip mroute lists nothing.
 func TestMulticastMatchesIP(t *testing.T) {
 	inNetns(t, func(t *testing.T) {
 		needRoot(t, "ip")
@@ -160,7 +164,12 @@ func TestMulticastMatchesIP(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer unix.Close(fd)
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, mrtInit, 1); err != nil {
+		err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, mrtInit, 1)
+		if errors.Is(err, unix.ENOPROTOOPT) {
+			checkNoMulticastRouting(t)
+			return
+		}
+		if err != nil {
 			t.Fatalf("MRT_INIT: %v", err)
 		}
 		for vif, name := range []string{nsVethA, nsBridge} {
@@ -299,5 +308,25 @@ func TestVerboseAndDHCP(t *testing.T) {
 	}
 	if got := ours(t, "-D"); got != dhcpNote+"\n" || strings.Count(got, "\n") != 1 {
 		t.Errorf("-D: %q", got)
+	}
+}
+
+// checkNoMulticastRouting checks -M where the kernel has no IPv4 multicast
+// routing: no table in /proc, nothing from ip mroute, empty tables from us.
+func checkNoMulticastRouting(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/proc/net/ip_mr_vif"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("MRT_INIT refused, yet /proc/net/ip_mr_vif: %v", err)
+	}
+	if ref := strings.TrimSpace(theirs(t, "ip", "mroute", "show")); ref != "" {
+		t.Fatalf("MRT_INIT refused, yet ip mroute lists %q", ref)
+	}
+	doc := oursJSON(t, "-M", "-f", "inet")
+	if doc.Multicast == nil || len(doc.Multicast.VIFs) != 0 || len(doc.Multicast.Cache) != 0 {
+		t.Errorf("-M without multicast routing: %+v, want empty tables", doc.Multicast)
+	}
+	text := ours(t, "-M", "-f", "inet")
+	if want := "Virtual Interface Table is empty\n\nMulticast Forwarding Cache is empty\n"; !strings.HasPrefix(text, want) {
+		t.Errorf("-M without multicast routing:\n%s\nwant it to begin %q", text, want)
 	}
 }
