@@ -241,6 +241,20 @@ struct {
 	__uint(max_entries, 1 << 23); /* user space sets the size */
 } events SEC(".maps");
 
+/* With ring_per_cpu: a ring buffer per CPU, indexed by CPU, in place of
+ * events. User space makes them and merges them in order. */
+struct cpu_ring {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 12); /* user space sets the size */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); /* user space sets it: the possible CPUs */
+	__type(key, __u32);
+	__array(values, struct cpu_ring);
+} cpu_rings SEC(".maps");
+
 /* Without socket storage: every live socket's state. With it, a hash
  * allocated as it fills (user space makes it one): every live socket's
  * state while it has room (state_hash_first), and the hand-off of an
@@ -331,6 +345,10 @@ const volatile bool state_hash_first = false;
 const volatile __u64 wakeup_records = 1;
 /* The same in bytes, for exp_query_wakeup. */
 const volatile __u64 wakeup_bytes = 1;
+/* Each CPU reserves in its own ring buffer (cpu_rings), not in events:
+ * one ring's lock, taken by every CPU, costs more with each CPU that
+ * sends. User space restores the order across rings. */
+const volatile bool ring_per_cpu = false;
 /* Tests only: 1 in n runs of the first copy pass the transition to the
  * second copy as a recursion would (only while no run of the second copy is
  * in progress on the CPU: the real guard cannot skip the first copy then);
@@ -797,6 +815,18 @@ static __always_inline bool copy_endpoint(struct endpoint *ep, const struct sock
 	return true;
 }
 
+/* Room for an event in this CPU's ring, or the one ring. */
+static __always_inline struct event *reserve_event(void)
+{
+	if (ring_per_cpu) {
+		__u32 cpu = bpf_get_smp_processor_id();
+		void *ring = bpf_map_lookup_elem(&cpu_rings, &cpu);
+
+		return ring ? bpf_ringbuf_reserve(ring, sizeof(struct event), 0) : NULL;
+	}
+	return bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
+}
+
 /* Reserves an event and fills what every event carries: the socket, its
  * identity and its owner. NULL (counted) when the ring buffer is full. */
 static __always_inline struct event *new_event(const struct endpoint *ep, struct sock_state *st, __u8 kind, __u64 ts)
@@ -810,7 +840,7 @@ static __always_inline struct event *new_event(const struct endpoint *ep, struct
 
 		e = bpf_map_lookup_elem(&staging, &zero);
 	} else {
-		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		e = reserve_event();
 	}
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);

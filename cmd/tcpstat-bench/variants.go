@@ -30,6 +30,7 @@ var variants = map[string]kernel.Experiment{
 	"query wakeup":     {QueryWakeup: true},
 	"no owner":         {NoOwner: true},
 	"staged":           {Staged: true},
+	"one ring":         {OneRing: true},
 }
 
 func variantNames() []string {

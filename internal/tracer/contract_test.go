@@ -109,39 +109,10 @@ func TestEachTransitionOnce(t *testing.T) {
 			churn(t, ln, addr, socket, conns)
 			must(t, unix.Close(ln))
 
-			var clients, children, listeners, open int
-			last := map[uint64]tcp.State{}
-			follow := func(ev *Event) bool {
-				if ev.NetNS != ino || ev.Kind != Transition {
-					return false
-				}
-				prev, seen := last[ev.Cookie]
-				switch {
-				case !seen && ev.Old == tcp.Close && ev.New == tcp.SynSent:
-					clients++
-				case !seen && ev.Old == tcp.Listen && ev.New == tcp.SynRecv:
-					children++
-				case !seen && ev.Old == tcp.Close && ev.New == tcp.Listen:
-					listeners++
-				case !seen || prev != ev.Old:
-					t.Fatalf("socket %d: %s → %s after %s (seen before: %v), a transition missing or reported twice",
-						ev.Cookie, ev.Old, ev.New, prev, seen)
-				}
-				last[ev.Cookie] = ev.New
-				if !seen {
-					open++
-				}
-				if ev.New == tcp.Close || ev.New == tcp.TimeWait {
-					open--
-				}
-				return listeners == 1 && open == 0
-			}
+			c := newChains(t, func(ev *Event) bool { return ev.NetNS == ino })
 			s := &stream{t: t, tr: tracer}
-			s.waitFor("every socket's end", follow)
-			if clients != conns || children != conns || listeners != 1 {
-				t.Errorf("%d clients, %d children and %d listeners, want %d, %d and 1",
-					clients, children, listeners, conns, conns)
-			}
+			s.waitFor("every socket's end", c.follow)
+			c.check(conns)
 			// The chains are the check: the loss counters also count the
 			// host's other traffic, some of it from before the second copy
 			// was attached, when the first copy's forced skips are lost.
@@ -152,6 +123,56 @@ func TestEachTransitionOnce(t *testing.T) {
 				t.Errorf("the second copy took no transition: %+v", st)
 			}
 		})
+	}
+}
+
+// chains follows each socket's transitions, failing the test at the first
+// that does not start where the socket's last one ended.
+type chains struct {
+	t                                  *testing.T
+	keep                               func(*Event) bool
+	last                               map[uint64]tcp.State
+	clients, children, listeners, open int
+}
+
+func newChains(t *testing.T, keep func(*Event) bool) *chains {
+	return &chains{t: t, keep: keep, last: map[uint64]tcp.State{}}
+}
+
+// follow takes the next event; it reports whether the listener and every
+// socket have come to their end.
+func (c *chains) follow(ev *Event) bool {
+	if ev.Kind != Transition || !c.keep(ev) {
+		return false
+	}
+	prev, seen := c.last[ev.Cookie]
+	switch {
+	case !seen && ev.Old == tcp.Close && ev.New == tcp.SynSent:
+		c.clients++
+	case !seen && ev.Old == tcp.Listen && ev.New == tcp.SynRecv:
+		c.children++
+	case !seen && ev.Old == tcp.Close && ev.New == tcp.Listen:
+		c.listeners++
+	case !seen || prev != ev.Old:
+		c.t.Fatalf("socket %d: %s → %s after %s (seen before: %v), a transition missing, reported twice or out of order",
+			ev.Cookie, ev.Old, ev.New, prev, seen)
+	}
+	c.last[ev.Cookie] = ev.New
+	if !seen {
+		c.open++
+	}
+	if ev.New == tcp.Close || ev.New == tcp.TimeWait {
+		c.open--
+	}
+	return c.listeners == 1 && c.open == 0
+}
+
+// check fails unless conns connections and one listener were followed.
+func (c *chains) check(conns int) {
+	c.t.Helper()
+	if c.clients != conns || c.children != conns || c.listeners != 1 {
+		c.t.Errorf("%d clients, %d children and %d listeners, want %d, %d and 1",
+			c.clients, c.children, c.listeners, conns, conns)
 	}
 }
 

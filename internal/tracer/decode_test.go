@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -208,10 +209,11 @@ func TestConfigureSetsEveryConstant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sizeMaps(spec, Options{}); err != nil {
+	perCPU, err := sizeMaps(spec, Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := configure(spec, Options{}, &Tracer{cookies: true, storage: true, hashFirst: true}, btf.NewCache()); err != nil {
+	if err := configure(spec, Options{}, &Tracer{cookies: true, storage: true, hashFirst: true, ringBytes: perCPU}, btf.NewCache()); err != nil {
 		t.Fatal(err)
 	}
 	var records uint64
@@ -223,14 +225,34 @@ func TestConfigureSetsEveryConstant(t *testing.T) {
 	}
 }
 
+func TestRingPerCPU(t *testing.T) {
+	for _, tc := range []struct{ size, cpus, want int }{
+		{8 << 20, 2, 4 << 20},
+		{8 << 20, 3, 2 << 20},
+		{8 << 20, 64, 1 << 20},
+		{1 << 20, 2, 1 << 20},
+		{4096, 2, 4096},
+		{64 << 20, 4, 16 << 20},
+	} {
+		if got := ringPerCPU(tc.size, tc.cpus); got != tc.want {
+			t.Errorf("ringPerCPU(%d, %d) = %d, want %d", tc.size, tc.cpus, got, tc.want)
+		}
+	}
+}
+
 func TestWakeupRecords(t *testing.T) {
 	for _, size := range []uint32{4096, 1 << 16, DefaultRingBufferSize, 1 << 30} {
-		n := wakeupRecords(size)
-		if n == 0 || n&(n-1) != 0 {
-			t.Errorf("wakeupRecords(%d) = %d, want a power of two", size, n)
+		for _, perCPU := range []int{0, int(size)} {
+			n := wakeupRecords(size, perCPU)
+			if n == 0 || n&(n-1) != 0 {
+				t.Errorf("wakeupRecords(%d, %d) = %d, want a power of two", size, perCPU, n)
+			}
+			if sixteenth := uint64(size) / 16 / uint64(eventSize+8); n > max(sixteenth, 1) {
+				t.Errorf("wakeupRecords(%d, %d) = %d, more than a sixteenth of the ring (%d records)", size, perCPU, n, sixteenth)
+			}
 		}
-		if perCPU := uint64(size) / 16 / uint64(eventSize+8); n > max(perCPU, 1) {
-			t.Errorf("wakeupRecords(%d) = %d, more than a sixteenth of the ring (%d records)", size, n, perCPU)
-		}
+	}
+	if one, own := wakeupRecords(1<<22, 0), wakeupRecords(1<<12, 1<<22); runtime.NumCPU() > 1 && one >= own {
+		t.Errorf("wakeupRecords: %d records per wakeup from a share of one ring, %d from a ring of its own, want fewer", one, own)
 	}
 }

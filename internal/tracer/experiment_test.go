@@ -37,6 +37,7 @@ func TestExperiments(t *testing.T) {
 		}},
 		{"no events", Experiment{NoEvents: true}, 0, nil},
 		{"staged", Experiment{Staged: true}, 0, nil},
+		{"one ring", Experiment{OneRing: true}, whole, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			port := 29191 + i

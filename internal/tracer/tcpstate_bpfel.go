@@ -186,6 +186,7 @@ type tcpstateSockState struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcpstateMapCounters                 = "counters"
+	tcpstateMapCpuRings                 = "cpu_rings"
 	tcpstateMapEvents                   = "events"
 	tcpstateMapFilterPrefixes           = "filter_prefixes"
 	tcpstateMapFilterProg               = "filter_prog"
@@ -214,6 +215,7 @@ const (
 	tcpstateVarFilterNeedsOwner         = "filter_needs_owner"
 	tcpstateVarFilterNeedsPort          = "filter_needs_port"
 	tcpstateVarHaveCookieHelper         = "have_cookie_helper"
+	tcpstateVarRingPerCpu               = "ring_per_cpu"
 	tcpstateVarStateHashFirst           = "state_hash_first"
 	tcpstateVarSweepAfterNs             = "sweep_after_ns"
 	tcpstateVarTestCorruptOneIn         = "test_corrupt_one_in"
@@ -291,6 +293,7 @@ type tcpstateProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	CpuRings       *ebpf.MapSpec `ebpf:"cpu_rings"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	FilterPrefixes *ebpf.MapSpec `ebpf:"filter_prefixes"`
 	FilterProg     *ebpf.MapSpec `ebpf:"filter_prog"`
@@ -319,6 +322,7 @@ type tcpstateVariableSpecs struct {
 	FilterNeedsOwner         *ebpf.VariableSpec `ebpf:"filter_needs_owner"`
 	FilterNeedsPort          *ebpf.VariableSpec `ebpf:"filter_needs_port"`
 	HaveCookieHelper         *ebpf.VariableSpec `ebpf:"have_cookie_helper"`
+	RingPerCpu               *ebpf.VariableSpec `ebpf:"ring_per_cpu"`
 	StateHashFirst           *ebpf.VariableSpec `ebpf:"state_hash_first"`
 	SweepAfterNs             *ebpf.VariableSpec `ebpf:"sweep_after_ns"`
 	TestCorruptOneIn         *ebpf.VariableSpec `ebpf:"test_corrupt_one_in"`
@@ -362,6 +366,7 @@ func (o *tcpstateObjects) Close() error {
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
+	CpuRings       *ebpf.Map `ebpf:"cpu_rings"`
 	Events         *ebpf.Map `ebpf:"events"`
 	FilterPrefixes *ebpf.Map `ebpf:"filter_prefixes"`
 	FilterProg     *ebpf.Map `ebpf:"filter_prog"`
@@ -374,6 +379,7 @@ type tcpstateMaps struct {
 func (m *tcpstateMaps) Close() error {
 	return _TcpstateClose(
 		m.Counters,
+		m.CpuRings,
 		m.Events,
 		m.FilterPrefixes,
 		m.FilterProg,
@@ -403,6 +409,7 @@ type tcpstateVariables struct {
 	FilterNeedsOwner         *ebpf.Variable `ebpf:"filter_needs_owner"`
 	FilterNeedsPort          *ebpf.Variable `ebpf:"filter_needs_port"`
 	HaveCookieHelper         *ebpf.Variable `ebpf:"have_cookie_helper"`
+	RingPerCpu               *ebpf.Variable `ebpf:"ring_per_cpu"`
 	StateHashFirst           *ebpf.Variable `ebpf:"state_hash_first"`
 	SweepAfterNs             *ebpf.Variable `ebpf:"sweep_after_ns"`
 	TestCorruptOneIn         *ebpf.Variable `ebpf:"test_corrupt_one_in"`

@@ -36,6 +36,10 @@ const (
 	DefaultMaxSockets     = 1 << 17
 )
 
+// minRingPerCPU is the least ring a CPU gets, whatever the CPUs: a burst on
+// one CPU fills its own ring only (about 6 500 events).
+const minRingPerCPU = 1 << 20
+
 // Options configure a Tracer; the zero value traces everything with the
 // default sizes. Fields are only ever added. The filters run in the kernel,
 // so events they reject cost no ring buffer space.
@@ -49,6 +53,8 @@ type Options struct {
 	// give either.
 	Filter *KernelFilter
 	// RingBufferSize in bytes: a power of two, at least the page size.
+	// Each CPU has a ring of its own, of an equal share of it but at least
+	// minRingPerCPU (or RingBufferSize if smaller).
 	RingBufferSize int
 	// MaxSockets bounds the live sockets whose owner and state start time
 	// the kernel program keeps.
@@ -105,22 +111,28 @@ type Experiment struct {
 	// ring buffer's reserve and submit left out, the most batching them
 	// could save.
 	Staged bool
+	// OneRing sends every CPU's events through one ring buffer, as before
+	// there was a ring per CPU.
+	OneRing bool
 }
 
 // Tracer owns the loaded programs, their attachments and the ring buffer.
 // Read, SetDeadline and Buffered are for one goroutine; Stats, Flush, Detach
 // and Close are safe to call from any goroutine.
 type Tracer struct {
-	objs     tcpstateObjects
-	mu       sync.Mutex // guards links
-	links    []link.Link
-	reader   *ringbuf.Reader
-	decoder  *Decoder
-	record   ringbuf.Record
-	closed   sync.Once
-	warnings []string
-	cookies  bool
-	storage  bool
+	objs    tcpstateObjects
+	mu      sync.Mutex // guards links
+	links   []link.Link
+	reader  sampleReader
+	decoder *Decoder
+	// cpuRings are the ring buffers per CPU, of ringBytes each; none with
+	// one CPU or Experiment.OneRing.
+	cpuRings  []*ebpf.Map
+	ringBytes int
+	closed    sync.Once
+	warnings  []string
+	cookies   bool
+	storage   bool
 	// hashFirst: with socket storage, state goes in the sockets map while
 	// it has room (see state_hash_first in bpf/tcpstate.c).
 	hashFirst bool
@@ -172,7 +184,7 @@ func New(opts Options) (_ *Tracer, err error) {
 			t.Close()
 		}
 	}()
-	if err := sizeMaps(spec, opts); err != nil {
+	if t.ringBytes, err = sizeMaps(spec, opts); err != nil {
 		return nil, err
 	}
 	if opts.Family != 0 || opts.Port != 0 {
@@ -208,7 +220,11 @@ func New(opts Options) (_ *Tracer, err error) {
 		return nil, fmt.Errorf("create the sockets map: %w", explainPermission(err))
 	}
 	defer sockets.Close() // the collection holds its own clone
-	if err := t.load(spec, sockets, opts.Filter, kernelBTF); err != nil {
+	err = t.load(spec, sockets, opts.Filter, kernelBTF)
+	if err == nil {
+		err = t.makeCPURings()
+	}
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the BPF program: %+v", ve)
@@ -235,8 +251,8 @@ func New(opts Options) (_ *Tracer, err error) {
 		t.attachAccept()
 		t.warnings = append(t.warnings, t.acceptWarnings...)
 	}
-	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
-		return nil, fmt.Errorf("open ring buffer: %w", err)
+	if err := t.openReader(); err != nil {
+		return nil, err
 	}
 	t.rearm(time.Now())
 	if t.objs.SweepSockets != nil {
@@ -291,7 +307,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, sockets *ebpf.Map, kf *KernelFi
 	for _, m := range []struct {
 		name string
 		to   **ebpf.Map
-	}{{"events", &t.objs.Events}, {"sockets", &t.objs.Sockets}, {"counters", &t.objs.Counters}, {"handled", &t.objs.Handled},
+	}{{"events", &t.objs.Events}, {"cpu_rings", &t.objs.CpuRings}, {"sockets", &t.objs.Sockets}, {"counters", &t.objs.Counters}, {"handled", &t.objs.Handled},
 		{"socket_storage", &t.objs.SocketStorage}} {
 		*m.to = maps.DetachMap(m.name)
 	}
@@ -355,24 +371,87 @@ func preemptRT() bool {
 	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
-// sizeMaps checks and sets the sizes of the ring buffer and sockets map.
-func sizeMaps(spec *ebpf.CollectionSpec, opts Options) error {
+// sizeMaps checks and sets the sizes of the ring buffers and sockets map.
+// It returns the size of each ring per CPU, 0 without them.
+func sizeMaps(spec *ebpf.CollectionSpec, opts Options) (perCPU int, err error) {
 	size := opts.RingBufferSize
 	if size == 0 {
 		size = DefaultRingBufferSize
 	}
-	if size < os.Getpagesize() || size&(size-1) != 0 {
-		return fmt.Errorf("ring buffer size %d: want a power of two of at least %d bytes", size, os.Getpagesize())
+	page := os.Getpagesize()
+	if size < page || size&(size-1) != 0 {
+		return 0, fmt.Errorf("ring buffer size %d: want a power of two of at least %d bytes", size, page)
 	}
 	maxSockets := opts.MaxSockets
 	if maxSockets == 0 {
 		maxSockets = DefaultMaxSockets
 	}
 	if maxSockets < 0 {
-		return fmt.Errorf("max sockets %d: want a positive number", maxSockets)
+		return 0, fmt.Errorf("max sockets %d: want a positive number", maxSockets)
 	}
-	spec.Maps["events"].MaxEntries = uint32(size)
 	spec.Maps["sockets"].MaxEntries = uint32(maxSockets)
+	// The maps of the mode not taken are made as small as they can be.
+	events, rings := spec.Maps["events"], spec.Maps["cpu_rings"]
+	events.MaxEntries, rings.MaxEntries, rings.InnerMap.MaxEntries = uint32(size), 1, uint32(page)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return 0, fmt.Errorf("count the CPUs: %w", err)
+	}
+	// bpf_ringbuf_query asks the one ring.
+	if cpus < 2 || opts.Experiment.OneRing || opts.Experiment.QueryWakeup {
+		return 0, nil
+	}
+	perCPU = ringPerCPU(size, cpus)
+	events.MaxEntries, rings.MaxEntries, rings.InnerMap.MaxEntries = uint32(page), uint32(cpus), uint32(perCPU)
+	return perCPU, nil
+}
+
+// ringPerCPU is the size of each CPU's ring: the largest power of two
+// within an equal share of size, but at least minRingPerCPU or size.
+func ringPerCPU(size, cpus int) int {
+	n := min(size, minRingPerCPU)
+	for n*2*cpus <= size {
+		n *= 2
+	}
+	return n
+}
+
+// makeCPURings makes a ring buffer for each CPU, before the programs are
+// attached: an event sent without one would be lost.
+func (t *Tracer) makeCPURings() error {
+	if t.ringBytes == 0 {
+		return nil
+	}
+	for cpu := range t.objs.CpuRings.MaxEntries() {
+		ring, err := ebpf.NewMap(&ebpf.MapSpec{Name: "cpu_ring", Type: ebpf.RingBuf, MaxEntries: uint32(t.ringBytes)})
+		if err != nil {
+			return fmt.Errorf("create the ring buffer of CPU %d: %w", cpu, explainPermission(err))
+		}
+		t.cpuRings = append(t.cpuRings, ring)
+		if err := t.objs.CpuRings.Put(cpu, ring); err != nil {
+			return fmt.Errorf("add the ring buffer of CPU %d: %w", cpu, err)
+		}
+	}
+	return nil
+}
+
+// openReader opens the reader of the one ring buffer or of those per CPU.
+func (t *Tracer) openReader() (err error) {
+	if t.cpuRings == nil {
+		reader, err := ringbuf.NewReader(t.objs.Events)
+		if err != nil {
+			return fmt.Errorf("open ring buffer: %w", err)
+		}
+		t.reader = &oneRing{Reader: reader}
+		return nil
+	}
+	fds := make([]int, len(t.cpuRings))
+	for i, m := range t.cpuRings {
+		fds[i] = m.FD()
+	}
+	if t.reader, err = newRingSet(fds, t.ringBytes); err != nil {
+		return fmt.Errorf("open the ring buffers: %w", err)
+	}
 	return nil
 }
 
@@ -386,7 +465,8 @@ func configure(spec *ebpf.CollectionSpec, opts Options, t *Tracer, kernelBTF *bt
 		"have_cookie_helper":           t.cookies,
 		"use_sk_storage":               t.storage,
 		"state_hash_first":             t.hashFirst,
-		"wakeup_records":               wakeupRecords(spec.Maps["events"].MaxEntries),
+		"wakeup_records":               wakeupRecords(spec.Maps["events"].MaxEntries, t.ringBytes),
+		"ring_per_cpu":                 t.ringBytes != 0,
 		"wakeup_bytes":                 uint64(spec.Maps["events"].MaxEntries / 16),
 		"sweep_after_ns":               uint64(time.Second),
 		"test_skip_first_one_in":       opts.skipFirstOneIn,
@@ -424,9 +504,12 @@ func configure(spec *ebpf.CollectionSpec, opts Options, t *Tracer, kernelBTF *bt
 }
 
 // wakeupRecords is how many records each CPU sends per wakeup: a power of
-// two near a sixteenth of the ring shared by the CPUs.
-func wakeupRecords(ringBytes uint32) uint64 {
+// two near a sixteenth of its own ring, or of its share of the one ring.
+func wakeupRecords(ringBytes uint32, perCPU int) uint64 {
 	records := uint64(ringBytes) / 16 / uint64(unsafe.Sizeof(tcpstateEvent{})+8) / uint64(max(runtime.NumCPU(), 1))
+	if perCPU != 0 {
+		records = uint64(perCPU) / 16 / uint64(unsafe.Sizeof(tcpstateEvent{})+8)
+	}
 	n := uint64(1)
 	for n*2 <= records {
 		n *= 2
@@ -488,10 +571,10 @@ func (t *Tracer) StateInMapFirst() bool { return t.hashFirst }
 // counts it in Stats.Corrupt (and so in Stats.Lost) and reads the next.
 func (t *Tracer) Read(ev *Event) error {
 	for {
-		err := t.reader.ReadInto(&t.record)
+		sample, err := t.reader.next()
 		switch {
 		case err == nil:
-			if t.decoder.Decode(t.record.RawSample, ev) != nil {
+			if t.decoder.Decode(sample, ev) != nil {
 				t.corrupt.Add(1)
 				continue
 			}
@@ -563,6 +646,9 @@ func (t *Tracer) Close() error {
 		errs := []error{t.Detach()}
 		if t.reader != nil {
 			errs = append(errs, t.reader.Close())
+		}
+		for _, m := range t.cpuRings {
+			errs = append(errs, m.Close())
 		}
 		errs = append(errs, t.objs.Close())
 		err = errors.Join(errs...)
