@@ -27,7 +27,7 @@ func watchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "4", Usage: "IPv4 only (filter: family inet)"},
 			&cli.BoolFlag{Name: "6", Usage: "IPv6 only (filter: family inet6)"},
 			&cli.UintFlag{Name: "port", Aliases: []string{"p"}, Usage: "only sockets with this local or remote `PORT` (filter: sport = :PORT or dport = :PORT)"},
-			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two), shared by the rings of the CPUs (each at least 1 MiB)"},
+			&cli.IntFlag{Name: "ring-size", Value: tracer.DefaultRingBufferSize, Usage: "ring buffer `BYTES` (a power of two): each CPU's ring is at most this, all of them at most twice this (each at least 1 MiB)"},
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "write this file once the programs are attached"},
 			cpuProfileFlag(),
 		}, containerFlags()...),

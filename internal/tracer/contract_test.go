@@ -50,13 +50,20 @@ func churn(t *testing.T, ln int, addr unix.Sockaddr, socket func() int, n int) {
 // closes it: the listener's two transitions and the connections' own.
 func churnListener(t *testing.T, port, n int) {
 	t.Helper()
+	ln, addr := listenLoopback(t, port)
+	churn(t, ln, addr, func() int { return mustSocket(t) }, n)
+	must(t, unix.Close(ln))
+}
+
+// listenLoopback returns a socket listening on 127.0.0.1:port.
+func listenLoopback(t *testing.T, port int) (int, *unix.SockaddrInet4) {
+	t.Helper()
 	addr := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
 	ln := mustSocket(t)
 	must(t, unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
 	must(t, unix.Bind(ln, addr))
 	must(t, unix.Listen(ln, 64))
-	churn(t, ln, addr, func() int { return mustSocket(t) }, n)
-	must(t, unix.Close(ln))
+	return ln, addr
 }
 
 // newNetns makes a network namespace named prefix-pid with lo up, removed

@@ -227,12 +227,14 @@ func TestConfigureSetsEveryConstant(t *testing.T) {
 
 func TestRingPerCPU(t *testing.T) {
 	for _, tc := range []struct{ size, cpus, want int }{
-		{8 << 20, 2, 4 << 20},
-		{8 << 20, 3, 2 << 20},
+		{8 << 20, 1, 8 << 20},
+		{8 << 20, 2, 8 << 20},
+		{8 << 20, 3, 4 << 20},
+		{8 << 20, 4, 4 << 20},
 		{8 << 20, 64, 1 << 20},
 		{1 << 20, 2, 1 << 20},
 		{4096, 2, 4096},
-		{64 << 20, 4, 16 << 20},
+		{64 << 20, 4, 32 << 20},
 	} {
 		if got := ringPerCPU(tc.size, tc.cpus); got != tc.want {
 			t.Errorf("ringPerCPU(%d, %d) = %d, want %d", tc.size, tc.cpus, got, tc.want)

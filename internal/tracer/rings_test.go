@@ -265,11 +265,7 @@ func TestEachSocketsOrderAcrossCPUs(t *testing.T) {
 // it from CPU 0, accepted on CPU 1, as churn does (a third reset).
 func churnAcrossCPUs(t *testing.T, port, conns int) {
 	t.Helper()
-	addr := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
-	ln := mustSocket(t)
-	must(t, unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
-	must(t, unix.Bind(ln, addr))
-	must(t, unix.Listen(ln, 64))
+	ln, addr := listenLoopback(t, port)
 	served := onCPU(1, func() error {
 		buf := make([]byte, 1)
 		for range conns {

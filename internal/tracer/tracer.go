@@ -53,8 +53,9 @@ type Options struct {
 	// give either.
 	Filter *KernelFilter
 	// RingBufferSize in bytes: a power of two, at least the page size.
-	// Each CPU has a ring of its own, of an equal share of it but at least
-	// minRingPerCPU (or RingBufferSize if smaller).
+	// Each CPU has a ring of its own: the rings hold up to twice it in
+	// all, each at most RingBufferSize and at least minRingPerCPU (or
+	// RingBufferSize if smaller).
 	RingBufferSize int
 	// MaxSockets bounds the live sockets whose owner and state start time
 	// the kernel program keeps.
@@ -103,6 +104,7 @@ type Experiment struct {
 	NoState bool
 	// QueryWakeup wakes the consumer by asking the ring buffer how much is
 	// waiting (bpf_ringbuf_query), as before, instead of counting records.
+	// It implies OneRing.
 	QueryWakeup bool
 	// NoOwner leaves the owner out of every event: the most an owner sent
 	// once per socket, not with each event, could save.
@@ -116,7 +118,7 @@ type Experiment struct {
 	OneRing bool
 }
 
-// Tracer owns the loaded programs, their attachments and the ring buffer.
+// Tracer owns the loaded programs, their attachments and the ring buffers.
 // Read, SetDeadline and Buffered are for one goroutine; Stats, Flush, Detach
 // and Close are safe to call from any goroutine.
 type Tracer struct {
@@ -146,9 +148,9 @@ type Tracer struct {
 	acceptWarnings []string
 }
 
-// pollEvery bounds how long an event waits in the ring buffer: the kernel
-// program wakes the reader only each time another sixteenth of the ring
-// buffer fills (wakeup_bytes), not per event.
+// pollEvery bounds how long an event waits in a ring buffer: the kernel
+// program wakes the reader only each time a CPU has filled another
+// sixteenth of its ring (wakeup_records), not per event.
 const pollEvery = 20 * time.Millisecond
 
 // New loads and attaches the kernel program. It undoes everything it did
@@ -407,10 +409,13 @@ func sizeMaps(spec *ebpf.CollectionSpec, opts Options) (perCPU int, err error) {
 }
 
 // ringPerCPU is the size of each CPU's ring: the largest power of two
-// within an equal share of size, but at least minRingPerCPU or size.
+// within twice an equal share of size, up to size, but at least
+// minRingPerCPU or size. A CPU that sends most events (one busy
+// connection, one softirq) still has a ring as large as the one ring would
+// be on two CPUs, and half on four.
 func ringPerCPU(size, cpus int) int {
 	n := min(size, minRingPerCPU)
-	for n*2*cpus <= size {
+	for n*2 <= size && n*2*cpus <= 2*size {
 		n *= 2
 	}
 	return n
@@ -615,7 +620,7 @@ func (t *Tracer) SetDeadline(d time.Time) {
 	t.rearm(time.Now())
 }
 
-// Buffered is the number of bytes waiting in the ring buffer. Call it from
+// Buffered is the number of bytes waiting in the ring buffers. Call it from
 // the reading goroutine, before Close.
 func (t *Tracer) Buffered() int { return t.reader.AvailableBytes() }
 
