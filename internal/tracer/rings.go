@@ -57,6 +57,7 @@ type cpuRing struct {
 	writing          bool   // the last scan stopped at a record being written
 	head             []byte // the sample at pos, nil when pos == ready
 	headTS           uint64
+	headBytes        uint64 // the head's record, header and padding included
 }
 
 // ringSet reads a ring buffer per CPU and returns their records in an
@@ -84,13 +85,12 @@ type ringSet struct {
 	flushed  bool // Flush was seen: return what is buffered, then ErrFlushed
 	returned int  // records returned since every ring was last asked
 	closing  atomic.Bool
-	tsOffset int
 }
 
 // newRingSet maps the ring buffers, whose file descriptors stay the
 // caller's, each of size bytes.
 func newRingSet(fds []int, size int) (_ *ringSet, err error) {
-	s := &ringSet{epfd: -1, wakefd: -1, tsOffset: int(off.ts)}
+	s := &ringSet{epfd: -1, wakefd: -1}
 	defer func() {
 		if err != nil {
 			s.release()
@@ -136,7 +136,7 @@ func (s *ringSet) next() ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.current != nil {
-		s.current.advance(s.tsOffset)
+		s.current.advance()
 		s.current = nil
 	}
 	for {
@@ -241,7 +241,7 @@ func (s *ringSet) scan(r *cpuRing) error {
 	if p != r.ready {
 		r.ready, r.readyAt = p, s.epoch
 	}
-	return r.loadHead(s.tsOffset)
+	return r.loadHead()
 }
 
 func (r *cpuRing) recordBytes(hdr uint32) (uint64, error) {
@@ -253,7 +253,7 @@ func (r *cpuRing) recordBytes(hdr uint32) (uint64, error) {
 }
 
 // loadHead sets head to the first record not discarded, if any.
-func (r *cpuRing) loadHead(tsOffset int) error {
+func (r *cpuRing) loadHead() error {
 	r.head = nil
 	for r.pos < r.ready {
 		hdr := atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[r.pos&r.mask])))
@@ -267,9 +267,9 @@ func (r *cpuRing) loadHead(tsOffset int) error {
 		}
 		start := r.pos&r.mask + ringHeaderSize
 		r.head = r.data[start : start+uint64(hdr&^(ringBusyBit|ringDiscardBit))]
-		r.headTS = 0
-		if len(r.head) >= tsOffset+8 {
-			r.headTS = binary.NativeEndian.Uint64(r.head[tsOffset:])
+		r.headBytes, r.headTS = n, 0
+		if len(r.head) >= int(off.ts)+8 {
+			r.headTS = binary.NativeEndian.Uint64(r.head[off.ts:])
 		}
 		return nil
 	}
@@ -278,9 +278,8 @@ func (r *cpuRing) loadHead(tsOffset int) error {
 }
 
 // advance passes over the head, which the caller has read.
-func (r *cpuRing) advance(tsOffset int) {
-	n, _ := r.recordBytes(atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[r.pos&r.mask]))))
-	r.pos += n
+func (r *cpuRing) advance() {
+	r.pos += r.headBytes
 	r.head = nil
 	// The space goes back to the kernel in batches: the position is a
 	// cache line every CPU reserving in this ring reads.
@@ -288,7 +287,7 @@ func (r *cpuRing) advance(tsOffset int) {
 		r.give()
 	}
 	if r.pos < r.ready {
-		_ = r.loadHead(tsOffset) // its length was checked by the scan
+		_ = r.loadHead() // its length was checked by the scan
 	}
 }
 
