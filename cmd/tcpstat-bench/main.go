@@ -49,7 +49,7 @@ func main() {
 	flag.StringVar(&cfg.dir, "dir", "", "where tracer output goes (default: a temporary directory, removed)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
 	flag.BoolVar(&cfg.filters, "filters", false, "also run tcpstat with a filter that rejects everything and one of 50 prefixes")
-	flag.BoolVar(&cfg.profile, "cpuprofile", false, "write CPU profiles of tcpstat watch and record beside their output (with -keep: DIR/N-NAME.out.pprof)")
+	flag.BoolVar(&cfg.profile, "cpuprofile", false, "write CPU profiles of tcpstat watch, record and top beside their output (with -keep: DIR/N-NAME.out.pprof)")
 	flag.BoolVar(&cfg.churn, "churn", true, "run the churn phases (false: only -at-size)")
 	flag.BoolVar(&cfg.levers, "levers", false, "also measure each variant of the kernel program: "+strings.Join(variantNames(), ", "))
 	flag.StringVar(&cfg.only, "only", "", "run only the tracers whose names contain one of these comma-separated words (and none)")
@@ -116,7 +116,7 @@ func run(cfg config) error {
 	defer restore()
 
 	tracers := []tracer{noTracer{}, tcpstatTracer{bin: cfg.tcpstat, profile: cfg.profile}, recordTracer{bin: cfg.tcpstat, profile: cfg.profile},
-		topTracer{cfg.tcpstat}}
+		topTracer{bin: cfg.tcpstat, profile: cfg.profile}}
 	if cfg.filters {
 		// The filter in the kernel: one that rejects every transition, and
 		// 50 prefixes of which the churn's loopback matches the last.

@@ -13,7 +13,10 @@ import (
 // topTracer is `tcpstat top -b --json`: the live table alone, a frame of
 // every row each 2 s. It prints no transitions: count reads the table's
 // own counts from the last frame.
-type topTracer struct{ bin string }
+type topTracer struct {
+	bin     string
+	profile bool // write a CPU profile beside the output (OUT.pprof)
+}
 
 func (topTracer) name() string       { return "tcpstat top -b --json" }
 func (topTracer) programs() []string { return tcpstatPrograms }
@@ -24,7 +27,11 @@ func (t topTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 		return nil, 0, err
 	}
 	defer f.Close()
-	cmd := exec.Command(t.bin, "top", "-b", "--json")
+	args := []string{"top", "-b", "--json"}
+	if t.profile {
+		args = append(args, "--cpuprofile", out+".pprof")
+	}
+	cmd := exec.Command(t.bin, args...)
 	cmd.Stdout, cmd.Stderr = f, os.Stderr
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {

@@ -1,6 +1,9 @@
 package format
 
-import "time"
+import (
+	"bytes"
+	"time"
+)
 
 // Every event carries a time, and time.Time.AppendFormat parses its layout
 // on each call: at full churn that was a third of the consumer's
@@ -9,9 +12,33 @@ import "time"
 // appendJSONTime appends t in UTC as JSONTime does.
 func appendJSONTime(b []byte, t time.Time) []byte {
 	t = t.UTC()
+	d, ok := appendDate(b, t)
+	if !ok {
+		return t.AppendFormat(b, JSONTime)
+	}
+	return append(appendDigits(d, t.Nanosecond(), 9), 'Z')
+}
+
+// AppendRFC3339Nano appends t in UTC as time.RFC3339Nano does, the layout
+// encoding/json gives a time.Time: the fraction's trailing zeros dropped,
+// and the dot with them when there is none.
+func AppendRFC3339Nano(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	d, ok := appendDate(b, t)
+	if !ok {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	b = bytes.TrimRight(appendDigits(d, t.Nanosecond(), 9), "0")
+	b = bytes.TrimSuffix(b, []byte("."))
+	return append(b, 'Z')
+}
+
+// appendDate appends "2006-01-02T15:04:05." for t in its own zone; false,
+// with nothing appended, for a year past four digits.
+func appendDate(b []byte, t time.Time) ([]byte, bool) {
 	year, month, day := t.Date()
 	if year < 0 || year > 9999 {
-		return t.AppendFormat(b, JSONTime)
+		return b, false
 	}
 	b = appendDigits(b, year, 4)
 	b = append(b, '-')
@@ -19,9 +46,7 @@ func appendJSONTime(b []byte, t time.Time) []byte {
 	b = append(b, '-')
 	b = appendDigits(b, day, 2)
 	b = append(b, 'T')
-	b = appendHMS(b, t)
-	b = appendDigits(b, t.Nanosecond(), 9)
-	return append(b, 'Z')
+	return appendHMS(b, t), true
 }
 
 // appendClock appends t's wall clock in its own zone as "15:04:05.000000".

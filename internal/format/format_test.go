@@ -134,6 +134,8 @@ func TestTimeLayouts(t *testing.T) {
 		time.Date(2026, 11, 22, 5, 51, 5, 123456789, time.UTC),
 		time.Date(2024, 2, 29, 23, 59, 59, 999999999, time.UTC),
 		time.Date(1999, 12, 31, 0, 0, 0, 1, time.UTC),
+		time.Date(2026, 11, 22, 4, 29, 50, 2000, time.UTC),
+		time.Date(2026, 11, 22, 4, 29, 50, 120000000, time.UTC),
 		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), // past four digits: the slow path
 	}
@@ -146,6 +148,9 @@ func TestTimeLayouts(t *testing.T) {
 			at := at.In(zone)
 			if got, want := string(appendJSONTime(nil, at)), at.UTC().Format(JSONTime); got != want {
 				t.Errorf("appendJSONTime(%v) = %s, want %s", at, got, want)
+			}
+			if got, want := string(AppendRFC3339Nano(nil, at)), at.UTC().Format(time.RFC3339Nano); got != want {
+				t.Errorf("AppendRFC3339Nano(%v) = %s, want %s", at, got, want)
 			}
 			if got, want := string(appendClock(nil, at)), at.Format("15:04:05.000000"); got != want {
 				t.Errorf("appendClock(%v) = %s, want %s", at, got, want)

@@ -135,7 +135,7 @@ func TestStore(t *testing.T) {
 			t.Fatalf("lookup(%d) = %+v, want pid %d", c, r, pid)
 		}
 	}
-	if want := (s.n+chunkSize-1)>>chunkShift + 1; len(s.mem.chunks) > want {
+	if want := maxChunks(s.n); len(s.mem.chunks) > want {
 		t.Errorf("store keeps %d chunks for %d rows, want at most %d", len(s.mem.chunks), s.n, want)
 	}
 	runtime.KeepAlive(tb)

@@ -2,8 +2,10 @@ package topview
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/tcpstat/tcpstat/internal/livetable"
 	"github.com/tcpstat/tcpstat/internal/snapshot"
@@ -11,10 +13,8 @@ import (
 	"github.com/tcpstat/tcpstat/internal/tcp"
 )
 
-// BenchmarkRefresh is one screen refresh at 100 000 rows: copy the table,
-// count, filter, sort, and format the 50 lines a screen shows.
-func BenchmarkRefresh(b *testing.B) {
-	const n = 100_000
+// benchTable is a table of n sockets owned by 300 processes.
+func benchTable(n int) *table.Table {
 	socks := make([]snapshot.Socket, n)
 	for i := range socks {
 		socks[i] = snapshot.Socket{
@@ -26,6 +26,13 @@ func BenchmarkRefresh(b *testing.B) {
 	}
 	tb := table.New(table.Options{})
 	tb.Reconcile(&table.Dump{Sockets: socks, Start: 1, End: 2, Owners: true})
+	return tb
+}
+
+// BenchmarkRefresh is one screen refresh at 100 000 rows: copy the table,
+// count, filter, sort, and format the 50 lines a screen shows.
+func BenchmarkRefresh(b *testing.B) {
+	tb := benchTable(100_000)
 	st := livetable.Status{Now: 3}
 	for _, opts := range []Options{{Sort: ByAge}, {Sort: ByState}, {Sort: ByComm, Filter: mustParse(b, "comm worker-7*")}} {
 		b.Run(fmt.Sprintf("%v-%q", opts.Sort, opts.Filter.String()), func(b *testing.B) {
@@ -34,6 +41,34 @@ func BenchmarkRefresh(b *testing.B) {
 				f.Capture(tb, st)
 				f.Arrange(opts)
 				f.Lines(0, 50)
+			}
+		})
+	}
+}
+
+// BenchmarkBatchFrame is one refresh of top -b at 100 000 rows: bind,
+// count, sort and write every row, as text and as JSON. The table's lock
+// is held for all of it.
+func BenchmarkBatchFrame(b *testing.B) {
+	tb := benchTable(100_000)
+	st := livetable.Status{Now: 3}
+	wall := time.Now()
+	for _, json := range []bool{false, true} {
+		b.Run(fmt.Sprintf("json=%v", json), func(b *testing.B) {
+			var f Frame
+			for b.Loop() {
+				f.Bind(tb, st)
+				f.Arrange(Options{})
+				var err error
+				if json {
+					err = f.WriteJSON(io.Discard, wall)
+				} else {
+					err = f.WriteText(io.Discard, wall, 0, Options{})
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				f.Unbind()
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -324,44 +325,56 @@ func age(r *table.Row, now uint64) uint64 {
 	return now - since
 }
 
-// stateText is the row's state, with '*' while a timewait hand-off is
-// inferred and not yet confirmed by a dump.
-func stateText(r *table.Row) string {
-	s := displayState(r.State()).String()
+// appendState appends the row's state, with '*' while a timewait hand-off
+// is inferred and not yet confirmed by a dump.
+func appendState(b []byte, r *table.Row) []byte {
+	b = append(b, displayState(r.State()).String()...)
 	if r.Inferred() {
-		s += "*"
+		b = append(b, '*')
 	}
-	return s
+	return b
 }
 
-// ageText is the time in state; '>' marks a lower bound (the row entered
-// its state before tcpstat saw it).
-func ageText(r *table.Row, now uint64) string {
-	_, known := r.Since()
-	s := formatDuration(time.Duration(age(r, now)))
-	if !known {
-		return ">" + s
+func stateText(r *table.Row) string { return string(appendState(nil, r)) }
+
+// appendAge appends the time in state; '>' marks a lower bound (the row
+// entered its state before tcpstat saw it).
+func appendAge(b []byte, r *table.Row, now uint64) []byte {
+	if _, known := r.Since(); !known {
+		b = append(b, '>')
 	}
-	return s
+	return appendDuration(b, time.Duration(age(r, now)))
 }
 
-func formatDuration(d time.Duration) string {
+// appendDuration appends d in two units at most: 950ms, 4.2s, 3m07s,
+// 5h02m, 2d03h.
+func appendDuration(b []byte, d time.Duration) []byte {
+	unit := func(b []byte, v time.Duration, name byte) []byte {
+		if v < 10 {
+			b = append(b, '0')
+		}
+		return append(strconv.AppendInt(b, int64(v), 10), name)
+	}
 	switch {
 	case d < time.Second:
-		return fmt.Sprintf("%dms", d/time.Millisecond)
+		return append(strconv.AppendInt(b, int64(d/time.Millisecond), 10), "ms"...)
 	case d < time.Minute:
-		return fmt.Sprintf("%.1fs", d.Seconds())
+		return append(strconv.AppendFloat(b, d.Seconds(), 'f', 1, 64), 's')
 	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", d/time.Minute, d%time.Minute/time.Second)
+		b = append(strconv.AppendInt(b, int64(d/time.Minute), 10), 'm')
+		return unit(b, d%time.Minute/time.Second, 's')
 	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh%02dm", d/time.Hour, d%time.Hour/time.Minute)
+		b = append(strconv.AppendInt(b, int64(d/time.Hour), 10), 'h')
+		return unit(b, d%time.Hour/time.Minute, 'm')
 	}
-	return fmt.Sprintf("%dd%02dh", d/(24*time.Hour), d%(24*time.Hour)/time.Hour)
+	b = append(strconv.AppendInt(b, int64(d/(24*time.Hour)), 10), 'd')
+	return unit(b, d%(24*time.Hour)/time.Hour, 'h')
 }
 
-func addrText(a netip.AddrPort) string {
+// appendAddrPort appends a, or "*" for none.
+func appendAddrPort(b []byte, a netip.AddrPort) []byte {
 	if !a.IsValid() {
-		return "*"
+		return append(b, '*')
 	}
-	return a.String()
+	return a.AppendTo(b)
 }

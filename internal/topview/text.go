@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -94,94 +95,131 @@ func (f *Frame) columns() []string {
 func (f *Frame) Lines(from, n int) (head string, lines []string) {
 	from = max(0, min(from, f.Len()))
 	to := min(f.Len(), from+max(n, 0))
-	var b strings.Builder
-	f.writeLines(&b, from, to, func(line string) {
-		if head == "" {
-			head = line
+	first := true
+	f.writeLines(from, to, func(line []byte) {
+		if first {
+			head, first = string(line), false
 			return
 		}
-		lines = append(lines, line)
+		lines = append(lines, string(line))
 	})
 	return head, lines
 }
 
+// rowText is one row's cells as text, in one buffer reused across rows.
+type rowText struct {
+	buf  []byte
+	ends []int // ends[j] is where cell j ends in buf
+}
+
+func (t *rowText) reset()          { t.buf, t.ends = t.buf[:0], t.ends[:0] }
+func (t *rowText) end()            { t.ends = append(t.ends, len(t.buf)) }
+func (t *rowText) add(s string)    { t.buf = append(t.buf, s...); t.end() }
+func (t *rowText) width(j int) int { return utf8.RuneCount(t.cell(j)) }
+
+func (t *rowText) cell(j int) []byte {
+	if j == 0 {
+		return t.buf[:t.ends[0]]
+	}
+	return t.buf[t.ends[j-1]:t.ends[j]]
+}
+
 // writeLines measures rows [from, to) for the column widths, then formats
-// them one at a time and hands each line to emit, the column header first:
-// no row's cells outlive its line, so a 100 000-row frame never holds its
-// whole text.
-func (f *Frame) writeLines(b *strings.Builder, from, to int, emit func(string)) {
-	cols := f.columns()
-	width := make([]int, len(cols))
-	for i, c := range cols {
-		width[i] = len(c)
+// them one at a time and hands each line to emit, the column header first.
+// Cells and lines are written into buffers reused from row to row: a
+// 100 000-row frame neither holds its whole text nor allocates per row.
+// emit must not keep the line.
+func (f *Frame) writeLines(from, to int, emit func(line []byte)) {
+	var head, row rowText
+	for _, c := range f.columns() {
+		head.add(c)
 	}
-	row := make([]string, 0, len(cols))
+	width := make([]int, len(head.ends))
+	right := make([]bool, len(head.ends)) // numbers are right-aligned
+	for j := range width {
+		width[j] = head.width(j)
+		c := string(head.cell(j))
+		right[j] = c == "PID" || c == "TIME"
+	}
 	for i := from; i < to; i++ {
-		row = f.cells(row[:0], i)
-		for j, c := range row {
-			width[j] = max(width[j], utf8.RuneCountInString(c))
+		f.cells(&row, i)
+		for j := range width {
+			width[j] = max(width[j], row.width(j))
 		}
 	}
-	format := func(row []string) string {
-		b.Reset()
-		for j, c := range row {
+	var line []byte
+	format := func(t *rowText) []byte {
+		line = line[:0]
+		last := len(t.ends) - 1
+		for j := range t.ends {
 			if j > 0 {
-				b.WriteByte(' ')
+				line = append(line, ' ')
 			}
-			if cols[j] == "PID" || cols[j] == "TIME" {
-				padSpaces(b, width[j]-utf8.RuneCountInString(c)) // numbers right-aligned
-				b.WriteString(c)
-			} else if j < len(row)-1 {
-				b.WriteString(c)
-				padSpaces(b, width[j]-utf8.RuneCountInString(c))
-			} else {
-				b.WriteString(c)
+			c, pad := t.cell(j), width[j]-t.width(j)
+			switch {
+			case right[j]:
+				line = append(appendSpaces(line, pad), c...)
+			case j < last:
+				line = appendSpaces(append(line, c...), pad)
+			default:
+				line = append(line, c...)
 			}
 		}
-		return b.String()
+		return line
 	}
-	emit(format(cols))
+	emit(format(&head))
 	for i := from; i < to; i++ {
-		row = f.cells(row[:0], i)
-		emit(format(row))
+		f.cells(&row, i)
+		emit(format(&row))
 	}
 }
 
-// cells appends the i-th shown row's cells to row.
-func (f *Frame) cells(row []string, i int) []string {
+// cells sets t to the i-th shown row's cells.
+func (f *Frame) cells(t *rowText, i int) {
+	t.reset()
 	r := f.Row(i)
-	pid, comm := ownerText(f.Owner(i))
-	row = append(row, pid, comm)
+	// PID and COMM: a former owner's name in parentheses, "-" when unknown.
+	if o := f.Owner(i); !o.Known {
+		t.add("-")
+		t.add("-")
+	} else {
+		t.buf = strconv.AppendUint(t.buf, uint64(o.PID), 10)
+		t.end()
+		if o.Former {
+			t.buf = append(append(append(t.buf, '('), format.Printable(o.Comm)...), ')')
+		} else {
+			t.buf = append(t.buf, format.Printable(o.Comm)...)
+		}
+		t.end()
+	}
 	if f.Pods {
 		pod := f.Identity(i).Short()
 		if pod == "" {
 			pod = "-"
 		}
-		row = append(row, pod)
+		t.add(pod)
 	}
 	if f.Namespaces > 1 {
-		row = append(row, strconv.FormatUint(uint64(r.NetNS()), 10))
+		t.buf = strconv.AppendUint(t.buf, uint64(r.NetNS()), 10)
+		t.end()
 	}
-	return append(row, addrText(r.Local()), addrText(r.Remote()), stateText(r), ageText(r, f.Status.Now),
-		strconv.FormatUint(r.Cookie(), 10))
+	for _, a := range [2]netip.AddrPort{r.Local(), r.Remote()} {
+		t.buf = appendAddrPort(t.buf, a)
+		t.end()
+	}
+	t.buf = appendState(t.buf, r)
+	t.end()
+	t.buf = appendAge(t.buf, r, f.Status.Now)
+	t.end()
+	t.buf = strconv.AppendUint(t.buf, r.Cookie(), 10)
+	t.end()
 }
 
-func padSpaces(b *strings.Builder, n int) {
+func appendSpaces(b []byte, n int) []byte {
 	for range n {
-		b.WriteByte(' ')
+		b = append(b, ' ')
 	}
-}
-
-// ownerText is the PID and COMM cells: a former owner's name in
-// parentheses, "-" when unknown.
-func ownerText(o Owner) (pid, comm string) {
-	switch {
-	case !o.Known:
-		return "-", "-"
-	case o.Former:
-		return strconv.FormatUint(uint64(o.PID), 10), "(" + format.Printable(o.Comm) + ")"
-	}
-	return strconv.FormatUint(uint64(o.PID), 10), format.Printable(o.Comm)
+	return b
 }
 
 // WriteText writes the whole frame as top -b does: header, a blank line,
@@ -192,9 +230,8 @@ func (f *Frame) WriteText(w io.Writer, wall time.Time, eventsPerSec float64, opt
 		bw.WriteString(l + "\n")
 	}
 	bw.WriteString("\n")
-	var b strings.Builder
-	f.writeLines(&b, 0, f.Len(), func(line string) {
-		bw.WriteString(line)
+	f.writeLines(0, f.Len(), func(line []byte) {
+		bw.Write(line)
 		bw.WriteByte('\n')
 	})
 	bw.WriteString("\n")
@@ -217,31 +254,7 @@ type jsonFrame struct {
 	// task_file iterator" or "/proc/*/fd walk"; absent before one.
 	OwnerScan   string     `json:"owner_scan,omitempty"`
 	Total       int        `json:"total"`
-	Connections []jsonConn `json:"connections"`
-}
-
-type jsonConn struct {
-	Cookie      uint64    `json:"cookie"`
-	NetNS       uint32    `json:"netns"`
-	State       string    `json:"state"`
-	Inferred    bool      `json:"inferred"`
-	TimeWait    bool      `json:"timewait"`
-	Saddr       string    `json:"saddr"`
-	Sport       uint16    `json:"sport"`
-	Daddr       string    `json:"daddr"`
-	Dport       uint16    `json:"dport"`
-	PID         *uint32   `json:"pid"`          // null when the owner is unknown
-	Comm        *string   `json:"comm"`         // null when the owner is unknown
-	OwnerFormer bool      `json:"owner_former"` // pid and comm no longer hold the socket
-	OwnerSource *string   `json:"owner_source"` // syscall, accept, snapshot; null when unknown
-	Since       time.Time `json:"since"`
-	SinceKnown  bool      `json:"since_known"` // false: the state began at or before since
-	// The owner's container and pod, as in watch --json; absent for a host
-	// process or without them.
-	Container    string `json:"container,omitempty"`
-	Pod          string `json:"pod,omitempty"` // the name, or the UID where /var/log/pods is not mounted
-	PodUID       string `json:"pod_uid,omitempty"`
-	PodNamespace string `json:"pod_namespace,omitempty"`
+	Connections []struct{} `json:"connections"` // written by appendRowJSON
 }
 
 // WriteJSON writes the frame as one JSON object on one line. wall is the
@@ -251,49 +264,83 @@ func (f *Frame) WriteJSON(w io.Writer, wall time.Time) error {
 		Time: wall, Tracing: f.Status.Tracing, Events: f.Status.Events, Lost: f.Status.Lost, Corrupt: f.Status.Corrupt,
 		Stale: f.Status.Stale, Resyncs: f.Status.Resyncs, OwnersUnreadable: f.Status.OwnersUnreadable,
 		OwnerScan: f.Status.OwnerScan, Total: f.Total,
-		Connections: []jsonConn{},
+		Connections: []struct{}{},
 	}
 	b, err := json.Marshal(head)
 	if err != nil {
 		return fmt.Errorf("encode frame: %w", err)
 	}
 	// Connections is the last field: stream the rows into its brackets one
-	// at a time instead of marshalling a slice of every row.
+	// at a time instead of marshalling a slice of every row. Each row is
+	// appended by hand: encoding/json's reflection was most of a frame's
+	// time, and the frame is written under the table's lock.
 	b = bytes.TrimSuffix(b, []byte("]}"))
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.Write(b)
+	row := make([]byte, 0, 512)
 	for i := range f.Len() {
+		row = row[:0]
 		if i > 0 {
-			bw.WriteByte(',')
+			row = append(row, ',')
 		}
-		c, err := json.Marshal(jsonRow(f.Row(i), f.Owner(i), f.Identity(i), f.Status.Now, wall))
-		if err != nil {
-			return fmt.Errorf("encode frame: %w", err)
-		}
-		bw.Write(c)
+		row = appendRowJSON(row, f.Row(i), f.Owner(i), f.Identity(i), f.Status.Now, wall)
+		bw.Write(row)
 	}
 	bw.WriteString("]}\n")
 	return bw.Flush()
 }
 
-func jsonRow(r *table.Row, o Owner, id container.Identity, now uint64, wall time.Time) jsonConn {
-	_, known := r.Since()
-	c := jsonConn{
-		Cookie: r.Cookie(), NetNS: r.NetNS(), State: displayState(r.State()).String(), Inferred: r.Inferred(), TimeWait: r.TimeWait(),
-		Saddr: r.Local().Addr().String(), Sport: r.Local().Port(),
-		Daddr: r.Remote().Addr().String(), Dport: r.Remote().Port(),
-		Since: wall.Add(-time.Duration(age(r, now))).UTC(), SinceKnown: known,
-	}
+// appendRowJSON appends one row of a frame's "connections" as a JSON
+// object. Its fields, their order and values are those encoding/json gave
+// the struct it replaced, which the tests keep, with what each field
+// means, as the reference (referenceConn).
+func appendRowJSON(b []byte, r *table.Row, o Owner, id container.Identity, now uint64, wall time.Time) []byte {
+	b = append(b, `{"cookie":`...)
+	b = strconv.AppendUint(b, r.Cookie(), 10)
+	b = append(b, `,"netns":`...)
+	b = strconv.AppendUint(b, uint64(r.NetNS()), 10)
+	b = append(b, `,"state":"`...)
+	b = append(b, displayState(r.State()).String()...)
+	b = append(b, `","inferred":`...)
+	b = strconv.AppendBool(b, r.Inferred())
+	b = append(b, `,"timewait":`...)
+	b = strconv.AppendBool(b, r.TimeWait())
+	b = append(b, `,"saddr":"`...)
+	b = appendAddr(b, r.Local().Addr())
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(r.Local().Port()), 10)
+	b = append(b, `,"daddr":"`...)
+	b = appendAddr(b, r.Remote().Addr())
+	b = append(b, `","dport":`...)
+	b = strconv.AppendUint(b, uint64(r.Remote().Port()), 10)
 	if o.Known {
-		// encoding/json escapes control characters and replaces invalid
-		// UTF-8, as watch's JSON does.
-		src := o.Source.String()
-		c.PID, c.Comm, c.OwnerFormer, c.OwnerSource = &o.PID, &o.Comm, o.Former, &src
+		b = append(b, `,"pid":`...)
+		b = strconv.AppendUint(b, uint64(o.PID), 10)
+		b = append(b, `,"comm":`...)
+		// Control characters escaped, invalid UTF-8 replaced, as in
+		// watch's JSON.
+		b = format.AppendJSONString(b, o.Comm)
+		b = append(b, `,"owner_former":`...)
+		b = strconv.AppendBool(b, o.Former)
+		b = append(b, `,"owner_source":"`...)
+		b = append(b, o.Source.String()...)
+		b = append(b, '"')
+	} else {
+		b = append(b, `,"pid":null,"comm":null,"owner_former":false,"owner_source":null`...)
 	}
-	c.Container, c.PodUID, c.PodNamespace = id.Container, id.PodUID, id.PodNamespace
-	c.Pod = id.PodName
-	if c.Pod == "" {
-		c.Pod = id.PodUID
+	_, known := r.Since()
+	b = append(b, `,"since":"`...)
+	b = format.AppendRFC3339Nano(b, wall.Add(-time.Duration(age(r, now))))
+	b = append(b, `","since_known":`...)
+	b = strconv.AppendBool(b, known)
+	b = id.AppendJSON(b)
+	return append(b, '}')
+}
+
+// appendAddr appends a's text as netip.Addr.String gives it.
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if !a.IsValid() {
+		return append(b, a.String()...)
 	}
-	return c
+	return a.AppendTo(b)
 }
