@@ -26,9 +26,10 @@ import (
 // every namespace may take: every 2 s while a dump takes up to 40 ms,
 // every 10 s at 0.2 s (about 200 000 sockets). Dumping every 2 s whatever
 // it cost kept 13.8 % of a core busy on an idle node of 200 000 sockets.
-// Transitions are traced; only rows that leave without one (timewait
-// sockets the kernel purges, a namespace that goes) stay longer. Resyncs
-// after a loss are not delayed.
+// Transitions are traced and timewait rows go when their timer runs out;
+// only rows that leave otherwise without an event (timewait sockets
+// reused early, a namespace that goes) stay longer. Resyncs after a loss
+// are not delayed.
 const serveDumpLoad = 0.02
 
 func runServe(c *cli.Context) error {

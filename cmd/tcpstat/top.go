@@ -146,8 +146,9 @@ func runTop(c *cli.Context) error {
 // topDumpLoad is the share of one CPU the periodic dumps of a traced table
 // may take: every 2 s while a dump takes up to 100 ms, less often on
 // larger hosts. At full churn and 230 000 sockets, dumps every
-// 2 s took the CPU the event reader needed and events were lost. A
-// timewait row that ends unseen then stays a few seconds longer.
+// 2 s took the CPU the event reader needed and events were lost. Timewait
+// rows still go when their timer runs out; one the kernel ends early
+// (reused) stays a few seconds longer.
 const topDumpLoad = 0.05
 
 // topBatch prints count refreshes (0: until interrupted), delay apart.

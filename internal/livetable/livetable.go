@@ -111,8 +111,10 @@ type Config struct {
 	// DumpLoad, when above 0, stretches the time between periodic
 	// reconciles past Every so that dumps take at most this share of one
 	// CPU: on a host of 200 000 sockets a dump takes about 0.2 s. Resyncs
-	// after losses are not delayed. Rows that leave without an event
-	// (timewait sockets the kernel did not keep or reused) stay longer.
+	// after losses are not delayed, and timewait rows still go when their
+	// timer runs out (Status.Expired). Rows that leave otherwise without an
+	// event (timewait sockets the kernel reused, or did not keep) stay
+	// longer.
 	DumpLoad float64
 }
 
@@ -153,6 +155,9 @@ type Status struct {
 	// (a recording's end, a closed tracer) or failed (Err says why).
 	EventsEnded bool
 	Err         error
+	// Expired is how many timewait rows went between dumps because their
+	// timer ran out (table.Table.Expire); a dump counts its own in Last.
+	Expired uint64
 }
 
 // maxBuffered bounds the events held while the first dump runs; past it
@@ -430,6 +435,7 @@ func (t *Table) reconcileLoop(ctx context.Context, began time.Time) {
 	check := time.NewTicker(min(250*time.Millisecond, t.cfg.Every))
 	defer check.Stop()
 	next := time.Now().Add(t.cfg.Every)
+	expired := time.Now()
 	for first := true; ; first = false {
 		if !first {
 			select {
@@ -447,6 +453,15 @@ func (t *Table) reconcileLoop(ctx context.Context, began time.Time) {
 		pending := t.st.OwnersPending
 		t.mu.Unlock()
 		if !stale && !pending && time.Now().Before(next) {
+			if t.cfg.Events != nil && time.Since(expired) >= t.cfg.Every {
+				// Timewait sockets end without an event: between dumps
+				// (DumpLoad spaces them) their rows go when their timer
+				// runs out, as the next dump would judge them.
+				t.mu.Lock()
+				t.st.Expired += uint64(t.tb.Expire(tracer.Now()))
+				t.mu.Unlock()
+				expired = time.Now()
+			}
 			continue
 		}
 		// Events name the owners of every socket opened since the start;

@@ -827,3 +827,53 @@ func startWithOwners(t *testing.T, cfg Config) *Table {
 	}
 	return tr
 }
+
+// TestTimeWaitExpiresBetweenDumps: with dumps spaced far apart (DumpLoad),
+// a timewait row goes when its timer runs out, without a dump, and one
+// whose timer has not run out stays.
+func TestTimeWaitExpiresBetweenDumps(t *testing.T) {
+	var dumps atomic.Int32
+	dump := func(context.Context, bool) ([]snapshot.Socket, error) {
+		dumps.Add(1)
+		return nil, nil
+	}
+	q := newQueue()
+	// Any dump at all stretches the next past the test: 1 µs / 1e-9 is 1 000 s.
+	tr, err := Start(context.Background(), Config{Events: q, Dump: dump, NetNS: 1, Every: 50 * time.Millisecond, DumpLoad: 1e-9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	// The owner scan that follows start-up is a dump too; none after it.
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := tr.WaitOwners(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := dumps.Load()
+	soon := tracer.Now() - uint64(table.TimeWaitLen) + uint64(2*time.Second) // expires in 2 s
+	for cookie, at := range map[uint64]uint64{7: soon, 8: tracer.Now()} {
+		for _, ev := range []tracer.Event{
+			transition(cookie, tcp.SynSent, tcp.Established),
+			transition(cookie, tcp.Established, tcp.FinWait1),
+			transition(cookie, tcp.FinWait1, tcp.FinWait2),
+			transition(cookie, tcp.FinWait2, tcp.TimeWait),
+		} {
+			ev.Time = at
+			q.push(ev)
+		}
+	}
+	if err := barrier(tr); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := rows(tr); len(got) != 2 {
+		t.Fatalf("rows %v, want cookies 7 and 8 in TIME_WAIT", got)
+	}
+	got, st := waitFor(t, tr, func(r []row, _ Status) bool { return len(r) == 1 })
+	if want := []row{{8, tcp.TimeWait}}; !slices.Equal(got, want) || st.Expired != 1 {
+		t.Errorf("after 7's timer ran out: rows %v, %d expired; want %v, 1", got, st.Expired, want)
+	}
+	if n := dumps.Load() - before; n != 0 {
+		t.Errorf("%d dumps while the row waited for its timer, want none", n)
+	}
+}
