@@ -22,16 +22,6 @@ import (
 	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
-// serveDumpLoad is the share of one CPU the agent's periodic dumps of
-// every namespace may take: every 2 s while a dump takes up to 40 ms,
-// every 10 s at 0.2 s (about 200 000 sockets). Dumping every 2 s whatever
-// it cost kept 13.8 % of a core busy on an idle node of 200 000 sockets.
-// Transitions are traced and timewait rows go when their timer runs out;
-// only rows that leave otherwise without an event (timewait sockets
-// reused early, a namespace that goes) stay longer. Resyncs after a loss
-// are not delayed.
-const serveDumpLoad = 0.02
-
 func runServe(c *cli.Context) error {
 	resolver, err := containerResolver(c)
 	if err != nil {
@@ -84,7 +74,6 @@ func runServe(c *cli.Context) error {
 			fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
 		}
 		cfg.Events, stats = events, events.Stats
-		cfg.DumpLoad = serveDumpLoad
 	}
 	tr, err := livetable.Start(c.Context, cfg)
 	if err != nil {
