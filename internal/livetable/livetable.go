@@ -482,7 +482,8 @@ func (t *Table) reconcileLoop(ctx context.Context, began time.Time) {
 			t.st.DumpErr = err // retried at the next period
 			t.mu.Unlock()
 		}
-		next = time.Now().Add(t.period())
+		// The dump's sweep expired the timewait rows the timer ended.
+		next, expired = time.Now().Add(t.period()), time.Now()
 	}
 }
 
