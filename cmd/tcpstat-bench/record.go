@@ -138,7 +138,7 @@ func synthRecording(path string, size int64) (events uint64, first, last time.Ti
 			events++
 		}
 		now := chunk[len(chunk)-1].Time + boot0 + round*span
-		tb.Expire(now)
+		tb.Expire(now, nil)
 		if record.CheckpointDue(w.Size()-lastCP, cpSize) {
 			before := w.Size()
 			if err := w.Flush(); err != nil {

@@ -38,6 +38,10 @@ func runServe(c *cli.Context) error {
 	if c.Int("metrics.max-series") < 1 || c.Int("metrics.max-ports") < 0 {
 		return errors.New("--metrics.max-series must be at least 1 and --metrics.max-ports at least 0")
 	}
+	dumpCPU := c.Float64("table.dump-cpu")
+	if !(dumpCPU >= 0 && dumpCPU <= 100) {
+		return fmt.Errorf("--table.dump-cpu %v: want a percentage of one CPU, 0 to 100", dumpCPU)
+	}
 	if f := c.String("web.config.file"); f != "" {
 		if err := web.Validate(f); err != nil {
 			return fmt.Errorf("--web.config.file %s: %w", f, err)
@@ -74,6 +78,7 @@ func runServe(c *cli.Context) error {
 			fmt.Fprintf(c.App.ErrWriter, "tcpstat: warning: %s\n", w)
 		}
 		cfg.Events, stats = events, events.Stats
+		cfg.DumpLoad = dumpCPU / 100
 	}
 	tr, err := livetable.Start(c.Context, cfg)
 	if err != nil {

@@ -41,6 +41,9 @@ func TestServeBadInput(t *testing.T) {
 	}{
 		{[]string{"serve", "--metrics.by", "pid"}, `--metrics.by "pid": want netns or pod`},
 		{[]string{"serve", "--metrics.max-series", "0"}, "--metrics.max-series must be at least 1"},
+		{[]string{"serve", "--table.dump-cpu", "150"}, "--table.dump-cpu 150: want a percentage of one CPU, 0 to 100"},
+		{[]string{"serve", "--table.dump-cpu", "-1"}, "--table.dump-cpu -1: want a percentage"},
+		{[]string{"serve", "--table.dump-cpu", "NaN"}, "--table.dump-cpu NaN: want a percentage"},
 		{[]string{"serve", "--web.config.file", "/nonexistent/web.yml"}, "--web.config.file /nonexistent/web.yml"},
 		{[]string{"serve", "state", "establised"}, `unknown state "establised"`},
 		{[]string{"serve", "--web.listen-address", "127.0.0.1:99999"}, "listen:"},
@@ -170,7 +173,10 @@ func TestServeFilterReconcileCounts(t *testing.T) {
 	}
 	_, port := listen(t, "127.80.213.1")
 	other, _ := listen(t, "127.80.213.2")
-	s := startServe(t, "127.80.213.9:9983", fmt.Sprintf("src 127.80.213.1:%s or dst 127.80.213.1:%s", port, port))
+	// Dumps every 2 s whatever they cost: a dump of every namespace under
+	// emulation takes long enough for the default budget to space them
+	// past the test's wait.
+	s := startServe(t, "127.80.213.9:9983", "--table.dump-cpu", "0", fmt.Sprintf("src 127.80.213.1:%s or dst 127.80.213.1:%s", port, port))
 	const reconciles = `tcpstat_table_reconciles_total`
 	s.wait(map[string]string{`tcpstat_connections{state="LISTEN"}`: "1"})
 	waitReconciles := func(n int) {

@@ -156,7 +156,8 @@ type Status struct {
 	EventsEnded bool
 	Err         error
 	// Expired is how many timewait rows went between dumps because their
-	// timer ran out (table.Table.Expire); a dump counts its own in Last.
+	// timer ran out (table.Table.Expire; under Counted, those it counts);
+	// a dump counts its own in Last.
 	Expired uint64
 }
 
@@ -458,7 +459,7 @@ func (t *Table) reconcileLoop(ctx context.Context, began time.Time) {
 				// (DumpLoad spaces them) their rows go when their timer
 				// runs out, as the next dump would judge them.
 				t.mu.Lock()
-				t.st.Expired += uint64(t.tb.Expire(tracer.Now()))
+				t.st.Expired += uint64(t.tb.Expire(tracer.Now(), t.cfg.Counted))
 				t.mu.Unlock()
 				expired = time.Now()
 			}

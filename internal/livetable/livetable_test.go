@@ -832,6 +832,20 @@ func startWithOwners(t *testing.T, cfg Config) *Table {
 // a timewait row goes when its timer runs out, without a dump, and one
 // whose timer has not run out stays.
 func TestTimeWaitExpiresBetweenDumps(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		counted func(*table.Row) bool
+		want    uint64 // Status.Expired
+	}{
+		{"all counted", nil, 1},
+		// A filtered agent counts only the rows its filter selects.
+		{"expired row not counted", func(r *table.Row) bool { return r.Cookie() != 7 }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) { timeWaitExpires(t, tc.counted, tc.want) })
+	}
+}
+
+func timeWaitExpires(t *testing.T, counted func(*table.Row) bool, wantExpired uint64) {
 	var dumps atomic.Int32
 	dump := func(context.Context, bool) ([]snapshot.Socket, error) {
 		dumps.Add(1)
@@ -839,7 +853,7 @@ func TestTimeWaitExpiresBetweenDumps(t *testing.T) {
 	}
 	q := newQueue()
 	// Any dump at all stretches the next past the test: 1 µs / 1e-9 is 1 000 s.
-	tr, err := Start(context.Background(), Config{Events: q, Dump: dump, NetNS: 1, Every: 50 * time.Millisecond, DumpLoad: 1e-9})
+	tr, err := Start(context.Background(), Config{Events: q, Dump: dump, NetNS: 1, Every: 50 * time.Millisecond, DumpLoad: 1e-9, Counted: counted})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -870,8 +884,8 @@ func TestTimeWaitExpiresBetweenDumps(t *testing.T) {
 		t.Fatalf("rows %v, want cookies 7 and 8 in TIME_WAIT", got)
 	}
 	got, st := waitFor(t, tr, func(r []row, _ Status) bool { return len(r) == 1 })
-	if want := []row{{8, tcp.TimeWait}}; !slices.Equal(got, want) || st.Expired != 1 {
-		t.Errorf("after 7's timer ran out: rows %v, %d expired; want %v, 1", got, st.Expired, want)
+	if want := []row{{8, tcp.TimeWait}}; !slices.Equal(got, want) || st.Expired != wantExpired {
+		t.Errorf("after 7's timer ran out: rows %v, %d expired; want %v, %d", got, st.Expired, want, wantExpired)
 	}
 	if n := dumps.Load() - before; n != 0 {
 		t.Errorf("%d dumps while the row waited for its timer, want none", n)

@@ -65,6 +65,7 @@ type Collector struct {
 	handshake, acceptWait, stateDuration, lifetime                  *prometheus.Desc
 	events, lost, recovered, socketsFull, stale, resyncs, reconcile *prometheus.Desc
 	reconciled, tracing, netnsNotDumped, filterForced, inStorage    *prometheus.Desc
+	expired                                                         *prometheus.Desc
 }
 
 // NewCollector returns a Collector; register it with a prometheus.Registry.
@@ -102,6 +103,7 @@ func NewCollector(opts Options) *Collector {
 		resyncs:        d("table_resyncs_total", "Resyncs from a fresh dump after lost events."),
 		reconcile:      d("table_reconciles_total", "sock_diag dumps merged into the table, the first included."),
 		reconciled:     d("table_reconciled_rows_total", "Rows the periodic dumps changed (under a filter, those it selects): added, corrected, expired (timewait over), vanished (gone without an event).", "outcome"),
+		expired:        d("table_expired_rows_total", "Timewait rows removed between dumps when their timer ran out (under a filter, those it selects); the kernel frees such sockets without a transition."),
 		tracing:        d("tracing", "1 when events are traced, 0 when the table is kept from dumps alone."),
 		filterForced:   d("filter_forced_sockets_total", "Sockets the filter judged without waiting for their local port or owner, its limits reached: their events may be counted or left out wrongly."),
 		netnsNotDumped: d("netns_not_dumped", "Network namespaces the last dump could not dump (joining them needs CAP_SYS_ADMIN): their sockets older than tcpstat are missing."),
@@ -112,7 +114,7 @@ func NewCollector(opts Options) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.transitions, c.accepts, c.closes, c.failed,
 		c.handshake, c.acceptWait, c.stateDuration, c.lifetime, c.events, c.lost, c.recovered,
-		c.socketsFull, c.inStorage, c.stale, c.resyncs, c.reconcile, c.reconciled, c.tracing, c.netnsNotDumped, c.filterForced} {
+		c.socketsFull, c.inStorage, c.stale, c.resyncs, c.reconcile, c.reconciled, c.expired, c.tracing, c.netnsNotDumped, c.filterForced} {
 		ch <- d
 	}
 }
@@ -315,6 +317,7 @@ func (c *Collector) collectHealth(ch chan<- prometheus.Metric, st livetable.Stat
 	counter(c.reconciled, uint64(st.Total.Corrected), "corrected")
 	counter(c.reconciled, uint64(st.Total.Expired), "expired")
 	counter(c.reconciled, uint64(st.Total.Vanished), "vanished")
+	counter(c.expired, st.Expired)
 	if c.opts.FilterForced != nil {
 		counter(c.filterForced, c.opts.FilterForced())
 	}

@@ -81,7 +81,7 @@ func tableAfter(evs []tracer.Event, n int) *table.Table {
 	for i := range n {
 		tb.Apply(&evs[i])
 	}
-	tb.Expire(evs[max(n-1, 0)].Time)
+	tb.Expire(evs[max(n-1, 0)].Time, nil)
 	return tb
 }
 

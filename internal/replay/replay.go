@@ -381,7 +381,7 @@ func (st *State) note(rec *record.Record) {
 }
 
 func (st *State) finish(boot uint64) {
-	st.Table.Expire(boot)
+	st.Table.Expire(boot, nil)
 	st.Status.Now = boot
 	st.Wall = record.Wall(boot, st.Offset)
 }

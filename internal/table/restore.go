@@ -47,14 +47,17 @@ func (t *Table) Restore(c *Conn) {
 }
 
 // Expire removes the timewait rows whose timer ran out by now (CLOCK_BOOTTIME
-// ns), as the first dump after it would, and returns how many went. A table
-// rebuilt from a recording has no dumps to do it.
-func (t *Table) Expire(now uint64) int {
+// ns), as the first dump after it would, and returns how many of them
+// counted says count (all, when nil; as Dump.Counted). A table rebuilt from
+// a recording has no dumps to do it.
+func (t *Table) Expire(now uint64, counted func(*Row) bool) int {
 	n := 0
 	for i := t.rows.n - 1; i >= 0; i-- {
 		if r := t.rows.at(i); r.has(flagTimeWait) && r.expires != 0 && r.expires <= now {
+			if counted == nil || counted(r) {
+				n++
+			}
 			t.rows.remove(i)
-			n++
 		}
 	}
 	return n
