@@ -58,7 +58,7 @@ func TestLinesGolden(t *testing.T) {
 		b = AppendLine(b, &events[i], at)
 	}
 	b = AppendLostLine(b, at, LostRingBufferFull, 12, 30)
-	b = AppendSummaryLine(b, Summary{Events: 6, Stats: tracer.Stats{RingBufferFull: 30, RecursionMisses: 5, Recovered: 5}, FilterForced: 2})
+	b = AppendSummaryLine(b, Summary{Events: 6, Stats: tracer.Stats{RingBufferFull: 30, RecursionMisses: 5, Recovered: 5, InStorage: 4}, FilterForced: 2})
 	golden.Check(t, "events.txt", b)
 }
 
@@ -68,7 +68,7 @@ func TestJSONGolden(t *testing.T) {
 		b = AppendJSON(b, &events[i], at)
 	}
 	b = AppendLostJSON(b, at, LostRecursion, 1, 2)
-	b = AppendSummaryJSON(b, at, Summary{Events: 6, Stats: tracer.Stats{Corrupt: 1, RingBufferFull: 3, RecursionMisses: 9, Recovered: 7}, FilterForced: 2})
+	b = AppendSummaryJSON(b, at, Summary{Events: 6, Stats: tracer.Stats{Corrupt: 1, RingBufferFull: 3, RecursionMisses: 9, Recovered: 7, InStorage: 4}, FilterForced: 2})
 	golden.Check(t, "events.jsonl", b)
 
 	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {

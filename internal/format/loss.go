@@ -51,9 +51,10 @@ func AppendSummaryJSON(b []byte, at time.Time, s Summary) []byte {
 	b = appendJSONTime(b, at)
 	return fmt.Appendf(b, `","events":%d,"lost":%d,"lost_ring_buffer_full":%d,"lost_recursion":%d,`+
 		`"lost_corrupt":%d,"recursion_misses":%d,"recursion_recovered":%d,"sockets_map_full":%d,`+
-		`"filter_forced":%d,"bpf_run_ns":%d,"bpf_runs":%d}`+"\n",
+		`"state_in_storage":%d,"filter_forced":%d,"bpf_run_ns":%d,"bpf_runs":%d}`+"\n",
 		s.Events, s.Stats.Lost(), s.Stats.RingBufferFull, s.Stats.RecursionLost(), s.Stats.Corrupt,
-		s.Stats.RecursionMisses, s.Stats.Recovered, s.Stats.SocketsFull, s.FilterForced, s.Stats.RunTime.Nanoseconds(), s.Stats.RunCount)
+		s.Stats.RecursionMisses, s.Stats.Recovered, s.Stats.SocketsFull, s.Stats.InStorage, s.FilterForced,
+		s.Stats.RunTime.Nanoseconds(), s.Stats.RunCount)
 }
 
 // AppendSummaryLine is the human form of AppendSummaryJSON.
@@ -63,6 +64,9 @@ func AppendSummaryLine(b []byte, s Summary) []byte {
 	b = fmt.Appendf(b, "%d nested transitions recovered by the second program", s.Stats.Recovered)
 	if s.Stats.SocketsFull > 0 {
 		b = fmt.Appendf(b, "; %d without owner: sockets map full", s.Stats.SocketsFull)
+	}
+	if s.Stats.InStorage > 0 {
+		b = fmt.Appendf(b, "; %d sockets' state in socket storage: sockets map full, nothing lost", s.Stats.InStorage)
 	}
 	if s.FilterForced > 0 {
 		b = fmt.Appendf(b, "; %d sockets judged by the filter before their port or owner was known", s.FilterForced)
