@@ -34,17 +34,18 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "metrics.max-series", Value: 100, Usage: "at most `N` netns or pod series per state; the rest add up to \"other\""},
 			&cli.IntFlag{Name: "metrics.max-ports", Value: 50, Usage: "count failed connects by destination port for at most `N` ports (0: no port label)"},
 			&cli.BoolFlag{Name: "poll", Usage: "do not trace: keep the table from sock_diag dumps (no transition metrics)"},
-			&cli.Float64Flag{Name: "table.dump-cpu", Value: 100 * serveDumpLoad, Usage: "hold the periodic dumps that correct the traced table to `PERCENT` of one CPU, dumping less often than every 2 s when one takes longer (0: every 2 s whatever they cost)"},
+			&cli.Float64Flag{Name: "table.dump-cpu", Value: 100 * serveDumpLoad, Usage: "space the periodic dumps that correct the traced table so that they take at most `PERCENT` of the time (about that share of one CPU): every 2 s, less often when a dump takes longer, at least hourly; 0: every 2 s whatever they cost (with --poll the dumps are the table: every second)"},
 			netnsFlag(),
 		}, containerFlags()...),
 		Action: runServe,
 	}
 }
 
-// serveDumpLoad is the share of one CPU the agent's periodic dumps of
-// every namespace take by default (--table.dump-cpu): every 2 s while a
-// dump takes up to 40 ms, every 10 s at 0.2 s (about 200 000 sockets),
-// where dumping every 2 s kept 12–14 % of a core busy on an idle node.
+// serveDumpLoad is the share of the time (about one CPU's) the agent's
+// periodic dumps of every namespace take by default (--table.dump-cpu):
+// every 2 s while a dump takes up to 40 ms, about every 15 s on an idle
+// node of 200 000 sockets (a dump of every namespace 0.3 s), where dumping
+// every 2 s kept 12–13 % of a core busy.
 // Transitions are traced and timewait rows go on their timer between
 // dumps; only rows that leave without an event (a socket the kernel
 // frees unseen, a namespace that goes) wait longer. Resyncs after a loss

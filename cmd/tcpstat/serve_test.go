@@ -179,13 +179,31 @@ func TestServeFilterReconcileCounts(t *testing.T) {
 	s := startServe(t, "127.80.213.9:9983", "--table.dump-cpu", "0", fmt.Sprintf("src 127.80.213.1:%s or dst 127.80.213.1:%s", port, port))
 	const reconciles = `tcpstat_table_reconciles_total`
 	s.wait(map[string]string{`tcpstat_connections{state="LISTEN"}`: "1"})
+	// count reads the reconciles so far; a serve that ended or does not
+	// answer fails the test rather than reading as 0.
+	count := func() int {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			select {
+			case err := <-s.done:
+				t.Fatalf("serve ended: %v (stderr %q)", err, s.errOut.String())
+			default:
+			}
+			if v, ok := s.series()[reconciles]; ok {
+				var n int
+				fmt.Sscan(v, &n)
+				return n
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s in 10 s (stderr %q)", reconciles, s.errOut.String())
+			}
+		}
+	}
 	waitReconciles := func(n int) {
 		t.Helper()
-		var from int
-		fmt.Sscan(s.series()[reconciles], &from)
+		from := count()
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			var now int
-			fmt.Sscan(s.series()[reconciles], &now)
+			now := count()
 			if now >= from+n {
 				return
 			}
@@ -212,6 +230,10 @@ func TestServeFilterReconcileCounts(t *testing.T) {
 		if name := fmt.Sprintf(`tcpstat_table_reconciled_rows_total{outcome=%q}`, o); got[name] != "0" {
 			t.Errorf("%s is %q, want 0: the filter selects no socket the dumps changed", name, got[name])
 		}
+	}
+	// No timewait timer (60 s) ran out in the test: there, but 0.
+	if name := "tcpstat_table_rows_expired_between_dumps_total"; got[name] != "0" {
+		t.Errorf("%s is %q, want 0", name, got[name])
 	}
 	s.stop()
 }

@@ -109,8 +109,9 @@ type Config struct {
 	// PollReason says why there is no tracer, for the views to show.
 	PollReason string
 	// DumpLoad, when above 0, stretches the time between periodic
-	// reconciles past Every so that dumps take at most this share of one
-	// CPU: on a host of 200 000 sockets a dump takes about 0.2 s. Resyncs
+	// reconciles past Every so that dumps take at most this share of the
+	// time (about one CPU's, a dump being one thread's work), up to
+	// maxPeriod: on a host of 200 000 sockets a dump takes about 0.2 s. Resyncs
 	// after losses are not delayed, and timewait rows still go when their
 	// timer runs out (Status.Expired). Rows that leave otherwise without an
 	// event (timewait sockets the kernel reused, or did not keep) stay
@@ -488,8 +489,12 @@ func (t *Table) reconcileLoop(ctx context.Context, began time.Time) {
 	}
 }
 
+// maxPeriod bounds the time between periodic reconciles, however small
+// DumpLoad is.
+const maxPeriod = time.Hour
+
 // period is the time until the next periodic reconcile: Every, or longer
-// when the last dump took more than DumpLoad of it.
+// when the last dump took more than DumpLoad of it, at most maxPeriod.
 func (t *Table) period() time.Duration {
 	if t.cfg.DumpLoad <= 0 {
 		return t.cfg.Every
@@ -497,7 +502,9 @@ func (t *Table) period() time.Duration {
 	t.mu.Lock()
 	last := t.st.LastDump
 	t.mu.Unlock()
-	return max(t.cfg.Every, time.Duration(float64(last)/t.cfg.DumpLoad))
+	// In float: a tiny DumpLoad would overflow a Duration.
+	stretched := min(float64(last)/t.cfg.DumpLoad, float64(maxPeriod))
+	return max(t.cfg.Every, time.Duration(stretched))
 }
 
 // lost is the events lost so far: the source's count (corrupt samples

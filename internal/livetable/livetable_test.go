@@ -641,6 +641,10 @@ func TestPeriodStretchesWithDumpLoad(t *testing.T) {
 		{0.02, 40 * time.Millisecond, 2 * time.Second},
 		{0.02, 200 * time.Millisecond, 10 * time.Second},
 		{0.05, 200 * time.Millisecond, 4 * time.Second},
+		// A share so small that the stretched period would overflow a
+		// Duration (negative: every 2 s, the opposite of what was asked).
+		{1e-9, 10 * time.Second, time.Hour},
+		{0.0001, 1 * time.Second, time.Hour},
 	} {
 		tb := &Table{cfg: Config{Every: 2 * time.Second, DumpLoad: tc.load}}
 		tb.st.LastDump = tc.last
@@ -840,6 +844,7 @@ func TestTimeWaitExpiresBetweenDumps(t *testing.T) {
 		{"all counted", nil, 1},
 		// A filtered agent counts only the rows its filter selects.
 		{"expired row not counted", func(r *table.Row) bool { return r.Cookie() != 7 }, 0},
+		{"expired row counted", func(r *table.Row) bool { return r.Cookie() == 7 }, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) { timeWaitExpires(t, tc.counted, tc.want) })
 	}

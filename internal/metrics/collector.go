@@ -103,7 +103,7 @@ func NewCollector(opts Options) *Collector {
 		resyncs:        d("table_resyncs_total", "Resyncs from a fresh dump after lost events."),
 		reconcile:      d("table_reconciles_total", "sock_diag dumps merged into the table, the first included."),
 		reconciled:     d("table_reconciled_rows_total", "Rows the periodic dumps changed (under a filter, those it selects): added, corrected, expired (timewait over), vanished (gone without an event).", "outcome"),
-		expired:        d("table_expired_rows_total", "Timewait rows removed between dumps when their timer ran out (under a filter, those it selects); the kernel frees such sockets without a transition."),
+		expired:        d("table_rows_expired_between_dumps_total", "Timewait rows removed between dumps when their timer ran out (under a filter, those it selects; 0 when polling): the kernel frees such sockets without a transition."),
 		tracing:        d("tracing", "1 when events are traced, 0 when the table is kept from dumps alone."),
 		filterForced:   d("filter_forced_sockets_total", "Sockets the filter judged without waiting for their local port or owner, its limits reached: their events may be counted or left out wrongly."),
 		netnsNotDumped: d("netns_not_dumped", "Network namespaces the last dump could not dump (joining them needs CAP_SYS_ADMIN): their sockets older than tcpstat are missing."),
