@@ -40,7 +40,7 @@ func runServe(c *cli.Context) error {
 	}
 	dumpCPU := c.Float64("table.dump-cpu")
 	if !(dumpCPU >= 0 && dumpCPU <= 100) {
-		return fmt.Errorf("--table.dump-cpu %v: want a percentage of one CPU, 0 to 100", dumpCPU)
+		return fmt.Errorf("--table.dump-cpu %v: want a percentage, 0 to 100", dumpCPU)
 	}
 	if f := c.String("web.config.file"); f != "" {
 		if err := web.Validate(f); err != nil {

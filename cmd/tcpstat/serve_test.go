@@ -41,7 +41,7 @@ func TestServeBadInput(t *testing.T) {
 	}{
 		{[]string{"serve", "--metrics.by", "pid"}, `--metrics.by "pid": want netns or pod`},
 		{[]string{"serve", "--metrics.max-series", "0"}, "--metrics.max-series must be at least 1"},
-		{[]string{"serve", "--table.dump-cpu", "150"}, "--table.dump-cpu 150: want a percentage of one CPU, 0 to 100"},
+		{[]string{"serve", "--table.dump-cpu", "150"}, "--table.dump-cpu 150: want a percentage, 0 to 100"},
 		{[]string{"serve", "--table.dump-cpu", "-1"}, "--table.dump-cpu -1: want a percentage"},
 		{[]string{"serve", "--table.dump-cpu", "NaN"}, "--table.dump-cpu NaN: want a percentage"},
 		{[]string{"serve", "--web.config.file", "/nonexistent/web.yml"}, "--web.config.file /nonexistent/web.yml"},
@@ -179,31 +179,11 @@ func TestServeFilterReconcileCounts(t *testing.T) {
 	s := startServe(t, "127.80.213.9:9983", "--table.dump-cpu", "0", fmt.Sprintf("src 127.80.213.1:%s or dst 127.80.213.1:%s", port, port))
 	const reconciles = `tcpstat_table_reconciles_total`
 	s.wait(map[string]string{`tcpstat_connections{state="LISTEN"}`: "1"})
-	// count reads the reconciles so far; a serve that ended or does not
-	// answer fails the test rather than reading as 0.
-	count := func() int {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			select {
-			case err := <-s.done:
-				t.Fatalf("serve ended: %v (stderr %q)", err, s.errOut.String())
-			default:
-			}
-			if v, ok := s.series()[reconciles]; ok {
-				var n int
-				fmt.Sscan(v, &n)
-				return n
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no %s in 10 s (stderr %q)", reconciles, s.errOut.String())
-			}
-		}
-	}
 	waitReconciles := func(n int) {
 		t.Helper()
-		from := count()
+		from := s.counter(reconciles)
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			now := count()
+			now := s.counter(reconciles)
 			if now >= from+n {
 				return
 			}
@@ -297,11 +277,7 @@ func (s *servedMetrics) wait(want map[string]string) {
 	s.t.Helper()
 	var got map[string]string
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		select {
-		case err := <-s.done:
-			s.t.Fatalf("serve ended: %v (stderr %q)", err, s.errOut.String())
-		default:
-		}
+		s.running()
 		got = s.series()
 		differ := []string{}
 		for k, v := range want {
@@ -315,6 +291,34 @@ func (s *servedMetrics) wait(want map[string]string) {
 		if time.Now().After(deadline) {
 			s.t.Fatalf("%s (stderr %q)", strings.Join(differ, "; "), s.errOut.String())
 		}
+	}
+}
+
+// counter is the value of the series name, waiting up to 10 s for serve to
+// answer with it: a serve that ended or does not answer fails the test
+// rather than reading as 0.
+func (s *servedMetrics) counter(name string) int {
+	s.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		s.running()
+		if v, ok := s.series()[name]; ok {
+			var n int
+			fmt.Sscan(v, &n)
+			return n
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no %s in 10 s (stderr %q)", name, s.errOut.String())
+		}
+	}
+}
+
+// running fails the test if serve has ended.
+func (s *servedMetrics) running() {
+	s.t.Helper()
+	select {
+	case err := <-s.done:
+		s.t.Fatalf("serve ended: %v (stderr %q)", err, s.errOut.String())
+	default:
 	}
 }
 
