@@ -140,6 +140,12 @@ type chains struct {
 	keep                               func(*Event) bool
 	last                               map[uint64]tcp.State
 	clients, children, listeners, open int
+	// raced counts children that closed in SYN_RECV: when two ACKs of one
+	// handshake are taken on two CPUs at once (a retransmitted SYN-ACK
+	// answered twice, as a slow guest does), each makes a child and the
+	// kernel closes the one that lost the request (tcp_v4_syn_recv_sock's
+	// own_req). A real socket, reported as it went.
+	raced int
 }
 
 func newChains(t *testing.T, keep func(*Event) bool) *chains {
@@ -164,6 +170,9 @@ func (c *chains) follow(ev *Event) bool {
 		c.t.Fatalf("socket %d: %s → %s after %s (seen before: %v), a transition missing, reported twice or out of order",
 			ev.Cookie, ev.Old, ev.New, prev, seen)
 	}
+	if seen && prev == tcp.SynRecv && ev.New == tcp.Close {
+		c.raced++
+	}
 	c.last[ev.Cookie] = ev.New
 	if !seen {
 		c.open++
@@ -174,12 +183,16 @@ func (c *chains) follow(ev *Event) bool {
 	return c.listeners == 1 && c.open == 0
 }
 
-// check fails unless conns connections and one listener were followed.
+// check fails unless conns connections and one listener were followed:
+// a child for each, besides those that lost a handshake's race.
 func (c *chains) check(conns int) {
 	c.t.Helper()
-	if c.clients != conns || c.children != conns || c.listeners != 1 {
-		c.t.Errorf("%d clients, %d children and %d listeners, want %d, %d and 1",
-			c.clients, c.children, c.listeners, conns, conns)
+	if c.raced > 0 {
+		c.t.Logf("%d children closed in SYN_RECV (their handshake's other child took the connection)", c.raced)
+	}
+	if c.clients != conns || c.children-c.raced != conns || c.listeners != 1 {
+		c.t.Errorf("%d clients, %d children (%d of them closed in SYN_RECV) and %d listeners, want %d, %d and 1",
+			c.clients, c.children, c.raced, c.listeners, conns, conns)
 	}
 }
 
