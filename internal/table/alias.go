@@ -59,7 +59,7 @@ func (t *Table) join(e *tracer.Event) (uint64, bool) {
 		if o, known := own.Owner(); known && !r.has(flagOwnerKnown) {
 			r.setOwner(o, own.ownerSource)
 		}
-		t.rows.remove(int(t.rows.index[e.Cookie])) // r may move: not used after
+		t.rows.removeCookie(e.Cookie) // r may move: not used after
 	}
 	delete(byKey, k)
 	t.aliases[e.Cookie] = cookie

@@ -167,7 +167,7 @@ func (t *Table) move(r *Row, e *tracer.Event) {
 		// The view gets the state it left and when it entered it.
 		t.end(r, e)
 		t.bury(r.cookie, r.has(flagSynthetic), r.Key(), e.Time)
-		t.rows.remove(int(t.rows.index[r.cookie]))
+		t.rows.removeCookie(r.cookie)
 	default:
 		r.state = e.New
 		r.since = e.Time
@@ -219,7 +219,7 @@ func (t *Table) peerClosed(e *tracer.Event) {
 		t.stats.PeerClosed++
 		if e.Reason == tracer.ReasonReset {
 			t.bury(cookie, r.has(flagSynthetic), k, e.Time)
-			t.rows.remove(int(t.rows.index[cookie]))
+			t.rows.removeCookie(cookie)
 			return
 		}
 		r.state = tcp.TimeWait

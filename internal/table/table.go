@@ -143,7 +143,7 @@ func (t *Table) Tombstones() int { return len(t.tombs) }
 // a first dump does not grow the index a dozen times.
 func (t *Table) Reserve(n int) {
 	if t.rows.n == 0 && n > 0 {
-		t.rows.index = make(map[uint64]int32, n)
+		t.rows.reindex(n)
 	}
 }
 
