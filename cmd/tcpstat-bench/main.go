@@ -11,6 +11,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -70,13 +71,29 @@ func main() {
 		fmt.Fprintf(os.Stderr, "tcpstat-bench: -workers: %v\n", err)
 		os.Exit(2)
 	}
+	failed := false
 	for _, n := range counts {
 		cfg.workers = n
 		if err := run(cfg); err != nil {
 			fmt.Fprintf(os.Stderr, "tcpstat-bench: %v\n", err)
-			os.Exit(1)
+			var phases phasesFailed
+			if !errors.As(err, &phases) {
+				os.Exit(1)
+			}
+			failed = true
 		}
 	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// phasesFailed names the phases of a run that failed; the run reported
+// the others.
+type phasesFailed []string
+
+func (p phasesFailed) Error() string {
+	return fmt.Sprintf("%d phases failed: %s", len(p), strings.Join(p, ", "))
 }
 
 // parseWorkers reads "4" or "1,2,4".
@@ -159,12 +176,18 @@ func run(cfg config) error {
 	if !cfg.churn {
 		tracers = nil
 	}
+	// A phase that fails (a tracer that does not start, or does not stop
+	// within a minute of SIGINT) is reported and left out of the figures;
+	// the phases after it still run.
 	var results []result
+	var failed phasesFailed
 	for i, tr := range tracers {
 		out := filepath.Join(cfg.dir, fmt.Sprintf("%d-%s.out", i, tr.name()))
 		r, err := measure(cfg, tr, out)
 		if err != nil {
-			return fmt.Errorf("%s: %w", tr.name(), err)
+			fmt.Fprintf(os.Stderr, "tcpstat-bench: %s: %v (left out; the other phases go on)\n", tr.name(), err)
+			r.failed = err.Error()
+			failed = append(failed, tr.name())
 		}
 		results = append(results, r)
 	}
@@ -172,7 +195,12 @@ func run(cfg config) error {
 		report(os.Stdout, results)
 	}
 	if cfg.atSize > 0 {
-		return measureAt(cfg.tcpstat, cfg.dir, cfg.atSize)
+		if err := measureAt(cfg.tcpstat, cfg.dir, cfg.atSize); err != nil {
+			return err
+		}
+	}
+	if failed != nil {
+		return fmt.Errorf("%d workers: %w", cfg.workers, failed)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 
 type result struct {
 	tracer          string
+	failed          string // why the phase failed; its figures are left out
 	conns           int
 	listeners       int
 	elapsed         time.Duration
@@ -144,7 +145,7 @@ func report(w io.Writer, results []result) {
 	var base float64
 	var n int
 	for _, r := range results {
-		if !r.traced {
+		if !r.traced && r.failed == "" {
 			base += r.rate()
 			n++
 		}
@@ -153,6 +154,10 @@ func report(w io.Writer, results []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "tracer\tconn/s\tvs none\tcaptured\tof expected\tcaptured %\treported lost\trecursion misses (recovered)\tconsumer CPU/event\tafter start-up\tBPF/event\tBPF/transition\tstart-up\tmax RSS\t")
 	for _, r := range results {
+		if r.failed != "" {
+			fmt.Fprintf(tw, "%s\tfailed\t%s\n", r.tracer, strings.Repeat("-\t", 12))
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%+.1f%%\t", r.tracer, r.rate(), 100*(r.rate()/base-1))
 		if !r.traced {
 			fmt.Fprintf(tw, "-\t%d\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.expected())
@@ -180,6 +185,11 @@ func report(w io.Writer, results []result) {
 	var self syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err == nil {
 		fmt.Fprintf(w, "(max RSS cannot read below the benchmark's own peak, %.1fMB)\n", float64(self.Maxrss)/1024)
+	}
+	for _, r := range results {
+		if r.failed != "" {
+			fmt.Fprintf(w, "\n%s failed: %s\n", r.tracer, r.failed)
+		}
 	}
 	for _, r := range results {
 		if r.tableOnly {

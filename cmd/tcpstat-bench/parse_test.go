@@ -3,7 +3,9 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestJSONInt(t *testing.T) {
@@ -48,5 +50,32 @@ func TestCounts(t *testing.T) {
 func TestExpected(t *testing.T) {
 	if got := (result{conns: 1000, listeners: 4}).expected(); got != 10008 {
 		t.Errorf("expected() = %d, want 10008", got)
+	}
+}
+
+// TestReportFailedPhase: a phase that failed is named with its reason and
+// left out of the figures, the baseline included.
+func TestReportFailedPhase(t *testing.T) {
+	var out strings.Builder
+	report(&out, []result{
+		{tracer: "none", conns: 1000, elapsed: time.Second},
+		{tracer: "bpftrace count", traced: true, conns: 900, elapsed: time.Second, captured: 9000, failed: "did not stop within 60 s of SIGINT"},
+		{tracer: "none", conns: 10, elapsed: time.Second, failed: "churn: connect: refused"},
+		{tracer: "tcpstat watch --json", traced: true, conns: 800, elapsed: time.Second, captured: 8000},
+	})
+	text := out.String()
+	for _, want := range []string{
+		"bpftrace count failed: did not stop within 60 s of SIGINT",
+		"none failed: churn: connect: refused",
+		"-20.0%", // watch against the one none that ran, not the mean of both
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "bpftrace count") && strings.Contains(line, "9000") {
+			t.Errorf("a failed phase's figures are reported: %q", line)
+		}
 	}
 }

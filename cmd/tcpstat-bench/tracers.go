@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A tracer is one way of watching the churn.
@@ -90,6 +92,9 @@ func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 // the time since begin; it kills the tracer if that takes over limit.
 func waitStarted(cmd *exec.Cmd, begin time.Time, limit time.Duration, started func() bool) (*exec.Cmd, time.Duration, error) {
 	for deadline := begin.Add(limit); !started(); time.Sleep(time.Millisecond) {
+		if exited(cmd) {
+			return nil, 0, fmt.Errorf("exited before it was ready: %v", cmd.Wait())
+		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			cmd.Wait()
@@ -97,6 +102,14 @@ func waitStarted(cmd *exec.Cmd, begin time.Time, limit time.Duration, started fu
 		}
 	}
 	return cmd, time.Since(begin), nil
+}
+
+// exited reports whether cmd's process has ended, leaving it to be reaped
+// by cmd.Wait.
+func exited(cmd *exec.Cmd) bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err == nil && info.Signo != 0
 }
 
 func (tcpstatTracer) count(out string, ports portRange, r *result) error {
