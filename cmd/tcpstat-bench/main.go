@@ -93,7 +93,7 @@ func main() {
 type phasesFailed []string
 
 func (p phasesFailed) Error() string {
-	return fmt.Sprintf("%d phases failed: %s", len(p), strings.Join(p, ", "))
+	return "failed: " + strings.Join(p, ", ")
 }
 
 // parseWorkers reads "4" or "1,2,4".
@@ -176,9 +176,9 @@ func run(cfg config) error {
 	if !cfg.churn {
 		tracers = nil
 	}
-	// A phase that fails (a tracer that does not start, or does not stop
-	// within a minute of SIGINT) is reported and left out of the figures;
-	// the phases after it still run.
+	// A phase that fails (a tracer that does not start or stop, a churn or
+	// a count that fails) is reported and left out of the figures; the
+	// phases after it still run.
 	var results []result
 	var failed phasesFailed
 	for i, tr := range tracers {
@@ -194,15 +194,14 @@ func run(cfg config) error {
 	if len(results) > 0 {
 		report(os.Stdout, results)
 	}
-	if cfg.atSize > 0 {
-		if err := measureAt(cfg.tcpstat, cfg.dir, cfg.atSize); err != nil {
-			return err
-		}
-	}
+	var errs []error
 	if failed != nil {
-		return fmt.Errorf("%d workers: %w", cfg.workers, failed)
+		errs = append(errs, fmt.Errorf("-workers %d: %w", cfg.workers, failed))
 	}
-	return nil
+	if cfg.atSize > 0 {
+		errs = append(errs, measureAt(cfg.tcpstat, cfg.dir, cfg.atSize))
+	}
+	return errors.Join(errs...)
 }
 
 func kernelRelease() string {

@@ -151,6 +151,12 @@ func report(w io.Writer, results []result) {
 		}
 	}
 	base /= float64(n)
+	versus := func(r result) string {
+		if n == 0 {
+			return "-" // no phase without a tracer ran through
+		}
+		return fmt.Sprintf("%+.1f%%", 100*(r.rate()/base-1))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "tracer\tconn/s\tvs none\tcaptured\tof expected\tcaptured %\treported lost\trecursion misses (recovered)\tconsumer CPU/event\tafter start-up\tBPF/event\tBPF/transition\tstart-up\tmax RSS\t")
 	for _, r := range results {
@@ -158,7 +164,7 @@ func report(w io.Writer, results []result) {
 			fmt.Fprintf(tw, "%s\tfailed\t%s\n", r.tracer, strings.Repeat("-\t", 12))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%+.1f%%\t", r.tracer, r.rate(), 100*(r.rate()/base-1))
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t", r.tracer, r.rate(), versus(r))
 		if !r.traced {
 			fmt.Fprintf(tw, "-\t%d\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.expected())
 			continue
@@ -192,12 +198,12 @@ func report(w io.Writer, results []result) {
 		}
 	}
 	for _, r := range results {
-		if r.tableOnly {
+		if r.tableOnly && r.failed == "" {
 			fmt.Fprintf(w, "\n%s: the table applied %d events (the host's, accepts included), %d lost\n", r.tracer, r.tableEvents, r.lostReported)
 		}
 	}
 	for _, r := range results {
-		if r.recordedEvents == 0 {
+		if r.recordedEvents == 0 || r.failed != "" {
 			continue
 		}
 		fmt.Fprintf(w, "\n%s: %d events in %.1f MB on disk: %.2f bytes/event with checkpoints, %.2f in blocks of events alone; replay --json of them: %s, %.2f M events/s\n",

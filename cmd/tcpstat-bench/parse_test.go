@@ -62,6 +62,8 @@ func TestReportFailedPhase(t *testing.T) {
 		{tracer: "bpftrace count", traced: true, conns: 900, elapsed: time.Second, captured: 9000, failed: "did not stop within 60 s of SIGINT"},
 		{tracer: "none", conns: 10, elapsed: time.Second, failed: "churn: connect: refused"},
 		{tracer: "tcpstat watch --json", traced: true, conns: 800, elapsed: time.Second, captured: 8000},
+		{tracer: "tcpstat record", traced: true, conns: 700, elapsed: time.Second, recordedEvents: 7000, replayTime: time.Second, failed: "read 2-tcpstat record.out: torn"},
+		{tracer: "tcpstat top -b --json", traced: true, conns: 600, elapsed: time.Second, tableOnly: true, tableEvents: 6000, failed: "exit: exit status 1"},
 	})
 	text := out.String()
 	for _, want := range []string{
@@ -73,9 +75,19 @@ func TestReportFailedPhase(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}
 	}
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "bpftrace count") && strings.Contains(line, "9000") {
-			t.Errorf("a failed phase's figures are reported: %q", line)
+	for _, figure := range []string{"9000", "7000 events", "applied 6000"} {
+		if strings.Contains(text, figure) {
+			t.Errorf("a failed phase's figure %q is reported:\n%s", figure, text)
 		}
+	}
+
+	// With no phase without a tracer, nothing to compare with.
+	out.Reset()
+	report(&out, []result{
+		{tracer: "none", failed: "churn: connect: refused"},
+		{tracer: "tcpstat watch --json", traced: true, conns: 800, elapsed: time.Second, captured: 8000},
+	})
+	if text := out.String(); strings.Contains(text, "NaN") {
+		t.Errorf("with every none failed, the report compares with NaN:\n%s", text)
 	}
 }

@@ -93,7 +93,8 @@ func (t tcpstatTracer) start(out string) (*exec.Cmd, time.Duration, error) {
 func waitStarted(cmd *exec.Cmd, begin time.Time, limit time.Duration, started func() bool) (*exec.Cmd, time.Duration, error) {
 	for deadline := begin.Add(limit); !started(); time.Sleep(time.Millisecond) {
 		if exited(cmd) {
-			return nil, 0, fmt.Errorf("exited before it was ready: %v", cmd.Wait())
+			cmd.Wait()
+			return nil, 0, fmt.Errorf("exited before it was ready (%s)", cmd.ProcessState)
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()

@@ -11,8 +11,8 @@ type rowStore struct {
 	n     int
 	index map[uint64]int32 // cookie → position
 	peak  int              // most rows the index has held since it was made
-	// recent holds the positions of the cookies looked up or added last,
-	// by the cookie's low bits, before the index: a connection's events
+	// recent holds, for each value of a cookie's low byte, the position of
+	// the cookie looked up or added last, before the index: a connection's events
 	// come close together, and the index, hashed across hundreds of
 	// thousands of rows, costs a cache miss or two per lookup (15 % of a
 	// traced view's CPU in the churn). An entry is a position plus one; 0
@@ -50,7 +50,7 @@ func (s *rowStore) lookup(cookie uint64) *Row {
 	return nil
 }
 
-// position is the position of cookie's row.
+// position is the position of cookie's row; a miss in recent fills its slot.
 func (s *rowStore) position(cookie uint64) (int, bool) {
 	slot := &s.recent[cookie&(recentSlots-1)]
 	if slot.pos != 0 && slot.cookie == cookie {

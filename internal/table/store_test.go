@@ -6,8 +6,9 @@ import (
 )
 
 // TestRecentPositions drives a store through adds, lookups, rekeys and
-// removals whose cookies share recent's slots, and checks after each step
-// that every cookie finds its own row, and a removed one none: a slot left
+// removals whose cookies share recent's slots. After each step every slot
+// in use must name a cookie of the index at its position; every 97 steps,
+// every cookie must find its own row and a removed one none. A slot left
 // pointing at a moved or removed row would hand one socket's events to
 // another.
 func TestRecentPositions(t *testing.T) {
@@ -17,6 +18,17 @@ func TestRecentPositions(t *testing.T) {
 	// Three cookies per slot, at most: every slot is fought over.
 	cookie := func() uint64 { return uint64(rng.IntN(3*recentSlots)) + 1 }
 	present := map[uint64]bool{}
+	exact := func(step int) {
+		t.Helper()
+		for i, slot := range s.recent {
+			if slot.pos == 0 {
+				continue
+			}
+			if pos, ok := s.index[slot.cookie]; !ok || pos != slot.pos-1 || s.at(int(pos)).cookie != slot.cookie {
+				t.Fatalf("step %d: slot %d holds cookie %d at %d; the index has %d (%v)", step, i, slot.cookie, slot.pos-1, pos, ok)
+			}
+		}
+	}
 	check := func(step int) {
 		t.Helper()
 		for c := uint64(1); c <= 6*recentSlots+1; c++ {
@@ -50,6 +62,7 @@ func TestRecentPositions(t *testing.T) {
 		default:
 			s.lookup(c)
 		}
+		exact(step)
 		if step%97 == 0 {
 			check(step)
 		}

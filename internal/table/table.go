@@ -34,6 +34,7 @@ type Options struct {
 }
 
 // Table is the connection table. The zero value is not usable; use New.
+// It is for one goroutine at a time: even Lookup and Holds update a cache.
 type Table struct {
 	rows  rowStore
 	tombs map[uint64]uint64 // cookie → CLOCK_BOOTTIME ns of its close
