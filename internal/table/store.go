@@ -12,11 +12,11 @@ type rowStore struct {
 	index map[uint64]int32 // cookie → position
 	peak  int              // most rows the index has held since it was made
 	// recent holds, for each value of a cookie's low byte, the position of
-	// the cookie looked up or added last, before the index: a connection's events
-	// come close together, and the index, hashed across hundreds of
-	// thousands of rows, costs a cache miss or two per lookup (15 % of a
-	// traced view's CPU in the churn). An entry is a position plus one; 0
-	// is empty.
+	// the cookie looked up or added last, before the index: a connection's
+	// events come close together, and the index, hashed across hundreds
+	// of thousands of rows, costs a cache miss or two per lookup (15 % of
+	// a traced view's CPU in the churn). An entry is a position plus one;
+	// 0 is empty.
 	recent [recentSlots]recentRow
 }
 
