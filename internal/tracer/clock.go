@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"math"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -44,10 +45,10 @@ const (
 // time converted, off by up to half the preemption.
 func narrowestOffset(read func() (b1, r, b2 int64)) int64 {
 	var offset int64
-	width := int64(-1)
+	width := int64(math.MaxInt64)
 	for range syncTries {
 		b1, r, b2 := read()
-		if w := b2 - b1; width < 0 || w < width {
+		if w := b2 - b1; w < width {
 			width, offset = w, r-(b1+b2)/2
 		}
 		if width <= int64(syncEnough) {
