@@ -58,11 +58,17 @@ func churnListener(t *testing.T, port, n int) {
 // listenLoopback returns a socket listening on 127.0.0.1:port.
 func listenLoopback(t *testing.T, port int) (int, *unix.SockaddrInet4) {
 	t.Helper()
+	return listenLoopbackBacklog(t, port, 64)
+}
+
+// listenLoopbackBacklog is listenLoopback with a listen queue of backlog.
+func listenLoopbackBacklog(t *testing.T, port, backlog int) (int, *unix.SockaddrInet4) {
+	t.Helper()
 	addr := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
 	ln := mustSocket(t)
 	must(t, unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
 	must(t, unix.Bind(ln, addr))
-	must(t, unix.Listen(ln, 64))
+	must(t, unix.Listen(ln, backlog))
 	return ln, addr
 }
 

@@ -262,16 +262,19 @@ func TestEachSocketsOrderAcrossCPUs(t *testing.T) {
 }
 
 // churnAcrossCPUs listens on 127.0.0.1:port and makes conns connections to
-// it from CPU 0, accepted on CPU 1, as churn does (a third reset).
+// it from CPU 0, accepted on CPU 1, as churn does (a third reset). The
+// client runs ahead of the server, so the listen queue holds every
+// connection: one that overflowed it would never be accepted if its client
+// reset.
 func churnAcrossCPUs(t *testing.T, port, conns int) {
 	t.Helper()
-	ln, addr := listenLoopback(t, port)
+	ln, addr := listenLoopbackBacklog(t, port, conns)
 	served := onCPU(1, func() error {
 		buf := make([]byte, 1)
-		for range conns {
-			a, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+		for i := range conns {
+			a, err := acceptWithin(ln, time.Minute)
 			if err != nil {
-				return err
+				return fmt.Errorf("after %d of %d connections: %w", i, conns, err)
 			}
 			for {
 				n, err := unix.Read(a, buf)
@@ -304,6 +307,41 @@ func churnAcrossCPUs(t *testing.T, port, conns int) {
 	must(t, <-connected)
 	must(t, <-served)
 	must(t, unix.Close(ln))
+}
+
+// acceptWithin accepts a connection on the listening socket ln, or fails if
+// none comes within d, saying how many the kernel had queued: a test waits
+// with a bound and says why, rather than hanging until the binary's timeout.
+func acceptWithin(ln int, d time.Duration) (int, error) {
+	fds := []unix.PollFd{{Fd: int32(ln), Events: unix.POLLIN}}
+	deadline := time.Now().Add(d)
+	for {
+		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return -1, fmt.Errorf("poll the listener: %w", err)
+		case n == 0:
+			// For a listener, tcpi_unacked is the accept queue's length
+			// and tcpi_sacked its limit.
+			info, err := unix.GetsockoptTCPInfo(ln, unix.IPPROTO_TCP, unix.TCP_INFO)
+			if err != nil {
+				return -1, fmt.Errorf("no connection to accept within %v (and TCP_INFO: %v)", d, err)
+			}
+			return -1, fmt.Errorf("no connection to accept within %v; the accept queue holds %d of at most %d",
+				d, info.Unacked, info.Sacked)
+		}
+		a, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		if errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return -1, err
+		}
+		// Reads wait for the client's FIN or reset.
+		return a, unix.SetNonblock(a, false)
+	}
 }
 
 // onCPU runs f on a thread of its own bound to cpu, and sends its error.
