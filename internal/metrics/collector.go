@@ -65,7 +65,7 @@ type Collector struct {
 	handshake, acceptWait, stateDuration, lifetime                  *prometheus.Desc
 	events, lost, recovered, socketsFull, stale, resyncs, reconcile *prometheus.Desc
 	reconciled, tracing, netnsNotDumped, filterForced, inStorage    *prometheus.Desc
-	expired                                                         *prometheus.Desc
+	expired, mismatched                                             *prometheus.Desc
 }
 
 // NewCollector returns a Collector; register it with a prometheus.Registry.
@@ -103,6 +103,7 @@ func NewCollector(opts Options) *Collector {
 		resyncs:        d("table_resyncs_total", "Resyncs from a fresh dump after lost events."),
 		reconcile:      d("table_reconciles_total", "sock_diag dumps merged into the table, the first included."),
 		reconciled:     d("table_reconciled_rows_total", "Rows the periodic dumps changed (under a filter, those it selects): added, corrected, expired (timewait over), vanished (gone without an event).", "outcome"),
+		mismatched:     d("table_transitions_mismatched_total", "Transitions whose old state was not their row's state: the row was wrong until then, an earlier change of its socket having never reached the table."),
 		expired:        d("table_rows_expired_between_dumps_total", "Timewait rows removed between dumps when their timer ran out (under a filter, those it selects; 0 when polling): the kernel frees such sockets without a transition."),
 		tracing:        d("tracing", "1 when events are traced, 0 when the table is kept from dumps alone."),
 		filterForced:   d("filter_forced_sockets_total", "Sockets the filter judged without waiting for their local port or owner, its limits reached: their events may be counted or left out wrongly."),
@@ -114,16 +115,16 @@ func NewCollector(opts Options) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.transitions, c.accepts, c.closes, c.failed,
 		c.handshake, c.acceptWait, c.stateDuration, c.lifetime, c.events, c.lost, c.recovered,
-		c.socketsFull, c.inStorage, c.stale, c.resyncs, c.reconcile, c.reconciled, c.expired, c.tracing, c.netnsNotDumped, c.filterForced} {
+		c.socketsFull, c.inStorage, c.stale, c.resyncs, c.reconcile, c.reconciled, c.expired, c.mismatched, c.tracing, c.netnsNotDumped, c.filterForced} {
 		ch <- d
 	}
 }
 
 // Collect reads the table, the observer and the tracer.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.collectTable(ch)
+	st, tableStats := c.collectTable(ch)
 	c.collectObserver(ch)
-	c.collectHealth(ch, st)
+	c.collectHealth(ch, st, tableStats)
 }
 
 // groupKey is a row's label values beyond state: a namespace inode, or
@@ -135,12 +136,13 @@ type groupKey struct {
 }
 
 // collectTable counts rows by state (and group) with the table locked,
-// and returns the tracker's status.
-func (c *Collector) collectTable(ch chan<- prometheus.Metric) livetable.Status {
+// and returns the tracker's status and the table's own counts.
+func (c *Collector) collectTable(ch chan<- prometheus.Metric) (livetable.Status, table.Stats) {
 	var status livetable.Status
+	var stats table.Stats
 	counts := map[groupKey]*[numStates]int{}
 	c.opts.Table.View(func(tb *table.Table, st livetable.Status) {
-		status = st
+		status, stats = st, tb.Stats()
 		for i := range tb.Len() {
 			r := tb.Row(i)
 			if c.opts.NetNS != nil && !c.opts.NetNS(r.NetNS()) || c.opts.Match != nil && !c.opts.Match(r) {
@@ -218,7 +220,7 @@ func (c *Collector) collectTable(ch chan<- prometheus.Metric) livetable.Status {
 				append([]string{state.String()}, s.labels...)...)
 		}
 	}
-	return status
+	return status, stats
 }
 
 // gaugeStates are the states a table row can be in; each gets a series,
@@ -291,7 +293,7 @@ func (c *Collector) collectObserver(ch chan<- prometheus.Metric) {
 	hist(c.lifetime, o.lifetime)
 }
 
-func (c *Collector) collectHealth(ch chan<- prometheus.Metric, st livetable.Status) {
+func (c *Collector) collectHealth(ch chan<- prometheus.Metric, st livetable.Status, tableStats table.Stats) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
@@ -318,6 +320,7 @@ func (c *Collector) collectHealth(ch chan<- prometheus.Metric, st livetable.Stat
 	counter(c.reconciled, uint64(st.Total.Expired), "expired")
 	counter(c.reconciled, uint64(st.Total.Vanished), "vanished")
 	counter(c.expired, st.Expired)
+	counter(c.mismatched, tableStats.Mismatched)
 	if c.opts.FilterForced != nil {
 		counter(c.filterForced, c.opts.FilterForced())
 	}

@@ -139,3 +139,36 @@ func TestFailedConnectPortCap(t *testing.T) {
 		t.Errorf("other: %d, want 1", got)
 	}
 }
+
+// A transition that does not start from its row's state is counted: the
+// row was wrong until then.
+func TestMismatchedTransitions(t *testing.T) {
+	tb := listeners(map[uint32]int{10: 1})
+	mismatched := func() float64 {
+		t.Helper()
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(NewCollector(Options{Table: fixedTable{tb}}))
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() == "tcpstat_table_transitions_mismatched_total" {
+				return f.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("no tcpstat_table_transitions_mismatched_total")
+		return 0
+	}
+	if n := mismatched(); n != 0 {
+		t.Errorf("%v mismatched transitions after LISTEN from CLOSE, want 0", n)
+	}
+	local := netip.MustParseAddrPort("127.0.0.1:1000")
+	remote := netip.MustParseAddrPort("127.0.0.1:40000")
+	// A connection whose SYN_SENT → ESTABLISHED never reached the table.
+	tb.Apply(&tracer.Event{Kind: tracer.Transition, Time: 20, Cookie: 20, NetNS: 10, Local: local, Remote: remote, Old: tcp.Close, New: tcp.SynSent})
+	tb.Apply(&tracer.Event{Kind: tracer.Transition, Time: 21, Cookie: 20, NetNS: 10, Local: local, Remote: remote, Old: tcp.Established, New: tcp.FinWait1})
+	if n := mismatched(); n != 1 {
+		t.Errorf("%v mismatched transitions after ESTABLISHED → FIN_WAIT1 on a row in SYN_SENT, want 1", n)
+	}
+}
