@@ -264,8 +264,8 @@ func TestEachSocketsOrderAcrossCPUs(t *testing.T) {
 // churnAcrossCPUs listens on 127.0.0.1:port and makes conns connections to
 // it from CPU 0, accepted on CPU 1, as churn does (a third reset). The
 // client runs ahead of the server, so the listen queue holds every
-// connection: one that overflowed it would never be accepted if its client
-// reset.
+// connection: a handshake dropped at a full queue whose client then resets
+// is never accepted.
 func churnAcrossCPUs(t *testing.T, port, conns int) {
 	t.Helper()
 	ln, addr := listenLoopbackBacklog(t, port, conns)
@@ -316,7 +316,8 @@ func acceptWithin(ln int, d time.Duration) (int, error) {
 	fds := []unix.PollFd{{Fd: int32(ln), Events: unix.POLLIN}}
 	deadline := time.Now().Add(d)
 	for {
-		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
+		// Never negative: that would wait for ever.
+		n, err := unix.Poll(fds, max(int(time.Until(deadline).Milliseconds()), 0))
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue
