@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tcpstat/tcpstat/internal/container"
 	"github.com/tcpstat/tcpstat/internal/livetable"
@@ -81,14 +82,8 @@ func TestConnectionsByPod(t *testing.T) {
 // tcpstat_connections by their other labels; each state has a series.
 func listening(t *testing.T, c *Collector) map[string]float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]float64{}
-	for _, f := range families {
+	for _, f := range gather(t, c) {
 		if f.GetName() != "tcpstat_connections" {
 			continue
 		}
@@ -113,6 +108,18 @@ func listening(t *testing.T, c *Collector) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// gather registers c alone in a pedantic registry and gathers it.
+func gather(t *testing.T, c *Collector) []*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return families
 }
 
 func TestHistogramBuckets(t *testing.T) {
@@ -146,13 +153,7 @@ func TestMismatchedTransitions(t *testing.T) {
 	tb := listeners(map[uint32]int{10: 1})
 	mismatched := func() float64 {
 		t.Helper()
-		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector(Options{Table: fixedTable{tb}}))
-		families, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range families {
+		for _, f := range gather(t, NewCollector(Options{Table: fixedTable{tb}})) {
 			if f.GetName() == "tcpstat_table_transitions_mismatched_total" {
 				return f.GetMetric()[0].GetCounter().GetValue()
 			}
