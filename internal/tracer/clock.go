@@ -12,6 +12,7 @@ import (
 // slewed: call Sync now and then (once a second is plenty).
 type Clock struct {
 	offset int64 // realtime - boottime, in ns
+	synced bool  // offset was measured once
 }
 
 // NewClock returns a Clock synced now.
@@ -23,13 +24,18 @@ func NewClock() *Clock {
 
 // Sync measures the offset, between two boot-time reads to bound the error.
 func (c *Clock) Sync() {
-	c.offset = narrowestOffset(func() (b1, r, b2 int64) {
+	off, ok := narrowestOffset(func() (b1, r, b2 int64) {
 		var t1, tr, t2 unix.Timespec
 		_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &t1)
 		_ = unix.ClockGettime(unix.CLOCK_REALTIME, &tr)
 		_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &t2)
 		return t1.Nano(), tr.Nano(), t2.Nano()
 	})
+	// Without a consistent measurement, the offset stays; the first Sync
+	// takes what it has.
+	if ok || !c.synced {
+		c.offset, c.synced = off, true
+	}
 }
 
 // syncTries bounds the measurements of one Sync; one within syncEnough
@@ -42,20 +48,25 @@ const (
 // narrowestOffset takes the offset from the measurement whose two boot-time
 // reads are closest: a thread preempted between them (for 100 ms on a
 // loaded host, or in an emulated guest) would put the midpoint, and every
-// time converted, off by up to half the preemption.
-func narrowestOffset(read func() (b1, r, b2 int64)) int64 {
-	var offset int64
+// time converted, off by up to half the preemption. A measurement whose
+// second boot-time read comes before its first is no measurement: the
+// thread moved between CPUs whose clocks disagree (unsynchronized TSCs, as
+// in an emulated guest), and its realtime read may be either CPU's. ok is
+// false when every measurement was such; offset is then the last one's.
+func narrowestOffset(read func() (b1, r, b2 int64)) (offset int64, ok bool) {
 	width := int64(math.MaxInt64)
 	for range syncTries {
 		b1, r, b2 := read()
-		if w := b2 - b1; w < width {
-			width, offset = w, r-(b1+b2)/2
+		if w := b2 - b1; w >= 0 && w < width {
+			width, offset, ok = w, r-(b1+b2)/2, true
+		} else if !ok {
+			offset = r - (b1+b2)/2
 		}
 		if width <= int64(syncEnough) {
 			break
 		}
 	}
-	return offset
+	return offset, ok
 }
 
 // Time converts a boot-time stamp to wall-clock time.
