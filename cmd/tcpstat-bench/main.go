@@ -37,6 +37,7 @@ type config struct {
 	atSize   int64
 	churn    bool
 	profile  bool
+	bpfStats bool
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the tracer output files")
 	flag.BoolVar(&cfg.filters, "filters", false, "also run tcpstat with a filter that rejects everything and one of 50 prefixes")
 	flag.BoolVar(&cfg.profile, "cpuprofile", false, "write CPU profiles of tcpstat watch, record and top beside their output (with -keep: DIR/N-NAME.out.pprof)")
+	flag.BoolVar(&cfg.bpfStats, "bpf-stats", true, "turn on kernel.bpf_stats_enabled for the run, for BPF time per event (its two clock reads per program run slow the load too); false leaves it off, as hosts run")
 	flag.BoolVar(&cfg.churn, "churn", true, "run the churn phases (false: only -at-size)")
 	flag.BoolVar(&cfg.levers, "levers", false, "also measure each variant of the kernel program: "+strings.Join(variantNames(), ", "))
 	flag.StringVar(&cfg.only, "only", "", "run only the tracers whose names contain one of these comma-separated words (and none)")
@@ -125,8 +127,12 @@ func run(cfg config) error {
 		if !cfg.keep {
 			defer os.RemoveAll(dir)
 		}
+	} else if err := os.MkdirAll(cfg.dir, 0o755); err != nil {
+		// Before any phase runs: a missing directory failed the first
+		// tracer's phase, after a phase without one had run for nothing.
+		return fmt.Errorf("-dir: %w", err)
 	}
-	restore, err := enableBPFStats()
+	restore, err := setBPFStats(cfg.bpfStats)
 	if err != nil {
 		return err
 	}
@@ -209,16 +215,20 @@ func kernelRelease() string {
 	return strings.TrimSpace(string(b))
 }
 
-// enableBPFStats turns on the kernel's BPF run-time accounting for the run
-// and returns how to put the old setting back.
-func enableBPFStats() (func(), error) {
+// setBPFStats turns the kernel's BPF run-time accounting on or off for the
+// run and returns how to put the old setting back.
+func setBPFStats(on bool) (func(), error) {
 	const path = "/proc/sys/kernel/bpf_stats_enabled"
 	old, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
-		return nil, fmt.Errorf("enable BPF statistics: %w", err)
+	value := "0"
+	if on {
+		value = "1"
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return nil, fmt.Errorf("set BPF statistics: %w", err)
 	}
 	return func() { os.WriteFile(path, old, 0o644) }, nil
 }

@@ -180,9 +180,13 @@ func report(w io.Writer, results []result) {
 		}
 		// BPF/transition counts every transition the program ran for,
 		// reported or filtered out: the churn's expected ones.
-		fmt.Fprintf(tw, "%d\t%d\t%.3f%%\t%d\t%s\t%.2fµs\t%.2fµs\t%dns\t%dns\t%.3fs\t%.1fMB\t\n",
+		bpfPerEvent, bpfPerTransition := "-", "-" // -bpf-stats=false: the kernel kept no run time
+		if r.bpfRunNs > 0 {
+			bpfPerEvent, bpfPerTransition = fmt.Sprintf("%dns", r.bpfRunNs/events), fmt.Sprintf("%dns", r.bpfRunNs/max(r.expected(), 1))
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.3f%%\t%d\t%s\t%.2fµs\t%.2fµs\t%s\t%s\t%.3fs\t%.1fMB\t\n",
 			r.captured, r.expected(), pct, r.lostReported, misses,
-			float64(r.cpu.Nanoseconds())/float64(events)/1000, float64((r.cpu-r.startCPU).Nanoseconds())/float64(events)/1000, r.bpfRunNs/events, r.bpfRunNs/max(r.expected(), 1),
+			float64(r.cpu.Nanoseconds())/float64(events)/1000, float64((r.cpu-r.startCPU).Nanoseconds())/float64(events)/1000, bpfPerEvent, bpfPerTransition,
 			r.startup.Seconds(), float64(r.maxRSSKiB)/1024)
 	}
 	tw.Flush()

@@ -91,3 +91,27 @@ func TestReportFailedPhase(t *testing.T) {
 		t.Errorf("with every none failed, the report compares with NaN:\n%s", text)
 	}
 }
+
+// TestReportWithoutBPFStats: with -bpf-stats=false the kernel keeps no run
+// time, and the report says so rather than print 0 ns as a measurement.
+func TestReportWithoutBPFStats(t *testing.T) {
+	var out strings.Builder
+	report(&out, []result{
+		{tracer: "none", conns: 1000, elapsed: time.Second},
+		{tracer: "tcpstat watch --json", traced: true, conns: 900, elapsed: time.Second, captured: 9000},
+		{tracer: "bpftrace count", traced: true, conns: 900, elapsed: time.Second, captured: 9000, bpfRunNs: 720000},
+	})
+	for _, line := range strings.Split(out.String(), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 14 {
+			continue
+		}
+		bpf := fields[len(fields)-4] + " " + fields[len(fields)-3]
+		switch {
+		case strings.HasPrefix(line, "  tcpstat watch") && bpf != "- -":
+			t.Errorf("no run time kept, yet BPF per event and per transition read %q:\n%s", bpf, out.String())
+		case strings.Contains(line, "bpftrace count") && bpf != "80ns 80ns":
+			t.Errorf("bpftrace's BPF per event and per transition read %q, want 80ns 80ns:\n%s", bpf, out.String())
+		}
+	}
+}
