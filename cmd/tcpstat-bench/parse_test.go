@@ -101,17 +101,24 @@ func TestReportWithoutBPFStats(t *testing.T) {
 		{tracer: "tcpstat watch --json", traced: true, conns: 900, elapsed: time.Second, captured: 9000},
 		{tracer: "bpftrace count", traced: true, conns: 900, elapsed: time.Second, captured: 9000, bpfRunNs: 720000},
 	})
+	want := map[string]string{"tcpstat watch --json": "- -", "bpftrace count": "80ns 80ns"}
 	for _, line := range strings.Split(out.String(), "\n") {
 		fields := strings.Fields(line)
 		if len(fields) < 14 {
 			continue
 		}
+		// The BPF columns come before start-up and max RSS.
 		bpf := fields[len(fields)-4] + " " + fields[len(fields)-3]
-		switch {
-		case strings.HasPrefix(line, "  tcpstat watch") && bpf != "- -":
-			t.Errorf("no run time kept, yet BPF per event and per transition read %q:\n%s", bpf, out.String())
-		case strings.Contains(line, "bpftrace count") && bpf != "80ns 80ns":
-			t.Errorf("bpftrace's BPF per event and per transition read %q, want 80ns 80ns:\n%s", bpf, out.String())
+		for tracer, w := range want {
+			if strings.HasPrefix(strings.TrimSpace(line), tracer) {
+				if bpf != w {
+					t.Errorf("%s: BPF per event and per transition read %q, want %q:\n%s", tracer, bpf, w, out.String())
+				}
+				delete(want, tracer)
+			}
 		}
+	}
+	if len(want) > 0 {
+		t.Errorf("report lacks rows for %v:\n%s", want, out.String())
 	}
 }
