@@ -12,30 +12,33 @@ import (
 // slewed: call Sync now and then (once a second is plenty).
 type Clock struct {
 	offset int64 // realtime - boottime, in ns
-	synced bool  // offset was measured once
 }
 
-// NewClock returns a Clock synced now.
+// NewClock returns a Clock synced now. Its first offset is the best
+// measurement there is, even one Sync would drop.
 func NewClock() *Clock {
-	c := &Clock{}
-	c.Sync()
-	return c
+	offset, _ := measureOffset()
+	return &Clock{offset: offset}
 }
 
-// Sync measures the offset, between two boot-time reads to bound the error.
+// Sync measures the offset again; without a consistent measurement the
+// offset stays.
 func (c *Clock) Sync() {
-	off, ok := narrowestOffset(func() (b1, r, b2 int64) {
+	if offset, ok := measureOffset(); ok {
+		c.offset = offset
+	}
+}
+
+// measureOffset measures the offset between two boot-time reads, to bound
+// the error.
+func measureOffset() (offset int64, ok bool) {
+	return narrowestOffset(func() (b1, r, b2 int64) {
 		var t1, tr, t2 unix.Timespec
 		_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &t1)
 		_ = unix.ClockGettime(unix.CLOCK_REALTIME, &tr)
 		_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &t2)
 		return t1.Nano(), tr.Nano(), t2.Nano()
 	})
-	// Without a consistent measurement, the offset stays; the first Sync
-	// takes what it has.
-	if ok || !c.synced {
-		c.offset, c.synced = off, true
-	}
 }
 
 // syncTries bounds the measurements of one Sync; one within syncEnough
