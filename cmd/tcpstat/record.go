@@ -254,9 +254,10 @@ func (r *recorder) keepRows(tb *table.Table) *table.Table {
 		return tb
 	}
 	kept := table.New(table.Options{})
+	match := r.gate.RowMatcher(tb.RowCookie)
 	for i := range tb.Len() {
 		row := tb.Row(i)
-		if s := filter.FromRow(row); r.gate.MatchRow(&s, row.Cookie()) {
+		if s := filter.FromRow(row); match(&s, row.Cookie()) {
 			c := row.Conn()
 			kept.Restore(&c)
 		}

@@ -22,9 +22,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcpstat/tcpstat/internal/filter"
 	"github.com/tcpstat/tcpstat/internal/loadgen"
 	"github.com/tcpstat/tcpstat/internal/record"
+	"github.com/tcpstat/tcpstat/internal/snapshot"
+	"github.com/tcpstat/tcpstat/internal/table"
+	"github.com/tcpstat/tcpstat/internal/tcp"
 	"github.com/tcpstat/tcpstat/internal/testenv"
+	"github.com/tcpstat/tcpstat/internal/tracer"
 )
 
 // inProcess runs tcpstat args in this process until stop is called.
@@ -472,6 +477,51 @@ func TestRecordCheckpointsWhileSocketUndecided(t *testing.T) {
 	// the one waiting.
 	if want := []string{"ESTABLISHED", "ESTABLISHED", "LISTEN", "SYN_SENT"}; !slices.Equal(states, want) {
 		t.Fatalf("replay --at %s: %v, want %v\n%s", during.Format(time.RFC3339Nano), states, want, at.String())
+	}
+}
+
+// TestCheckpointLeavesOutRowsOfHeldEvents: before Linux 5.12 a connect's
+// CLOSE → SYN_SENT carries a synthetic id and no local port, so a port
+// filter holds it, and a dump that lists the socket moves its row to the
+// real cookie. A checkpoint must still leave the row out: the held events,
+// written after it, make the row again (the 5.10 guest's replay --at
+// showed the waiting connect twice, under both names).
+func TestCheckpointLeavesOutRowsOfHeldEvents(t *testing.T) {
+	const id, cookie = 1<<63 | 7, 45
+	local, remote := netip.MustParseAddrPort("127.0.0.1:42632"), netip.MustParseAddrPort("127.83.6.1:38117")
+	keep, err := filter.Parse("( sport = :38117 or dport = :38117 )")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{keep: keep, gate: filter.NewGate(keep)}
+	tb := table.New(table.Options{})
+	connect := tracer.Event{Kind: tracer.Transition, Time: 10, Cookie: id, Synthetic: true, NetNS: 1,
+		Local: netip.AddrPortFrom(local.Addr(), 0), Remote: remote, Old: tcp.Close, New: tcp.SynSent}
+	var written []tracer.Event
+	write := func(ev *tracer.Event) error { written = append(written, *ev); return nil }
+	r.gate.Push(&connect, write)
+	tb.Apply(&connect)
+	tb.Reconcile(&table.Dump{Start: 20, End: 30, NetNS: 1, Sockets: []snapshot.Socket{{
+		Proto: snapshot.TCP, State: tcp.SynSent, Cookie: cookie, Local: local, Remote: remote}}})
+	if tb.Lookup(cookie) == nil || tb.Len() != 1 {
+		t.Fatalf("the dump did not move the connect's row to cookie %d: %d rows", cookie, tb.Len())
+	}
+	if len(written) != 0 || r.gate.Held() != 1 {
+		t.Fatalf("the gate wrote %d events and holds %d: want the connect's one held", len(written), r.gate.Held())
+	}
+	if kept := r.keepRows(tb); kept.Len() != 0 {
+		t.Errorf("the checkpoint holds %d rows, want none while the connect's events are held: %+v", kept.Len(), kept.Row(0).Conn())
+	}
+	// Its close decides it: the events are written, and a checkpoint now
+	// would hold what the table holds.
+	closed := connect
+	closed.Time, closed.Old, closed.New, closed.Local = 40, tcp.SynSent, tcp.Close, local
+	r.gate.Push(&closed, write)
+	if len(written) != 2 {
+		t.Errorf("the gate wrote %d events after the close, want the connect's two", len(written))
+	}
+	if kept := r.keepRows(tb); kept.Len() != 1 {
+		t.Errorf("the checkpoint holds %d rows once the socket is decided, want the table's one", kept.Len())
 	}
 }
 

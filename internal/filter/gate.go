@@ -109,7 +109,41 @@ func (g *Gate) MatchRow(s *Subject, cookie uint64) bool {
 	if g.f.Empty() {
 		return true
 	}
-	switch st := g.socks[cookie]; {
+	return g.matchRow(s, g.socks[cookie])
+}
+
+// RowMatcher returns MatchRow for a table that may keep a socket under
+// another cookie than the id its events carry: before Linux 5.12 events
+// carry synthetic ids, and a dump moves their rows to the real cookie
+// (rowCookie, table.Table.RowCookie, says which). Without it a row whose
+// events are held would be judged as if the gate had none, and a
+// checkpoint would hold the row its held events, written after, make
+// again. Take one for each pass over the rows, with the table still.
+func (g *Gate) RowMatcher(rowCookie func(id uint64) uint64) func(s *Subject, cookie uint64) bool {
+	if g.f.Empty() {
+		return func(*Subject, uint64) bool { return true }
+	}
+	moved := map[uint64]*gateSock{}
+	for id, st := range g.socks {
+		if c := rowCookie(id); c != id {
+			moved[c] = st
+		}
+	}
+	if len(moved) == 0 {
+		return g.MatchRow
+	}
+	return func(s *Subject, cookie uint64) bool {
+		st := g.socks[cookie]
+		if m, ok := moved[cookie]; ok && (st == nil || len(m.held) > 0) {
+			st = m
+		}
+		return g.matchRow(s, st)
+	}
+}
+
+// matchRow judges a row by its socket's entry st, nil if none.
+func (g *Gate) matchRow(s *Subject, st *gateSock) bool {
+	switch {
 	case st == nil:
 	case len(st.held) > 0:
 		return false

@@ -218,3 +218,45 @@ func TestGateMatchRow(t *testing.T) {
 		t.Error("curl's row matched comm nginx")
 	}
 }
+
+// TestGateRowMatcher judges rows a table keeps under another cookie than
+// their events' ids (synthetic ids before 5.12, moved to the real cookie
+// by a dump) as MatchRow judges rows under the ids themselves.
+func TestGateRowMatcher(t *testing.T) {
+	f, err := parseEnv("comm nginx", testEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGate(f)
+	stream := gateStream()
+	nothing := func(*tracer.Event) error { return nil }
+	// Cookies 1 and 2 stand for synthetic ids; the table keeps their rows
+	// under 101 and 102.
+	rowCookie := func(id uint64) uint64 {
+		if id == 1 || id == 2 {
+			return id + 100
+		}
+		return id
+	}
+	row := func(ev *tracer.Event) Subject { return FromEvent(ev) }
+	for _, ev := range stream[:4] {
+		g.Push(&ev, nothing)
+	}
+	// Its row names nginx already (a dump's owner scan), but its events
+	// are yet to pass.
+	if s := row(&stream[4]); g.RowMatcher(rowCookie)(&s, 102) {
+		t.Error("the row of a socket whose events are held matched under its real cookie")
+	}
+	g.Push(&stream[4], nothing)
+	match := g.RowMatcher(rowCookie)
+	if s := row(&stream[7]); !match(&s, 102) {
+		t.Error("the row of a socket decided as nginx's did not match under its real cookie after another process acted on it")
+	}
+	if s := row(&stream[5]); match(&s, 101) {
+		t.Error("curl's row matched comm nginx")
+	}
+	// A table with no moved rows: MatchRow itself.
+	if s := row(&stream[7]); !g.RowMatcher(func(id uint64) uint64 { return id })(&s, 2) {
+		t.Error("the row decided as nginx's did not match under its own id")
+	}
+}

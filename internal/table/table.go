@@ -134,6 +134,16 @@ func (t *Table) Holds(cookie uint64) bool {
 	return closing || t.rows.lookup(cookie) != nil
 }
 
+// RowCookie is the cookie of the row the events under id go to: the real
+// cookie a dump listed a synthetic id's socket under (kernels before
+// 5.12), or id itself.
+func (t *Table) RowCookie(id uint64) uint64 {
+	if real, ok := t.aliases[id]; ok {
+		return real
+	}
+	return id
+}
+
 // Stats returns the counts so far.
 func (t *Table) Stats() Stats { return t.stats }
 

@@ -598,6 +598,9 @@ func TestSyntheticIDsAdoptCookies(t *testing.T) {
 	if !tb.Holds(id) || !tb.Holds(cookie) || tb.Holds(cookie+1) {
 		t.Errorf("holds id %v, cookie %v, another %v: want true, true, false", tb.Holds(id), tb.Holds(cookie), tb.Holds(cookie+1))
 	}
+	if got := [3]uint64{tb.RowCookie(id), tb.RowCookie(cookie), tb.RowCookie(cookie + 1)}; got != [3]uint64{cookie, cookie, cookie + 1} {
+		t.Errorf("the rows of id, cookie, another: %v, want the cookie's twice, then the other itself", got)
+	}
 	tb.Apply(ev(60, tcp.FinWait1, tcp.Close))
 	if tb.Len() != 0 || !tb.Holds(id) || !tb.Holds(cookie) {
 		t.Errorf("after the close: %d rows, holds id %v, cookie %v: want 0 rows, both held (a recent close)", tb.Len(), tb.Holds(id), tb.Holds(cookie))
