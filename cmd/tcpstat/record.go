@@ -185,7 +185,7 @@ func recordOptions(c *cli.Context, keep *filter.Filter) (record.Options, error) 
 	_ = unix.Uname(&uts)
 	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	opts.Header = record.Header{Version: readBuildInfo().Version, Host: host, Kernel: unix.ByteSliceToString(uts.Release[:]),
-		BootID: strings.TrimSpace(string(boot)), Filter: keep.String(), Checkpoint: c.Duration("checkpoint")}
+		BootID: strings.TrimSpace(string(boot)), Filter: keep.String(), Held: !keep.Empty(), Checkpoint: c.Duration("checkpoint")}
 	return opts, nil
 }
 
@@ -315,7 +315,14 @@ func (r *recorder) tick() error {
 	r.lastRB, r.lastRec = st.RingBufferFull, max(r.lastRec, st.RecursionLost())
 	var live livetable.Status
 	var warning string
-	r.live.View(func(_ *table.Table, s livetable.Status) { live, warning = s, r.gate.ForcedWarning(&r.forced) })
+	r.live.View(func(_ *table.Table, s livetable.Status) {
+		live, warning = s, r.gate.ForcedWarning(&r.forced)
+		if !r.keep.Empty() {
+			// After every event passed on so far: replay --at reads on
+			// past an instant until no event older than it is held.
+			r.rec.Held(now, r.gate.OldestHeld())
+		}
+	})
 	if live.Err != nil {
 		return live.Err
 	}

@@ -440,6 +440,19 @@ func TestRecordCheckpointsWhileSocketUndecided(t *testing.T) {
 		r.alive(t)
 		return checkpoints() >= before+3
 	})
+	// A connection to the same port on another address, made after the
+	// instant: the filter judges it at once, so its events are written
+	// before the waiting connect's, which replay --at must still find.
+	other, err := net.Listen("tcp", net.JoinHostPort("127.83.6.2", fmt.Sprint(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	c, err := net.Dial("tcp", other.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 	cancel()
 	if err := <-dialed; err == nil {
 		t.Fatal("the connect to a full accept queue was accepted")

@@ -102,6 +102,21 @@ func (g *Gate) Kept() int { return len(g.socks) }
 // Held is the number of events waiting for their socket's identity.
 func (g *Gate) Held() int { return g.held }
 
+// OldestHeld is the time of the oldest event held, 0 if none: events are
+// passed on in the order they come, but for those held, which follow when
+// their socket is judged.
+func (g *Gate) OldestHeld() (oldest uint64) {
+	if g.held == 0 {
+		return 0
+	}
+	for _, st := range g.socks {
+		if len(st.held) > 0 && (oldest == 0 || st.held[0].Time < oldest) {
+			oldest = st.held[0].Time
+		}
+	}
+	return oldest
+}
+
 // MatchRow judges a table row (s, with the socket's cookie) as the gate
 // judges its events: with the identity decided for the socket, if it was;
 // and not at all while its events are held, since they are yet to pass.
@@ -125,9 +140,11 @@ func (g *Gate) RowMatcher(rowCookie func(id uint64) uint64) func(s *Subject, coo
 	}
 	moved := map[uint64]*gateSock{}
 	for id, st := range g.socks {
-		if c := rowCookie(id); c != id {
-			moved[c] = st
+		c := rowCookie(id)
+		if prev, ok := moved[c]; c == id || ok && len(prev.held) > 0 {
+			continue // an id with held events wins: the row waits for them
 		}
+		moved[c] = st
 	}
 	if len(moved) == 0 {
 		return g.MatchRow

@@ -207,7 +207,13 @@ func TestGateMatchRow(t *testing.T) {
 	if s, c := row(&stream[3]); g.MatchRow(&s, c) {
 		t.Error("a row whose socket's events are held matched")
 	}
+	if o := g.OldestHeld(); o != stream[1].Time {
+		t.Errorf("the oldest event held is of %d, want %d", o, stream[1].Time)
+	}
 	g.Push(&stream[4], nothing)
+	if o := g.OldestHeld(); o != 0 {
+		t.Errorf("the oldest event held is of %d once none is, want 0", o)
+	}
 	// Another process acts on it: its row now names that owner, and
 	// still matches, as its events do.
 	if s, c := row(&stream[7]); !g.MatchRow(&s, c) {

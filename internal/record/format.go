@@ -69,6 +69,7 @@ const (
 	TypeRepeat     Type = 10 // an event already written, not in the checkpoint
 	TypeGap        Type = 11 // records the recorder could not write
 	TypeEnd        Type = 12 // the recorder ended cleanly
+	TypeHeld       Type = 13 // the oldest event the filter still holds back
 	// TypeCorrupt is never written: the reader returns it for a block it
 	// skipped, or for a torn tail.
 	TypeCorrupt Type = 255
@@ -77,7 +78,7 @@ const (
 var typeNames = map[Type]string{
 	TypeHeader: "header", TypeClock: "clock", TypeEvent: "event", TypeLoss: "loss", TypeStale: "stale",
 	TypeResync: "resync", TypeCheckpoint: "checkpoint", TypeRow: "row", TypeCheckEnd: "checkpoint end",
-	TypeRepeat: "repeat", TypeGap: "gap", TypeEnd: "end", TypeCorrupt: "corrupt",
+	TypeRepeat: "repeat", TypeGap: "gap", TypeEnd: "end", TypeHeld: "held", TypeCorrupt: "corrupt",
 }
 
 func (t Type) String() string {
@@ -103,6 +104,10 @@ type Header struct {
 	Checkpoint time.Duration `json:"checkpoint_ns"`
 	// File numbers the files of one rotated recording, from 0.
 	File int `json:"file"`
+	// Held says the recorder writes a Held record every flush: the filter
+	// holds a socket's events until it can judge the socket, so events
+	// may be written after later ones (see Record.Held).
+	Held bool `json:"held_records,omitempty"`
 }
 
 // Loss is what the tracer lost since the last Loss record.
@@ -168,6 +173,10 @@ type Record struct {
 	Gap        Gap
 	End        End
 	Corrupt    Corrupt
+	// Held, on TypeHeld, is the time of the oldest event the filter held
+	// back then, 0 if none: every event older than it, or every event when
+	// 0, that the recorder had read is written before this record.
+	Held uint64
 }
 
 // Wall converts a CLOCK_BOOTTIME stamp with a clock offset.

@@ -351,6 +351,13 @@ func (r *Reader) decode(t Type, rec *Record) (known bool, err error) {
 		if rec.Checkpoint.Lost, err = d.uvarint(); err != nil {
 			return false, err
 		}
+	case TypeHeld:
+		if rec.Time, err = d.uvarint(); err != nil {
+			return false, err
+		}
+		if rec.Held, err = d.uvarint(); err != nil {
+			return false, err
+		}
 	case TypeCheckpoint:
 		var v [7]uint64
 		for i := range v {

@@ -132,6 +132,9 @@ func TestRoundTrip(t *testing.T) {
 			if err := w.Stale(TypeStale, evs[i].Time, 3); err != nil {
 				t.Fatal(err)
 			}
+			if err := w.Held(evs[i].Time, evs[i-1].Time); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	want := conns(tb)
@@ -174,7 +177,7 @@ func TestRoundTrip(t *testing.T) {
 	for range want {
 		wantTypes = append(wantTypes, TypeRow)
 	}
-	wantTypes = append(wantTypes, TypeCheckEnd, TypeRepeat, TypeRepeat, TypeLoss, TypeStale, TypeEnd)
+	wantTypes = append(wantTypes, TypeCheckEnd, TypeRepeat, TypeRepeat, TypeLoss, TypeStale, TypeHeld, TypeEnd)
 	if diff := cmp.Diff(wantTypes, types, addrs); diff != "" {
 		t.Fatalf("record types (-want +got):\n%s", diff)
 	}
@@ -183,6 +186,11 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if len(repeats) != 2 || repeats[0].Seq != uint64(half-1) || repeats[0].Event != evs[half-1] || repeats[1].Event != evs[half] {
 		t.Fatalf("repeats after the checkpoint: %+v", repeats)
+	}
+	for _, r := range recs {
+		if r.Type == TypeHeld && (r.Time != evs[half].Time || r.Held != evs[half-1].Time) {
+			t.Fatalf("held record at %d, oldest %d: want %d, %d", r.Time, r.Held, evs[half].Time, evs[half-1].Time)
+		}
 	}
 	if h := recs[0].Header; h.Host != "h" || h.FormatVersion != FormatVersion || h.ClockOffset != testHeader.ClockOffset {
 		t.Fatalf("header %+v", h)

@@ -319,6 +319,11 @@ func (r *Recorder) Stale(typ Type, t, lost uint64) {
 	r.other(t, func(w *Writer) error { return w.Stale(typ, t, lost) })
 }
 
+// Held records the time of the oldest event the filter holds back.
+func (r *Recorder) Held(t, oldest uint64) {
+	r.other(t, func(w *Writer) error { return w.Held(t, oldest) })
+}
+
 // Clock records a new wall-clock offset.
 func (r *Recorder) Clock(t uint64, offset int64) {
 	r.other(t, func(w *Writer) error { return w.Clock(t, offset) })

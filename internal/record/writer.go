@@ -197,6 +197,17 @@ func (w *Writer) Stale(typ Type, t uint64, lost uint64) error {
 	return nil
 }
 
+// Held records, as of t, the time of the oldest event the filter holds
+// back, 0 if none (see Record.Held).
+func (w *Writer) Held(t, oldest uint64) error {
+	s := w.enc.begin(TypeHeld)
+	w.enc.uvarint(t)
+	w.enc.uvarint(oldest)
+	w.enc.end(s)
+	w.touch(t)
+	return nil
+}
+
 // Checkpoint records the whole table as of t, with the clock offset then.
 // cp.Seq says which events the table had read; events already written
 // with that number or a higher one are written again after it as Repeat

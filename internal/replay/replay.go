@@ -187,14 +187,77 @@ type State struct {
 }
 
 // TableAt rebuilds the table as of wall-clock time at: from the last
-// complete checkpoint at or before it, moved on by the events up to it.
+// complete checkpoint at or before it, moved on by the events up to it,
+// those a filter held back past it included (heldPast).
 func TableAt(files []File, at time.Time) (*State, error) {
 	c, err := seekTime(files, at)
 	if err != nil {
 		return nil, err
 	}
-	c.r.Close()
+	defer c.r.Close()
+	if files[c.fi].Header.Held {
+		boot := c.st.Status.Now
+		if err := c.heldPast(files, boot); err != nil {
+			return nil, err
+		}
+		c.st.finish(boot)
+	}
 	return c.st, nil
+}
+
+// heldPast applies the events a recording's filter held back past the
+// instant boot, written after later ones: the filter judges a socket at
+// its first event that tells all it asks (a connect's local port, an
+// accepted socket's owner), and writes its events before that one then.
+// It reads on from the cursor, applying the events not after boot, until
+// a held record says that none older than boot is held any more, into the
+// next files of the same recording if need be.
+func (c *cursor) heldPast(files []File, boot uint64) error {
+	r, fi := c.r, c.fi
+	defer func() {
+		if r != c.r {
+			r.Close()
+		}
+	}()
+	var rec record.Record
+	for {
+		err := r.Next(&rec)
+		if errors.Is(err, io.EOF) {
+			if fi+1 == len(files) || !sameRecording(&files[fi].Header, &files[fi+1].Header) {
+				return nil
+			}
+			if r != c.r {
+				r.Close()
+			}
+			fi++
+			if r, err = record.Open(files[fi].Path); err != nil {
+				return fmt.Errorf("open recording: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		switch rec.Type {
+		case record.TypeEvent:
+			if rec.Time <= boot {
+				c.st.Table.Apply(&rec.Event)
+				c.st.Status.Events++
+			}
+		case record.TypeHeld:
+			if rec.Held == 0 || rec.Held > boot {
+				return nil
+			}
+		case record.TypeCorrupt:
+			c.st.Problems = append(c.st.Problems, rec.Corrupt)
+		}
+	}
+}
+
+// sameRecording reports a file that follows another in one rotated
+// recording.
+func sameRecording(prev, next *record.Header) bool {
+	return next.Held && next.BootID == prev.BootID && next.Host == prev.Host && next.File == prev.File+1
 }
 
 // cursor is a table rebuilt up to a point of a recording, with the reader
