@@ -25,6 +25,7 @@ type Gate struct {
 	needOwner bool // the filter asks about the owner
 	socks     map[uint64]*gateSock
 	held      int
+	synthetic bool // events with synthetic ids came (before Linux 5.12)
 	// Forced counts sockets judged without the identity decided for them:
 	// before it was complete, because too many events were held, or after,
 	// because too many identities were kept. Their events may be shown or
@@ -138,6 +139,9 @@ func (g *Gate) RowMatcher(rowCookie func(id uint64) uint64) func(s *Subject, coo
 	if g.f.Empty() {
 		return func(*Subject, uint64) bool { return true }
 	}
+	if !g.synthetic {
+		return g.MatchRow // every id is a real cookie
+	}
 	moved := map[uint64]*gateSock{}
 	for id, st := range g.socks {
 		c := rowCookie(id)
@@ -182,6 +186,7 @@ func (g *Gate) Push(ev *tracer.Event, emit func(*tracer.Event) error) error {
 	if g.f.Empty() {
 		return emit(ev)
 	}
+	g.synthetic = g.synthetic || ev.Synthetic
 	s := FromEvent(ev)
 	if !g.needPort && !g.needOwner {
 		if g.f.Match(&s) {

@@ -235,9 +235,12 @@ func TestGateRowMatcher(t *testing.T) {
 	}
 	g := NewGate(f)
 	stream := gateStream()
+	for i := range stream {
+		stream[i].Synthetic = true
+	}
 	nothing := func(*tracer.Event) error { return nil }
-	// Cookies 1 and 2 stand for synthetic ids; the table keeps their rows
-	// under 101 and 102.
+	// Cookies 1 and 2 are synthetic ids; the table keeps their rows under
+	// 101 and 102.
 	rowCookie := func(id uint64) uint64 {
 		if id == 1 || id == 2 {
 			return id + 100
