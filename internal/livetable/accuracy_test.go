@@ -387,7 +387,8 @@ func compare(tr *Table) (a agreement, err error) {
 				continue
 			}
 			a.Missing++
-			details("missing: %+v", s)
+			details("missing: %+v; under its cookie now, in any namespace: %s; rows with its addresses before %+v, after %+v; events %q",
+				s, rowNow(tr, s.Cookie), withAddrs(before, s), withAddrs(after, s), trailOf(s))
 			continue
 		}
 		view := f
@@ -485,6 +486,18 @@ func withAddrs(v map[uint64]seen, s ssdump.Socket) map[uint64]seen {
 			out[c] = r
 		}
 	}
+	return out
+}
+
+// rowNow describes the table's row for cookie as it is now, whatever its
+// namespace and addresses: what tableView may have left out.
+func rowNow(tr *Table, cookie uint64) (out string) {
+	out = "no row"
+	tr.View(func(tb *table.Table, _ Status) {
+		if r := tb.Lookup(cookie); r != nil {
+			out = fmt.Sprintf("%v %v %v netns %d (the table's %d) synthetic:%v", r.State(), r.Local(), r.Remote(), r.NetNS(), tr.cfg.NetNS, r.Synthetic())
+		}
+	})
 	return out
 }
 
