@@ -127,9 +127,7 @@ func (t *Table) Lookup(cookie uint64) *Row { return t.rows.lookup(cookie) }
 // Holds reports whether cookie names a socket the table has a row for,
 // directly or through a synthetic id's alias, or one that closed recently.
 func (t *Table) Holds(cookie uint64) bool {
-	if real, ok := t.aliases[cookie]; ok {
-		cookie = real
-	}
+	cookie = t.RowCookie(cookie)
 	_, closing := t.tombs[cookie]
 	return closing || t.rows.lookup(cookie) != nil
 }
