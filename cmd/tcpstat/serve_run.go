@@ -92,7 +92,7 @@ func runServe(c *cli.Context) error {
 		}
 	})
 	col := metrics.NewCollector(metrics.Options{
-		Table: tr, Observer: obs, Stats: stats, Match: sel.row, FilterForced: func() (n uint64) {
+		Table: tr, Observer: obs, Stats: stats, Match: sel.rows, FilterForced: func() (n uint64) {
 			tr.View(func(*table.Table, livetable.Status) { n = sel.gate.Forced })
 			return n
 		},
@@ -144,6 +144,19 @@ func (s *serveSelection) row(r *table.Row) bool {
 	}
 	sub := filter.FromRow(r)
 	return s.gate.MatchRow(&sub, r.Cookie())
+}
+
+// rows judges the rows of one pass over tb, which also finds the rows of
+// sockets whose events carry synthetic ids (filter.Gate.RowMatcher).
+func (s *serveSelection) rows(tb *table.Table) func(*table.Row) bool {
+	if s.all {
+		return func(*table.Row) bool { return true }
+	}
+	match := s.gate.RowMatcher(tb.RowCookie)
+	return func(r *table.Row) bool {
+		sub := filter.FromRow(r)
+		return match(&sub, r.Cookie())
+	}
 }
 
 func (s *serveSelection) end(r *table.Row) {

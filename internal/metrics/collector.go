@@ -41,10 +41,11 @@ type Options struct {
 	Stats func() (tracer.Stats, error)
 	// NetNS, when set, says which namespaces' rows count.
 	NetNS func(inode uint32) bool
-	// Match, when set, says which rows count; it is called with the
-	// table locked. FilterForced then reads how many sockets the filter
-	// judged without their identity (filter.Gate.Forced).
-	Match        func(*table.Row) bool
+	// Match, when set, gives for each pass over the table, which it
+	// holds still, which rows count. FilterForced then reads how many
+	// sockets the filter judged without their identity
+	// (filter.Gate.Forced).
+	Match        func(*table.Table) func(*table.Row) bool
 	FilterForced func() uint64
 	// By splits the connections gauge; MaxSeries caps the label values
 	// (the rows beyond the largest MaxSeries count as "other").
@@ -143,9 +144,13 @@ func (c *Collector) collectTable(ch chan<- prometheus.Metric) (livetable.Status,
 	counts := map[groupKey]*[numStates]int{}
 	c.opts.Table.View(func(tb *table.Table, st livetable.Status) {
 		status, stats = st, tb.Stats()
+		var match func(*table.Row) bool
+		if c.opts.Match != nil {
+			match = c.opts.Match(tb)
+		}
 		for i := range tb.Len() {
 			r := tb.Row(i)
-			if c.opts.NetNS != nil && !c.opts.NetNS(r.NetNS()) || c.opts.Match != nil && !c.opts.Match(r) {
+			if c.opts.NetNS != nil && !c.opts.NetNS(r.NetNS()) || match != nil && !match(r) {
 				continue
 			}
 			var k groupKey
