@@ -338,28 +338,48 @@ type viewOf struct{ tb *table.Table }
 
 func (v viewOf) View(fn func(*table.Table, livetable.Status)) { fn(v.tb, livetable.Status{}) }
 
-// TestServeSelectionJudgesEndsByEvents: a connection nginx accepts and
-// hands to a worker, which closes it, passes `comm nginx` with all of its
-// events (the gate's identity is decided at the accept), and its lifetime
-// counts too, although the row's owner at its end is the worker.
-func TestServeSelectionJudgesEndsByEvents(t *testing.T) {
+// nginxSelection is serve's selection of `comm nginx`, the observer it
+// feeds and a table of its own, for one connection to 127.0.0.1:80.
+type nginxSelection struct {
+	sel           *serveSelection
+	obs           *metrics.Observer
+	tb            *table.Table
+	local, remote netip.AddrPort
+}
+
+func newNginxSelection(t *testing.T) *nginxSelection {
 	keep, err := parseFilter([]string{"comm nginx"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	obs := metrics.NewObserver(metrics.ObserverOptions{})
 	sel := newServeSelection(keep, obs, io.Discard)
-	tb := table.New(table.Options{OnEnd: sel.end})
-	local, remote := netip.MustParseAddrPort("127.0.0.1:80"), netip.MustParseAddrPort("127.0.0.1:40000")
-	nginx, worker := tracer.Process{PID: 20, Comm: "nginx"}, tracer.Process{PID: 30, Comm: "worker"}
-	step := func(at uint64, kind tracer.Kind, old, new tcp.State, owner *tracer.Process) {
-		ev := tracer.Event{Kind: kind, Time: at * uint64(time.Millisecond), Cookie: 7, NetNS: 1, Local: local, Remote: remote, Old: old, New: new}
+	return &nginxSelection{sel: sel, obs: obs, tb: table.New(table.Options{OnEnd: sel.end}),
+		local: netip.MustParseAddrPort("127.0.0.1:80"), remote: netip.MustParseAddrPort("127.0.0.1:40000")}
+}
+
+// step returns a function that gives the selection, then the table, one
+// event of the connection (at ms) under cookie.
+func (f *nginxSelection) step(cookie uint64, synthetic bool) func(at uint64, kind tracer.Kind, old, new tcp.State, owner *tracer.Process) {
+	return func(at uint64, kind tracer.Kind, old, new tcp.State, owner *tracer.Process) {
+		ev := tracer.Event{Kind: kind, Time: at * uint64(time.Millisecond), Cookie: cookie, Synthetic: synthetic, NetNS: 1,
+			Local: f.local, Remote: f.remote, Old: old, New: new}
 		if owner != nil {
 			ev.Owner, ev.OwnerKnown = *owner, true
 		}
-		sel.event(&ev)
-		tb.Apply(&ev)
+		f.sel.event(&ev)
+		f.tb.Apply(&ev)
 	}
+}
+
+// TestServeSelectionJudgesEndsByEvents: a connection nginx accepts and
+// hands to a worker, which closes it, passes `comm nginx` with all of its
+// events (the gate's identity is decided at the accept), and its lifetime
+// counts too, although the row's owner at its end is the worker.
+func TestServeSelectionJudgesEndsByEvents(t *testing.T) {
+	f := newNginxSelection(t)
+	sel, obs, tb, step := f.sel, f.obs, f.tb, f.step(7, false)
+	nginx, worker := tracer.Process{PID: 20, Comm: "nginx"}, tracer.Process{PID: 30, Comm: "worker"}
 	step(1, tracer.Transition, tcp.Listen, tcp.SynRecv, nil)
 	step(2, tracer.Transition, tcp.SynRecv, tcp.Established, nil)
 	step(3, tracer.Accept, tcp.Established, tcp.Established, &nginx)
@@ -395,25 +415,10 @@ func TestServeSelectionJudgesEndsByEvents(t *testing.T) {
 // its owner scan may name nginx first. The connections gauge counts the
 // row with its events, not before, as on any kernel.
 func TestServeSelectionSyntheticIDs(t *testing.T) {
-	keep, err := parseFilter([]string{"comm nginx"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obs := metrics.NewObserver(metrics.ObserverOptions{})
-	sel := newServeSelection(keep, obs, io.Discard)
-	tb := table.New(table.Options{OnEnd: sel.end})
 	const id, cookie = 1<<63 | 9, 77
-	local, remote := netip.MustParseAddrPort("127.0.0.1:80"), netip.MustParseAddrPort("127.0.0.1:40000")
+	f := newNginxSelection(t)
+	sel, obs, tb, step, local, remote := f.sel, f.obs, f.tb, f.step(id, true), f.local, f.remote
 	nginx := tracer.Process{PID: 20, Comm: "nginx"}
-	step := func(at uint64, kind tracer.Kind, old, new tcp.State, owner *tracer.Process) {
-		ev := tracer.Event{Kind: kind, Time: at * uint64(time.Millisecond), Cookie: id, Synthetic: true, NetNS: 1,
-			Local: local, Remote: remote, Old: old, New: new}
-		if owner != nil {
-			ev.Owner, ev.OwnerKnown = *owner, true
-		}
-		sel.event(&ev)
-		tb.Apply(&ev)
-	}
 	established := func() (n float64) {
 		families, err := metrics.Registry(metrics.NewCollector(metrics.Options{Table: viewOf{tb}, Observer: obs, Match: sel.rows})).Gather()
 		if err != nil {
