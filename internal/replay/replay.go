@@ -226,13 +226,14 @@ func (c *cursor) heldPast(files []File, boot uint64) error {
 			if fi+1 == len(files) || !sameRecording(&files[fi].Header, &files[fi+1].Header) {
 				return nil
 			}
+			next, err := record.Open(files[fi+1].Path)
+			if err != nil {
+				return fmt.Errorf("open recording: %w", err)
+			}
 			if r != c.r {
 				r.Close()
 			}
-			fi++
-			if r, err = record.Open(files[fi].Path); err != nil {
-				return fmt.Errorf("open recording: %w", err)
-			}
+			r, fi = next, fi+1
 			continue
 		}
 		if err != nil {
