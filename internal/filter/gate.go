@@ -25,7 +25,8 @@ type Gate struct {
 	needOwner bool // the filter asks about the owner
 	socks     map[uint64]*gateSock
 	held      int
-	synthetic bool // events with synthetic ids came (before Linux 5.12)
+	holding   map[uint64]*gateSock // the sockets with held events
+	synthetic bool                 // events with synthetic ids came (before Linux 5.12)
 	// Forced counts sockets judged without the identity decided for them:
 	// before it was complete, because too many events were held, or after,
 	// because too many identities were kept. Their events may be shown or
@@ -48,7 +49,7 @@ const (
 
 // NewGate returns a gate for f (nil or empty: everything passes).
 func NewGate(f *Filter) *Gate {
-	g := &Gate{f: f, socks: make(map[uint64]*gateSock)}
+	g := &Gate{f: f, socks: make(map[uint64]*gateSock), holding: make(map[uint64]*gateSock)}
 	if !f.Empty() {
 		walk(f.root, func(n node) {
 			switch n := n.(type) {
@@ -107,11 +108,8 @@ func (g *Gate) Held() int { return g.held }
 // passed on in the order they come, but for those held, which follow when
 // their socket is judged.
 func (g *Gate) OldestHeld() (oldest uint64) {
-	if g.held == 0 {
-		return 0
-	}
-	for _, st := range g.socks {
-		if len(st.held) > 0 && (oldest == 0 || st.held[0].Time < oldest) {
+	for _, st := range g.holding {
+		if oldest == 0 || st.held[0].Time < oldest {
 			oldest = st.held[0].Time
 		}
 	}
@@ -217,6 +215,7 @@ func (g *Gate) Push(ev *tracer.Event, emit func(*tracer.Event) error) error {
 			}
 			st.held = append(st.held, *ev)
 			g.held++
+			g.holding[ev.Cookie] = st
 			return nil
 		}
 	}
@@ -226,6 +225,7 @@ func (g *Gate) Push(ev *tracer.Event, emit func(*tracer.Event) error) error {
 		held = st.held
 		g.held -= len(held)
 		st.held = nil
+		delete(g.holding, ev.Cookie)
 	}
 	if end || !g.needOwner || len(g.socks) >= maxFrozen {
 		if !end && g.needOwner && st == nil {
@@ -263,6 +263,7 @@ func (g *Gate) Flush(emit func(*tracer.Event) error) error {
 		delete(g.socks, cookie)
 	}
 	g.held = 0
+	clear(g.holding)
 	slices.SortStableFunc(held, func(a, b tracer.Event) int { return cmpUint(a.Time, b.Time) })
 	for i := range held {
 		s := FromEvent(&held[i])

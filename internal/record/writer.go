@@ -163,12 +163,17 @@ func (w *Writer) Event(ev *tracer.Event) error {
 
 // Clock records that the wall clock is now offset ns ahead of CLOCK_BOOTTIME.
 func (w *Writer) Clock(t uint64, offset int64) error {
-	s := w.enc.begin(TypeClock)
+	w.timed(TypeClock, t, zigzag(offset))
+	return nil
+}
+
+// timed appends a record of type typ holding its time t and one value.
+func (w *Writer) timed(typ Type, t, v uint64) {
+	s := w.enc.begin(typ)
 	w.enc.uvarint(t)
-	w.enc.uvarint(zigzag(offset))
+	w.enc.uvarint(v)
 	w.enc.end(s)
 	w.touch(t)
-	return nil
 }
 
 // Loss records events the tracer lost.
@@ -189,22 +194,14 @@ func (w *Writer) Stale(typ Type, t uint64, lost uint64) error {
 	if typ != TypeStale && typ != TypeResync {
 		return fmt.Errorf("record type %s is not a stale marker", typ)
 	}
-	s := w.enc.begin(typ)
-	w.enc.uvarint(t)
-	w.enc.uvarint(lost)
-	w.enc.end(s)
-	w.touch(t)
+	w.timed(typ, t, lost)
 	return nil
 }
 
 // Held records, as of t, the time of the oldest event the filter holds
 // back, 0 if none (see Record.Held).
 func (w *Writer) Held(t, oldest uint64) error {
-	s := w.enc.begin(TypeHeld)
-	w.enc.uvarint(t)
-	w.enc.uvarint(oldest)
-	w.enc.end(s)
-	w.touch(t)
+	w.timed(TypeHeld, t, oldest)
 	return nil
 }
 
